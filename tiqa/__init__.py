@@ -1,0 +1,1 @@
+"""TIQA: self-supervised image quality assessment for X-ray tomography, in JAX."""

@@ -1,0 +1,1 @@
+"""Benchmarks: the batched JAX paths timed against their peers in the same run."""

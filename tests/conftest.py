@@ -26,3 +26,18 @@ def iqa_reference_dir() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def nanoct_dir() -> pathlib.Path:
     return _require(SHARED_DATA / "nmc532_nanoct")
+
+
+@pytest.fixture(scope="session")
+def tomobank_png() -> pathlib.Path:
+    return _require(SHARED_DATA / "tomobank" / "tomo_00097.png")
+
+
+@pytest.fixture(scope="session")
+def tomoiqa_bmp() -> pathlib.Path:
+    return _require(SHARED_DATA / "tomoiqa" / "195.bmp")
+
+
+@pytest.fixture(scope="session")
+def electrode_tiff() -> pathlib.Path:
+    return _require(SHARED_DATA / "taufactor" / "electrode.tiff")

@@ -1,0 +1,722 @@
+"""Reading tomography slices and volumes, resizing and cropping them, and writing results safely.
+
+Reading
+    `read_slice` returns one float32 (H, W) image in [0, 1]; `read_volume` a float32 (D, H, W)
+    volume in [0, 1] from a multi-page / 3-D TIFF or a folder of 2-D slices; `list_inputs` lists
+    the items to score in a file, a multi-page TIFF or a folder, and `read_item` reads one of them.
+    Accepted files: PNG, BMP, GIF (read with PIL) and TIFF (.tif/.tiff, read with tifffile), with
+    samples of dtype uint8, uint16 or float32/float64 (bool, other integer widths and float16 are
+    also taken: bool like 8-bit data, the others like 16-bit data). RGB(A) images are turned into
+    grey with the ITU-R BT.601 luma, Y = 0.299 R + 0.587 G + 0.114 B, computed in floating point
+    on the raw samples (alpha is ignored; an image whose channels are all equal keeps that channel
+    exactly). Every bad input raises `ImageError`, naming the file and the problem.
+
+Normalisation (see `Normalisation`)
+    'auto'        8-bit data: x / 255 (the dtype's range, so grey levels keep their meaning);
+                  16-bit and float data: percentiles (0.5, 99.5 by default) mapped to 0 and 1,
+                  then clipped.
+    'minmax'      the data's own min and max mapped to 0 and 1.
+    'percentile'  the given percentiles mapped to 0 and 1, then clipped.
+    'none'        values are taken as they are and must already lie in [0, 1].
+    A constant image (max == min) is an error: there is nothing to score. In 'percentile' (or
+    'auto' on 16-bit/float) mode, when the two percentiles coincide on a non-constant image (a
+    nearly binary image, say) the data's min and max are used instead.
+
+Resizing and cropping (JAX, jittable, batched over leading axes (..., H, W))
+    `area_resize` resamples with area weights: each output pixel is the area-weighted mean of the
+    input pixels it covers (OpenCV INTER_AREA when downscaling). It equals PIL's BOX filter only
+    for integer factors: PIL weighs each input pixel 0 or 1 by where its centre falls, so the two
+    differ for fractional factors. `resize_short_side` keeps the aspect ratio; `center_crop`,
+    `random_crop` and `crop_at` cut square crops; `preprocess` chains them as the paper does
+    (short side 255, crop 224).
+
+Writing
+    `atomic_write` yields a temporary path beside the target and renames it over the target only
+    when its block completes, so an output is written whole or not at all; `write_png`,
+    `write_tiff`, `write_json` and `write_text` go through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import pathlib
+import re
+import secrets
+from collections.abc import Iterator, Sequence
+from typing import Any, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tifffile
+from PIL import Image
+
+PathLike = Union[str, os.PathLike]
+# An item to score: the source file and the page index within it (None for a 2-D image file).
+Item = tuple[pathlib.Path, Union[int, None]]
+
+TIFF_EXTENSIONS = (".tif", ".tiff")
+PIL_EXTENSIONS = (".bmp", ".gif", ".png")
+ACCEPTED_EXTENSIONS = tuple(sorted(PIL_EXTENSIONS + TIFF_EXTENSIONS))
+# Smallest side accepted for a slice: smaller images hold too little structure to score.
+MIN_SIDE = 8
+
+_MODES = ("auto", "minmax", "percentile", "none")
+# ITU-R BT.601 luma weights for R, G, B.
+_LUMA = np.array([0.299, 0.587, 0.114])
+# Slack allowed above 1 / below 0 when writing [0, 1] images (float round-off of resampling).
+_RANGE_TOLERANCE = 1e-6
+
+
+class ImageError(ValueError):
+    """A bad input image, volume or folder; the message names the file and the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalisation:
+    """How raw samples are mapped to [0, 1] (see the module docstring for the modes).
+
+    Attributes:
+        mode: 'auto', 'minmax', 'percentile' or 'none'.
+        low_percentile: percentile mapped to 0 in 'percentile' mode (and 'auto' on 16-bit/float).
+        high_percentile: percentile mapped to 1 in the same modes.
+    """
+
+    mode: str = "auto"
+    low_percentile: float = 0.5
+    high_percentile: float = 99.5
+
+    def __post_init__(self) -> None:
+        if self.mode not in _MODES:
+            raise ValueError(f"normalisation mode {self.mode!r} is not one of {_MODES}")
+        if not 0.0 <= self.low_percentile < self.high_percentile <= 100.0:
+            raise ValueError(
+                "percentiles must satisfy 0 <= low < high <= 100, got "
+                f"low={self.low_percentile}, high={self.high_percentile}")
+
+
+NormalisationLike = Union[Normalisation, str]
+
+
+def _as_normalisation(normalisation: NormalisationLike) -> Normalisation:
+    """Accepts a `Normalisation` or just its mode name."""
+    if isinstance(normalisation, Normalisation):
+        return normalisation
+    if isinstance(normalisation, str):
+        return Normalisation(mode=normalisation)
+    raise TypeError(f"normalisation must be a Normalisation or a mode name, got {normalisation!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Raw loading: (samples, source dtype), grey, before any checks of values or normalisation.
+# --------------------------------------------------------------------------------------------
+
+
+def _natural_key(name: str) -> tuple:
+    """Sort key that orders embedded numbers by value: slice_2 before slice_10."""
+    parts = re.split(r"(\d+)", name)
+    # Even positions are text, odd positions digits, so tuples always compare like with like.
+    return tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(parts)), name
+
+
+def _check_file(path: PathLike) -> pathlib.Path:
+    """The path as a Path if it is an existing, non-empty file with an accepted extension."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file or folder")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image file")
+    suffix = path.suffix.lower()
+    if suffix not in ACCEPTED_EXTENSIONS:
+        raise ImageError(f"{path}: unsupported extension {path.suffix!r}; "
+                         f"accepted: {', '.join(ACCEPTED_EXTENSIONS)}")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    return path
+
+
+def _image_files(folder: pathlib.Path) -> list[pathlib.Path]:
+    """Files in `folder` with accepted extensions, naturally sorted (hidden files are skipped)."""
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    files = [p for p in entries if p.is_file() and p.suffix.lower() in ACCEPTED_EXTENSIONS]
+    if not files:
+        seen = ", ".join(sorted(p.name for p in entries)[:5]) or "nothing"
+        raise ImageError(f"{folder}: folder holds no image files (accepted extensions: "
+                         f"{', '.join(ACCEPTED_EXTENSIONS)}; found {seen})")
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def _luma(data: np.ndarray) -> np.ndarray:
+    """Grey from channels-last RGB(A) data; equal channels are kept exactly."""
+    rgb = data[..., :3]
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+        return rgb[..., 0]
+    return rgb.astype(np.float64) @ _LUMA
+
+
+def _grey_shape(shape: Sequence[int], axes: str) -> tuple[int, ...]:
+    """Shape of a TIFF series once samples are merged to grey and singleton outer axes dropped."""
+    dims = [n for n, a in zip(shape, axes) if a != "S"]
+    outer = [n for n in dims[:-2] if n != 1]
+    return tuple(outer + dims[-2:])
+
+
+def _tiff_to_grey(data: np.ndarray, axes: str, path: pathlib.Path) -> np.ndarray:
+    """Merges a TIFF's sample axis (if any) to grey and drops singleton outer axes."""
+    if "S" in axes:
+        s = axes.index("S")
+        samples = data.shape[s]
+        data = np.moveaxis(data, s, -1)
+        if samples in (3, 4):
+            data = _luma(data)
+        elif samples in (1, 2):  # grey, or grey + alpha
+            data = data[..., 0]
+        else:
+            raise ImageError(f"{path}: {samples} samples per pixel is not grey, RGB or RGBA")
+    return data.reshape(_grey_shape(data.shape, axes.replace("S", "")))
+
+
+def _tiff_series(tif: tifffile.TiffFile, path: pathlib.Path) -> Any:
+    """The single image series of a TIFF (pages of different shapes make several)."""
+    if not tif.series:
+        raise ImageError(f"{path}: TIFF holds no image")
+    if len(tif.series) > 1:
+        raise ImageError(f"{path}: TIFF holds {len(tif.series)} image series (pages of different "
+                         "shapes?); expected one image or one stack of equal pages")
+    return tif.series[0]
+
+
+def _load_tiff(path: pathlib.Path, page: int | None = None) -> tuple[np.ndarray, np.dtype]:
+    """Grey samples of a TIFF (2-D or more), or of one page of a 3-D TIFF when `page` is given."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = _tiff_series(tif, path)
+            shape = _grey_shape(series.shape, series.axes)
+            if page is None:
+                data = _tiff_to_grey(series.asarray(), series.axes, path)
+            else:
+                if len(shape) != 3:
+                    raise ImageError(f"{path}: has shape {shape}, not a stack of 2-D pages")
+                if not 0 <= page < shape[0]:
+                    raise ImageError(f"{path}: page {page} is out of range (0..{shape[0] - 1})")
+                pages = series.pages
+                if len(pages) == shape[0] and pages[page] is not None:
+                    # One page per slice: read just that page.
+                    one = pages[page]
+                    data = _tiff_to_grey(one.asarray(), one.keyframe.axes, path)
+                else:
+                    data = _tiff_to_grey(series.asarray(), series.axes, path)[page]
+            dtype = series.dtype
+    except ImageError:
+        raise
+    except Exception as exc:  # tifffile raises many types for corrupt files; report them all.
+        raise ImageError(f"{path}: unreadable or truncated TIFF ({exc})") from exc
+    return data, np.dtype(dtype)
+
+
+def _pil_to_array(image: Image.Image, path: pathlib.Path) -> tuple[np.ndarray, np.dtype]:
+    """Grey samples and their source dtype from a loaded PIL image."""
+    mode = image.mode
+    if mode == "1":
+        image, mode = image.convert("L"), "L"  # 0/255, so 'auto' maps it to 0/1
+    elif mode == "P":
+        # Palette images (GIF): expand to the palette colours, then grey like any RGB image.
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    elif mode not in ("L", "LA", "RGB", "RGBA", "RGBX", "F", "I") and not mode.startswith("I;16"):
+        image, mode = image.convert("RGB"), "RGB"
+    data = np.asarray(image)
+    if mode.startswith("I;16"):
+        data = data.astype(np.uint16)  # native byte order
+    elif mode == "I":
+        if data.size and (data.min() < 0 or data.max() > 65535):
+            raise ImageError(f"{path}: 32-bit integer samples outside the 16-bit range")
+        data = data.astype(np.uint16)
+    dtype = data.dtype
+    if mode == "LA":
+        data = data[..., 0]
+    elif data.ndim == 3:
+        data = _luma(data)
+    return data, dtype
+
+
+def _load_pil(path: pathlib.Path) -> tuple[np.ndarray, np.dtype]:
+    """Grey samples of a PNG, BMP or GIF file."""
+    try:
+        with Image.open(path) as image:
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:
+                raise ImageError(f"{path}: has {frames} frames; only single-frame images are read")
+            image.load()  # decodes now, so a truncated file fails here
+            return _pil_to_array(image, path)
+    except ImageError:
+        raise
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... for bad files.
+        raise ImageError(f"{path}: unreadable or truncated image ({exc})") from exc
+
+
+def _load(path: pathlib.Path) -> tuple[np.ndarray, np.dtype]:
+    """Grey samples (2-D, or more for TIFF stacks) and the source dtype of a checked file."""
+    if path.suffix.lower() in TIFF_EXTENSIONS:
+        return _load_tiff(path)
+    return _load_pil(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Checks and normalisation.
+# --------------------------------------------------------------------------------------------
+
+
+def _check_dtype(dtype: np.dtype, name: str) -> None:
+    if dtype.kind not in "buif":
+        raise ImageError(f"{name}: unsupported sample type {dtype}; expected uint8, uint16, "
+                         "float32 or float64")
+
+
+def _check_slice_shape(shape: Sequence[int], name: str) -> None:
+    """Slices must be at least MIN_SIDE x MIN_SIDE (this also rejects empty images)."""
+    height, width = shape[-2:]
+    if height == 0 or width == 0:
+        raise ImageError(f"{name}: empty image ({height}x{width} pixels)")
+    if min(height, width) < MIN_SIDE:
+        raise ImageError(f"{name}: image of {height}x{width} pixels is too small; "
+                         f"need at least {MIN_SIDE}x{MIN_SIDE}")
+
+
+def _check_finite(data: np.ndarray, name: str) -> None:
+    if data.dtype.kind != "f":
+        return
+    finite = np.isfinite(data)
+    if not finite.all():
+        nans = int(np.isnan(data).sum())
+        infs = int(data.size - finite.sum()) - nans
+        raise ImageError(f"{name}: contains {nans} NaN and {infs} inf values "
+                         f"(of {data.size} samples)")
+
+
+def _normalise(data: np.ndarray, dtype: np.dtype, norm: Normalisation, name: str) -> np.ndarray:
+    """Maps checked, finite samples to float32 in [0, 1] as `norm` says."""
+    x = data.astype(np.float64)
+    low, high = float(x.min()), float(x.max())
+    if low == high:
+        raise ImageError(f"{name}: constant image (every value is {low:g}); nothing to score")
+    mode = norm.mode
+    if mode == "auto":
+        if dtype == np.uint8 or dtype == np.bool_:
+            top = 1.0 if dtype == np.bool_ else 255.0
+            return (x / top).astype(np.float32)
+        mode = "percentile"
+    if mode == "none":
+        if low < 0.0 or high > 1.0:
+            raise ImageError(f"{name}: values span [{low:g}, {high:g}], outside [0, 1], which "
+                             "normalisation mode 'none' requires; use 'auto' or 'minmax'")
+        return x.astype(np.float32)
+    if mode == "percentile":
+        p_low, p_high = np.percentile(x, [norm.low_percentile, norm.high_percentile])
+        if p_high > p_low:  # else a nearly constant image: fall back to min/max
+            low, high = float(p_low), float(p_high)
+    return np.clip((x - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def _checked_slice(data: np.ndarray, dtype: np.dtype, norm: Normalisation,
+                   name: str) -> np.ndarray:
+    _check_dtype(dtype, name)
+    _check_slice_shape(data.shape, name)
+    _check_finite(data, name)
+    return _normalise(data, dtype, norm, name)
+
+
+# --------------------------------------------------------------------------------------------
+# Public readers.
+# --------------------------------------------------------------------------------------------
+
+
+def read_slice(path: PathLike,
+               normalisation: NormalisationLike = Normalisation()) -> np.ndarray:
+    """Reads one 2-D image as float32 (H, W) in [0, 1].
+
+    Args:
+        path: a PNG, BMP, GIF or TIFF file holding one 2-D image (grey or RGB(A); RGB is turned
+            into grey with the BT.601 luma). A TIFF with several pages is an error: use
+            `read_volume` or `list_inputs`.
+        normalisation: a `Normalisation` or a mode name ('auto', 'minmax', 'percentile', 'none').
+
+    Returns:
+        The normalised image, at least MIN_SIDE x MIN_SIDE (8x8).
+
+    Raises:
+        ImageError: for a missing, empty, unreadable or truncated file, an unsupported extension
+            or dtype, a multi-page or higher-rank image, an image under 8x8, NaN or inf values,
+            a constant image, or values outside [0, 1] with mode 'none'.
+    """
+    norm = _as_normalisation(normalisation)
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder; use read_volume or list_inputs")
+    path = _check_file(path)
+    data, dtype = _load(path)
+    if data.ndim == 3:
+        raise ImageError(f"{path}: is a volume of {data.shape[0]} slices, shape {data.shape}; "
+                         "use read_volume (or list_inputs to score each slice)")
+    if data.ndim != 2:
+        raise ImageError(f"{path}: has rank {data.ndim} (shape {data.shape}); expected a 2-D image")
+    return _checked_slice(data, dtype, norm, str(path))
+
+
+def read_volume(path: PathLike, normalisation: NormalisationLike = Normalisation(),
+                per_slice: bool = False) -> np.ndarray:
+    """Reads a volume as float32 (D, H, W) in [0, 1].
+
+    Args:
+        path: a multi-page / 3-D TIFF, or a folder of 2-D slices (files with accepted extensions,
+            not recursive, hidden files skipped, sorted naturally by name: slice_2 before
+            slice_10), all of the same shape and dtype.
+        normalisation: a `Normalisation` or a mode name.
+        per_slice: False (default) computes the normalisation over the whole volume, so grey
+            levels stay comparable between slices; True normalises each slice by itself.
+
+    Raises:
+        ImageError: for the problems listed in `read_slice`, a 2-D file, an empty folder or one
+            with no image files, or a slice whose shape or dtype differs from the first (named).
+            A constant volume is an error, and with per_slice=True so is a constant slice.
+    """
+    norm = _as_normalisation(normalisation)
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file or folder")
+    if path.is_dir():
+        files = _image_files(path)
+        slices, names = [], []
+        first_shape, first_dtype = None, None
+        for file in files:
+            file = _check_file(file)
+            data, dtype = _load(file)
+            if data.ndim != 2:
+                raise ImageError(f"{file}: has shape {data.shape}; a volume folder must hold 2-D "
+                                 "slices only")
+            if first_shape is None:
+                first_shape, first_dtype = data.shape, dtype
+            elif data.shape != first_shape:
+                raise ImageError(f"{file}: slice shape {data.shape} differs from "
+                                 f"{first_shape} of {files[0].name}")
+            elif dtype != first_dtype:
+                raise ImageError(f"{file}: slice dtype {dtype} differs from "
+                                 f"{first_dtype} of {files[0].name}")
+            _check_dtype(dtype, str(file))
+            _check_slice_shape(data.shape, str(file))
+            _check_finite(data, str(file))
+            slices.append(data)
+            names.append(str(file))
+        volume, dtype = np.stack(slices), first_dtype
+    else:
+        path = _check_file(path)
+        volume, dtype = _load(path)
+        if volume.ndim == 2:
+            raise ImageError(f"{path}: is a single 2-D image {volume.shape}, not a volume; "
+                             "use read_slice")
+        if volume.ndim != 3:
+            raise ImageError(f"{path}: has rank {volume.ndim} (shape {volume.shape}); expected "
+                             "a 3-D volume (D, H, W)")
+        _check_dtype(dtype, str(path))
+        _check_slice_shape(volume.shape, str(path))
+        _check_finite(volume, str(path))
+        names = [f"{path} (slice {i})" for i in range(volume.shape[0])]
+    if per_slice:
+        return np.stack([_normalise(s, dtype, norm, n) for s, n in zip(volume, names)])
+    return _normalise(volume, dtype, norm, str(path))
+
+
+def _inputs_of_file(path: PathLike) -> list[Item]:
+    """Items of one file: one per page of a 3-D TIFF, else a single (path, None)."""
+    path = _check_file(path)
+    if path.suffix.lower() in TIFF_EXTENSIONS:
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = _tiff_series(tif, path)
+                shape, dtype = _grey_shape(series.shape, series.axes), np.dtype(series.dtype)
+        except ImageError:
+            raise
+        except Exception as exc:
+            raise ImageError(f"{path}: unreadable or truncated TIFF ({exc})") from exc
+    else:
+        try:
+            with Image.open(path) as image:
+                frames = getattr(image, "n_frames", 1)
+                width, height = image.size
+        except Exception as exc:
+            raise ImageError(f"{path}: unreadable image ({exc})") from exc
+        if frames > 1:
+            raise ImageError(f"{path}: has {frames} frames; only single-frame images are read")
+        shape, dtype = (height, width), np.dtype(np.uint8)
+    _check_dtype(dtype, str(path))
+    if len(shape) not in (2, 3):
+        raise ImageError(f"{path}: has rank {len(shape)} (shape {shape}); expected a 2-D image "
+                         "or a 3-D volume")
+    _check_slice_shape(shape, str(path))
+    if len(shape) == 2:
+        return [(path, None)]
+    return [(path, i) for i in range(shape[0])]
+
+
+def list_inputs(path: PathLike) -> list[Item]:
+    """Lists the items to score or process under `path`, from headers only.
+
+    Args:
+        path: an image file (one item, index None), a multi-page / 3-D TIFF (one item per page,
+            index 0..D-1) or a folder (not recursive; files with accepted extensions, naturally
+            sorted, hidden files skipped; each file expanded as above).
+
+    Returns:
+        A list of (source path, slice index or None); read each with `read_item`.
+
+    Raises:
+        ImageError: for a missing path, an empty folder or one with no image files, or a file
+            that `read_slice` would reject from its header (extension, empty, unreadable, rank,
+            size). Problems only visible in the pixels (truncation, NaN) surface at reading.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return [item for file in _image_files(path) for item in _inputs_of_file(file)]
+    return _inputs_of_file(path)
+
+
+def read_item(item: Item, normalisation: NormalisationLike = Normalisation()) -> np.ndarray:
+    """Reads one item of `list_inputs` as float32 (H, W) in [0, 1].
+
+    A page of a volume is normalised by itself (only that page is read); use `read_volume` for
+    a normalisation shared by all slices.
+    """
+    path, index = item
+    if index is None:
+        return read_slice(path, normalisation)
+    norm = _as_normalisation(normalisation)
+    path = _check_file(path)
+    if path.suffix.lower() not in TIFF_EXTENSIONS:
+        raise ImageError(f"{path}: slice index {index} given for a file that is not a TIFF stack")
+    data, dtype = _load_tiff(path, page=int(index))
+    return _checked_slice(data, dtype, norm, f"{path} (slice {index})")
+
+
+# --------------------------------------------------------------------------------------------
+# Resizing and cropping (JAX).
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=64)
+def area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """The (n_out, n_in) area-weight matrix of a 1-D resize; each row sums to 1.
+
+    Output pixel i covers [i, i + 1) * n_in / n_out of the input; its weight on input pixel j is
+    the length of the overlap with [j, j + 1), divided by n_in / n_out. Overlaps are computed in
+    integer units of 1 / n_out pixel, so they are exact. The result is read-only (it is cached).
+    """
+    if n_in < 1 or n_out < 1:
+        raise ValueError(f"sizes must be positive, got n_in={n_in}, n_out={n_out}")
+    i = np.arange(n_out)[:, None]
+    j = np.arange(n_in)[None, :]
+    overlap = np.minimum((j + 1) * n_out, (i + 1) * n_in) - np.maximum(j * n_out, i * n_in)
+    weights = np.clip(overlap, 0, None) / n_in
+    weights.setflags(write=False)
+    return weights
+
+
+def area_resize(image: Any, out_shape: Sequence[int]) -> jax.Array:
+    """Resizes (..., H, W) to (..., h, w) with area weights, as A_h @ image @ A_w.T.
+
+    Each output pixel is the area-weighted mean of the input pixels it covers (OpenCV INTER_AREA
+    when downscaling; PIL BOX only for integer factors). Upscaling uses the same weights, i.e.
+    pixel replication with blended seams. Jittable with `out_shape` static; integer input is
+    cast to float32.
+    """
+    image = jnp.asarray(image)
+    if not jnp.issubdtype(image.dtype, jnp.floating):
+        image = image.astype(jnp.float32)
+    if image.ndim < 2:
+        raise ImageError(f"area_resize needs (..., H, W), got shape {image.shape}")
+    height, width = image.shape[-2:]
+    out_h, out_w = (int(n) for n in out_shape)
+    if (out_h, out_w) == (height, width):
+        return image
+    a_h = jnp.asarray(area_weights(height, out_h), dtype=image.dtype)
+    a_w = jnp.asarray(area_weights(width, out_w), dtype=image.dtype)
+    # HIGHEST keeps full float32 on accelerators whose default matmul precision is lower.
+    precision = jax.lax.Precision.HIGHEST
+    rows = jnp.matmul(a_h, image, precision=precision)
+    return jnp.matmul(rows, a_w.T, precision=precision)
+
+
+def _round_half_up(numerator: int, denominator: int) -> int:
+    """round(numerator / denominator), halves up, in exact integer arithmetic."""
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def resize_short_side(image: Any, size: int = 255) -> jax.Array:
+    """Area-resizes (..., H, W) so that the short side is `size`, keeping the aspect ratio.
+
+    The long side becomes round(long * size / short) (halves rounded up); e.g. 499x601 -> 255x307.
+    """
+    height, width = jnp.shape(image)[-2:]
+    if min(height, width) < 1:
+        raise ImageError(f"cannot resize an empty image of {height}x{width}")
+    if height <= width:
+        out_shape = (size, _round_half_up(width * size, height))
+    else:
+        out_shape = (_round_half_up(height * size, width), size)
+    return area_resize(image, out_shape)
+
+
+def _check_crop(shape: Sequence[int], size: int) -> None:
+    height, width = shape[-2:]
+    if height < size or width < size:
+        raise ImageError(f"image of {height}x{width} is smaller than the {size}x{size} crop")
+
+
+def crop_at(image: Any, top: Any, left: Any, size: int) -> jax.Array:
+    """The (..., size, size) crop of (..., H, W) whose top-left corner is (top, left).
+
+    `top` and `left` may be traced (jittable through lax.dynamic_slice); Python ints are
+    bounds-checked, traced values are clamped into range by dynamic_slice.
+    """
+    image = jnp.asarray(image)
+    _check_crop(image.shape, size)
+    height, width = image.shape[-2:]
+    for name, start, limit in (("top", top, height), ("left", left, width)):
+        if isinstance(start, (int, np.integer)) and not 0 <= start <= limit - size:
+            raise ImageError(f"crop {name}={start} of size {size} does not fit in "
+                             f"{height}x{width}")
+    lead = image.ndim - 2
+    starts = (0,) * lead + (top, left)
+    return jax.lax.dynamic_slice(image, starts, image.shape[:-2] + (size, size))
+
+
+def center_crop(image: Any, size: int = 224) -> jax.Array:
+    """The centred (..., size, size) crop of (..., H, W) (odd margins: one more below/right)."""
+    shape = jnp.shape(image)
+    _check_crop(shape, size)
+    height, width = shape[-2:]
+    return crop_at(image, (height - size) // 2, (width - size) // 2, size)
+
+
+def random_crop(key: jax.Array, image: Any,
+                size: int = 224) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """A uniformly placed (..., size, size) crop of (..., H, W), and its (top, left) corner.
+
+    The same key gives the same crop; all leading axes share the corner. Jittable.
+    """
+    image = jnp.asarray(image)
+    _check_crop(image.shape, size)
+    height, width = image.shape[-2:]
+    key_top, key_left = jax.random.split(key)
+    top = jax.random.randint(key_top, (), 0, height - size + 1)
+    left = jax.random.randint(key_left, (), 0, width - size + 1)
+    return crop_at(image, top, left, size), (top, left)
+
+
+def preprocess(image: Any, key: jax.Array | None = None, resize: int | None = 255,
+               crop: int = 224) -> jax.Array:
+    """The paper's input: short side area-resized to `resize`, then a `crop` x `crop` crop.
+
+    Args:
+        image: (..., H, W) in [0, 1].
+        key: a PRNG key for a random crop (training), or None for the centre crop (evaluation).
+        resize: the short side after resizing, or None to crop the image as it is.
+        crop: the side of the square crop.
+    """
+    image = jnp.asarray(image) if resize is None else resize_short_side(image, resize)
+    if key is None:
+        return center_crop(image, crop)
+    return random_crop(key, image, crop)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Writing, whole or not at all.
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike) -> Iterator[pathlib.Path]:
+    """Yields a temporary path beside `path`; renames it over `path` when the block completes.
+
+    The temporary (`.<name>.tmp-<pid>-<random>` in the same folder, so the rename stays on one
+    file system and is atomic) is flushed to disk and moved with os.replace only if the block
+    raises nothing; on any exception it is removed and `path` is left as it was.
+    """
+    path = pathlib.Path(path)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        yield temporary
+        if not temporary.exists():
+            raise FileNotFoundError(f"{path}: nothing was written to the temporary {temporary}")
+        descriptor = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)  # the data is on disk before the name points at it
+        finally:
+            os.close(descriptor)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
+
+
+def write_png(path: PathLike, image01: Any, bits: int = 8) -> None:
+    """Writes a [0, 1] image as an 8- or 16-bit PNG (round(x * 255) or round(x * 65535)).
+
+    `image01` is (H, W), or (H, W, 3|4) for 8 bits. Values may overshoot [0, 1] by 1e-6 (float
+    round-off), which is clipped; anything further out, NaN or inf raises ImageError.
+    """
+    if bits not in (8, 16):
+        raise ValueError(f"bits must be 8 or 16, got {bits}")
+    data = np.asarray(image01, dtype=np.float64)
+    colour = data.ndim == 3 and data.shape[-1] in (3, 4)
+    if not (data.ndim == 2 or (colour and bits == 8)):
+        raise ImageError(f"{path}: cannot write shape {data.shape} as a {bits}-bit PNG; expected "
+                         "(H, W)" + (" or (H, W, 3|4)" if bits == 8 else ""))
+    if data.size == 0:
+        raise ImageError(f"{path}: cannot write an empty image {data.shape}")
+    _check_finite(data, str(path))
+    if data.min() < -_RANGE_TOLERANCE or data.max() > 1.0 + _RANGE_TOLERANCE:
+        raise ImageError(f"{path}: values span [{data.min():g}, {data.max():g}], outside [0, 1]")
+    top, dtype = (255, np.uint8) if bits == 8 else (65535, np.uint16)
+    quantised = np.round(np.clip(data, 0.0, 1.0) * top).astype(dtype)
+    with atomic_write(path) as temporary:
+        # The temporary has no .png suffix, so the format is named.
+        Image.fromarray(quantised).save(temporary, format="PNG")
+
+
+def write_tiff(path: PathLike, array: Any, photometric: str | None = "minisblack") -> None:
+    """Writes an array as TIFF with its dtype: (H, W) as one page, (D, H, W) as D pages."""
+    data = np.asarray(array)
+    with atomic_write(path) as temporary:
+        tifffile.imwrite(temporary, data, photometric=photometric)
+
+
+def _json_default(value: Any) -> Any:
+    """Makes numpy and JAX scalars and arrays JSON-serialisable."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.ndarray, jax.Array)):
+        return np.asarray(value).tolist()
+    if isinstance(value, pathlib.PurePath):
+        return str(value)
+    raise TypeError(f"object of type {type(value).__name__} is not JSON serialisable")
+
+
+def write_json(path: PathLike, obj: Any, indent: int = 2) -> None:
+    """Writes `obj` as JSON (numpy/JAX values and paths converted), ending with a newline."""
+    with atomic_write(path) as temporary:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(obj, handle, indent=indent, default=_json_default)
+            handle.write("\n")
+
+
+def write_text(path: PathLike, text: str) -> None:
+    """Writes `text` as UTF-8."""
+    with atomic_write(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")

@@ -1,0 +1,24 @@
+"""Small images for tests: real nano-CT crops and a smooth synthetic slice."""
+
+import glob
+
+import numpy as np
+import tifffile
+
+
+def real_crops(nanoct_dir, count=2, size=224):
+    crops = []
+    for path in sorted(glob.glob(str(nanoct_dir / "images" / "*.tif")))[:count]:
+        image = tifffile.imread(path).astype(np.float64)
+        low, high = np.percentile(image, [0.5, 99.5])
+        image = np.clip((image - low) / (high - low), 0, 1)
+        top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+        crops.append(image[top:top + size, left:left + size].astype(np.float32))
+    return np.stack(crops)
+
+
+def synthetic(size=224, seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size] / size
+    smooth = 0.5 + 0.3 * np.sin(6 * x) * np.cos(4 * y)
+    return np.clip(smooth + 0.05 * rng.standard_normal((size, size)), 0, 1).astype(np.float32)

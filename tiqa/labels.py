@@ -1,0 +1,283 @@
+"""Label projection: five full-reference metrics stand in for human observers (SPEC.md 1.3).
+
+For every reference crop with a human score S0 and every distortion kind, the crop is
+distorted at levels 0..5 and each observer compares the reference with each distorted image.
+Each observer's raw score becomes a distance d (0 for the reference itself):
+
+    mse  -> MSE                 ssim -> 1 - SSIM
+    psnr -> max(0, cap - PSNR)  gmsd -> GMSD          mdsi -> MDSI
+
+and is normalised to a common quality range q in [0, 1] across the levels of its kind:
+
+    'worst_level' (default): q = 1 - d / max over the levels of d  (the heaviest level of the
+                  kind gets q = 0; per reference, so labels do not depend on the batch)
+    'fixed':      q = clip(1 - d / scale, 0, 1) with one fixed scale per observer, which keeps
+                  mild distortions near S0 whatever the other levels do.
+
+then rescaled against S0, label = 1 + (S0 - 1) q, so the reference keeps S0 and heavier
+distortions go towards 1; the generated label is the mean over the observers.
+
+Unlike the reference code (SPEC.md section 3): no rounding or string formatting of scores,
+one data range for every metric, every ring kept, and the labels are computed on exactly the
+images returned (optionally after the 8-bit quantisation they will be saved with).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import pathlib
+from typing import Iterable, Mapping, NamedTuple, Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tiqa import distortions, observers
+
+OBSERVERS = ("mse", "psnr", "ssim", "gmsd", "mdsi")
+NORMALISATIONS = ("worst_level", "fixed")
+# What each observer gives for an image compared with itself.
+IDENTITY_SCORES = {"mse": 0.0, "psnr": float("inf"), "ssim": 1.0, "gmsd": 0.0, "mdsi": 0.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectionConfig:
+    """How distorted images are made and labelled; every field is a plain value (hashable)."""
+
+    kinds: tuple[str, ...] = distortions.KINDS
+    observers: tuple[str, ...] = OBSERVERS
+    normalisation: str = "worst_level"
+    # PSNR above this (dB) counts as no visible difference: 8-bit rounding alone gives ~59 dB.
+    psnr_cap: float = 60.0
+    # Distances that map to q = 0 under the 'fixed' normalisation, per observer.
+    fixed_scales: tuple[tuple[str, float], ...] = (
+        ("mse", 0.05), ("psnr", 45.0), ("ssim", 1.0), ("gmsd", 0.35), ("mdsi", 0.6))
+    # Round images to 1/255 steps before labelling, so 8-bit files hold exactly what was labelled.
+    quantize_8bit: bool = False
+    mdsi_combination: str = "sum"
+
+    def __post_init__(self):
+        unknown = set(self.kinds) - set(distortions.ALL_KINDS)
+        if unknown or not self.kinds:
+            raise ValueError(f"kinds must be a non-empty subset of {distortions.ALL_KINDS}, "
+                             f"got {self.kinds}")
+        unknown = set(self.observers) - set(OBSERVERS)
+        if unknown or not self.observers:
+            raise ValueError(f"observers must be a non-empty subset of {OBSERVERS}, "
+                             f"got {self.observers}")
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation must be one of {NORMALISATIONS}, "
+                             f"got {self.normalisation!r}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping) -> "ProjectionConfig":
+        """Builds the config from a ConfigDict or dict, naming any key it does not know."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = dict(values)
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise ValueError(f"unknown projection config key(s) {unknown}; known: {sorted(fields)}")
+        for name in ("kinds", "observers"):
+            if name in values:
+                values[name] = tuple(values[name])
+        if "fixed_scales" in values:
+            scales = values["fixed_scales"]
+            items = scales.items() if hasattr(scales, "items") else scales
+            values["fixed_scales"] = tuple((str(k), float(v)) for k, v in items)
+        return cls(**values)
+
+
+class Projection(NamedTuple):
+    """Distorted images and their labels; axis 2 runs over levels 0..5 (0 = the reference)."""
+
+    images: jnp.ndarray  # (N, K, L, H, W) in [0, 1]
+    labels: jnp.ndarray  # (N, K, L) in [1, 5]; labels[:, :, 0] equals the reference scores
+    observer_scores: jnp.ndarray  # (N, K, L, O) raw metric values, for the manifest
+
+
+def _quantize(images: jnp.ndarray) -> jnp.ndarray:
+    return jnp.round(images * 255.0) / 255.0
+
+
+def _per_image_keys(key: jax.Array, count: int) -> jax.Array:
+    """One key per reference: a single key is split, a batch of keys is used as given."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.split(key, count) if key.ndim == 0 else key
+    key = jnp.asarray(key)
+    return jax.random.split(key, count) if key.ndim == 1 else key
+
+
+def _observer_scores(reference: jnp.ndarray, distorted: jnp.ndarray,
+                     config: ProjectionConfig) -> jnp.ndarray:
+    """Raw scores (M, O) for M image pairs."""
+    scores = []
+    for name in config.observers:
+        if name == "mdsi":
+            scores.append(observers.mdsi(reference, distorted, data_range=1.0,
+                                         combination=config.mdsi_combination))
+        else:
+            scores.append(getattr(observers, name)(reference, distorted, data_range=1.0))
+    return jnp.stack(scores, axis=-1)
+
+
+def observer_distances(scores: jnp.ndarray, config: ProjectionConfig) -> jnp.ndarray:
+    """Turns raw scores (..., O) into distances that are 0 for identical images and grow with damage."""
+    distances = []
+    for index, name in enumerate(config.observers):
+        value = scores[..., index]
+        if name == "psnr":
+            value = jnp.maximum(config.psnr_cap - value, 0.0)  # +inf PSNR -> 0
+        elif name == "ssim":
+            value = 1.0 - value
+        distances.append(jnp.maximum(value, 0.0))
+    return jnp.stack(distances, axis=-1)
+
+
+def labels_from_distances(distances: jnp.ndarray, reference_scores: jnp.ndarray,
+                          config: ProjectionConfig) -> jnp.ndarray:
+    """Labels (N, K, L) from distances (N, K, L, O) and human scores (N,)."""
+    if config.normalisation == "worst_level":
+        worst = jnp.max(distances, axis=2, keepdims=True)
+        # A kind that changes nothing (e.g. blur of a flat crop) leaves the label at S0.
+        quality = jnp.where(worst > 0, 1.0 - distances / jnp.where(worst > 0, worst, 1.0), 1.0)
+    else:
+        scales = dict(config.fixed_scales)
+        scale = jnp.asarray([scales[name] for name in config.observers], distances.dtype)
+        quality = jnp.clip(1.0 - distances / scale, 0.0, 1.0)
+    s0 = reference_scores[:, None, None, None]
+    per_observer = 1.0 + (s0 - 1.0) * quality
+    return jnp.mean(per_observer, axis=-1)
+
+
+def distort_all_levels(references: jnp.ndarray, keys: jax.Array,
+                       config: ProjectionConfig) -> jnp.ndarray:
+    """(N, H, W) references -> (N, K, L, H, W) images; level 0 is the reference itself."""
+    per_kind = []
+    for kind_index, kind in enumerate(config.kinds):
+        levels = [references]
+        for level in range(1, distortions.NUM_LEVELS):
+            level_keys = jax.vmap(
+                lambda k, ki=kind_index, lv=level: jax.random.fold_in(jax.random.fold_in(k, ki), lv)
+            )(keys)
+            levels.append(jax.vmap(
+                lambda image, k, kd=kind, lv=level: distortions.apply(kd, image, lv, k)
+            )(references, level_keys))
+        per_kind.append(jnp.stack(levels, axis=1))
+    return jnp.stack(per_kind, axis=1)
+
+
+def project(references: jnp.ndarray, reference_scores: jnp.ndarray, key: jax.Array,
+            config: ProjectionConfig = ProjectionConfig()) -> Projection:
+    """Distorts every reference at every kind and level and projects the human score onto them.
+
+    Args:
+      references: (N, H, W) crops in [0, 1].
+      reference_scores: (N,) human scores S0 in [1, 5].
+      key: one PRNG key (split per reference) or (N,) keys, one per reference; giving one key
+        per reference makes each reference's images independent of how references are batched.
+      config: a ProjectionConfig (hashable, so `jax.jit(project, static_argnums=3)` works).
+
+    Returns:
+      Projection(images (N, K, L, H, W), labels (N, K, L), observer_scores (N, K, L, O)).
+    """
+    references = jnp.asarray(references, jnp.float32)
+    chex.assert_rank(references, 3)
+    count = references.shape[0]
+    reference_scores = jnp.asarray(reference_scores, jnp.float32)
+    chex.assert_shape(reference_scores, (count,))
+    keys = _per_image_keys(key, count)
+    if config.quantize_8bit:
+        references = _quantize(references)
+    images = distort_all_levels(references, keys, config)
+    if config.quantize_8bit:
+        images = _quantize(images)
+    num_kinds, num_levels = images.shape[1:3]
+    # Level 0 is the reference itself: its distances are 0 by definition, so only 1..5 are measured.
+    distorted = images[:, :, 1:].reshape((-1,) + images.shape[-2:])
+    paired_references = jnp.repeat(references, num_kinds * (num_levels - 1), axis=0)
+    raw = _observer_scores(paired_references, distorted, config)
+    raw = raw.reshape(count, num_kinds, num_levels - 1, -1)
+    identity = jnp.asarray([IDENTITY_SCORES[name] for name in config.observers], raw.dtype)
+    raw = jnp.concatenate(
+        [jnp.broadcast_to(identity, (count, num_kinds, 1, raw.shape[-1])), raw], axis=2)
+    labels = labels_from_distances(observer_distances(raw, config), reference_scores, config)
+    return Projection(images=images, labels=labels, observer_scores=raw)
+
+
+project_jit = jax.jit(project, static_argnums=3)
+
+
+# --- Human reference scores ------------------------------------------------------------------
+
+def read_annotations(path: str | pathlib.Path) -> dict[str, float]:
+    """Reads an annotations CSV into {image path: score}.
+
+    Accepted layouts: `path,score[,...]` (the survey export `path,score,std,n,ci95` included),
+    or `path,<observer 1>,<observer 2>,...` whose numeric columns are averaged (empty cells are
+    skipped). Scores must lie in [1, 5].
+    """
+    path = pathlib.Path(path)
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read annotations: {error}") from error
+    if not rows or "path" not in rows[0]:
+        raise ValueError(f"{path}: annotations CSV needs a header with a 'path' column")
+    columns = ["score"] if "score" in rows[0] else [c for c in rows[0] if c != "path"]
+    scores = {}
+    for line, row in enumerate(rows, start=2):
+        values = []
+        for column in columns:
+            cell = (row.get(column) or "").strip()
+            if not cell:
+                continue
+            try:
+                values.append(float(cell))
+            except ValueError:
+                raise ValueError(f"{path}:{line}: column {column!r} is not a number: {cell!r}")
+        if not values:
+            raise ValueError(f"{path}:{line}: no score for {row['path']!r}")
+        score = float(np.mean(values))
+        if not (1.0 <= score <= 5.0) or not np.isfinite(score):
+            raise ValueError(f"{path}:{line}: score {score} for {row['path']!r} is outside 1..5")
+        scores[row["path"]] = score
+    return scores
+
+
+def reference_scores_for(sources: Sequence[str], annotations: Mapping[str, float],
+                         default_score: float) -> np.ndarray:
+    """Looks each source up by its path as written, then by file name; others get the default.
+
+    The default is a prior, not a measurement: a warning lists the images that fell back on it.
+    """
+    by_name = {pathlib.Path(p).name: s for p, s in annotations.items()}
+    scores, missing = [], []
+    for source in sources:
+        if source in annotations:
+            scores.append(annotations[source])
+        elif pathlib.Path(source).name in by_name:
+            scores.append(by_name[pathlib.Path(source).name])
+        else:
+            scores.append(default_score)
+            missing.append(source)
+    if missing:
+        shown = ", ".join(sorted(set(missing))[:5])
+        logging.warning("%d image(s) have no human score; using the default %.2f for: %s%s",
+                        len(set(missing)), default_score, shown,
+                        " ..." if len(set(missing)) > 5 else "")
+    return np.asarray(scores, np.float32)
+
+
+def summarise(labels: np.ndarray, kinds: Iterable[str]) -> str:
+    """A small text table of mean label per kind and level."""
+    labels = np.asarray(labels)
+    header = "kind           " + " ".join(f"L{level:<5d}" for level in range(labels.shape[2]))
+    lines = [header]
+    for index, kind in enumerate(kinds):
+        means = labels[:, index].mean(axis=0)
+        lines.append(f"{kind:<15s}" + " ".join(f"{m:<6.3f}" for m in means))
+    return "\n".join(lines)

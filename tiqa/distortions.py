@@ -136,14 +136,17 @@ def ring_artifact(image: jnp.ndarray, key: jax.Array, coefficient) -> jnp.ndarra
     """
     height, width = image.shape[-2:]
     radii, drawn = ring_radii(key)
-    rows = jnp.arange(height)[:, None] - height // 2
-    cols = jnp.arange(width)[None, :] - width // 2
-    distance_sq = rows**2 + cols**2
-    inner_sq = (radii**2)[:, None, None]
-    outer_sq = ((radii + RING_WIDTH) ** 2)[:, None, None]
-    in_ring = (distance_sq >= inner_sq) & (distance_sq < outer_sq) & drawn[:, None, None]
-    sign = jnp.where(jnp.arange(RING_MAX_COUNT) % 2 == 0, -1.0, 1.0)
-    modulation = jnp.sum(in_ring * sign[:, None, None], axis=0).astype(image.dtype)
+    rows = np.arange(height)[:, None] - height // 2
+    cols = np.arange(width)[None, :] - width // 2
+    distance_sq = rows**2 + cols**2  # integers, so ring membership is exact
+    # A lookup table over squared distances: +-1 from r_i^2 up to (r_i + 2)^2, built as a
+    # cumulative sum of steps, then read once per pixel (cheaper than testing every ring).
+    sign = jnp.where(jnp.arange(RING_MAX_COUNT) % 2 == 0, -1, 1) * drawn
+    table_size = int(distance_sq.max()) + 2
+    steps = jnp.zeros((table_size,), jnp.int32)
+    steps = steps.at[jnp.minimum(radii**2, table_size - 1)].add(sign)
+    steps = steps.at[jnp.minimum((radii + RING_WIDTH) ** 2, table_size - 1)].add(-sign)
+    modulation = jnp.cumsum(steps)[distance_sq].astype(image.dtype)
     return jnp.clip(image + coefficient * modulation * image, 0.0, 1.0)
 
 
@@ -165,10 +168,17 @@ def sinogram_ring_artifact(image: jnp.ndarray, key: jax.Array, gain_std,
     Filtered back-projection is linear, so reconstructing (sinogram + offsets) equals the
     image plus the reconstruction of the offsets alone; only that second term is computed,
     which keeps level 0 the exact identity and avoids re-projecting the image.
+
+    `image` is (H, W) with one key, or (N, H, W) with (N,) keys and (N,) or scalar `gain_std`;
+    a batch goes through the back-projection in one pass (several times faster than vmap).
     """
     height, width = image.shape[-2:]
     num_detectors = tomography.min_detectors((height, width))  # covers the image's diagonal
-    offsets = detector_gain_offsets(key, num_detectors, gain_std)
+    if image.ndim == 2:
+        offsets = detector_gain_offsets(key, num_detectors, gain_std)
+    else:
+        gain_std = jnp.broadcast_to(jnp.asarray(gain_std, jnp.float32), (image.shape[0],))
+        offsets = jax.vmap(detector_gain_offsets, in_axes=(0, None, 0))(key, num_detectors, gain_std)
     angles = np.linspace(0.0, 180.0, num_angles, endpoint=False)
     # Offsets are line integrals; dividing by the attenuation of a full-contrast pixel puts
     # the reconstructed rings in the image's own [0, 1] units.
@@ -209,9 +219,9 @@ def _check_level(level) -> None:
 def apply(kind: str, image: jnp.ndarray, level, key: jax.Array) -> jnp.ndarray:
     """Distort `image` ((H, W) or (N, H, W), values in [0, 1]) with `kind` at `level` (0..5).
 
-    `level` may be a Python int, a traced integer, or an (N,) integer array for a batch. A
-    batch draws independent noise and rings per image from `key`; the result has the shape of
-    `image` and lies in [0, 1].
+    `level` may be a Python int, a traced integer, or an (N,) integer array for a batch. For a
+    batch, `key` is one key (split into independent draws per image) or (N,) keys, one per
+    image. The result has the shape of `image` and lies in [0, 1].
     """
     if kind not in _SINGLE_IMAGE:
         raise ValueError(f"unknown distortion kind {kind!r}; expected one of {ALL_KINDS}")
@@ -221,7 +231,9 @@ def apply(kind: str, image: jnp.ndarray, level, key: jax.Array) -> jnp.ndarray:
         return _SINGLE_IMAGE[kind](image, key, level)
     if image.ndim != 3:
         raise ValueError(f"image must be (H, W) or (N, H, W), got shape {image.shape}")
-    keys = jax.random.split(key, image.shape[0])
+    keys = key if key.ndim == 1 else jax.random.split(key, image.shape[0])
+    if kind == "sinogram_ring":
+        return sinogram_ring_artifact(image, keys, _table_value(kind, level))
     if isinstance(level, (int, np.integer)):
         # A concrete level keeps the static (cheaper) path for blur.
         return jax.vmap(lambda im, k: _SINGLE_IMAGE[kind](im, k, int(level)))(image, keys)

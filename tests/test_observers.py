@@ -205,3 +205,18 @@ def test_bad_rank_and_combination_raise():
         observers.ssim(np.zeros((1, 2, 32, 32)), np.zeros((1, 2, 32, 32)))
     with pytest.raises(ValueError, match="combination"):
         observers.mdsi(np.zeros((32, 32)), np.zeros((32, 32)), combination="max")
+
+
+@pytest.mark.parametrize("metric", ["mse", "psnr", "ssim", "gmsd", "mdsi"])
+def test_one_to_many_equals_pairwise(metric):
+    rng = np.random.default_rng(3)
+    reference = rng.random((2, 40, 48)).astype(np.float32)
+    distorted = np.clip(reference[:, None] + 0.1 * rng.standard_normal((2, 3, 40, 48)), 0, 1).astype(np.float32)
+    got = observers.one_to_many(metric, reference, distorted)
+    assert got.shape == (2, 3)
+    function = getattr(observers, metric)
+    for n in range(2):
+        expected = function(np.repeat(reference[n][None], 3, 0), distorted[n])
+        np.testing.assert_allclose(got[n], expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="one_to_many needs"):
+        observers.one_to_many(metric, reference, distorted[:, 0])

@@ -111,16 +111,13 @@ def _per_image_keys(key: jax.Array, count: int) -> jax.Array:
     return jax.random.split(key, count) if key.ndim == 1 else key
 
 
-def _observer_scores(reference: jnp.ndarray, distorted: jnp.ndarray,
+def _observer_scores(references: jnp.ndarray, distorted: jnp.ndarray,
                      config: ProjectionConfig) -> jnp.ndarray:
-    """Raw scores (M, O) for M image pairs."""
+    """Raw scores (N, M, O) of M distorted versions (N, M, H, W) of each reference (N, H, W)."""
     scores = []
     for name in config.observers:
-        if name == "mdsi":
-            scores.append(observers.mdsi(reference, distorted, data_range=1.0,
-                                         combination=config.mdsi_combination))
-        else:
-            scores.append(getattr(observers, name)(reference, distorted, data_range=1.0))
+        options = {"combination": config.mdsi_combination} if name == "mdsi" else {}
+        scores.append(observers.one_to_many(name, references, distorted, data_range=1.0, **options))
     return jnp.stack(scores, axis=-1)
 
 
@@ -195,9 +192,8 @@ def project(references: jnp.ndarray, reference_scores: jnp.ndarray, key: jax.Arr
         images = _quantize(images)
     num_kinds, num_levels = images.shape[1:3]
     # Level 0 is the reference itself: its distances are 0 by definition, so only 1..5 are measured.
-    distorted = images[:, :, 1:].reshape((-1,) + images.shape[-2:])
-    paired_references = jnp.repeat(references, num_kinds * (num_levels - 1), axis=0)
-    raw = _observer_scores(paired_references, distorted, config)
+    distorted = images[:, :, 1:].reshape((count, -1) + images.shape[-2:])
+    raw = _observer_scores(references, distorted, config)
     raw = raw.reshape(count, num_kinds, num_levels - 1, -1)
     identity = jnp.asarray([IDENTITY_SCORES[name] for name in config.observers], raw.dtype)
     raw = jnp.concatenate(

@@ -173,6 +173,10 @@ def mse(reference, distorted, data_range=1.0):
     """
     del data_range
     reference, distorted = _checked_pair(reference, distorted)
+    return _mse(reference, distorted)
+
+
+def _mse(reference, distorted):
     return _image_mean((reference - distorted) ** 2)
 
 
@@ -195,6 +199,10 @@ def ssim(reference, distorted, data_range=1.0, downsample=False):
     ``imfilter(..., 'symmetric', 'same')`` alignment, then every f-th row and column from the first.
     """
     reference, distorted = _checked_pair(reference, distorted)
+    return _ssim(reference, distorted, data_range, downsample)
+
+
+def _ssim(reference, distorted, data_range, downsample):
     if downsample:
         factor = _downsampling_factor(*reference.shape[-2:])
         reference = _box_downsample(reference, factor, "symmetric")
@@ -206,11 +214,14 @@ def ssim(reference, distorted, data_range=1.0, downsample=False):
     ref_mean = _image_mean(reference)[..., None, None]
     dist_mean = _image_mean(distorted)[..., None, None]
     ref_centred, dist_centred = reference - ref_mean, distorted - dist_mean
-    # The five local statistics are filtered together, as one stack.
-    stack = jnp.stack([ref_centred, dist_centred, ref_centred**2, dist_centred**2,
-                       ref_centred * dist_centred])
-    filtered = _banded_correlate_valid(_banded_correlate_valid(stack, taps, axis=-2), taps, axis=-1)
-    mu_ref_centred, mu_dist_centred, ref_sq, dist_sq, cross = filtered
+    def local_mean(stack):
+        return _banded_correlate_valid(_banded_correlate_valid(stack, taps, axis=-2), taps, axis=-1)
+
+    # The local statistics are filtered as stacks; the reference's own are kept apart so that
+    # one reference broadcast against many distorted images is filtered once (`one_to_many`).
+    mu_ref_centred, ref_sq = local_mean(jnp.stack([ref_centred, ref_centred**2]))
+    mu_dist_centred, dist_sq, cross = local_mean(
+        jnp.stack(jnp.broadcast_arrays(dist_centred, dist_centred**2, ref_centred * dist_centred)))
     var_ref = ref_sq - mu_ref_centred**2
     var_dist = dist_sq - mu_dist_centred**2
     covariance = cross - mu_ref_centred * mu_dist_centred
@@ -236,6 +247,10 @@ def gmsd(reference, distorted, data_range=1.0):
     identical images.
     """
     reference, distorted = _checked_pair(reference, distorted, allow_rgb=True)
+    return _gmsd(reference, distorted, data_range)
+
+
+def _gmsd(reference, distorted, data_range):
     if _is_rgb(reference):
         luma = jnp.asarray([0.299, 0.587, 0.114], reference.dtype)
         reference, distorted = reference @ luma, distorted @ luma
@@ -280,6 +295,10 @@ def mdsi(reference, distorted, data_range=1.0, combination="sum", alpha=0.6):
     if combination not in ("sum", "mult"):
         raise ValueError(f"combination must be 'sum' or 'mult', got {combination!r}")
     reference, distorted = _checked_pair(reference, distorted, allow_rgb=True)
+    return _mdsi(reference, distorted, data_range, combination, alpha)
+
+
+def _mdsi(reference, distorted, data_range, combination, alpha):
     scale = 255.0 / data_range
     if _is_rgb(reference):
         factor = _downsampling_factor(*reference.shape[-3:-1])
@@ -323,3 +342,31 @@ def mdsi(reference, distorted, data_range=1.0, combination="sum", alpha=0.6):
     deviation = jnp.hypot(z_real - _image_mean(z_real)[..., None, None],
                           z_imag - _image_mean(z_imag)[..., None, None])
     return _image_mean(deviation) ** 0.25
+
+
+_CORES = {"mse": _mse, "ssim": _ssim, "gmsd": _gmsd, "mdsi": _mdsi}
+
+
+def one_to_many(metric: str, reference, distorted, data_range=1.0, **options):
+    """``metric`` between each reference and each of its distorted versions.
+
+    ``reference`` is (N, H, W) grey and ``distorted`` (N, M, H, W); returns (N, M). Everything
+    that depends on the reference alone (its local statistics, its gradients) is computed once
+    per reference instead of M times, which is what the data phase needs: one reference, 15
+    distorted versions. Equal to calling ``metric`` on every pair.
+    """
+    reference, distorted = jnp.asarray(reference), jnp.asarray(distorted)
+    if reference.ndim != 3 or distorted.ndim != 4 or distorted.shape[:1] + distorted.shape[2:] != reference.shape:
+        raise ValueError(f"one_to_many needs reference (N, H, W) and distorted (N, M, H, W); got "
+                         f"{reference.shape} and {distorted.shape}")
+    dtype = jnp.promote_types(reference.dtype, jnp.float32)
+    reference, distorted = reference.astype(dtype)[:, None], distorted.astype(dtype)
+    if metric == "psnr":
+        return 10.0 * jnp.log10(data_range**2 / _mse(reference, distorted))
+    if metric not in _CORES:
+        raise ValueError(f"unknown metric {metric!r}; expected one of mse, psnr, ssim, gmsd, mdsi")
+    defaults = {"ssim": {"downsample": False}, "mdsi": {"combination": "sum", "alpha": 0.6}}
+    arguments = dict(defaults.get(metric, {}), **options)
+    if metric == "mse":
+        return _mse(reference, distorted)
+    return _CORES[metric](reference, distorted, data_range, **arguments)

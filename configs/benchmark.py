@@ -1,0 +1,23 @@
+"""Benchmarks: python -m launch.benchmark --config=configs/benchmark.py --config.suite=datagen"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.suite = "datagen"
+    config.seed = 0
+    # Where the originals come from: empty = phantom slices the project makes itself,
+    # otherwise a slice, volume or folder (e.g. ../shared/data/nmc532_nanoct/images).
+    config.input = ""
+    config.crop = 224
+
+    config.datagen = ml_collections.ConfigDict()
+    # Originals labelled per batched call (15 distorted images each).
+    config.datagen.originals = 32
+    # Originals run through the per-image numpy/scikit-image path; it is slow, and its rate
+    # does not depend on how many are run, so a few are enough.
+    config.datagen.reference_originals = 4
+    config.datagen.repeats = 3
+    config.datagen.kinds = ("blur", "noise", "ring")
+    return config

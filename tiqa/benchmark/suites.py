@@ -1,0 +1,39 @@
+"""Which benchmark to run, on which originals; each suite prints its figures and a ratio."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from tiqa import io, phantom
+from tiqa.benchmark import datagen
+
+SUITES = ("datagen",)
+
+
+def load_originals(config, count: int) -> np.ndarray:
+    """`count` (crop, crop) originals in [0, 1]: from config.input, or phantom slices."""
+    if config.input:
+        slices = [io.read_item(item) for item in io.list_inputs(config.input)]
+    else:
+        reconstruction, _, _ = phantom.phantom_volume(
+            config.seed, n_slices=min(count, 8), size=max(config.crop + 32, 256))
+        low, high = np.percentile(reconstruction, [0.5, 99.5])
+        slices = list(np.clip((reconstruction - low) / (high - low), 0, 1))
+    crops = [np.asarray(io.preprocess(s, key=None, resize=255, crop=config.crop)) for s in slices]
+    # Repeat the distinct originals to fill the batch; the work per original is the same.
+    return np.stack([crops[i % len(crops)] for i in range(count)]).astype(np.float32)
+
+
+def run_benchmark(config) -> dict:
+    """Runs `config.suite` and prints its table; returns the figures."""
+    if config.suite not in SUITES:
+        raise ValueError(f"config.suite={config.suite!r} is not one of {SUITES}")
+    print(f"JAX {jax.__version__} on {jax.devices()[0].platform}: {jax.devices()}")
+    if config.suite == "datagen":
+        originals = load_originals(config, config.datagen.originals)
+        result = datagen.run(originals, config.datagen.reference_originals, config.datagen.repeats,
+                             config.datagen.kinds, config.seed)
+        print(datagen.format_result(result))
+        return result
+    raise AssertionError("unreachable")

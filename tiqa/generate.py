@@ -1,0 +1,266 @@
+"""The data phase: a labelled training set from a folder of slices or volumes.
+
+For every slice: normalise to [0, 1], resize the shorter side to 255 (area), take random
+224x224 crops, then distort and label the crops in batches on the accelerator
+(`labels.project`). Each crop becomes one group: its reference and the five levels of every
+kind, written as 8-bit PNG, and one manifest row per image.
+
+Every random number is drawn from `fold_in(seed, slice index, crop)`, so a resumed or
+re-batched run makes exactly the same images. Rows go to `manifest.partial.csv` as batches
+finish; only a complete run renames it to `manifest.csv`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import shutil
+from typing import Iterator, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from tiqa import distortions, io, labels
+
+MANIFEST = "manifest.csv"
+PARTIAL_MANIFEST = "manifest.partial.csv"
+RUN_CONFIG = "config.json"
+SUMMARY = "summary.json"
+IMAGES = "images"
+MANIFEST_FIELDS = ("file", "group", "source", "slice", "crop", "crop_top", "crop_left", "kind",
+                   "level", "label", "reference_score", "seed") + labels.OBSERVERS
+REFERENCE_KIND = "reference"
+
+
+class OutputExistsError(RuntimeError):
+    """The output folder holds something this run must not overwrite."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """One crop to distort: where it came from and its pixels."""
+
+    group: str
+    source: str
+    slice_index: int | None
+    crop: int
+    top: int
+    left: int
+    image: np.ndarray  # (crop, crop) float32 in [0, 1]
+    score: float
+
+
+def _config_to_dict(config) -> dict:
+    return json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
+
+
+def _prepare_output(output: pathlib.Path, config_dict: dict, overwrite: bool) -> set[str]:
+    """Checks the output folder and returns the groups a previous identical run completed."""
+    if output.exists() and any(output.iterdir()):
+        saved_path = output / RUN_CONFIG
+        same_config = False
+        if saved_path.exists():
+            try:
+                same_config = json.loads(saved_path.read_text()) == config_dict
+            except json.JSONDecodeError:
+                same_config = False
+        if overwrite:
+            if not saved_path.exists():
+                # Never delete a folder this program did not make.
+                raise OutputExistsError(
+                    f"{output} is not empty and holds no {RUN_CONFIG} from the data phase; "
+                    "refusing to delete it even with overwrite")
+            shutil.rmtree(output)
+        elif (output / MANIFEST).exists():
+            raise OutputExistsError(
+                f"{output} already holds a complete data set ({MANIFEST}); "
+                "choose another output or set --config.overwrite=True")
+        elif not same_config:
+            raise OutputExistsError(
+                f"{output} is not empty and was not made by this configuration; "
+                "choose another output or set --config.overwrite=True")
+        else:
+            return _completed_groups(output, config_dict)
+    (output / IMAGES).mkdir(parents=True, exist_ok=True)
+    io.write_json(output / RUN_CONFIG, config_dict)
+    return set()
+
+
+def _rows_per_group(config_dict: dict) -> int:
+    return 1 + len(config_dict["projection"]["kinds"]) * (distortions.NUM_LEVELS - 1)
+
+
+def _completed_groups(output: pathlib.Path, config_dict: dict) -> set[str]:
+    """Groups whose every row reached the partial manifest; a torn tail is dropped."""
+    partial = output / PARTIAL_MANIFEST
+    if not partial.exists():
+        return set()
+    with open(partial, newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if None not in row.values()]
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["group"]] = counts.get(row["group"], 0) + 1
+    complete = {g for g, n in counts.items() if n == _rows_per_group(config_dict)}
+    kept = [row for row in rows if row["group"] in complete]
+    # Rewrite without incomplete groups, so appending continues from a clean state.
+    with io.atomic_write(partial) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
+            writer.writeheader()
+            writer.writerows(kept)
+    return complete
+
+
+def _normalisation(config) -> io.Normalisation:
+    return io.Normalisation(mode=config.normalisation, low_percentile=config.low_percentile,
+                            high_percentile=config.high_percentile)
+
+
+def _slices(config) -> Iterator[tuple[int, str, int | None, np.ndarray]]:
+    """(slice number, source, index in volume, image) for every slice of the input, in order."""
+    normalisation = _normalisation(config)
+    items = io.list_inputs(config.input)
+    volume_cache: dict[str, np.ndarray] = {}
+    for number, (source, index) in enumerate(items):
+        if index is None:
+            image = io.read_slice(source, normalisation=normalisation)
+        else:
+            if source not in volume_cache:
+                volume_cache.clear()  # one volume in memory at a time
+                volume_cache[source] = io.read_volume(source, normalisation=normalisation)
+            image = volume_cache[source][index]
+        yield number, str(source), index, np.asarray(image, np.float32)
+
+
+def _crop_key(seed: int, number: int, crop: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), number), crop)
+
+
+def _references(config, completed: set[str], scores: Mapping[str, float]
+                ) -> Iterator[tuple[Reference, jax.Array]]:
+    for number, source, index, image in _slices(config):
+        resized = io.resize_short_side(image, config.resize)
+        for crop in range(config.crops_per_image):
+            group = f"{number:06d}-{crop}"
+            if group in completed:
+                continue
+            key = _crop_key(config.seed, number, crop)
+            crop_key, distortion_key = jax.random.split(key)
+            pixels, (top, left) = io.random_crop(crop_key, resized, config.crop)
+            yield Reference(group=group, source=source, slice_index=index, crop=crop,
+                            top=int(top), left=int(left), image=np.asarray(pixels),
+                            score=scores[source]), distortion_key
+
+
+def _batched(iterable, size: int):
+    batch = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _file_name(group: str, kind: str, level: int) -> str:
+    if kind == REFERENCE_KIND:
+        return f"{IMAGES}/{group}_reference.png"
+    return f"{IMAGES}/{group}_{kind}_{level}.png"
+
+
+def _write_batch(output: pathlib.Path, batch: list[Reference], projection: labels.Projection,
+                 config) -> list[dict]:
+    images = np.asarray(projection.images)
+    label_values = np.asarray(projection.labels)
+    raw = np.asarray(projection.observer_scores)
+    kinds = tuple(config.projection.kinds)
+    observer_names = tuple(config.projection.observers)
+    rows = []
+    for n, reference in enumerate(batch):
+        common = dict(group=reference.group, source=reference.source,
+                      slice="" if reference.slice_index is None else reference.slice_index,
+                      crop=reference.crop, crop_top=reference.top, crop_left=reference.left,
+                      reference_score=f"{reference.score:.6g}", seed=config.seed)
+        io.write_png(output / _file_name(reference.group, REFERENCE_KIND, 0), images[n, 0, 0])
+        rows.append(dict(common, file=_file_name(reference.group, REFERENCE_KIND, 0),
+                         kind=REFERENCE_KIND, level=0, label=f"{reference.score:.6g}",
+                         **{o: "" for o in labels.OBSERVERS}))
+        for k, kind in enumerate(kinds):
+            for level in range(1, distortions.NUM_LEVELS):
+                name = _file_name(reference.group, kind, level)
+                io.write_png(output / name, images[n, k, level])
+                scores = {o: "" for o in labels.OBSERVERS}
+                scores.update({o: f"{raw[n, k, level, i]:.9g}" for i, o in enumerate(observer_names)})
+                rows.append(dict(common, file=name, kind=kind, level=level,
+                                 label=f"{label_values[n, k, level]:.6f}", **scores))
+    return rows
+
+
+def _append_rows(path: pathlib.Path, rows: list[dict]) -> None:
+    new_file = not path.exists()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
+        if new_file:
+            writer.writeheader()
+        writer.writerows(rows)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _summary(manifest: pathlib.Path, kinds) -> dict:
+    with open(manifest, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    summary = {"groups": len({r["group"] for r in rows}), "images": len(rows), "mean_label": {}}
+    for kind in kinds:
+        summary["mean_label"][kind] = [
+            float(np.mean([float(r["label"]) for r in rows if r["kind"] == kind and int(r["level"]) == level]))
+            for level in range(1, distortions.NUM_LEVELS)]
+    return summary
+
+
+def generate_dataset(config) -> pathlib.Path:
+    """Runs the data phase described by `config` (configs/generate.py); returns the output folder."""
+    if not config.input:
+        raise ValueError("config.input is empty: give a slice, a volume or a folder of slices")
+    if not config.output:
+        raise ValueError("config.output is empty: give a folder for the generated data set")
+    projection_config = labels.ProjectionConfig.from_mapping(config.projection)
+    output = pathlib.Path(config.output)
+    config_dict = _config_to_dict(config)
+    config_dict.pop("overwrite", None)  # not part of what defines the data set
+    items = io.list_inputs(config.input)  # fails early, naming the input, when it is unusable
+    annotations = labels.read_annotations(config.annotations) if config.annotations else {}
+    sources = sorted({str(source) for source, _ in items})
+    scores = dict(zip(sources, labels.reference_scores_for(sources, annotations,
+                                                           config.default_reference_score)))
+    completed = _prepare_output(output, config_dict, config.overwrite)
+    if completed:
+        logging.info("resuming: %d group(s) already done in %s", len(completed), output)
+
+    project = jax.jit(labels.project, static_argnums=3)
+    total = len(items) * config.crops_per_image
+    progress = tqdm.tqdm(total=total, initial=len(completed), unit="crop", desc="data phase")
+    for chunk in _batched(_references(config, completed, scores), config.batch_size):
+        batch = [reference for reference, _ in chunk]
+        keys = jnp.stack([key for _, key in chunk])
+        pad = config.batch_size - len(batch)  # a fixed batch shape avoids recompiling
+        pixels = np.stack([r.image for r in batch] + [batch[0].image] * pad)
+        keys = jnp.concatenate([keys, jnp.stack([keys[0]] * pad)]) if pad else keys
+        reference_scores = np.asarray([r.score for r in batch] + [batch[0].score] * pad, np.float32)
+        projection = project(pixels, reference_scores, keys, projection_config)
+        projection = labels.Projection(*(x[:len(batch)] for x in projection))
+        rows = _write_batch(output, batch, projection, config)
+        _append_rows(output / PARTIAL_MANIFEST, rows)
+        progress.update(len(batch))
+    progress.close()
+
+    os.replace(output / PARTIAL_MANIFEST, output / MANIFEST)
+    io.write_json(output / SUMMARY, _summary(output / MANIFEST, projection_config.kinds))
+    return output

@@ -1,16 +1,11 @@
 """Benchmarks: python -m launch.benchmark --config=configs/benchmark.py --config.suite=datagen"""
 
-import pathlib
-
 from absl import app
-from ml_collections import config_flags
 
 from launch import common
 from tiqa.benchmark import suites
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(pathlib.Path(__file__).parents[1] / "configs" / "benchmark.py"),
-    "Benchmark configuration.", lock_config=True)
+_CONFIG = common.define_config("benchmark", "Benchmark configuration.")
 
 
 def main(argv):
@@ -19,4 +14,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=common.parse_flags)

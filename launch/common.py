@@ -1,8 +1,38 @@
-"""What every entry point shares: bad input ends in one clear line, not a traceback."""
+"""What every entry point shares: bad input or a bad flag ends in one clear line, not a traceback."""
 
+import pathlib
 import sys
 
+from absl import flags
+from ml_collections import config_flags
+
 from tiqa import io
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error).replace("\\n", "; ").replace("\n", "; ").replace("\\", "")
+    return text.replace("'", "")
+
+
+def define_config(phase: str, help_text: str):
+    """The `--config` flag of a phase, defaulting to configs/<phase>.py, locked so that a
+    misspelt `--config.key=value` is an error naming the key rather than a silent new key."""
+    try:
+        return config_flags.DEFINE_config_file(
+            "config", str(CONFIGS / f"{phase}.py"), help_text, lock_config=True)
+    except (AttributeError, KeyError) as error:  # raised while applying the overrides
+        sys.exit(f"error: unknown config key: {_one_line(error)}")
+
+
+def parse_flags(argv):
+    """absl's flag parsing, with a wrong `--config.key` reported in one line that names it."""
+    try:
+        return flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:
+        sys.exit(f"error: bad command-line flag: {_one_line(error)}\n"
+                 f"(run with --helpfull to list the flags; config keys are listed in configs/)")
 
 
 def run_cleanly(function, *args):

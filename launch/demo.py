@@ -1,16 +1,11 @@
 """The demo (make demo): python -m launch.demo [--config.workdir=DIR]"""
 
-import pathlib
-
 from absl import app
-from ml_collections import config_flags
 
 from launch import common
 from tiqa import demo
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(pathlib.Path(__file__).parents[1] / "configs" / "demo.py"),
-    "Demo configuration.", lock_config=True)
+_CONFIG = common.define_config("demo", "Demo configuration.")
 
 
 def main(argv):
@@ -19,4 +14,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=common.parse_flags)

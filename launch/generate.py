@@ -1,16 +1,11 @@
 """Data phase: python -m launch.generate --config=configs/generate.py --config.input=DIR --config.output=DIR"""
 
-import pathlib
-
 from absl import app
-from ml_collections import config_flags
 
 from launch import common
 from tiqa import generate
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(pathlib.Path(__file__).parents[1] / "configs" / "generate.py"),
-    "Data-phase configuration.", lock_config=True)
+_CONFIG = common.define_config("generate", "Data-phase configuration.")
 
 
 def main(argv):
@@ -20,4 +15,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=common.parse_flags)

@@ -1,5 +1,6 @@
 """What every entry point shares: bad input or a bad flag ends in one clear line, not a traceback."""
 
+import logging
 import pathlib
 import sys
 
@@ -26,8 +27,18 @@ def define_config(phase: str, help_text: str):
         sys.exit(f"error: unknown config key: {_one_line(error)}")
 
 
+class _QuietLibraries(logging.Filter):
+    """Drops the INFO chatter of Orbax and XLA's backend probe; warnings still show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        noisy = any(part in record.pathname for part in ("orbax", "xla_bridge", "jax/_src"))
+        return record.levelno >= logging.WARNING or not noisy
+
+
 def parse_flags(argv):
     """absl's flag parsing, with a wrong `--config.key` reported in one line that names it."""
+    logging.getLogger("absl").addFilter(_QuietLibraries())
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     try:
         return flags.FLAGS(argv)
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as error:

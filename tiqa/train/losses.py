@@ -1,0 +1,29 @@
+"""Losses of the two training phases."""
+
+import jax.numpy as jnp
+
+
+def hinge_rank_loss(scores: jnp.ndarray, levels: jnp.ndarray, group_ids: jnp.ndarray,
+                    margin: float) -> jnp.ndarray:
+    """Pairwise hinge rank loss (the paper's eq. 1, RankIQA style), averaged over pairs.
+
+    For every ordered pair (i, j) in the same group with level_i < level_j (i is the less
+    distorted image), the loss is max(0, margin - (score_i - score_j)): the better image must
+    score higher by at least `margin`. Pairs across groups or with equal levels do not count.
+    """
+    ordered = (group_ids[:, None] == group_ids[None, :]) & (levels[:, None] < levels[None, :])
+    hinge = jnp.maximum(0.0, margin - (scores[:, None] - scores[None, :]))
+    pairs = jnp.sum(ordered)
+    return jnp.sum(jnp.where(ordered, hinge, 0.0)) / jnp.maximum(pairs, 1)
+
+
+def pair_accuracy(scores: jnp.ndarray, levels: jnp.ndarray, group_ids: jnp.ndarray) -> jnp.ndarray:
+    """Fraction of the ordered pairs of `hinge_rank_loss` that the scores already order right."""
+    ordered = (group_ids[:, None] == group_ids[None, :]) & (levels[:, None] < levels[None, :])
+    right = scores[:, None] > scores[None, :]
+    return jnp.sum(ordered & right) / jnp.maximum(jnp.sum(ordered), 1)
+
+
+def mse_loss(scores: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray:
+    """Mean squared error of the fine-tune phase."""
+    return jnp.mean((scores - targets) ** 2)

@@ -1,0 +1,141 @@
+"""The two training phases of the score network (SPEC.md 1.4, 1.5).
+
+- `train_rank(config)`: self-supervised ranking with the pairwise hinge loss on fresh
+  distortions of the reference slices (no labels needed).
+- `finetune(config)`: MSE regression to the human scores of the originals and the labels
+  projected onto their distorted versions, starting from the rank checkpoint.
+
+Both build their batches on the accelerator, train with `loop.run` and write `model.json`
+(the model's config) beside their checkpoints, which is all the scoring code needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import pathlib
+
+import jax
+from flax import nnx
+
+from tiqa import labels
+from tiqa.models.iqa import IQAConfig, IQANet
+from tiqa.train import batches, loop, losses
+
+MODEL_INFO_KEY = "model"
+
+
+def model_config(config) -> IQAConfig:
+    """The IQAConfig of a phase config's `model` block (placeholders left unset are dropped)."""
+    values = dict(config.model)
+    overrides = {k: v for k, v in dict(values.pop("trunk_overrides", {})).items() if v is not None}
+    return IQAConfig.from_mapping(dict(values, trunk_overrides=overrides))
+
+
+def build_model(model_cfg: IQAConfig, key: jax.Array) -> IQANet:
+    return IQANet(model_cfg, rngs=nnx.Rngs(params=key))
+
+
+def abstract_model(model_cfg: IQAConfig) -> IQANet:
+    """The model's structure without computing (or loading) weights, for restoring a checkpoint."""
+    structure_only = dataclasses.replace(model_cfg, pretrained=False)
+    return nnx.eval_shape(lambda: IQANet(structure_only, rngs=nnx.Rngs(0)))
+
+
+def _reference_scores(config):
+    annotations = labels.read_annotations(config.annotations) if config.annotations else {}
+    return lambda sources: labels.reference_scores_for(sources, annotations,
+                                                       config.default_reference_score)
+
+
+def _mesh_and_pool(config, per_batch: int, num_kinds: int):
+    loop.initialise_distributed(config.distributed)
+    mesh = loop.data_mesh(config.num_devices)
+    loop.check_batch_divides(batches.images_per_batch(per_batch, num_kinds), mesh)
+    pool = batches.pool_from_config(config, _reference_scores(config))
+    return mesh, pool
+
+
+def rank_loss_fn(margin: float):
+    def loss_fn(scores, batch):
+        loss = losses.hinge_rank_loss(scores, batch["levels"], batch["group_ids"], margin)
+        return loss, {"score_mean": scores.mean(), "pair_accuracy": losses.pair_accuracy(
+            scores, batch["levels"], batch["group_ids"])}
+    return loss_fn
+
+
+def mse_loss_fn(scores, batch):
+    return losses.mse_loss(scores, batch["labels"]), {"score_mean": scores.mean()}
+
+
+def train_rank(config) -> pathlib.Path:
+    """Runs the rank phase described by configs/train_rank.py; returns the work directory."""
+    workdir = pathlib.Path(config.workdir)
+    rank = config.rank
+    kinds = tuple(rank.kinds)
+    labels.ProjectionConfig(kinds=kinds)  # validates the kinds before any work
+    mesh, pool = _mesh_and_pool(config, rank.originals_per_batch, len(kinds))
+    model_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
+    model_cfg = model_config(config)
+    model = build_model(model_cfg, model_key)
+    epoch_steps = batches.steps_per_epoch(pool.images.shape[0], rank.originals_per_batch)
+    schedule = loop.step_decay(rank.learning_rate, rank.decay_every_epochs * epoch_steps,
+                               rank.decay_factor)
+    optimizer = loop.adam(schedule)
+    graphdef, state = loop.init_state(model, optimizer)
+    loop.write_run_info(workdir, {MODEL_INFO_KEY: model_cfg.to_dict(), "phase": "rank",
+                                  "crop": config.crop, "resize": config.resize})
+    make_batch = functools.partial(batches.rank_batch, key=data_key,
+                                   originals_per_batch=rank.originals_per_batch,
+                                   crop=config.crop, kinds=kinds)
+    loop.run(workdir=workdir, state=state,
+             train_step=loop.make_train_step(graphdef, optimizer, schedule,
+                                             rank_loss_fn(rank.margin)),
+             make_batch=make_batch, batch_inputs=pool, num_steps=rank.epochs * epoch_steps,
+             key=train_key, mesh=mesh,
+             images_per_step=batches.images_per_batch(rank.originals_per_batch, len(kinds)),
+             log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+             keep_checkpoints=config.keep_checkpoints, description="rank")
+    return workdir
+
+
+def finetune(config) -> pathlib.Path:
+    """Runs the fine-tune phase described by configs/finetune.py; returns the work directory."""
+    workdir = pathlib.Path(config.workdir)
+    tune = config.finetune
+    projection = labels.ProjectionConfig.from_mapping(config.projection)
+    mesh, pool = _mesh_and_pool(config, tune.originals_per_batch, len(projection.kinds))
+    model_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
+    if config.rank_checkpoint:
+        # The network is the rank phase's: its config comes from the rank work directory.
+        model_cfg = IQAConfig.from_mapping(
+            loop.read_run_info(config.rank_checkpoint)[MODEL_INFO_KEY])
+        model = abstract_model(model_cfg)
+    else:
+        logging.warning("finetune: no rank_checkpoint given; starting from %s weights",
+                        "ImageNet" if config.model.pretrained else "random")
+        model_cfg = model_config(config)
+        model = build_model(model_cfg, model_key)
+    epoch_steps = batches.steps_per_epoch(pool.images.shape[0], tune.originals_per_batch)
+    schedule = loop.step_decay(tune.learning_rate, tune.decay_every_epochs * epoch_steps,
+                               tune.decay_factor)
+    optimizer = loop.adam(schedule)
+    graphdef, state = loop.init_state(model, optimizer)
+    if config.rank_checkpoint:
+        state = loop.restore_model_state(config.rank_checkpoint, state)
+    loop.write_run_info(workdir, {MODEL_INFO_KEY: model_cfg.to_dict(), "phase": "finetune",
+                                  "crop": config.crop, "resize": config.resize,
+                                  "rank_checkpoint": config.rank_checkpoint})
+    make_batch = functools.partial(batches.finetune_batch, key=data_key,
+                                   originals_per_batch=tune.originals_per_batch,
+                                   crop=config.crop, projection=projection)
+    loop.run(workdir=workdir, state=state,
+             train_step=loop.make_train_step(graphdef, optimizer, schedule, mse_loss_fn),
+             make_batch=make_batch, batch_inputs=pool, num_steps=tune.epochs * epoch_steps,
+             key=train_key, mesh=mesh,
+             images_per_step=batches.images_per_batch(tune.originals_per_batch,
+                                                      len(projection.kinds)),
+             log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+             keep_checkpoints=config.keep_checkpoints, description="finetune")
+    return workdir

@@ -1,0 +1,17 @@
+"""Evaluation: python -m launch.evaluate --config.checkpoint=DIR --config.input=HELD_OUT"""
+
+from absl import app
+
+from launch import common
+from tiqa import scoring
+
+_CONFIG = common.define_config("evaluate", "Evaluation configuration.")
+
+
+def main(argv):
+    del argv
+    common.run_cleanly(scoring.evaluate_checkpoint, _CONFIG.value)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=common.parse_flags)

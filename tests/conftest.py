@@ -41,3 +41,13 @@ def tomoiqa_bmp() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def electrode_tiff() -> pathlib.Path:
     return _require(SHARED_DATA / "taufactor" / "electrode.tiff")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache(tmp_path_factory):
+    """Phases rebuild their jitted steps on every call; identical programs compile once a session."""
+    import jax
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    yield

@@ -34,7 +34,10 @@ def model_config(config) -> IQAConfig:
 
 
 def build_model(model_cfg: IQAConfig, key: jax.Array) -> IQANet:
-    return IQANet(model_cfg, rngs=nnx.Rngs(params=key))
+    if model_cfg.pretrained:
+        return IQANet(model_cfg, rngs=nnx.Rngs(params=key))  # the trunk comes from its file
+    # One compiled initialisation instead of one small compilation per layer.
+    return nnx.jit(lambda: IQANet(model_cfg, rngs=nnx.Rngs(params=key)))()
 
 
 def abstract_model(model_cfg: IQAConfig) -> IQANet:

@@ -13,8 +13,10 @@ def add_data_source(config: ml_collections.ConfigDict) -> None:
     config.default_reference_score = 4.0
     config.resize = 255  # shorter side after area resizing, as in the paper
     config.crop = 224
-    # The project's own phantom, used when `input` is empty (smoke runs, demos).
+    # The project's own phantom: used when `input` is empty (smoke runs, demos), and added to
+    # the input's slices when `mix_with_input` is set. `input` may list several paths, comma-separated.
     config.phantom = ml_collections.ConfigDict()
+    config.phantom.mix_with_input = False
     config.phantom.slices = 8
     config.phantom.size = 288
     config.phantom.photons = 2e4

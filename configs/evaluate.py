@@ -13,6 +13,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     common.add_data_source(config)  # the held-out slices; empty input: a phantom
     common.add_projection(config)
     config.seed = 1  # different from training's, so the distortions are new draws
+    # 'jax' (tiqa.distortions) or 'skimage' (scikit-image and a numpy ring loop, one image at a
+    # time: held-out distortions made independently of the code under test).
+    config.distortion_backend = "jax"
     config.batch_size = 64  # images per forward pass
     config.projection_batch = 8  # originals distorted and labelled per call
     if variant == "smoke":

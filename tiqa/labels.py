@@ -190,7 +190,20 @@ def project(references: jnp.ndarray, reference_scores: jnp.ndarray, key: jax.Arr
     images = distort_all_levels(references, keys, config)
     if config.quantize_8bit:
         images = _quantize(images)
-    num_kinds, num_levels = images.shape[1:3]
+    return label_images(images, reference_scores, config)
+
+
+def label_images(images: jnp.ndarray, reference_scores: jnp.ndarray,
+                 config: ProjectionConfig = ProjectionConfig()) -> Projection:
+    """Labels for images already distorted: (N, K, L, H, W) with the references at level 0.
+
+    `project` uses it on its own distortions; it also labels distortions made elsewhere (e.g.
+    the per-image scikit-image path of `tiqa.reference_distortions`).
+    """
+    images = jnp.asarray(images, jnp.float32)
+    chex.assert_rank(images, 5)
+    count, num_kinds, num_levels = images.shape[:3]
+    references = images[:, 0, 0]
     # Level 0 is the reference itself: its distances are 0 by definition, so only 1..5 are measured.
     distorted = images[:, :, 1:].reshape((count, -1) + images.shape[-2:])
     raw = _observer_scores(references, distorted, config)
@@ -198,6 +211,7 @@ def project(references: jnp.ndarray, reference_scores: jnp.ndarray, key: jax.Arr
     identity = jnp.asarray([IDENTITY_SCORES[name] for name in config.observers], raw.dtype)
     raw = jnp.concatenate(
         [jnp.broadcast_to(identity, (count, num_kinds, 1, raw.shape[-1])), raw], axis=2)
+    reference_scores = jnp.asarray(reference_scores, jnp.float32)
     labels = labels_from_distances(observer_distances(raw, config), reference_scores, config)
     return Projection(images=images, labels=labels, observer_scores=raw)
 

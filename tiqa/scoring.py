@@ -21,7 +21,7 @@ import optax
 import tqdm
 from flax import nnx
 
-from tiqa import evaluation, io, labels
+from tiqa import evaluation, io, labels, reference_distortions
 from tiqa.models.iqa import IQAConfig
 from tiqa.train import batches, loop, phases
 
@@ -91,13 +91,11 @@ def evaluate_checkpoint(config) -> dict:
                                                    config.default_reference_score)
     crops = np.stack([np.asarray(io.preprocess(s, key=None, resize=config.resize, crop=config.crop))
                       for s in slices])
-    project = jax.jit(labels.project, static_argnums=3)
-    base_key = jax.random.key(config.seed)
+    distort_and_label = _distorter(config.distortion_backend, projection, config.seed)
     rows = []
     for start in tqdm.trange(0, len(crops), config.projection_batch, desc="evaluate", unit="batch"):
         stop = min(start + config.projection_batch, len(crops))
-        keys = jnp.stack([jax.random.fold_in(base_key, i) for i in range(start, stop)])
-        result = project(crops[start:stop], reference_scores[start:stop], keys, projection)
+        result = distort_and_label(crops[start:stop], reference_scores[start:stop], start)
         images = np.asarray(result.images)
         predicted = score(images.reshape((-1,) + images.shape[-2:])).reshape(images.shape[:3])
         for n in range(stop - start):
@@ -131,6 +129,39 @@ def evaluate_checkpoint(config) -> dict:
           + evaluation.format_table(level_rows))
     print(f"\nwritten to {output}: correlations.csv/.md, score_vs_level.csv/.md, scores.csv, scatter.png")
     return {"correlations": table, "levels": level_rows}
+
+
+def _distorter(backend: str, projection: labels.ProjectionConfig, seed: int):
+    """(crops, scores, first index) -> labels.Projection, with the JAX or the scikit-image path.
+
+    'skimage' distorts each crop with scikit-image and the numpy ring loop
+    (`tiqa.reference_distortions`), independently of the JAX distortions under test.
+    """
+    if backend == "jax":
+        project = jax.jit(labels.project, static_argnums=3)
+        base_key = jax.random.key(seed)
+
+        def jax_path(crops, scores, first):
+            keys = jnp.stack([jax.random.fold_in(base_key, first + i) for i in range(len(crops))])
+            return project(crops, scores, keys, projection)
+        return jax_path
+    if backend == "skimage":
+        unknown = set(projection.kinds) - set(reference_distortions.KINDS)
+        if unknown:
+            raise ValueError(f"distortion_backend='skimage' has no {sorted(unknown)}; "
+                             f"use kinds from {reference_distortions.KINDS}")
+
+        def skimage_path(crops, scores, first):
+            images = np.empty((len(crops), len(projection.kinds), 6) + crops.shape[1:], np.float32)
+            for n, crop in enumerate(crops.astype(np.float64)):
+                rng = np.random.default_rng([seed, first + n])
+                for k, kind in enumerate(projection.kinds):
+                    images[n, k, 0] = crop
+                    for level in range(1, 6):
+                        images[n, k, level] = reference_distortions.distort(kind, crop, level, rng)
+            return labels.label_images(images, scores, projection)
+        return skimage_path
+    raise ValueError(f"distortion_backend must be 'jax' or 'skimage', got {backend!r}")
 
 
 def _level_correlations(rows: list[dict], kinds) -> list[dict]:

@@ -12,37 +12,10 @@ import time
 
 import jax
 import numpy as np
-from skimage import draw, filters, metrics, util
+from skimage import metrics
 
-from tiqa import distortions, labels
+from tiqa import distortions, labels, reference_distortions
 from tiqa.benchmark import reference_numpy
-
-
-def _numpy_ring(image: np.ndarray, rng: np.random.Generator, coefficient: float) -> np.ndarray:
-    """The image-domain ring model, one annulus at a time as the reference code draws it."""
-    height, width = image.shape
-    result = image.copy()
-    radius = distortions.RING_FIRST_RADIUS
-    low, high = distortions.RING_STEP_RANGE
-    for index in range(distortions.RING_MAX_COUNT):
-        outer = draw.disk((height // 2, width // 2), radius + distortions.RING_WIDTH, shape=image.shape)
-        annulus = np.zeros(image.shape, bool)
-        annulus[outer] = True
-        annulus[draw.disk((height // 2, width // 2), radius, shape=image.shape)] = False
-        result[annulus] += (1 if index % 2 else -1) * coefficient * image[annulus]
-        radius += int(rng.integers(low, high + 1))
-        if radius > distortions.RING_MAX_RADIUS:
-            break
-    return np.clip(result, 0, 1)
-
-
-def _numpy_distort(kind: str, image: np.ndarray, level: int, rng: np.random.Generator) -> np.ndarray:
-    parameter = distortions.LEVEL_TABLES[kind][level]
-    if kind == "blur":
-        return filters.gaussian(image, sigma=parameter)
-    if kind == "noise":
-        return util.random_noise(image, mode="gaussian", var=parameter, rng=rng)
-    return _numpy_ring(image, rng, parameter)
 
 
 def _numpy_observers(reference: np.ndarray, distorted: np.ndarray) -> list[float]:
@@ -63,7 +36,7 @@ def label_per_image(originals: np.ndarray, kinds, seed: int = 0) -> int:
     for original in originals.astype(np.float64):
         for kind in kinds:
             for level in range(1, distortions.NUM_LEVELS):
-                distorted = _numpy_distort(kind, original, level, rng)
+                distorted = reference_distortions.distort(kind, original, level, rng)
                 _numpy_observers(original, distorted)
                 count += 1
     return count

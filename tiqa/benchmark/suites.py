@@ -6,9 +6,9 @@ import jax
 import numpy as np
 
 from tiqa import io, phantom
-from tiqa.benchmark import datagen
+from tiqa.benchmark import datagen, train
 
-SUITES = ("datagen",)
+SUITES = ("datagen", "train")
 
 
 def load_originals(config, count: int) -> np.ndarray:
@@ -35,5 +35,9 @@ def run_benchmark(config) -> dict:
         result = datagen.run(originals, config.datagen.reference_originals, config.datagen.repeats,
                              config.datagen.kinds, config.seed)
         print(datagen.format_result(result))
+        return result
+    if config.suite == "train":
+        result = train.run(config)
+        print(train.format_result(result, config))
         return result
     raise AssertionError("unreachable")

@@ -50,23 +50,27 @@ def build_pool(slices: Sequence[np.ndarray], scores: Sequence[float], resize: in
 
 
 def load_reference_slices(config) -> tuple[list[np.ndarray], list[str]]:
-    """Slices from `config.input` (a slice, volume or folder), or phantom slices when empty.
+    """Slices from `config.input` (a slice, volume or folder) and/or phantom slices.
 
-    Returns (slices in [0, 1], source names). The phantom is for smoke tests and demos: a
-    simulated scan of a synthetic electrode (`config.phantom`).
+    The phantom (a simulated scan of a synthetic electrode, `config.phantom`) is used alone
+    when `input` is empty (smoke runs, demos) and added to the input's slices when
+    `config.phantom.mix_with_input` is set. Returns (slices in [0, 1], source names).
     """
+    slices, sources = [], []
     if config.input:
-        slices, sources = [], []
-        for source, index in io.list_inputs(config.input):
-            slices.append(io.read_item((source, index)))
-            sources.append(str(source))
-        return slices, sources
-    reconstruction, _, _ = phantom.phantom_volume(
-        config.seed, n_slices=config.phantom.slices, size=config.phantom.size,
-        photons=config.phantom.photons, gain_error_std=config.phantom.gain_error_std)
-    low, high = np.percentile(reconstruction, [0.5, 99.5])
-    volume = np.clip((reconstruction - low) / (high - low), 0.0, 1.0)
-    return list(volume), [f"phantom-{config.seed}"] * len(volume)
+        for path in str(config.input).split(","):
+            for source, index in io.list_inputs(path.strip()):
+                slices.append(io.read_item((source, index)))
+                sources.append(str(source))
+    if not config.input or config.phantom.mix_with_input:
+        reconstruction, _, _ = phantom.phantom_volume(
+            config.seed, n_slices=config.phantom.slices, size=config.phantom.size,
+            photons=config.phantom.photons, gain_error_std=config.phantom.gain_error_std)
+        low, high = np.percentile(reconstruction, [0.5, 99.5])
+        volume = np.clip((reconstruction - low) / (high - low), 0.0, 1.0)
+        slices += list(volume)
+        sources += [f"phantom-{config.seed}"] * len(volume)
+    return slices, sources
 
 
 def pool_from_config(config, scores_for_sources) -> ReferencePool:

@@ -1,0 +1,188 @@
+"""Training and inference throughput of the score network, beside the timm peer when present.
+
+Ours: the real rank-phase step (`loop.make_train_step` with the hinge loss, Adam, dropout,
+the IQA head), on a fixed batch and with the on-device batch generation of the rank phase;
+inference is the jitted eval forward pass. The peer: timm's efficientnet_b0 with bf16
+autocast and channels-last, eager and torch.compile, run in the same process when torch,
+timm and a CUDA device are available (the GPU machine), and skipped with a note otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from tiqa.models.iqa import IQAConfig
+from tiqa.train import batches, loop, phases
+
+
+def _time(function, repeats: int) -> float:
+    """Seconds per call after one warm-up call, best of `repeats`."""
+    jax.block_until_ready(function())
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(function())
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def ours(variant: str, *, batch: int, inference_batch: int, size: int, dtype: str,
+         steps: int, seed: int = 0) -> dict:
+    """images/s of the rank-phase train step and of inference for one backbone."""
+    model_cfg = IQAConfig.from_mapping({"backbone": variant, "pretrained": False, "dtype": dtype})
+    model = phases.build_model(model_cfg, jax.random.key(seed))
+    schedule = loop.step_decay(3e-5, 0, 1.0)
+    optimizer = loop.adam(schedule)
+    graphdef, state = loop.init_state(model, optimizer)
+    mesh = loop.data_mesh()
+    state = jax.device_put(state, loop.replicated(mesh))
+    train_step = loop.make_train_step(graphdef, optimizer, schedule, phases.rank_loss_fn(6.0))
+
+    originals = max(1, batch // 18)
+    pool = batches.build_pool(
+        [np.random.default_rng(i).random((size + 31, size + 31), np.float32) for i in range(4)],
+        [4.0] * 4, resize=0, crop=size)
+    pool = jax.device_put(pool, loop.replicated(mesh))
+    make_batch = jax.jit(functools.partial(batches.rank_batch, key=jax.random.key(1),
+                                           originals_per_batch=originals, crop=size,
+                                           kinds=("blur", "noise", "ring")),
+                         out_shardings=loop.batch_sharded(mesh))
+    fixed = make_batch(pool, jnp.int32(0))
+    images_per_step = fixed["images"].shape[0]
+    key = jax.random.key(2)
+    holder = {"state": state}
+
+    def step_fixed():
+        holder["state"], metrics = train_step(holder["state"], fixed, key)
+        return metrics["loss"]
+
+    counter = {"step": 0}
+
+    def step_with_data():
+        counter["step"] += 1
+        data = make_batch(pool, jnp.int32(counter["step"]))
+        holder["state"], metrics = train_step(holder["state"], data, key)
+        return metrics["loss"]
+
+    start = time.perf_counter()
+    step_fixed()
+    compile_seconds = time.perf_counter() - start
+    train_seconds = _time(step_fixed, steps)
+    rank_seconds = _time(step_with_data, steps)
+
+    @jax.jit
+    def forward(params, stats, images):
+        return nnx.merge(graphdef, params, stats)(images, train=False)
+
+    images = jax.device_put(jax.random.uniform(jax.random.key(3), (inference_batch, size, size)),
+                            loop.batch_sharded(mesh))
+    params, stats = holder["state"].params, holder["state"].batch_stats
+    inference_seconds = _time(lambda: forward(params, stats, images), steps)
+    return {
+        "variant": variant, "dtype": dtype, "batch": images_per_step,
+        "train_images_per_s": images_per_step / train_seconds,
+        "rank_step_images_per_s": images_per_step / rank_seconds,
+        "inference_images_per_s": inference_batch / inference_seconds,
+        "inference_batch": inference_batch, "compile_s": compile_seconds,
+    }
+
+
+def timm_peer(model_name: str, *, batch: int, inference_batch: int, size: int, steps: int,
+              compile_model: bool) -> dict | None:
+    """timm `model_name` with bf16 autocast and channels-last on CUDA; None without torch/CUDA."""
+    try:
+        import timm
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    device = torch.device("cuda")
+    model = timm.create_model(model_name, num_classes=1).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-5)
+    runner = torch.compile(model) if compile_model else model
+    images = torch.randn(batch, 3, size, size, device=device).to(memory_format=torch.channels_last)
+    targets = torch.randn(batch, device=device)
+
+    def train_step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = torch.nn.functional.mse_loss(runner(images)[:, 0].float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def timed(function, count):
+        for _ in range(3):
+            function()
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(count):
+            function()
+        torch.cuda.synchronize()
+        return (time.perf_counter() - start) / count
+
+    model.train()
+    start = time.perf_counter()
+    train_step()
+    torch.cuda.synchronize()
+    compile_seconds = time.perf_counter() - start
+    train_seconds = timed(train_step, steps)
+    model.eval()
+    inference_images = torch.randn(inference_batch, 3, size, size, device=device).to(
+        memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def infer():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            runner(inference_images)
+
+    inference_seconds = timed(infer, steps)
+    return {"variant": f"timm {model_name}{' compiled' if compile_model else ' eager'}",
+            "train_images_per_s": batch / train_seconds,
+            "inference_images_per_s": inference_batch / inference_seconds,
+            "compile_s": compile_seconds}
+
+
+def run(config) -> dict:
+    cfg = config.train
+    results = [ours(variant, batch=cfg.batch, inference_batch=cfg.inference_batch, size=cfg.size,
+                    dtype=cfg.dtype, steps=cfg.steps, seed=config.seed)
+               for variant in cfg.variants]
+    peers = []
+    for compile_model in (False, True):
+        peer = timm_peer("efficientnet_b0", batch=cfg.batch, inference_batch=cfg.inference_batch,
+                         size=cfg.size, steps=cfg.steps, compile_model=compile_model)
+        if peer is not None:
+            peers.append(peer)
+    return {"ours": results, "peers": peers}
+
+
+def format_result(result: dict, config) -> str:
+    cfg = config.train
+    lines = [f"train benchmark: {cfg.size}x{cfg.size}, rank-phase step (hinge loss, Adam, IQA head), "
+             f"compute {cfg.dtype}, on {jax.devices()[0].device_kind} x{jax.device_count()}",
+             f"  {'network':<26s}{'train img/s':>13s}{'rank step img/s':>17s}{'infer img/s':>13s}"
+             f"{'compile s':>11s}"]
+    for row in result["ours"]:
+        lines.append(f"  {'ours ' + row['variant'] + ' (batch ' + str(row['batch']) + ')':<26s}"
+                     f"{row['train_images_per_s']:13.1f}{row['rank_step_images_per_s']:17.1f}"
+                     f"{row['inference_images_per_s']:13.1f}{row['compile_s']:11.1f}")
+    for peer in result["peers"]:
+        lines.append(f"  {peer['variant']:<26s}{peer['train_images_per_s']:13.1f}{'':>17s}"
+                     f"{peer['inference_images_per_s']:13.1f}{peer['compile_s']:11.1f}")
+    if result["peers"]:
+        b0 = next((r for r in result["ours"] if r["variant"] == "b0"), None)
+        if b0:
+            for peer in result["peers"]:
+                lines.append(f"  ratio ours b0 / {peer['variant']}: train "
+                             f"{b0['train_images_per_s'] / peer['train_images_per_s']:.2f}x, inference "
+                             f"{b0['inference_images_per_s'] / peer['inference_images_per_s']:.2f}x")
+    else:
+        lines.append("  timm peer: not run (needs torch, timm and a CUDA device; the GPU machine has them)")
+    return "\n".join(lines)

@@ -40,8 +40,10 @@ Candidate = tuple[str, Params]
 
 # Radial sampling of `ring_removal`: bins of half a pixel resolve a ring 1-2 px wide.
 RING_BIN_PX = 0.5
-# Fraction of the values dropped at each end when averaging over the angles at one radius.
-RING_TRIM = 0.25
+# Standard error of a median over n normal samples, times sqrt(n) per MAD: sqrt(pi / 2) * 1.4826.
+RING_MEDIAN_SE = math.sqrt(math.pi / 2) * 1.4826
+# Most angles sampled on the polar grid (about one per pixel of arc at the largest radius).
+RING_MAX_ANGLES = 8192
 
 # Daubechies-2 decomposition high-pass filter, PyWavelets' Wavelet('db2').dec_hi.
 _SQRT3 = math.sqrt(3.0)
@@ -133,24 +135,18 @@ def bilateral(image: np.ndarray, sigma_color: float = 0.1, sigma_spatial: float 
                                          channel_axis=None)
 
 
-def _group_trimmed_means(values: np.ndarray, groups: np.ndarray, num_groups: int,
-                         trim: float) -> np.ndarray:
-    """Mean of the central values of every group 0..num_groups-1 (NaN for an empty group).
-
-    `trim` is the fraction dropped at each end: 0.25 is the interquartile mean, as robust as the
-    median to what covers under a quarter of the group on either side, and smoother than the
-    median when a structure covers close to half of it (the median then jumps between the two).
-    """
+def _group_medians(values: np.ndarray, groups: np.ndarray, num_groups: int) -> np.ndarray:
+    """Median of `values` within every group 0..num_groups-1 (NaN for an empty group)."""
     order = np.lexsort((values, groups))  # by group, then by value within the group
-    cumulative = np.concatenate([[0.0], np.cumsum(values[order])])
+    ordered = values[order]
     counts = np.bincount(groups, minlength=num_groups)
     starts = np.cumsum(counts) - counts
-    dropped = np.floor(counts * trim).astype(np.int64)
-    low, high = starts + dropped, starts + counts - dropped  # high > low wherever counts > 0
-    means = np.full(num_groups, np.nan)
+    medians = np.full(num_groups, np.nan)
     filled = counts > 0
-    means[filled] = (cumulative[high[filled]] - cumulative[low[filled]]) / (high - low)[filled]
-    return means
+    low = starts[filled] + (counts[filled] - 1) // 2
+    high = starts[filled] + counts[filled] // 2
+    medians[filled] = 0.5 * (ordered[low] + ordered[high])
+    return medians
 
 
 def _fill_gaps(profile: np.ndarray) -> np.ndarray:
@@ -160,6 +156,36 @@ def _fill_gaps(profile: np.ndarray) -> np.ndarray:
         return np.nan_to_num(profile)
     index = np.arange(profile.size)
     return np.interp(index, index[defined], profile[defined])
+
+
+def _polar_background(image: np.ndarray, centre: tuple[float, float],
+                      radial_window: int) -> np.ndarray:
+    """The image with every radial line through `centre` median-filtered: a ring-free version.
+
+    Resampled to polar coordinates (bilinear; 1 px radial steps, about 1 px arc steps at the
+    largest radius), median-filtered along the radius over `radial_window` px and interpolated
+    back to the pixels. Edges that cross a radial line survive a running median; rings, thin
+    along it, do not.
+    """
+    height, width = image.shape
+    centre_row, centre_col = centre
+    corner_rows, corner_cols = np.array([0, height - 1]), np.array([0, width - 1])
+    max_radius = float(np.hypot(np.abs(corner_rows - centre_row).max(),
+                                np.abs(corner_cols - centre_col).max()))
+    num_radii = int(math.ceil(max_radius)) + 2
+    num_angles = int(np.clip(math.ceil(2 * math.pi * max_radius), 64, RING_MAX_ANGLES))
+    theta = 2 * np.pi * np.arange(num_angles) / num_angles
+    radius = np.arange(num_radii, dtype=np.float64)
+    polar = ndi.map_coordinates(image, [centre_row + np.outer(np.sin(theta), radius),
+                                        centre_col + np.outer(np.cos(theta), radius)],
+                                order=1, mode="nearest")
+    polar = ndi.median_filter(polar, size=(1, 2 * (radial_window // 2) + 1), mode="nearest")
+    polar = np.concatenate([polar, polar[:1]])  # the angle wraps around: row n is row 0
+    rows, cols = np.mgrid[:height, :width]
+    d_row, d_col = rows - centre_row, cols - centre_col
+    angle_index = np.mod(np.arctan2(d_row, d_col), 2 * np.pi) * (num_angles / (2 * np.pi))
+    return ndi.map_coordinates(polar, [angle_index, np.hypot(d_row, d_col)], order=1,
+                               mode="nearest")
 
 
 def ring_correction(image: np.ndarray, radial_window: int = 15, sectors: int = 1,
@@ -172,29 +198,41 @@ def ring_correction(image: np.ndarray, radial_window: int = 15, sectors: int = 1
     rows, cols = np.mgrid[:height, :width]
     d_row, d_col = rows - centre_row, cols - centre_col
 
-    # Polar coordinates by binning every pixel, not by resampling: a ring's profile and its
-    # correction then come from exactly the same pixels, with no interpolation blur either way.
+    # Rings plus noise and a little edge residue: the image less its ring-free background.
+    # Without this, the angular median at one radius would also follow the image's own
+    # variation around the circle, which jitters from radius to radius (each radius has its
+    # own irregular set of pixel angles) and would be read as rings.
+    detail = image - _polar_background(image, (centre_row, centre_col), radial_window)
+
+    # The angular medians come from binning the pixels by radius (and sector), not from
+    # resampling: a ring's estimate and its correction then use exactly the same pixels, with
+    # no interpolation blur across its edges.
     radius_bin = np.floor(np.hypot(d_row, d_col) / RING_BIN_PX).astype(np.int64)
     num_bins = int(radius_bin.max()) + 1
-    # Angle 0 points along +columns, angles grow towards +rows (clockwise on screen).
+    # Angle 0 points along +columns and grows towards +rows (clockwise on screen).
     angle = np.mod(np.arctan2(d_row, d_col) - np.deg2rad(sector_offset), 2 * np.pi)
-    sector = np.minimum((angle / (2 * np.pi / sectors)).astype(np.int64), sectors - 1)
-
-    # The median over the irregular angles of a bin's pixels jitters from bin to bin with the
-    # image's smooth angular variation, which would read as fake rings: take it from the image
-    # less a blur wider than the window, which keeps the narrow rings and drops that variation.
-    detail = image - ndi.gaussian_filter(image, sigma=radial_window, mode="nearest")
+    sector = np.minimum((angle * (sectors / (2 * np.pi))).astype(np.int64), sectors - 1)
     group = (sector * num_bins + radius_bin).ravel()
-    profiles = _group_trimmed_means(detail.ravel(), group, sectors * num_bins, RING_TRIM)
-    profiles = profiles.reshape(sectors, num_bins)
+    num_groups = sectors * num_bins
+    values = detail.ravel()
+    profiles = _group_medians(values, group, num_groups)
+    # Standard error of each median (normal approximation from the MAD): large where a bin has
+    # few pixels (near the centre, in narrow sectors) or is noisy.
+    counts = np.bincount(group, minlength=num_groups)
+    spread = _group_medians(np.abs(values - profiles[group]), group, num_groups)
+    errors = RING_MEDIAN_SE * spread / np.sqrt(np.maximum(counts, 1))
 
     # A ring is a narrow bump on the angular median profile; a running median of the profile
-    # along the radius, wider than the ring, is the ring-free background.
+    # along the radius, wider than the ring, drops what is left of the smooth structure.
     window = 2 * int(round(radial_window / RING_BIN_PX / 2)) + 1
-    rings = np.empty_like(profiles)
-    for index, profile in enumerate(profiles):
-        profile = _fill_gaps(profile)
-        rings[index] = profile - ndi.median_filter(profile, size=window, mode="nearest")
+    rings = np.empty((sectors, num_bins))
+    for index in range(sectors):
+        profile = _fill_gaps(profiles[index * num_bins:(index + 1) * num_bins])
+        ring = profile - ndi.median_filter(profile, size=window, mode="nearest")
+        # Wiener-like shrinkage: an estimate within its own error is mostly noise, so it is
+        # damped rather than subtracted, and thin data adds no fake rings.
+        error_sq = np.nan_to_num(errors[index * num_bins:(index + 1) * num_bins]) ** 2
+        rings[index] = ring * ring**2 / np.maximum(ring**2 + error_sq, 1e-30)
     return rings.reshape(-1)[group].reshape(height, width)
 
 
@@ -202,21 +240,236 @@ def ring_removal(image: np.ndarray, radial_window: int = 15, sectors: int = 1,
                  centre: Sequence[float] | None = None, sector_offset: float = 0.0) -> np.ndarray:
     """Removes ring artefacts centred on `centre` (default the image centre (H // 2, W // 2)).
 
-    The standard image-domain approach: in polar coordinates around the rotation axis a ring is
-    a line of constant radius, so the median over the angles at each radius (bins of
-    `RING_BIN_PX` px) holds the rings plus the slowly varying mean structure. A running median
-    of that profile along the radius, `radial_window` px wide, keeps the structure and drops the
-    rings; their difference is the ring signal, subtracted from every pixel at that radius.
+    The standard image-domain approach. In polar coordinates around the rotation axis a ring
+    is a line of constant radius. The image less a ring-free background (each radial line
+    median-filtered over `radial_window` px) holds the rings; the median of that over the
+    angles at each radius (bins of `RING_BIN_PX` px, per sector) is the ring profile, less its
+    own running median along the radius, and shrunk where it is within its standard error.
+    Every pixel then has the profile value of its radius bin and sector subtracted.
 
     Args:
       image: (H, W) image.
       radial_window: running-median width in px along the radius; wider than the rings
-        (5..31 typical), narrower than the radial structure to keep.
+        (5..31 typical), narrower than the radial structures to keep.
       sectors: profiles estimated separately in this many equal angular sectors: 1 for full
-        rings, 2 for the half rings of 180-degree scans, 4 for rings that vary around the circle.
+        rings, 2 for the half rings of 180-degree scans, 4 for rings that vary around the
+        circle. A sector holds fewer pixels, so its estimate is noisier.
       centre: (row, col) of the rotation axis; None for the image centre.
       sector_offset: angle in degrees where the first sector starts (0 = along +columns,
-        growing towards +rows), so sector borders can be put at the ends of half rings.
+        growing towards +rows), so that sector borders fall at the ends of half rings. With
+        0 and 2 sectors the border is the horizontal line through the centre, where the half
+        rings of `tiqa.tomography`'s 180-degree scans end.
     """
     image = np.asarray(image, np.float64)
     return image - ring_correction(image, radial_window, sectors, centre, sector_offset)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry, parameter checks and candidate grids
+# --------------------------------------------------------------------------------------------
+
+FILTERS: Mapping[str, Callable[..., np.ndarray]] = {
+    "identity": identity,
+    "median": median,
+    "gaussian": gaussian,
+    "nl_means": nl_means,
+    "total_variation": total_variation,
+    "bilateral": bilateral,
+    "ring_removal": ring_removal,
+}
+
+# Slack allowed outside [0, 1] on input images (float round-off of earlier resampling).
+_RANGE_TOLERANCE = 1e-6
+
+_Rule = Callable[[Any], Any]  # returns the checked (normalised) value or raises ValueError
+
+
+def _integer(low: int, high: int) -> _Rule:
+    """An integer in [low, high]; integral floats (2.0) are taken as integers."""
+    def check(value: Any) -> int:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise ValueError(f"expected an integer, got {value!r}")
+        if not float(value).is_integer():
+            raise ValueError(f"expected an integer, got {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"expected an integer in [{low}, {high}], got {value!r}")
+        return int(value)
+    return check
+
+
+def _real(low: float, high: float, low_open: bool = True) -> _Rule:
+    """A finite number in (low, high] (or [low, high] when not `low_open`)."""
+    def check(value: Any) -> float:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise ValueError(f"expected a number, got {value!r}")
+        value = float(value)
+        above = value > low if low_open else value >= low
+        if not (math.isfinite(value) and above and value <= high):
+            bracket = "(" if low_open else "["
+            raise ValueError(f"expected a number in {bracket}{low}, {high}], got {value!r}")
+        return value
+    return check
+
+
+def _centre(value: Any) -> tuple[float, float] | None:
+    """None (the image centre) or a finite (row, col) pair."""
+    if value is None:
+        return None
+    try:
+        row, col = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected none or a (row, col) pair such as 120x130, got {value!r}") from None
+    if not (math.isfinite(row) and math.isfinite(col)):
+        raise ValueError(f"expected a finite (row, col) pair, got {value!r}")
+    return (row, col)
+
+
+_RULES: Mapping[str, Mapping[str, _Rule]] = {
+    "identity": {},
+    "median": {"radius": _integer(1, 50)},
+    "gaussian": {"sigma": _real(0.0, 50.0)},
+    "nl_means": {"h": _real(0.0, 10.0), "patch_size": _integer(1, 21),
+                 "patch_distance": _integer(1, 50)},
+    "total_variation": {"weight": _real(0.0, 10.0)},
+    "bilateral": {"sigma_color": _real(0.0, 1.0), "sigma_spatial": _real(0.0, 20.0)},
+    "ring_removal": {"radial_window": _integer(3, 201), "sectors": _integer(1, 36),
+                     "centre": _centre, "sector_offset": _real(-360.0, 360.0, low_open=False)},
+}
+
+
+def _check_name(name: str) -> Callable[..., np.ndarray]:
+    if name not in FILTERS:
+        raise ValueError(f"unknown filter {name!r}; known filters: {', '.join(FILTERS)}")
+    return FILTERS[name]
+
+
+def parameter_names(name: str) -> tuple[str, ...]:
+    """The parameters of filter `name` (its signature less the image)."""
+    return tuple(list(inspect.signature(_check_name(name)).parameters)[1:])
+
+
+def check_params(name: str, params: Mapping[str, Any]) -> Params:
+    """Checks the filter name, parameter names and values; returns the normalised parameters.
+
+    Raises ValueError naming the unknown filter (listing the known ones), the unknown parameter
+    (listing the filter's parameters) or the bad value.
+    """
+    allowed = parameter_names(name)
+    checked = {}
+    for key, value in params.items():
+        if key not in allowed:
+            raise ValueError(f"unknown parameter {key!r} for filter {name!r}; its parameters: "
+                             f"{', '.join(allowed) or 'none'}")
+        try:
+            checked[key] = _RULES[name][key](value)
+        except ValueError as error:
+            raise ValueError(f"bad value for {name}:{key}: {error}") from None
+    return checked
+
+
+def apply(name: str, image: np.ndarray, **params: Any) -> np.ndarray:
+    """Runs filter `name` on a 2-D float image in [0, 1]; returns float32 clipped to [0, 1].
+
+    Raises ValueError for an unknown filter or parameter, a bad parameter value, or an image
+    that is not a 2-D, finite, floating-point array in [0, 1].
+    """
+    function = _check_name(name)
+    params = check_params(name, params)
+    image = np.asarray(image)
+    if image.ndim != 2 or min(image.shape) < 1:
+        raise ValueError(f"expected a non-empty 2-D (H, W) image, got shape {image.shape}")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"expected a floating-point image in [0, 1], got dtype {image.dtype}")
+    if not np.isfinite(image).all():
+        raise ValueError("the image has NaN or infinite values")
+    if image.min() < -_RANGE_TOLERANCE or image.max() > 1 + _RANGE_TOLERANCE:
+        raise ValueError(f"expected an image in [0, 1], got values in "
+                         f"[{image.min():.4g}, {image.max():.4g}]")
+    output = function(np.clip(image, 0.0, 1.0).astype(np.float32), **params)
+    return np.clip(output, 0.0, 1.0).astype(np.float32)
+
+
+def _format_value(value: Any) -> str:
+    """A parameter value in the syntax `parse_candidates` reads back."""
+    if value is None:
+        return "none"
+    if isinstance(value, (tuple, list)):
+        return "x".join(_format_value(v) for v in value)
+    return repr(value)
+
+
+def describe(name: str, params: Mapping[str, Any]) -> str:
+    """A short label such as "median(radius=2)" (just the name when there are no parameters)."""
+    if not params:
+        return name
+    return f"{name}({', '.join(f'{key}={_format_value(v)}' for key, v in params.items())})"
+
+
+def _parse_value(text: str) -> Any:
+    """'none', an integer, a float, or a ROWxCOL pair (for `centre`)."""
+    lowered = text.strip().lower()
+    if lowered == "none":
+        return None
+    if "x" in lowered:
+        return tuple(_parse_value(part) for part in lowered.split("x"))
+    try:
+        return int(lowered)
+    except ValueError:
+        pass
+    try:
+        return float(lowered)
+    except ValueError:
+        raise ValueError(f"bad value {text!r}: expected a number, 'none' or ROWxCOL") from None
+
+
+def parse_candidates(spec: str) -> list[Candidate]:
+    """Expands a compact grid spec into (name, params) candidates, every combination per filter.
+
+    Syntax: entries separated by ';', each `name` or `name:param=v1,v2:param=v1,...`, e.g.
+    "median:radius=1,2;gaussian:sigma=0.5,1;ring_removal:radial_window=9,21:sectors=1,2;
+    identity". Values are integers, floats, 'none' or ROWxCOL (a `centre`). Duplicates are
+    dropped, order is kept.
+
+    Raises ValueError naming the unknown filter, the unknown parameter, or the bad value.
+    """
+    candidates: list[Candidate] = []
+    for entry in spec.split(";"):
+        entry = entry.strip()
+        if not entry:
+            continue
+        name, *fields = [field.strip() for field in entry.split(":")]
+        allowed = parameter_names(name)  # raises for an unknown filter
+        grid: dict[str, list[Any]] = {}
+        for field in fields:
+            key, sep, values = (part.strip() for part in field.partition("="))
+            if not sep or not key or not values:
+                raise ValueError(f"bad field {field!r} in {entry!r}: expected param=v1,v2,...")
+            if key not in allowed:
+                raise ValueError(f"unknown parameter {key!r} for filter {name!r}; its "
+                                 f"parameters: {', '.join(allowed) or 'none'}")
+            if key in grid:
+                raise ValueError(f"parameter {key!r} given twice in {entry!r}")
+            try:
+                grid[key] = [_parse_value(value) for value in values.split(",")]
+            except ValueError as error:
+                raise ValueError(f"{name}:{key}: {error}") from None
+        for combination in itertools.product(*grid.values()):
+            candidate = (name, check_params(name, dict(zip(grid, combination))))
+            if candidate not in candidates:
+                candidates.append(candidate)
+    if not candidates:
+        raise ValueError(f"no candidates in {spec!r}")
+    return candidates
+
+
+# The default grid: each filter at a few strengths, and the unfiltered baseline.
+CANDIDATES: list[Candidate] = [
+    ("identity", {}),
+    *[("median", {"radius": radius}) for radius in (1, 2, 3)],
+    *[("gaussian", {"sigma": sigma}) for sigma in (0.5, 1.0, 2.0)],
+    *[("nl_means", {"h": h}) for h in (0.6, 0.8, 1.2)],
+    *[("total_variation", {"weight": weight}) for weight in (0.02, 0.05, 0.1)],
+    *[("bilateral", {"sigma_color": sigma_color}) for sigma_color in (0.05, 0.1)],
+    *[("ring_removal", {"radial_window": window, "sectors": sectors})
+      for window in (9, 21) for sectors in (1, 2)],
+]

@@ -186,3 +186,233 @@ def _level_correlations(rows: list[dict], kinds) -> list[dict]:
                     "srocc_vs_level": evaluation.srocc(scores, minus_levels),
                     "krocc_vs_level": evaluation.krocc(scores, minus_levels)})
     return out
+
+
+# --- Exported models (the shipped default) ---------------------------------------------------
+
+EXPORTED_PARAMS = "params.npz"
+DEFAULT_MODEL = pathlib.Path(__file__).resolve().parent / "assets" / "default_model"
+
+
+def _flat(tree) -> dict[str, np.ndarray]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def export_model(workdir: str | pathlib.Path, destination: str | pathlib.Path,
+                 card: dict | None = None) -> pathlib.Path:
+    """Writes a training run's latest network as `model.json` + `params.npz` (float32).
+
+    The pair is all `load_model` needs: no optimiser state, no Orbax layout, a few MB.
+    """
+    loaded = load_model(workdir)
+    destination = pathlib.Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    arrays = {f"params{k}": v for k, v in _flat(loaded.params).items()}
+    arrays.update({f"batch_stats{k}": v for k, v in _flat(loaded.batch_stats).items()})
+    with io.atomic_write(destination / EXPORTED_PARAMS) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+    info = {phases.MODEL_INFO_KEY: loaded.config.to_dict(), "crop": loaded.crop,
+            "resize": loaded.resize, "card": card or {}}
+    io.write_json(destination / "model.json", info)
+    return destination
+
+
+def _load_exported(path: pathlib.Path) -> LoadedModel:
+    info = loop.read_run_info(path)
+    model_cfg = IQAConfig.from_mapping(info[phases.MODEL_INFO_KEY])
+    graphdef, params, batch_stats = nnx.split(phases.abstract_model(model_cfg), nnx.Param,
+                                              nnx.BatchStat)
+    try:
+        stored = np.load(path / EXPORTED_PARAMS)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path / EXPORTED_PARAMS}: unreadable parameter file ({error})") from error
+
+    def fill(prefix, abstract):
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+        values = []
+        for key_path, leaf in leaves:
+            name = prefix + jax.tree_util.keystr(key_path)
+            if name not in stored:
+                raise ValueError(f"{path / EXPORTED_PARAMS}: missing {name}")
+            value = stored[name]
+            if value.shape != leaf.shape:
+                raise ValueError(f"{path / EXPORTED_PARAMS}: {name} has shape {value.shape}, "
+                                 f"the network needs {leaf.shape}")
+            values.append(jnp.asarray(value, leaf.dtype))
+        return jax.tree_util.tree_unflatten(treedef, values)
+
+    return LoadedModel(graphdef, fill("params", params), fill("batch_stats", batch_stats),
+                       model_cfg, int(info.get("crop", 224)), int(info.get("resize", 255)))
+
+
+def load_any(path: str | pathlib.Path | None) -> LoadedModel:
+    """An exported model folder, a training work directory, or (None / '') the shipped default."""
+    path = pathlib.Path(path) if path else DEFAULT_MODEL
+    if (path / EXPORTED_PARAMS).exists():
+        return _load_exported(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model folder or training work directory")
+    return load_model(path)
+
+
+# --- Scoring slices and volumes ---------------------------------------------------------------
+
+CROP_MODES = ("center", "grid")
+
+
+def crop_positions(height: int, width: int, crop: int, mode: str) -> list[tuple[int, int]]:
+    """Top-left corners of the crops of a (height, width) image: its centre, or an even grid
+    of ceil(side / crop) crops per side that covers the whole image (overlapping as needed)."""
+    if mode not in CROP_MODES:
+        raise ValueError(f"crops must be one of {CROP_MODES}, got {mode!r}")
+    if min(height, width) < crop:
+        raise io.ImageError(f"a {height}x{width} image is smaller than the {crop} px crop")
+    if mode == "center":
+        return [((height - crop) // 2, (width - crop) // 2)]
+    rows = np.linspace(0, height - crop, -(-height // crop)).round().astype(int)
+    cols = np.linspace(0, width - crop, -(-width // crop)).round().astype(int)
+    return [(int(r), int(c)) for r in rows for c in cols]
+
+
+def _resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    if height <= width:
+        return size, (2 * width * size + height) // (2 * height)
+    return (2 * height * size + width) // (2 * width), size
+
+
+def make_slice_scorer(loaded: LoadedModel, crops: str = "grid"):
+    """`score(slices (B, H, W) in [0, 1]) -> (mean (B,), spread (B,), n_crops)` on the device.
+
+    The area resize (shorter side to the model's 255), the crops (centre, or the grid) and the
+    network run in one jitted call per slice shape; the score of a slice is the mean over its
+    crops and the spread their standard deviation.
+    """
+    forward_cache = {}
+
+    def compiled(height, width):
+        if (height, width) not in forward_cache:
+            out_h, out_w = _resized_shape(height, width, loaded.resize)
+            positions = crop_positions(out_h, out_w, loaded.crop, crops)
+            rows = jnp.asarray(io.area_weights(height, out_h))
+            cols = jnp.asarray(io.area_weights(width, out_w))
+
+            @jax.jit
+            def forward(params, batch_stats, slices):
+                resized = jnp.einsum("ih,bhw,jw->bij", rows, slices, cols,
+                                     precision=jax.lax.Precision.HIGHEST)
+                patches = jnp.stack([resized[:, r:r + loaded.crop, c:c + loaded.crop]
+                                     for r, c in positions], axis=1)
+                model = nnx.merge(loaded.graphdef, params, batch_stats)
+                scores = model(patches.reshape((-1, loaded.crop, loaded.crop)), train=False)
+                scores = scores.reshape(slices.shape[0], len(positions))
+                return scores.mean(axis=1), scores.std(axis=1)
+
+            forward_cache[(height, width)] = (forward, len(positions))
+        return forward_cache[(height, width)]
+
+    def score(slices: np.ndarray):
+        forward, count = compiled(*slices.shape[-2:])
+        mean, spread = forward(loaded.params, loaded.batch_stats, jnp.asarray(slices, jnp.float32))
+        return np.asarray(mean), np.asarray(spread), count
+
+    return score
+
+
+def _volume_name(source: pathlib.Path, index, given: pathlib.Path) -> str:
+    if index is not None:
+        return str(source)  # a page of a volume
+    return str(given) if given.is_dir() else str(source)
+
+
+def _thumbnail(image: np.ndarray, size: int = 240) -> np.ndarray:
+    scale = size / max(image.shape)
+    if scale >= 1:
+        return image
+    shape = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
+    return np.asarray(io.area_resize(image, shape))
+
+
+def score_inputs(config) -> tuple[list[dict], dict]:
+    """Scores every slice of every input (comma-separated paths); returns (records, thumbnails)."""
+    if not config.input:
+        raise ValueError("config.input is empty: give an image, a folder of slices or a volume")
+    loaded = load_any(config.checkpoint)
+    score = make_slice_scorer(loaded, config.crops)
+    normalisation = io.Normalisation(mode=config.normalisation)
+    plan = []  # (given path, source, [indices or None])
+    for given in [pathlib.Path(p.strip()) for p in str(config.input).split(",") if p.strip()]:
+        by_source: dict = {}
+        for source, index in io.list_inputs(given):
+            by_source.setdefault(source, []).append(index)
+        plan += [(given, source, indices) for source, indices in by_source.items()]
+    total = sum(len(indices) for _, _, indices in plan)
+    records, thumbnails = [], {}
+    pending: dict = {}  # slice shape -> [(order, meta, image)], scored in full batches
+    progress = tqdm.tqdm(total=total, desc="scoring", unit="slice")
+
+    def flush(shape):
+        batch = pending.pop(shape)
+        images = np.stack([image for _, _, image in batch])
+        pad = config.batch_size - len(images)  # one batch shape, one compilation
+        if pad:
+            images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
+        means, spreads, count = score(images)
+        for offset, (order, meta, image) in enumerate(batch):
+            records.append((order, dict(meta, score=float(means[offset]),
+                                        spread=float(spreads[offset]), n_crops=count)))
+            if config.report:
+                thumbnails[(meta["file"], meta["slice"])] = _thumbnail(image)
+        progress.update(len(batch))
+
+    order = 0
+    for given, source, indices in plan:
+        if indices == [None]:
+            slices = io.read_slice(source, normalisation=normalisation)[None]
+        else:
+            # A volume is normalised as a whole, so its slices stay comparable.
+            slices = io.read_volume(source, normalisation=normalisation)
+        for index, image in zip(indices, slices):
+            meta = {"volume": _volume_name(source, index, given), "file": str(source),
+                    "slice": index}
+            pending.setdefault(image.shape, []).append((order, meta, image))
+            order += 1
+            if len(pending[image.shape]) == config.batch_size:
+                flush(image.shape)
+    for shape in list(pending):
+        flush(shape)
+    progress.close()
+    return [record for _, record in sorted(records, key=lambda item: item[0])], thumbnails
+
+
+def write_scores_csv(records: list[dict], path: str | pathlib.Path) -> None:
+    fields = ["file", "slice", "volume", "score", "spread", "n_crops"]
+    with io.atomic_write(pathlib.Path(path)) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            for record in records:
+                writer.writerow({k: ("" if record[k] is None else record[k]) for k in fields})
+
+
+def run_scoring(config) -> dict:
+    """The scoring phase (configs/score.py): CSV of scores, optionally the report."""
+    from tiqa import report  # matplotlib is only needed for reports
+    records, thumbnails = score_inputs(config)
+    output = pathlib.Path(config.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_scores_csv(records, output)
+    summary = report.summarise(records)
+    for row in summary:
+        print(f"{row['volume']}: {row['slices']} slice(s), median score {row['median']:.2f} "
+              f"(min {row['min']:.2f}, max {row['max']:.2f})")
+    print(f"scores written to {output}")
+    result = {"records": records, "summary": summary, "csv": output}
+    if config.report:
+        model = str(config.checkpoint) if config.checkpoint else "the shipped default model"
+        index = report.write_report(records, config.report, thumbnails,
+                                    notes=(f"Scored with {model}, crops: {config.crops}.",))
+        print(f"report: {index}")
+        result["report"] = index
+    return result

@@ -30,4 +30,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.size = 224
     config.train.dtype = "float32"  # bfloat16 on the GPU
     config.train.steps = 3
+
+    config.score = ml_collections.ConfigDict()
+    config.score.checkpoint = ""  # empty: the shipped default model
+    config.score.crop_batch = 64
+    # The paper's volumes: 594 slices of 720x720.
+    config.score.volume_slices = 594
+    config.score.volume_size = 720
+    config.score.batch_size = 16  # slices per call
+    config.score.repeats = 3
     return config

@@ -1,46 +1,42 @@
-"""The demo: everything the project can do so far, end to end on its own phantoms."""
+"""The demo: two simulated acquisitions of one electrode, scored and compared in a report."""
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
 
-from tiqa import generate, io, labels, phantom
+from tiqa import io, phantom, scoring
 
 
 def run_demo(config) -> dict:
-    """Makes a phantom volume, runs the data phase on it and returns where everything went."""
+    """Simulates a good and a poor scan of the same phantom, scores both with the model and
+    writes the report; returns the two medians and the report's path."""
     workdir = pathlib.Path(config.workdir)
-    volume_path = workdir / "phantoms" / "electrode_scan.tif"
-    volume_path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[1/2] simulating a scan of a synthetic electrode: {config.phantom.slices} slices of "
-          f"{config.phantom.size}x{config.phantom.size}, {config.phantom.photons:g} photons, "
-          f"detector gain errors {config.phantom.gain_error_std:g}")
-    reconstruction, label_map, _ = phantom.phantom_volume(
-        config.seed, config.phantom.slices, config.phantom.size, config.phantom.photons,
-        config.phantom.gain_error_std, n_angles=config.phantom.angles)
-    io.write_tiff(volume_path, reconstruction.astype(np.float32))
-    io.write_tiff(volume_path.with_name("electrode_labels.tif"), label_map)
+    volumes = workdir / "volumes"
+    volumes.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name in ("good", "poor"):
+        settings = config[name]
+        print(f"simulating the {name} acquisition: {config.slices} slices of {config.size}x"
+              f"{config.size}, {settings.photons:g} photons per detector pixel, detector gain "
+              f"errors {settings.gain_error_std:g}")
+        reconstruction, _, _ = phantom.phantom_volume(
+            config.seed, config.slices, config.size, settings.photons, settings.gain_error_std,
+            n_angles=config.angles)
+        paths[name] = volumes / f"{name}_acquisition.tif"
+        io.write_tiff(paths[name], reconstruction.astype(np.float32))
 
-    generate_config = config.generate
-    with generate_config.unlocked():
-        generate_config.input = str(volume_path)
-        generate_config.output = str(workdir / "dataset")
-        generate_config.seed = config.seed
-        generate_config.overwrite = True  # the demo owns its work directory
-    print("[2/2] data phase: distorting and labelling crops "
-          f"({', '.join(generate_config.projection.kinds)}; levels 1-5)")
-    output = generate.generate_dataset(generate_config)
-    summary = json.loads((output / generate.SUMMARY).read_text())
-    table = np.zeros((1, len(summary["mean_label"]), 6), np.float32)
-    for index, values in enumerate(summary["mean_label"].values()):
-        table[0, index] = [generate_config.default_reference_score] + values
-    print(f"\nmean generated label per kind and level (L0 = reference, prior score "
-          f"{generate_config.default_reference_score:g}):")
-    print(labels.summarise(table, summary["mean_label"].keys()))
-    print(f"\nphantom volume : {volume_path}")
-    print(f"data set       : {output} ({summary['images']} images in {summary['groups']} groups; "
-          f"manifest.csv lists kind, level, label and the five observers' scores)")
-    return {"volume": volume_path, "dataset": output, "summary": summary}
+    scoring_config = config.score
+    with scoring_config.unlocked():
+        scoring_config.input = ",".join(str(paths[name]) for name in ("good", "poor"))
+        scoring_config.output = str(workdir / "scores.csv")
+        scoring_config.report = str(workdir / "report")
+    result = scoring.run_scoring(scoring_config)
+    medians = {name: next(row["median"] for row in result["summary"]
+                          if row["volume"] == str(paths[name])) for name in paths}
+    verdict = "as expected" if medians["good"] > medians["poor"] else "UNEXPECTED"
+    print(f"\nmedian score: good acquisition {medians['good']:.2f}, poor acquisition "
+          f"{medians['poor']:.2f} ({verdict}: the better acquisition should score higher)")
+    print(f"open {pathlib.Path(result['report']).resolve()}")
+    return {"medians": medians, "report": result["report"]}

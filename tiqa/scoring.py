@@ -199,13 +199,10 @@ def _flat(tree) -> dict[str, np.ndarray]:
     return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
 
 
-def export_model(workdir: str | pathlib.Path, destination: str | pathlib.Path,
-                 card: dict | None = None) -> pathlib.Path:
-    """Writes a training run's latest network as `model.json` + `params.npz` (float32).
-
-    The pair is all `load_model` needs: no optimiser state, no Orbax layout, a few MB.
-    """
-    loaded = load_model(workdir)
+def save_exported(loaded: LoadedModel, destination: str | pathlib.Path,
+                  card: dict | None = None) -> pathlib.Path:
+    """Writes a network as `model.json` + `params.npz` (float32): all `load_any` needs, no
+    optimiser state and no Orbax layout, a few MB."""
     destination = pathlib.Path(destination)
     destination.mkdir(parents=True, exist_ok=True)
     arrays = {f"params{k}": v for k, v in _flat(loaded.params).items()}
@@ -217,6 +214,12 @@ def export_model(workdir: str | pathlib.Path, destination: str | pathlib.Path,
             "resize": loaded.resize, "card": card or {}}
     io.write_json(destination / "model.json", info)
     return destination
+
+
+def export_model(workdir: str | pathlib.Path, destination: str | pathlib.Path,
+                 card: dict | None = None) -> pathlib.Path:
+    """A training run's latest network, exported with `save_exported`."""
+    return save_exported(load_model(workdir), destination, card)
 
 
 def _load_exported(path: pathlib.Path) -> LoadedModel:

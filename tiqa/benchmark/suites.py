@@ -6,9 +6,9 @@ import jax
 import numpy as np
 
 from tiqa import io, phantom
-from tiqa.benchmark import datagen, train
+from tiqa.benchmark import datagen, score, train
 
-SUITES = ("datagen", "train")
+SUITES = ("datagen", "train", "score")
 
 
 def load_originals(config, count: int) -> np.ndarray:
@@ -39,5 +39,9 @@ def run_benchmark(config) -> dict:
     if config.suite == "train":
         result = train.run(config)
         print(train.format_result(result, config))
+        return result
+    if config.suite == "score":
+        result = score.run(config)
+        print(score.format_result(result, config))
         return result
     raise AssertionError("unreachable")

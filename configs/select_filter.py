@@ -1,0 +1,19 @@
+"""Pre-processing selection: python -m launch.select_filter --config.input=VOLUME [--config.output=DIR]"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.input = ""  # a volume, a folder of slices or a slice
+    config.output = "runs/select_filter"
+    # Slices sampled evenly through the volume (0: all).
+    config.samples = 8
+    # Empty: the default grid (tiqa.filters.CANDIDATES). Otherwise e.g.
+    # "median:radius=1,2;gaussian:sigma=0.5,1;ring_removal:radial_window=9,21:sectors=1,2;identity"
+    config.candidates = ""
+    config.checkpoint = ""  # empty: the shipped default model
+    config.crops = "grid"
+    config.batch_size = 8
+    config.normalisation = "auto"
+    return config

@@ -1,0 +1,126 @@
+"""Scoring slices and volumes: crops, the device pipeline against a step-by-step reference,
+exported models, the CSV and the report, bad input."""
+
+import csv
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import score as score_config
+from tiqa import io, phantom, scoring
+from tiqa.models.iqa import IQAConfig
+from tiqa.train import phases
+
+TINY = IQAConfig(backbone="b0", pretrained=False, hidden=(8,),
+                 trunk_overrides=(("depth", 0.25), ("width", 0.25)))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A small random network exported as a model folder (crop 64 after resizing to 72)."""
+    model = phases.build_model(TINY, jax.random.key(0))
+    graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    loaded = scoring.LoadedModel(graphdef, params, stats, TINY, crop=64, resize=72)
+    folder = tmp_path_factory.mktemp("model")
+    scoring.save_exported(loaded, folder, card={"purpose": "tests"})
+    return folder, loaded
+
+
+def test_crop_positions_cover_the_image():
+    assert scoring.crop_positions(255, 307, 224, "center") == [(15, 41)]
+    grid = scoring.crop_positions(255, 307, 224, "grid")
+    assert grid == [(0, 0), (0, 83), (31, 0), (31, 83)]
+    covered = np.zeros((255, 307), bool)
+    for top, left in grid:
+        covered[top:top + 224, left:left + 224] = True
+    assert covered.all()
+    with pytest.raises(io.ImageError, match="smaller than the 224 px crop"):
+        scoring.crop_positions(200, 300, 224, "grid")
+    with pytest.raises(ValueError, match="crops must be one of"):
+        scoring.crop_positions(255, 255, 224, "random")
+
+
+def test_exported_model_round_trip(tiny_model):
+    folder, loaded = tiny_model
+    assert (folder / scoring.EXPORTED_PARAMS).stat().st_size < 25e6
+    again = scoring.load_any(folder)
+    for a, b in zip(jax.tree.leaves((loaded.params, loaded.batch_stats)),
+                    jax.tree.leaves((again.params, again.batch_stats))):
+        np.testing.assert_array_equal(a, b)
+    assert again.crop == 64 and again.resize == 72 and again.config == TINY
+    with pytest.raises(FileNotFoundError, match="no such model"):
+        scoring.load_any(folder / "missing")
+
+
+def test_slice_scores_equal_a_step_by_step_reference(tiny_model):
+    folder, loaded = tiny_model
+    slices = np.random.default_rng(1).random((3, 90, 110)).astype(np.float32)
+    means, spreads, count = scoring.make_slice_scorer(scoring.load_any(folder), "grid")(slices)
+    assert count == 4  # 72x88 after resizing: 2 x 2 crops of 64
+    model = nnx.merge(loaded.graphdef, loaded.params, loaded.batch_stats)
+    for n, image in enumerate(slices):
+        resized = np.asarray(io.resize_short_side(image, 72))
+        assert resized.shape == (72, 88)
+        crops = np.stack([resized[t:t + 64, l:l + 64]
+                          for t, l in scoring.crop_positions(72, 88, 64, "grid")])
+        expected = np.asarray(model(jnp.asarray(crops), train=False))
+        np.testing.assert_allclose(means[n], expected.mean(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(spreads[n], expected.std(), rtol=1e-3, atol=1e-5)
+
+
+def _config(tiny_model, inputs, tmp_path, **overrides):
+    config = score_config.get_config()
+    config.input = inputs
+    config.checkpoint = str(tiny_model[0])
+    config.output = str(tmp_path / "results.csv")
+    config.batch_size = 4
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
+
+
+def test_score_volume_and_folder_with_report(tiny_model, tmp_path):
+    volume, _, _ = phantom.phantom_volume(0, n_slices=5, size=96, photons=2e4)
+    io.write_tiff(tmp_path / "scan.tif", volume)
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for index in range(3):
+        io.write_png(folder / f"slice_{index}.png", np.clip(volume[index] / volume.max(), 0, 1))
+    config = _config(tiny_model, f"{tmp_path / 'scan.tif'},{folder}", tmp_path,
+                     report=str(tmp_path / "report"))
+    result = scoring.run_scoring(config)
+    with open(tmp_path / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 8
+    assert [r["slice"] for r in rows[:5]] == ["0", "1", "2", "3", "4"]
+    assert {r["volume"] for r in rows} == {str(tmp_path / "scan.tif"), str(folder)}
+    assert all(np.isfinite(float(r["score"])) and int(r["n_crops"]) == 4 for r in rows)
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "scan.tif" in html and "volumes_boxplot.png" in html
+    assert [row["slices"] for row in result["summary"]] == [5, 3]
+
+
+def test_centre_crop_mode_and_bad_input(tiny_model, tmp_path):
+    image = tmp_path / "one.png"
+    io.write_png(image, np.random.default_rng(0).random((80, 80)))
+    scoring.run_scoring(_config(tiny_model, str(image), tmp_path, crops="center"))
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert len(rows) == 1 and rows[0]["n_crops"] == "1" and rows[0]["slice"] == ""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    output = tmp_path / "never.csv"
+    with pytest.raises(io.ImageError, match="empty"):
+        scoring.run_scoring(_config(tiny_model, str(empty), tmp_path, output=str(output)))
+    assert not output.exists()
+    small = tmp_path / "small.png"
+    io.write_png(small, np.random.default_rng(0).random((20, 20)))
+    # 20 px slices resize to 72 and are scored (upscaled); an unreadable file is named.
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"II*\x00garbage")
+    with pytest.raises(io.ImageError, match="broken.tif"):
+        scoring.run_scoring(_config(tiny_model, str(broken), tmp_path, output=str(output)))
+    assert not output.exists()

@@ -1,0 +1,71 @@
+"""Scoring throughput: 224x224 crops through the network, and whole volumes through the
+scoring pipeline (area resize, grid crops, network) as `launch.score` runs it."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from tiqa import scoring
+
+
+def _best_time(function, repeats: int) -> float:
+    jax.block_until_ready(function())
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(function())
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def run(config) -> dict:
+    cfg = config.score
+    loaded = scoring.load_any(cfg.checkpoint)
+
+    @jax.jit
+    def forward(params, stats, images):
+        return nnx.merge(loaded.graphdef, params, stats)(images, train=False)
+
+    crops = jax.random.uniform(jax.random.key(0), (cfg.crop_batch, loaded.crop, loaded.crop))
+    crop_seconds = _best_time(lambda: forward(loaded.params, loaded.batch_stats, crops), cfg.repeats)
+
+    # Smooth random slices: the cost does not depend on the content.
+    rng = np.random.default_rng(config.seed)
+    base = rng.random((cfg.batch_size, cfg.volume_size, cfg.volume_size)).astype(np.float32)
+    score = scoring.make_slice_scorer(loaded, "grid")
+    start = time.perf_counter()
+    _, _, crops_per_slice = score(base)
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    done = 0
+    while done < cfg.volume_slices:
+        score(base)  # the slices of a real volume arrive from the host the same way
+        done += cfg.batch_size
+    volume_seconds = (time.perf_counter() - start) * cfg.volume_slices / done
+    return {
+        "device": jax.devices()[0].device_kind,
+        "crop_images_per_s": cfg.crop_batch / crop_seconds,
+        "crop_batch": cfg.crop_batch,
+        "volume_seconds": volume_seconds,
+        "volume_slices_per_s": cfg.volume_slices / volume_seconds,
+        "crops_per_slice": crops_per_slice,
+        "compile_s": compile_seconds,
+        "backbone": loaded.config.backbone,
+    }
+
+
+def format_result(result: dict, config) -> str:
+    cfg = config.score
+    return "\n".join([
+        f"score benchmark on {result['device']} ({result['backbone']} default model)",
+        f"  224x224 crops through the network : {result['crop_images_per_s']:9.1f} crops/s "
+        f"(batch {result['crop_batch']})",
+        f"  {cfg.volume_slices} slices of {cfg.volume_size}x{cfg.volume_size} "
+        f"(resize, {result['crops_per_slice']} grid crops each): {result['volume_seconds']:.2f} s, "
+        f"{result['volume_slices_per_s']:.1f} slices/s (compile {result['compile_s']:.1f} s, not counted)",
+    ])

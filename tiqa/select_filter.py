@@ -1,0 +1,109 @@
+"""Choosing a pre-processing filter by score: what the paper says the score is for.
+
+Every candidate filter (tiqa.filters: median, Gaussian, non-local means, total variation, ring
+removal, ... each with a few parameters) is applied to slices sampled evenly through the
+volume; each result is scored with the quality network; candidates are ranked by their median
+score, in a table (CSV, Markdown) and a figure.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import tqdm
+
+from tiqa import evaluation, filters, io, scoring
+
+
+def sample_indices(count: int, samples: int) -> list[int]:
+    """`samples` slice indices spread evenly through `count` slices (all of them if fewer)."""
+    if samples <= 0 or samples >= count:
+        return list(range(count))
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, samples)})
+
+
+def _read_slices(path: str, samples: int, normalisation: str) -> tuple[np.ndarray, list]:
+    items = io.list_inputs(path)
+    chosen = [items[i] for i in sample_indices(len(items), samples)]
+    volume_sources = {source for source, index in chosen if index is not None}
+    volumes = {source: io.read_volume(source, normalisation=normalisation) for source in volume_sources}
+    slices = [volumes[source][index] if index is not None
+              else io.read_slice(source, normalisation=normalisation)
+              for source, index in chosen]
+    shapes = {s.shape for s in slices}
+    if len(shapes) > 1:
+        raise io.ImageError(f"{path}: sampled slices have different shapes {sorted(shapes)}")
+    return np.stack(slices), chosen
+
+
+def rank_filters(config) -> list[dict]:
+    """Runs the selection described by configs/select_filter.py; returns the ranked rows."""
+    if not config.input:
+        raise ValueError("config.input is empty: give a volume, a folder of slices or a slice")
+    candidates = (filters.parse_candidates(config.candidates) if config.candidates
+                  else list(filters.CANDIDATES))
+    slices, chosen = _read_slices(config.input, config.samples, config.normalisation)
+    score = scoring.make_slice_scorer(scoring.load_any(config.checkpoint), config.crops)
+    output = pathlib.Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+
+    def score_all(images: np.ndarray) -> np.ndarray:
+        values = []
+        for start in range(0, len(images), config.batch_size):
+            chunk = images[start:start + config.batch_size]
+            pad = config.batch_size - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            values.append(score(chunk)[0][:config.batch_size - pad])
+        return np.concatenate(values)
+
+    rows, examples = [], {}
+    for name, params in tqdm.tqdm(candidates, desc="filters", unit="filter"):
+        filtered = np.stack([filters.apply(name, image, **params) for image in slices])
+        scores = score_all(filtered)
+        label = filters.describe(name, params)
+        rows.append({"filter": label, "median": float(np.median(scores)),
+                     "mean": float(np.mean(scores)), "min": float(np.min(scores)),
+                     "max": float(np.max(scores)), "slices": len(scores)})
+        examples[label] = (filtered[len(filtered) // 2], scores)
+    rows.sort(key=lambda row: -row["median"])
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    rows = [{"rank": r["rank"], **{k: v for k, v in r.items() if k != "rank"}} for r in rows]
+    evaluation.write_table(rows, output / "filters.csv", output / "filters.md")
+    _figure(rows, examples, slices[len(slices) // 2], output / "filters.png")
+    print(evaluation.format_table(rows))
+    baseline = next((r for r in rows if r["filter"] == filters.describe("identity", {})), None)
+    best = rows[0]
+    if baseline is not None:
+        print(f"best: {best['filter']} (median {best['median']:.2f}) against no filter "
+              f"(median {baseline['median']:.2f}), over {best['slices']} sampled slice(s)")
+    print(f"written to {output}: filters.csv, filters.md, filters.png")
+    return rows
+
+
+def _figure(rows: list[dict], examples: dict, original: np.ndarray, path: pathlib.Path) -> None:
+    """Scores per candidate (box per filter, best first) and the best three filtered slices."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(max(8.0, 0.45 * len(rows) + 3), 9.0))
+    FigureCanvasAgg(figure)
+    grid = figure.add_gridspec(2, 4, height_ratios=(1.3, 1.0))
+    axis = figure.add_subplot(grid[0, :])
+    axis.boxplot([examples[r["filter"]][1] for r in rows], showfliers=False)
+    axis.set_xticks(range(1, len(rows) + 1))
+    axis.set_xticklabels([r["filter"] for r in rows], rotation=60, ha="right", fontsize=8)
+    axis.set_ylabel("TIQA score (1 terrible .. 5 excellent)")
+    axis.set_title("Candidate filters ranked by median score over the sampled slices")
+    axis.grid(axis="y", alpha=0.3)
+    panels = [("no filter", original)] + [(r["filter"], examples[r["filter"]][0]) for r in rows[:3]]
+    for column, (title, image) in enumerate(panels):
+        ax = figure.add_subplot(grid[1, column])
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    figure.tight_layout()
+    with io.atomic_write(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)

@@ -83,7 +83,8 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
 
         (loss, (metrics, batch_stats)), grads = jax.value_and_grad(
             compute_loss, has_aux=True)(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        # `value` feeds loss-aware transformations (reduce-on-plateau); others ignore it.
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params, value=loss)
         params = optax.apply_updates(state.params, updates)
         metrics = dict(metrics, loss=loss, learning_rate=schedule(state.step),
                        grad_norm=optax.global_norm(grads))
@@ -154,6 +155,38 @@ def restore_model_state(checkpoint_dir: str | pathlib.Path, state: TrainState) -
     restored = restore_latest(manager, state)
     manager.close()
     return state.replace(params=restored.params, batch_stats=restored.batch_stats)
+
+
+def _strip_variable_values(tree):
+    """Orbax's raw restore keeps each nnx Variable as {'value': array}; unwrap to arrays."""
+    if isinstance(tree, dict):
+        if set(tree) == {"value"}:
+            return tree["value"]
+        return {key: _strip_variable_values(value) for key, value in tree.items()}
+    return tree
+
+
+def restore_variables(checkpoint_dir: str | pathlib.Path, params: nnx.State,
+                      batch_stats: nnx.State) -> tuple[nnx.State, nnx.State]:
+    """Parameters and statistics of the latest checkpoint, whatever optimiser made it.
+
+    `params` and `batch_stats` (abstract or concrete) give the structure to fill.
+    """
+    path = pathlib.Path(checkpoint_dir)
+    if (path / CHECKPOINTS).is_dir():
+        path = path / CHECKPOINTS
+    manager = ocp.CheckpointManager(path.absolute())
+    step = manager.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"{checkpoint_dir}: no checkpoint found")
+    raw = manager.restore(step)
+    manager.close()
+    for state, name in ((params, "params"), (batch_stats, "batch_stats")):
+        try:
+            nnx.replace_by_pure_dict(state, _strip_variable_values(raw[name]))
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"{checkpoint_dir}: checkpoint does not fit the network ({error})") from error
+    return params, batch_stats
 
 
 # --- The loop --------------------------------------------------------------------------------

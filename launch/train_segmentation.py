@@ -1,0 +1,18 @@
+"""D-LinkNet training: python -m launch.train_segmentation --config=configs/segmentation.py[:smoke]"""
+
+from absl import app
+
+from launch import common
+from tiqa.train import segmentation
+
+_CONFIG = common.define_config("segmentation", "Segmentation training configuration.")
+
+
+def main(argv):
+    del argv
+    workdir = common.run_cleanly(segmentation.train_segmentation, _CONFIG.value)
+    print(f"checkpoints and metrics.jsonl written to {workdir}")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=common.parse_flags)

@@ -1,0 +1,243 @@
+"""Training D-LinkNet on labelled slices: the segmentation half of the paper (SPEC.md 1.8).
+
+Same machinery as the score network (`loop.make_train_step`, `loop.run`: sharding,
+checkpoints, logging); only the batches and the loss differ. Batches are random crops
+(a multiple of 32) with flips, 90-degree rotations and intensity jitter, made on the device
+from a pool of slices and their label maps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import pathlib
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tifffile
+from flax import nnx
+from PIL import Image
+
+from tiqa import io, phantom
+from tiqa.models.dlinknet import DLinkNet, DLinkNetConfig
+from tiqa.train import loop
+
+MODEL_INFO_KEY = "segmentation_model"
+
+
+class LabelledPool(NamedTuple):
+    images: jax.Array  # (S, H, W) float32 in [0, 1], zero-padded to a common shape
+    labels: jax.Array  # (S, H, W) int32 class labels; -1 marks padding (ignored)
+    heights: jax.Array
+    widths: jax.Array
+
+
+def target_classes(labels: np.ndarray, num_classes: int, positive_class: int) -> np.ndarray:
+    """Binary targets (label == positive_class, e.g. particle = 0 against the rest) when
+    num_classes is 1, else the labels themselves."""
+    if num_classes == 1:
+        return (labels == positive_class).astype(np.int32)
+    if labels.max() >= num_classes:
+        raise ValueError(f"labels go up to {labels.max()}, more than num_classes={num_classes}")
+    return labels.astype(np.int32)
+
+
+def read_labelled_slices(image_paths: list[str], label_dir: str, label_suffix: str
+                         ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Slices and their pixel-aligned label maps: `<label_dir>/<stem><label_suffix>`."""
+    images, label_maps = [], []
+    for path in image_paths:
+        path = pathlib.Path(path)
+        label_path = pathlib.Path(label_dir) / f"{path.stem}{label_suffix}"
+        image = io.read_slice(path)
+        try:
+            if label_path.suffix.lower() in io.TIFF_EXTENSIONS:
+                label = np.asarray(tifffile.imread(label_path))
+            else:
+                label = np.asarray(Image.open(label_path))
+        except FileNotFoundError as error:
+            raise io.ImageError(f"{label_path}: no label map for {path}") from error
+        if label.shape != image.shape:
+            raise io.ImageError(f"{label_path}: shape {label.shape} differs from {path} {image.shape}")
+        images.append(image)
+        label_maps.append(label)
+    return images, label_maps
+
+
+def build_labelled_pool(images, label_maps) -> LabelledPool:
+    height = max(i.shape[0] for i in images)
+    width = max(i.shape[1] for i in images)
+    pixels = np.zeros((len(images), height, width), np.float32)
+    targets = np.full((len(images), height, width), -1, np.int32)
+    for n, (image, label) in enumerate(zip(images, label_maps)):
+        pixels[n, :image.shape[0], :image.shape[1]] = image
+        targets[n, :label.shape[0], :label.shape[1]] = label
+    return LabelledPool(jnp.asarray(pixels), jnp.asarray(targets),
+                        jnp.asarray([i.shape[0] for i in images], jnp.int32),
+                        jnp.asarray([i.shape[1] for i in images], jnp.int32))
+
+
+def augmented_batch(pool: LabelledPool, step: jax.Array, *, key: jax.Array, batch_size: int,
+                    crop: int, jitter: float) -> dict[str, jax.Array]:
+    """Random crops with flips, 90-degree rotations and intensity jitter, from fold_in(key, step)."""
+    step_key = jax.random.fold_in(key, step)
+    keys = jax.random.split(step_key, batch_size)
+
+    def one(sample_key):
+        pick, top_key, left_key, flip_key, rotate_key, gain_key, bias_key = jax.random.split(sample_key, 7)
+        index = jax.random.randint(pick, (), 0, pool.images.shape[0])
+        top = jax.random.randint(top_key, (), 0, pool.heights[index] - crop + 1)
+        left = jax.random.randint(left_key, (), 0, pool.widths[index] - crop + 1)
+        image = jax.lax.dynamic_slice(pool.images[index], (top, left), (crop, crop))
+        label = jax.lax.dynamic_slice(pool.labels[index], (top, left), (crop, crop))
+        flips = jax.random.bernoulli(flip_key, 0.5, (2,))
+        image = jnp.where(flips[0], image[::-1], image)
+        label = jnp.where(flips[0], label[::-1], label)
+        image = jnp.where(flips[1], image[:, ::-1], image)
+        label = jnp.where(flips[1], label[:, ::-1], label)
+        turns = jax.random.randint(rotate_key, (), 0, 4)
+        image = jax.lax.switch(turns, [lambda x, k=k: jnp.rot90(x, k) for k in range(4)], image)
+        label = jax.lax.switch(turns, [lambda x, k=k: jnp.rot90(x, k) for k in range(4)], label)
+        # Intensity jitter: contrast and brightness, as scans differ from one another.
+        gain = 1.0 + jitter * jax.random.uniform(gain_key, (), minval=-1.0, maxval=1.0)
+        bias = jitter * jax.random.uniform(bias_key, (), minval=-1.0, maxval=1.0)
+        image = jnp.clip((image - 0.5) * gain + 0.5 + bias, 0.0, 1.0)
+        return image, label
+
+    images, labels = jax.vmap(one)(keys)
+    return {"images": images, "labels": labels}
+
+
+def segmentation_loss(logits: jax.Array, labels: jax.Array, *, bce_weight: float,
+                      dice_weight: float) -> tuple[jax.Array, dict]:
+    """BCE (or softmax cross-entropy) + (1 - soft Dice); pixels labelled -1 are ignored."""
+    valid = (labels >= 0).astype(jnp.float32)
+    num_classes = logits.shape[-1]
+    if num_classes == 1:
+        target = (labels == 1).astype(jnp.float32)
+        logit = logits[..., 0]
+        cross_entropy = optax.sigmoid_binary_cross_entropy(logit, target)
+        probability = jax.nn.sigmoid(logit)
+        overlap = jnp.sum(probability * target * valid)
+        dice = (2 * overlap + 1.0) / (jnp.sum(probability * valid) + jnp.sum(target * valid) + 1.0)
+    else:
+        target = jax.nn.one_hot(jnp.maximum(labels, 0), num_classes)
+        cross_entropy = optax.softmax_cross_entropy(logits, target)
+        probability = jax.nn.softmax(logits, axis=-1)
+        overlap = jnp.sum(probability * target * valid[..., None], axis=(0, 1, 2))
+        sizes = jnp.sum((probability + target) * valid[..., None], axis=(0, 1, 2))
+        dice = jnp.mean((2 * overlap + 1.0) / (sizes + 1.0))
+    bce = jnp.sum(cross_entropy * valid) / jnp.maximum(jnp.sum(valid), 1.0)
+    loss = bce_weight * bce + dice_weight * (1.0 - dice)
+    return loss, {"cross_entropy": bce, "dice": dice}
+
+
+def _optimizer(config, steps_per_epoch: int):
+    schedule = optax.piecewise_constant_schedule(
+        config.learning_rate,
+        {int(step): config.lr_drop_factor for step in config.lr_drop_steps}
+    ) if config.lr_drop_steps else optax.constant_schedule(config.learning_rate)
+    transforms = [optax.adam(schedule)]
+    if config.plateau_patience > 0:
+        # lr / 5 when the loss stops improving for `plateau_patience` logged windows of steps.
+        transforms.append(optax.contrib.reduce_on_plateau(
+            factor=config.lr_drop_factor, patience=config.plateau_patience,
+            accumulation_size=steps_per_epoch))
+    return optax.chain(*transforms), schedule
+
+
+def model_config(config) -> DLinkNetConfig:
+    return DLinkNetConfig(encoder=config.model.encoder, num_classes=config.model.num_classes,
+                          dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.model.dtype])
+
+
+def load_training_pool(config) -> LabelledPool:
+    images, label_maps = [], []
+    if config.images:
+        paths = [p.strip() for p in str(config.images).split(",") if p.strip()]
+        images, label_maps = read_labelled_slices(paths, config.labels, config.label_suffix)
+    if not config.images or config.phantom.mix_with_input:
+        volume, labels, _ = phantom.phantom_volume(
+            config.seed, n_slices=config.phantom.slices, size=config.phantom.size,
+            photons=config.phantom.photons, gain_error_std=config.phantom.gain_error_std)
+        low, high = np.percentile(volume, [0.5, 99.5])
+        images += list(np.clip((volume - low) / (high - low), 0, 1))
+        label_maps += list(labels)
+    targets = [target_classes(l, config.model.num_classes, config.positive_class) for l in label_maps]
+    return build_labelled_pool(images, targets)
+
+
+def train_segmentation(config) -> pathlib.Path:
+    """Runs the D-LinkNet training described by configs/segmentation.py."""
+    workdir = pathlib.Path(config.workdir)
+    if config.crop % 32:
+        raise ValueError(f"config.crop={config.crop} must be a multiple of 32 (D-LinkNet)")
+    loop.initialise_distributed(config.distributed)
+    mesh = loop.data_mesh(config.num_devices)
+    loop.check_batch_divides(config.batch_size, mesh)
+    pool = load_training_pool(config)
+    logging.info("segmentation pool: %d slices", pool.images.shape[0])
+    model_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
+    model_cfg = model_config(config)
+    model = nnx.jit(lambda: DLinkNet(model_cfg, rngs=nnx.Rngs(params=model_key)))()
+    optimizer, schedule = _optimizer(config.optimizer, config.steps_per_epoch)
+    graphdef, state = loop.init_state(model, optimizer)
+    loop.write_run_info(workdir, {MODEL_INFO_KEY: {
+        "encoder": model_cfg.encoder, "num_classes": model_cfg.num_classes,
+        "dtype": config.model.dtype}, "positive_class": config.positive_class,
+        "phase": "segmentation"})
+    loss_fn = functools.partial(segmentation_loss, bce_weight=config.loss.bce_weight,
+                                dice_weight=config.loss.dice_weight)
+    make_batch = functools.partial(augmented_batch, key=data_key, batch_size=config.batch_size,
+                                   crop=config.crop, jitter=config.intensity_jitter)
+    loop.run(workdir=workdir, state=state,
+             train_step=loop.make_train_step(graphdef, optimizer, schedule,
+                                             lambda logits, batch: loss_fn(logits, batch["labels"])),
+             make_batch=make_batch, batch_inputs=pool,
+             num_steps=config.epochs * config.steps_per_epoch, key=train_key, mesh=mesh,
+             images_per_step=config.batch_size, log_every=config.log_every,
+             checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
+             description="segmentation")
+    return workdir
+
+
+@dataclasses.dataclass(frozen=True)
+class Segmenter:
+    graphdef: nnx.GraphDef
+    params: nnx.State
+    batch_stats: nnx.State
+    config: DLinkNetConfig
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W) slices in [0, 1] -> class probabilities (N, H, W, C) (C = 2 for binary:
+        [rest, positive]); slices are padded to a multiple of 32 by edge replication."""
+        images = np.asarray(images, np.float32)
+        height, width = images.shape[-2:]
+        pad_h, pad_w = -height % 32, -width % 32
+        padded = np.pad(images, ((0, 0), (0, pad_h), (0, pad_w)), mode="edge")
+        logits = np.asarray(_forward(self.graphdef, self.params, self.batch_stats, padded))
+        logits = logits[:, :height, :width]
+        if logits.shape[-1] == 1:
+            positive = 1.0 / (1.0 + np.exp(-logits[..., 0]))
+            return np.stack([1.0 - positive, positive], axis=-1)
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return exp / exp.sum(axis=-1, keepdims=True)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(graphdef, params, batch_stats, images):
+    return nnx.merge(graphdef, params, batch_stats)(images, train=False)
+
+
+def load_segmenter(workdir: str | pathlib.Path) -> Segmenter:
+    info = loop.read_run_info(workdir)[MODEL_INFO_KEY]
+    model_cfg = DLinkNetConfig(encoder=info["encoder"], num_classes=info["num_classes"],
+                               dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[info["dtype"]])
+    model = nnx.eval_shape(lambda: DLinkNet(model_cfg, rngs=nnx.Rngs(0)))
+    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    params, batch_stats = loop.restore_variables(workdir, params, batch_stats)
+    return Segmenter(graphdef, params, batch_stats, model_cfg)

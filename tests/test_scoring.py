@@ -124,3 +124,30 @@ def test_centre_crop_mode_and_bad_input(tiny_model, tmp_path):
     with pytest.raises(io.ImageError, match="broken.tif"):
         scoring.run_scoring(_config(tiny_model, str(broken), tmp_path, output=str(output)))
     assert not output.exists()
+
+
+def test_select_filter_ranks_candidates(tiny_model, tmp_path):
+    from configs import select_filter as select_config
+    from tiqa import select_filter
+
+    assert select_filter.sample_indices(10, 3) == [0, 4, 9]
+    assert select_filter.sample_indices(2, 8) == [0, 1]
+    volume, _, _ = phantom.phantom_volume(0, n_slices=4, size=96, photons=5e3, gain_error_std=0.004)
+    io.write_tiff(tmp_path / "scan.tif", volume)
+    config = select_config.get_config()
+    config.input = str(tmp_path / "scan.tif")
+    config.output = str(tmp_path / "filters")
+    config.checkpoint = str(tiny_model[0])
+    config.samples = 2
+    config.candidates = "median:radius=1,2;ring_removal:radial_window=9:sectors=2;identity"
+    rows = select_filter.rank_filters(config)
+    assert [row["rank"] for row in rows] == [1, 2, 3, 4]
+    assert {row["filter"] for row in rows} == {"median(radius=1)", "median(radius=2)",
+                                               "ring_removal(radial_window=9, sectors=2)", "identity"}
+    medians = [row["median"] for row in rows]
+    assert medians == sorted(medians, reverse=True) and all(row["slices"] == 2 for row in rows)
+    for name in ("filters.csv", "filters.md", "filters.png"):
+        assert (tmp_path / "filters" / name).stat().st_size > 0
+    config.candidates = "sharpen:amount=2"
+    with pytest.raises(ValueError, match="sharpen"):
+        select_filter.rank_filters(config)

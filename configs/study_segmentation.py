@@ -1,0 +1,23 @@
+"""The study: python -m launch.study_segmentation --config.score_checkpoint=... --config.segmentation_checkpoint=..."""
+
+import ml_collections
+
+from configs import evaluate_segmentation
+
+
+def get_config() -> ml_collections.ConfigDict:
+    base = evaluate_segmentation.get_config()
+    config = ml_collections.ConfigDict()
+    config.score_checkpoint = ""  # empty: the shipped default score model
+    config.segmentation_checkpoint = "runs/segmentation"
+    config.output = "runs/segmentation_study"
+    config.images = base.images
+    config.labels = base.labels
+    config.label_suffix = base.label_suffix
+    config.threshold = base.threshold
+    config.kinds = ("blur", "noise", "ring")
+    config.crops = "grid"
+    config.seed = 2
+    # The kind whose levels the S2 and segmentation figures show (the paper's Fig. 7).
+    config.figure_kind = "noise"
+    return config

@@ -1,0 +1,17 @@
+"""python -m launch.evaluate_segmentation --config=configs/evaluate_segmentation.py"""
+
+from absl import app
+
+from launch import common
+from tiqa import segmentation_study
+
+_CONFIG = common.define_config("evaluate_segmentation", "Configuration of evaluate_segmentation.")
+
+
+def main(argv):
+    del argv
+    common.run_cleanly(segmentation_study.evaluate_segmentation, _CONFIG.value)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=common.parse_flags)

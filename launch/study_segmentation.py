@@ -1,0 +1,17 @@
+"""python -m launch.study_segmentation --config=configs/study_segmentation.py"""
+
+from absl import app
+
+from launch import common
+from tiqa import segmentation_study
+
+_CONFIG = common.define_config("study_segmentation", "Configuration of study_segmentation.")
+
+
+def main(argv):
+    del argv
+    common.run_cleanly(segmentation_study.study_segmentation, _CONFIG.value)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=common.parse_flags)

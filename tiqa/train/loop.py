@@ -179,7 +179,7 @@ def restore_variables(checkpoint_dir: str | pathlib.Path, params: nnx.State,
     step = manager.latest_step()
     if step is None:
         raise FileNotFoundError(f"{checkpoint_dir}: no checkpoint found")
-    raw = manager.restore(step)
+    raw = manager.restore(step, args=ocp.args.StandardRestore())
     manager.close()
     for state, name in ((params, "params"), (batch_stats, "batch_stats")):
         try:

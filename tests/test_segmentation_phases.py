@@ -1,0 +1,94 @@
+"""D-LinkNet training batches and loss, and the segmentation phases end to end on phantoms."""
+
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import evaluate_segmentation as evaluate_config
+from configs import segmentation as segmentation_config
+from configs import study_segmentation as study_config
+from tiqa import io, phantom, scoring, segmentation_study
+from tiqa.models.iqa import IQAConfig
+from tiqa.train import loop, phases
+from tiqa.train import segmentation as seg
+
+
+def test_augmented_batch_keeps_images_and_labels_aligned():
+    rng = np.random.default_rng(0)
+    images = [rng.random((70, 90)).astype(np.float32), rng.random((64, 64)).astype(np.float32)]
+    labels = [(image > 0.5).astype(np.int32) for image in images]
+    pool = seg.build_labelled_pool(images, labels)
+    assert int(pool.labels[1, 65, 0]) == -1  # padding is marked, and never cropped into
+    batch = jax.jit(lambda p, s: seg.augmented_batch(p, s, key=jax.random.key(0), batch_size=8,
+                                                     crop=32, jitter=0.0))(pool, jnp.int32(3))
+    assert batch["images"].shape == (8, 32, 32) and batch["labels"].shape == (8, 32, 32)
+    np.testing.assert_array_equal(np.asarray(batch["labels"]), np.asarray(batch["images"] > 0.5))
+    again = seg.augmented_batch(pool, jnp.int32(3), key=jax.random.key(0), batch_size=8, crop=32, jitter=0.0)
+    np.testing.assert_array_equal(batch["images"], again["images"])  # a pure function of the step
+
+
+def test_loss_prefers_the_right_answer_and_ignores_padding():
+    labels = jnp.asarray([[[1, 0], [0, -1]]])
+    right = jnp.asarray([[[[9.0], [-9.0]], [[-9.0], [9.0]]]])
+    wrong = -right
+    good, metrics = seg.segmentation_loss(right, labels, bce_weight=1.0, dice_weight=1.0)
+    bad, _ = seg.segmentation_loss(wrong, labels, bce_weight=1.0, dice_weight=1.0)
+    assert float(good) < 0.01 < float(bad) and float(metrics["dice"]) > 0.99
+    three = jax.nn.one_hot(jnp.asarray([[[2, 0], [1, 1]]]), 3) * 20.0 - 10.0
+    loss, _ = seg.segmentation_loss(three, jnp.asarray([[[2, 0], [1, 1]]]), bce_weight=1.0, dice_weight=1.0)
+    assert float(loss) < 0.01
+    assert seg.target_classes(np.asarray([0, 1, 2]), 1, 0).tolist() == [1, 0, 0]
+
+
+@pytest.fixture(scope="module")
+def labelled_phantom(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("labelled")
+    (folder / "images").mkdir()
+    (folder / "labels").mkdir()
+    volume, labels, _ = phantom.phantom_volume(3, n_slices=2, size=96, photons=3e4)
+    paths = []
+    for index in range(2):
+        path = folder / "images" / f"{index}.tif"
+        io.write_tiff(path, volume[index])
+        io.write_tiff(folder / "labels" / f"{index}_label.tif", labels[index])
+        paths.append(str(path))
+    return ",".join(paths), str(folder / "labels")
+
+
+def test_segmentation_phases_end_to_end(tmp_path, labelled_phantom):
+    images, label_dir = labelled_phantom
+    config = segmentation_config.get_config("smoke")
+    config.workdir = str(tmp_path / "segmentation")
+    config.images, config.labels = images, label_dir
+    seg.train_segmentation(config)
+    info = json.loads((tmp_path / "segmentation" / "model.json").read_text())
+    assert info["segmentation_model"]["encoder"] == "resnet18"
+    evaluation = evaluate_config.get_config()
+    evaluation.checkpoint = config.workdir
+    evaluation.images, evaluation.labels = images, label_dir
+    evaluation.output = str(tmp_path / "evaluation")
+    result = segmentation_study.evaluate_segmentation(evaluation)
+    assert 0.0 <= result["pooled"]["f1"] <= 1.0
+    for name in ("segmentation.csv", "segmentation.md", "segmentation_0.png", "two_point.png"):
+        assert (tmp_path / "evaluation" / name).stat().st_size > 0
+
+    tiny = IQAConfig(backbone="b0", pretrained=False, hidden=(8,),
+                     trunk_overrides=(("depth", 0.25), ("width", 0.25)))
+    graphdef, params, stats = nnx.split(phases.build_model(tiny, jax.random.key(0)), nnx.Param, nnx.BatchStat)
+    scoring.save_exported(scoring.LoadedModel(graphdef, params, stats, tiny, crop=64, resize=72),
+                          tmp_path / "score_model")
+    study = study_config.get_config()
+    study.score_checkpoint = str(tmp_path / "score_model")
+    study.segmentation_checkpoint = config.workdir
+    study.images, study.labels = images, label_dir
+    study.output = str(tmp_path / "study")
+    outcome = segmentation_study.study_segmentation(study)
+    assert [row["kind"] for row in outcome["table"]] == ["blur", "noise", "ring", "overall"]
+    assert len(outcome["rows"]) == 2 * (1 + 3 * 5)
+    for name in ("table1.csv", "table1.md", "study.csv", "score_vs_f1.png", "two_point_levels.png"):
+        assert (tmp_path / "study" / name).stat().st_size > 0

@@ -39,4 +39,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.score.volume_size = 720
     config.score.batch_size = 16  # slices per call
     config.score.repeats = 3
+
+    config.segmentation = ml_collections.ConfigDict()
+    # The PyTorch peer's setting is batch 8 at 1024x1024 (SPEC.md section 7); a 2-core CPU
+    # gets through batch 1 in a few seconds.
+    config.segmentation.batch = 1
+    config.segmentation.size = 1024
+    config.segmentation.dtype = "float32"  # bfloat16 on the GPU
+    config.segmentation.steps = 2
     return config

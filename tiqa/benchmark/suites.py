@@ -6,9 +6,9 @@ import jax
 import numpy as np
 
 from tiqa import io, phantom
-from tiqa.benchmark import datagen, score, train
+from tiqa.benchmark import datagen, score, segmentation, train
 
-SUITES = ("datagen", "train", "score")
+SUITES = ("datagen", "train", "score", "segmentation")
 
 
 def load_originals(config, count: int) -> np.ndarray:
@@ -43,5 +43,9 @@ def run_benchmark(config) -> dict:
     if config.suite == "score":
         result = score.run(config)
         print(score.format_result(result, config))
+        return result
+    if config.suite == "segmentation":
+        result = segmentation.run(config)
+        print(segmentation.format_result(result, config))
         return result
     raise AssertionError("unreachable")

@@ -1,0 +1,46 @@
+"""The demo and the shipped default model."""
+
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import demo as demo_config
+from tiqa import demo, phantom, scoring
+from tiqa.models.iqa import IQAConfig
+from tiqa.train import phases
+
+
+def test_demo_runs_on_its_own_phantoms(tmp_path, capsys):
+    tiny = IQAConfig(backbone="b0", pretrained=False, hidden=(8,),
+                     trunk_overrides=(("depth", 0.25), ("width", 0.25)))
+    graphdef, params, stats = nnx.split(phases.build_model(tiny, jax.random.key(0)), nnx.Param, nnx.BatchStat)
+    scoring.save_exported(scoring.LoadedModel(graphdef, params, stats, tiny, crop=64, resize=72),
+                          tmp_path / "model")
+    config = demo_config.get_config()
+    config.workdir = str(tmp_path / "demo")
+    config.slices, config.size = 2, 96
+    config.score.checkpoint = str(tmp_path / "model")
+    result = demo.run_demo(config)
+    printed = capsys.readouterr().out
+    assert "index.html" in printed and "median score: good acquisition" in printed
+    assert pathlib.Path(result["report"]).exists()
+    assert set(result["medians"]) == {"good", "poor"}
+
+
+def test_shipped_model_is_small_and_prefers_the_better_scan():
+    folder = scoring.DEFAULT_MODEL
+    if not (folder / scoring.EXPORTED_PARAMS).exists():
+        pytest.fail(f"the default model is missing from {folder}")
+    assert (folder / scoring.EXPORTED_PARAMS).stat().st_size <= 25 * 2**20
+    score = scoring.make_slice_scorer(scoring.load_any(""), "center")
+    medians = {}
+    for name, photons, gain in (("good", 1e5, 0.0005), ("poor", 3e3, 0.006)):
+        volume, _, _ = phantom.phantom_volume(7, n_slices=3, size=256, photons=photons,
+                                              gain_error_std=gain)
+        low, high = np.percentile(volume, [0.5, 99.5])
+        volume = np.clip((volume - low) / (high - low), 0, 1)
+        medians[name] = float(np.median(score(volume)[0]))
+    assert medians["good"] > medians["poor"], medians

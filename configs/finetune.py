@@ -20,6 +20,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.finetune.learning_rate = 5e-5
     config.finetune.decay_every_epochs = 4
     config.finetune.decay_factor = 0.5
+    # Fit label ~ a * score + c on a few batches and fold it into the output layer first, so
+    # the rank network's scale (pairs 6 apart) does not cost the fine-tune its first epochs.
+    config.finetune.calibrate_head = True
+    config.finetune.calibration_steps = 4
     if variant == "smoke":
         common.apply_smoke(config)
         config.workdir = "runs/smoke/finetune"

@@ -17,6 +17,7 @@ import logging
 import pathlib
 
 import jax
+import numpy as np
 from flax import nnx
 
 from tiqa import labels
@@ -70,6 +71,40 @@ def rank_loss_fn(margin: float):
 
 def mse_loss_fn(scores, batch):
     return losses.mse_loss(scores, batch["labels"]), {"score_mean": scores.mean()}
+
+
+def calibrate_output(graphdef, state: loop.TrainState, pool, make_batch, steps: int
+                     ) -> loop.TrainState:
+    """Rescales the output layer so the rank network's scores start on the label scale.
+
+    The rank phase only fixes the order of the scores (pairs m = 6 apart), not their scale, so a
+    fine-tune from it would first spend its steps shrinking the output. A least-squares line
+    label ~ a * score + c on a few fine-tune batches, folded into the last layer, starts the
+    fine-tune where only the finer structure remains to learn. The order is unchanged (a > 0).
+    """
+    forward = jax.jit(lambda params, stats, images: nnx.merge(graphdef, params, stats)(
+        images, train=False))
+    batch_fn = jax.jit(make_batch)
+    scores, targets = [], []
+    for step in range(steps):
+        batch = batch_fn(pool, jax.numpy.int32(step))
+        scores.append(np.asarray(forward(state.params, state.batch_stats, batch["images"])))
+        targets.append(np.asarray(batch["labels"]))
+    scores, targets = np.concatenate(scores), np.concatenate(targets)
+    if np.std(scores) < 1e-3 * (1.0 + abs(np.mean(scores))):
+        logging.warning("finetune: the rank network's scores barely vary; output left as is")
+        return state
+    slope, intercept = np.polyfit(scores, targets, 1)
+    if not slope > 0:
+        logging.warning("finetune: calibration slope %.3g is not positive; output left as is", slope)
+        return state
+    params = jax.tree.map(lambda x: x, state.params)
+    output = params["output"]
+    output["kernel"] = jax.tree.map(lambda k: k * slope, output["kernel"])
+    output["bias"] = jax.tree.map(lambda b: b * slope + intercept, output["bias"])
+    logging.info("finetune: output calibrated, label ~ %.4f * score + %.4f (%d images)",
+                 slope, intercept, len(scores))
+    return state.replace(params=params)
 
 
 def train_rank(config) -> pathlib.Path:
@@ -127,6 +162,11 @@ def finetune(config) -> pathlib.Path:
     graphdef, state = loop.init_state(model, optimizer)
     if config.rank_checkpoint:
         state = loop.restore_model_state(config.rank_checkpoint, state)
+        if tune.calibrate_head:
+            state = calibrate_output(graphdef, state, pool, functools.partial(
+                batches.finetune_batch, key=jax.random.fold_in(data_key, 999),
+                originals_per_batch=tune.originals_per_batch, crop=config.crop,
+                projection=projection), steps=tune.calibration_steps)
     loop.write_run_info(workdir, {MODEL_INFO_KEY: model_cfg.to_dict(), "phase": "finetune",
                                   "crop": config.crop, "resize": config.resize,
                                   "rank_checkpoint": config.rank_checkpoint})

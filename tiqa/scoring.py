@@ -78,11 +78,9 @@ def load_scorer(workdir: str | pathlib.Path, batch_size: int = 64) -> Scorer:
 
 def evaluate_checkpoint(config) -> dict:
     """Runs the evaluation phase described by configs/evaluate.py; returns the table rows."""
-    if not config.checkpoint:
-        raise ValueError("config.checkpoint is empty: give a training work directory")
     output = pathlib.Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
-    loaded = load_model(config.checkpoint)
+    loaded = load_any(config.checkpoint)  # empty: the shipped default model
     score = make_scorer(loaded, config.batch_size)
     projection = labels.ProjectionConfig.from_mapping(config.projection)
     slices, sources = batches.load_reference_slices(config)
@@ -123,7 +121,7 @@ def evaluate_checkpoint(config) -> dict:
             writer.writeheader()
             writer.writerows(rows)
     evaluation.scatter_plot(predicted, reference, kinds, output / "scatter.png",
-                            title=f"TIQA scores against projected labels ({pathlib.Path(config.checkpoint).name})")
+                            title=f"TIQA scores against projected labels ({pathlib.Path(config.checkpoint).name if config.checkpoint else 'default model'})")
     print("score against projected label\n" + evaluation.format_table(table))
     print("\nscore against distortion level (1 = the score falls with every level)\n"
           + evaluation.format_table(level_rows))
@@ -182,9 +180,16 @@ def _level_correlations(rows: list[dict], kinds) -> list[dict]:
                     scores.append(per_image[key])
                     levels.append(level)
         scores, minus_levels = np.asarray(scores), -np.asarray(levels, np.float64)
+        # Also within each original: its own series, free of differences between slices.
+        within = [evaluation.srocc(np.asarray([per_image[("reference", 0)]] +
+                                              [per_image[(kind, level)] for level in range(1, 6)]),
+                                   -np.arange(6.0))
+                  for per_image in by_index.values()
+                  if all((kind, level) in per_image for level in range(1, 6))]
         out.append({"kind": kind, "n": len(scores),
                     "srocc_vs_level": evaluation.srocc(scores, minus_levels),
-                    "krocc_vs_level": evaluation.krocc(scores, minus_levels)})
+                    "krocc_vs_level": evaluation.krocc(scores, minus_levels),
+                    "srocc_within_image_mean": float(np.mean(within)) if within else float("nan")})
     return out
 
 

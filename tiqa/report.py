@@ -245,9 +245,20 @@ def _plain(text: str, limit: int = _MAX_NAME) -> str:
     return text.replace("$", r"\$")
 
 
+def _distinct_tails(volumes: Sequence[str]) -> list[str]:
+    """The shortest trailing parts of the paths that still tell the volumes apart (often the
+    file name alone), since the folders they share say nothing about which is which."""
+    parts = [pathlib.PurePath(volume).parts or (volume,) for volume in volumes]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        tails = ["/".join(p[-depth:]) for p in parts]
+        if len(set(tails)) == len(tails):
+            return tails
+    return list(volumes)
+
+
 def _volume_names(volumes: Sequence[str]) -> list[str]:
     """Names of the volumes for figures; numbered in table order if shortening made two equal."""
-    names = [_plain(volume) for volume in volumes]
+    names = [_plain(volume) for volume in _distinct_tails(volumes)]
     if len(set(names)) < len(names):
         names = [f"{i}. {name}" for i, name in enumerate(names, start=1)]
     return names

@@ -56,6 +56,7 @@ def evaluate_segmentation(config) -> dict:
             scores = segmentation.per_class_scores(predicted, labels, segmenter.config.num_classes)
             row = {"slice": name, "mean_iou": scores["mean_iou"], "mean_f1": scores["mean_f1"]}
             row.update({f"f1_class{c['class']}": c["f1"] for c in scores["classes"]})
+            row.update({f"iou_class{c['class']}": c["iou"] for c in scores["classes"]})
             mask, target = predicted == positive, labels == positive
             segmentation.figure_segmentation(image, labels, predicted, probabilities,
                                              output / f"segmentation_{name}.png",
@@ -85,9 +86,6 @@ def evaluate_segmentation(config) -> dict:
         pooled.update({"mean_iou": scores["mean_iou"], "mean_f1": scores["mean_f1"]})
         pooled.update({f"f1_class{c['class']}": c["f1"] for c in scores["classes"]})
         pooled.update({f"iou_class{c['class']}": c["iou"] for c in scores["classes"]})
-        for row in rows:
-            for c in scores["classes"]:
-                row.setdefault(f"iou_class{c['class']}", float("nan"))
     rows.append({key: pooled.get(key, float("nan")) for key in rows[0]} | pooled)
     evaluation.write_table(rows, output / "segmentation.csv", output / "segmentation.md")
     first = pathlib.Path(paths[0]).stem

@@ -6,6 +6,8 @@ python -m launch.generate --config=configs/generate.py \
 
 import ml_collections
 
+from configs import common
+
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -31,12 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
     # An existing, different or complete output is refused unless this is set.
     config.overwrite = False
 
-    config.projection = ml_collections.ConfigDict()
-    config.projection.kinds = ("blur", "noise", "ring")
-    config.projection.observers = ("mse", "psnr", "ssim", "gmsd", "mdsi")
-    config.projection.normalisation = "worst_level"
-    config.projection.psnr_cap = 40.0
+    common.add_projection(config)
     # Images are saved as 8-bit PNG, so they are labelled after the same rounding.
     config.projection.quantize_8bit = True
-    config.projection.mdsi_combination = "sum"
     return config

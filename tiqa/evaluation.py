@@ -453,3 +453,183 @@ def scatter_plot(predicted: Any, reference: Any, kinds: Any, path: PathLike,
     with atomic_write(path) as temporary:
         # The temporary has no .png suffix, so the format is named.
         figure.savefig(temporary, format="png")
+
+
+# --------------------------------------------------------------------------------------------
+# Krasula's method (QoMEX 2016) and DeLong's test.
+# --------------------------------------------------------------------------------------------
+
+# dMOS above which two stimuli count as different when no per-rater data is given: half a
+# category on a 1..5 scale (an assumed default, reported in `significance_rule`).
+DEFAULT_DMOS_THRESHOLD = 0.5
+
+
+class KrasulaWarning(RuntimeWarning):
+    """A Krasula AUC is undefined (no pairs of one class) and is reported as NaN."""
+
+
+def _finite_vector(values: Any, name: str, minimum: int = 1) -> np.ndarray:
+    """`values` as a finite 1-D float64 array of at least `minimum` entries."""
+    array = _as_vector(values, name)
+    if array.size < minimum:
+        raise ValueError(f"{name}: need at least {minimum} values, got {array.size}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name}: {int((~np.isfinite(array)).sum())} NaN/inf values "
+                         f"(of {array.size}); remove or impute them first")
+    return array
+
+
+def roc_auc(positive_scores: Any, negative_scores: Any) -> float:
+    """ROC AUC = P(positive > negative) + P(positive == negative) / 2 (Mann-Whitney U / mn).
+
+    Computed from mid-ranks of the pooled scores, which counts ties half, in O(N log N).
+    """
+    pos = _finite_vector(positive_scores, "positive_scores")
+    neg = _finite_vector(negative_scores, "negative_scores")
+    m, n = pos.size, neg.size
+    ranks = scipy.stats.rankdata(np.concatenate([pos, neg]))  # average ranks for ties
+    u = ranks[:m].sum() - m * (m + 1) / 2.0
+    return float(u / (m * n))
+
+
+def _delong_components(pos: np.ndarray, neg: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """AUC and DeLong's structural components V10 (per positive) and V01 (per negative).
+
+    Sun & Xu (2014): V10_i = (rank of pos_i among all - rank among positives) / n and
+    V01_j = 1 - (rank of neg_j among all - rank among negatives) / m, mid-ranks throughout,
+    which equals the mean of psi(x, y) = [x > y] + [x == y] / 2 over the other class.
+    """
+    m, n = pos.size, neg.size
+    pooled = scipy.stats.rankdata(np.concatenate([pos, neg]))
+    v10 = (pooled[:m] - scipy.stats.rankdata(pos)) / n
+    v01 = 1.0 - (pooled[m:] - scipy.stats.rankdata(neg)) / m
+    return float(v10.mean()), v10, v01
+
+
+def delong_test(positive_a: Any, negative_a: Any, positive_b: Any,
+                negative_b: Any) -> dict[str, Any]:
+    """DeLong's test (1988) for two correlated ROC AUCs on the same cases.
+
+    `positive_a[i]` and `positive_b[i]` are the scores of metrics A and B for the same
+    positive case (likewise for negatives), so both arrays of a class must match in length.
+    Var(AUC_A - AUC_B) = c' S10 c / m + c' S01 c / n with c = (1, -1) and S10, S01 the
+    sample covariances (ddof 1) of the structural components. Returns `auc_a`, `auc_b`,
+    `z`, two-sided `p_value` (normal), `variance` of the difference, and `covariance`, the
+    2x2 covariance matrix of (AUC_A, AUC_B).
+    """
+    pos_a = _finite_vector(positive_a, "positive_a", 2)
+    neg_a = _finite_vector(negative_a, "negative_a", 2)
+    pos_b = _finite_vector(positive_b, "positive_b", 2)
+    neg_b = _finite_vector(negative_b, "negative_b", 2)
+    if pos_a.size != pos_b.size or neg_a.size != neg_b.size:
+        raise ValueError("DeLong's test compares AUCs on the same cases: positive_a/positive_b "
+                         f"have {pos_a.size}/{pos_b.size} and negative_a/negative_b "
+                         f"{neg_a.size}/{neg_b.size} values")
+    m, n = pos_a.size, neg_a.size
+    auc_a, v10_a, v01_a = _delong_components(pos_a, neg_a)
+    auc_b, v10_b, v01_b = _delong_components(pos_b, neg_b)
+    s10 = np.cov(np.vstack([v10_a, v10_b]))  # rows are variables; ddof 1
+    s01 = np.cov(np.vstack([v01_a, v01_b]))
+    covariance = s10 / m + s01 / n
+    c = np.array([1.0, -1.0])
+    variance = float(max(c @ covariance @ c, 0.0))  # round-off can go just below 0
+    difference = auc_a - auc_b
+    if variance > 0.0:
+        z = difference / math.sqrt(variance)
+    else:
+        # Zero variance: the metrics agree case by case (z 0) or differ with certainty.
+        z = 0.0 if abs(difference) < 1e-15 else math.copysign(math.inf, difference)
+    p_value = float(2.0 * scipy.stats.norm.sf(abs(z)))
+    return {"auc_a": auc_a, "auc_b": auc_b, "z": float(z), "p_value": p_value,
+            "variance": variance, "covariance": covariance}
+
+
+def _per_stimulus(values: Any, name: str, size: int) -> np.ndarray:
+    """A scalar or per-stimulus array broadcast to `size`, checked finite."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim == 0:
+        array = np.full(size, float(array))
+    array = _as_vector(array, name)
+    if array.size != size:
+        raise ValueError(f"{name}: expected {size} values (one per stimulus), got {array.size}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name}: holds NaN/inf values")
+    return array
+
+
+def _auc_or_nan(positive: np.ndarray, negative: np.ndarray, what: str) -> float:
+    """`roc_auc`, or NaN with a `KrasulaWarning` when a class is empty."""
+    if positive.size == 0 or negative.size == 0:
+        warnings.warn(f"krasula: {what} is undefined ({positive.size} positive and "
+                      f"{negative.size} negative pairs); reported as NaN",
+                      KrasulaWarning, stacklevel=3)
+        return math.nan
+    return roc_auc(positive, negative)
+
+
+def krasula(subjective: Any, objective: Any, *, subjective_std: Any = None,
+            subjective_n: Any = None, z_threshold: float = 2.0,
+            dmos_threshold: float | None = None) -> dict[str, Any]:
+    """Krasula et al. (QoMEX 2016) pairwise analysis of an objective metric.
+
+    Every pair of stimuli (a, b) is called significantly different from the subjective data:
+    with `subjective_std` and `subjective_n` (per-stimulus rater std and count, or scalars),
+    by the z-test |dMOS| / sqrt(var_a/n_a + var_b/n_b) > `z_threshold`; otherwise by
+    |dMOS| > `dmos_threshold` (default DEFAULT_DMOS_THRESHOLD, meant for a 1..5 scale).
+    Higher scores are taken as better for both inputs.
+
+    Returns
+        auc_ds  ROC AUC of |d objective| separating different pairs from similar ones.
+        auc_bw  on different pairs, d = objective(better) - objective(worse); ROC AUC of
+                {d} against the mirrored {-d}.
+        cc0     fraction of different pairs with d > 0 (d == 0 counts half).
+        pairs, different_pairs, similar_pairs  counts; significance_rule  how pairs were
+        split. An AUC with an empty class is NaN, with a `KrasulaWarning`.
+    """
+    subjective, objective = _check_pair(subjective, objective)
+    size = subjective.size
+    if (subjective_std is None) != (subjective_n is None):
+        raise ValueError("give both subjective_std and subjective_n for the z-test, or neither")
+    use_z = subjective_std is not None
+    if use_z and dmos_threshold is not None:
+        raise ValueError("give either subjective_std/subjective_n (z-test) or dmos_threshold")
+
+    first, second = np.triu_indices(size, k=1)
+    dmos = subjective[first] - subjective[second]
+    dobj = objective[first] - objective[second]
+    if use_z:
+        std = _per_stimulus(subjective_std, "subjective_std", size)
+        count = _per_stimulus(subjective_n, "subjective_n", size)
+        if np.any(std < 0) or np.any(count < 1):
+            raise ValueError("subjective_std must be >= 0 and subjective_n >= 1")
+        if not z_threshold > 0:
+            raise ValueError(f"z_threshold must be positive, got {z_threshold}")
+        variance = std ** 2 / count  # squared standard error of each MOS
+        denominator = np.sqrt(variance[first] + variance[second])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(denominator > 0, dmos / denominator,
+                         np.where(dmos == 0, 0.0, np.inf))  # no rater spread: any dMOS is real
+        different = np.abs(z) > z_threshold
+        rule = (f"z-test with per-stimulus std and n: |dMOS| / sqrt(var_a/n_a + var_b/n_b) "
+                f"> {z_threshold:g}")
+    else:
+        threshold = DEFAULT_DMOS_THRESHOLD if dmos_threshold is None else float(dmos_threshold)
+        if not (math.isfinite(threshold) and threshold >= 0):
+            raise ValueError(f"dmos_threshold must be finite and >= 0, got {dmos_threshold}")
+        different = np.abs(dmos) > threshold
+        source = ("default for a 1..5 scale, no per-rater data given" if dmos_threshold is None
+                  else "given, no per-rater data")
+        rule = f"dMOS threshold: |dMOS| > {threshold:g} ({source})"
+
+    magnitude = np.abs(dobj)
+    auc_ds = _auc_or_nan(magnitude[different], magnitude[~different], "auc_ds")
+    # Orient each significant pair so the subjectively better stimulus comes first.
+    oriented = np.sign(dmos[different]) * dobj[different]
+    auc_bw = _auc_or_nan(oriented, -oriented, "auc_bw")
+    if oriented.size:
+        cc0 = float(np.mean(oriented > 0) + 0.5 * np.mean(oriented == 0))
+    else:
+        cc0 = math.nan
+    return {"auc_ds": auc_ds, "auc_bw": auc_bw, "cc0": cc0, "pairs": int(dmos.size),
+            "different_pairs": int(different.sum()), "similar_pairs": int((~different).sum()),
+            "significance_rule": rule}

@@ -11,16 +11,9 @@ import numpy as np
 from flax import nnx
 
 from tiqa import scoring
+from tiqa.benchmark import timing
 
 
-def _best_time(function, repeats: int) -> float:
-    jax.block_until_ready(function())
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(function())
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def run(config) -> dict:
@@ -32,7 +25,7 @@ def run(config) -> dict:
         return nnx.merge(loaded.graphdef, params, stats)(images, train=False)
 
     crops = jax.random.uniform(jax.random.key(0), (cfg.crop_batch, loaded.crop, loaded.crop))
-    crop_seconds = _best_time(lambda: forward(loaded.params, loaded.batch_stats, crops), cfg.repeats)
+    crop_seconds = timing.best_seconds(lambda: forward(loaded.params, loaded.batch_stats, crops), cfg.repeats)
 
     # Smooth random slices: the cost does not depend on the content.
     rng = np.random.default_rng(config.seed)

@@ -13,18 +13,11 @@ import numpy as np
 from flax import nnx
 
 from tiqa.models.dlinknet import DLinkNet, DLinkNetConfig
+from tiqa.benchmark import timing
 from tiqa.train import loop
 from tiqa.train import segmentation as seg
 
 
-def _best(function, repeats: int) -> float:
-    jax.block_until_ready(function())
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(function())
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def ours(*, batch: int, size: int, dtype: str, steps: int, encoder: str = "resnet34") -> dict:
@@ -51,14 +44,14 @@ def ours(*, batch: int, size: int, dtype: str, steps: int, encoder: str = "resne
     start = time.perf_counter()
     train()
     compile_seconds = time.perf_counter() - start
-    train_seconds = _best(train, steps)
+    train_seconds = timing.best_seconds(train, steps)
 
     @jax.jit
     def forward(params, stats, x):
         return nnx.merge(graphdef, params, stats)(x, train=False)
 
     params, stats = holder["state"].params, holder["state"].batch_stats
-    inference_seconds = _best(lambda: forward(params, stats, batch_data["images"]), steps)
+    inference_seconds = timing.best_seconds(lambda: forward(params, stats, batch_data["images"]), steps)
     return {"name": f"ours D-LinkNet34 ({dtype})", "train_images_per_s": batch / train_seconds,
             "inference_images_per_s": batch / inference_seconds, "compile_s": compile_seconds}
 

@@ -18,18 +18,10 @@ import numpy as np
 from flax import nnx
 
 from tiqa.models.iqa import IQAConfig
+from tiqa.benchmark import timing
 from tiqa.train import batches, loop, phases
 
 
-def _time(function, repeats: int) -> float:
-    """Seconds per call after one warm-up call, best of `repeats`."""
-    jax.block_until_ready(function())
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(function())
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def ours(variant: str, *, batch: int, inference_batch: int, size: int, dtype: str,
@@ -73,8 +65,8 @@ def ours(variant: str, *, batch: int, inference_batch: int, size: int, dtype: st
     start = time.perf_counter()
     step_fixed()
     compile_seconds = time.perf_counter() - start
-    train_seconds = _time(step_fixed, steps)
-    rank_seconds = _time(step_with_data, steps)
+    train_seconds = timing.best_seconds(step_fixed, steps)
+    rank_seconds = timing.best_seconds(step_with_data, steps)
 
     @jax.jit
     def forward(params, stats, images):
@@ -83,7 +75,7 @@ def ours(variant: str, *, batch: int, inference_batch: int, size: int, dtype: st
     images = jax.device_put(jax.random.uniform(jax.random.key(3), (inference_batch, size, size)),
                             loop.batch_sharded(mesh))
     params, stats = holder["state"].params, holder["state"].batch_stats
-    inference_seconds = _time(lambda: forward(params, stats, images), steps)
+    inference_seconds = timing.best_seconds(lambda: forward(params, stats, images), steps)
     return {
         "variant": variant, "dtype": dtype, "batch": images_per_step,
         "train_images_per_s": images_per_step / train_seconds,

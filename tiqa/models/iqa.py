@@ -1,4 +1,4 @@
-"""The IQA network: an EfficientNet trunk, dense layers with dropout, one scalar score.
+"""The IQA network: an EfficientNet (or VGG16) trunk, dense layers with dropout, one scalar score.
 
 Grey slices in [0, 1] are fed as three equal channels, scaled as the ImageNet Lite weights
 expect ((255 x - 127) / 128), so the pretrained trunk sees what it was trained on.
@@ -16,6 +16,7 @@ from flax import nnx
 
 from tiqa.models.efficientnet import EfficientNet, EfficientNetConfig
 from tiqa.models.params import load_pretrained, pretrained_variants
+from tiqa.models.vgg import VGG, VGGConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +75,14 @@ class IQANet(nnx.Module):
     def __init__(self, config: IQAConfig, *, rngs: nnx.Rngs):
         self.config = config
         trunk_options = dict(config.trunk_overrides, dtype=config.dtype, depthwise=config.depthwise)
-        if config.pretrained and config.backbone in pretrained_variants():
+        if config.backbone == "vgg16":
+            # The RankIQA baseline's trunk (tiqa.models.vgg); `depthwise` does not apply.
+            if config.pretrained:
+                raise ValueError("no ImageNet weights ship for 'vgg16' (they would need a "
+                                 "download); set model.pretrained=False")
+            self.trunk = VGG(VGGConfig.from_name(
+                "vgg16", **dict(config.trunk_overrides, dtype=config.dtype)), rngs=rngs)
+        elif config.pretrained and config.backbone in pretrained_variants():
             self.trunk = load_pretrained(config.backbone, num_classes=0, **trunk_options)
         elif config.pretrained:
             raise ValueError(f"no ImageNet weights ship for {config.backbone!r} (only "

@@ -13,12 +13,17 @@ def add_data_source(config: ml_collections.ConfigDict) -> None:
     config.default_reference_score = 4.0
     config.resize = 255  # shorter side after area resizing, as in the paper
     config.crop = 224
-    # The project's own phantom: used when `input` is empty (smoke runs, demos), and added to
-    # the input's slices when `mix_with_input` is set. `input` may list several paths, comma-separated.
+    # `input` may list several paths, comma-separated.
+    add_phantom(config, size=288)
+
+
+def add_phantom(config: ml_collections.ConfigDict, size: int) -> None:
+    """The project's own phantom: used when the input is empty (smoke runs, demos), and added
+    to the input's slices when `mix_with_input` is set."""
     config.phantom = ml_collections.ConfigDict()
     config.phantom.mix_with_input = False
     config.phantom.slices = 8
-    config.phantom.size = 288
+    config.phantom.size = size
     config.phantom.photons = 2e4
     config.phantom.gain_error_std = 0.002
 

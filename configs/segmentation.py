@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from configs import common
+
 NANOCT = "../shared/data/nmc532_nanoct"
 GROUP_A = ",".join(f"{NANOCT}/images/{n}.tif" for n in (1, 100, 200, 300, 400))
 
@@ -17,12 +19,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.label_suffix = "_label.tif"
     # Binary segmentation (num_classes 1): this label against the rest (0 = NMC particle).
     config.positive_class = 0
-    config.phantom = ml_collections.ConfigDict()
-    config.phantom.mix_with_input = False
-    config.phantom.slices = 8
-    config.phantom.size = 256
-    config.phantom.photons = 2e4
-    config.phantom.gain_error_std = 0.002
+    common.add_phantom(config, size=256)
 
     config.model = ml_collections.ConfigDict()
     config.model.encoder = "resnet34"  # or resnet18 for small data

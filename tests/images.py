@@ -1,4 +1,4 @@
-"""Small images for tests: real nano-CT crops and a smooth synthetic slice."""
+"""Small images for tests: real nano-CT crops, a smooth synthetic slice, radial profiles."""
 
 import glob
 
@@ -22,3 +22,13 @@ def synthetic(size=224, seed=0):
     y, x = np.mgrid[:size, :size] / size
     smooth = 0.5 + 0.3 * np.sin(6 * x) * np.cos(4 * y)
     return np.clip(smooth + 0.05 * rng.standard_normal((size, size)), 0, 1).astype(np.float32)
+
+
+def radial_profile(image: np.ndarray) -> np.ndarray:
+    """Mean |value| per integer radius around (H // 2, W // 2), up to the inscribed radius."""
+    height, width = image.shape
+    rows, cols = np.mgrid[:height, :width]
+    radius = np.rint(np.hypot(rows - height // 2, cols - width // 2)).astype(int)
+    keep = radius <= min(height, width) // 2
+    sums = np.bincount(radius[keep], np.abs(image[keep]))
+    return sums / np.maximum(np.bincount(radius[keep]), 1)

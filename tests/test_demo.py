@@ -2,23 +2,16 @@
 
 import pathlib
 
-import jax
 import numpy as np
 import pytest
-from flax import nnx
 
 from configs import demo as demo_config
 from tiqa import demo, phantom, scoring
-from tiqa.models.iqa import IQAConfig
-from tiqa.train import phases
+from tests.tiny_models import export_tiny_score_model
 
 
 def test_demo_runs_on_its_own_phantoms(tmp_path, capsys):
-    tiny = IQAConfig(backbone="b0", pretrained=False, hidden=(8,),
-                     trunk_overrides=(("depth", 0.25), ("width", 0.25)))
-    graphdef, params, stats = nnx.split(phases.build_model(tiny, jax.random.key(0)), nnx.Param, nnx.BatchStat)
-    scoring.save_exported(scoring.LoadedModel(graphdef, params, stats, tiny, crop=64, resize=72),
-                          tmp_path / "model")
+    export_tiny_score_model(tmp_path / "model")
     config = demo_config.get_config()
     config.workdir = str(tmp_path / "demo")
     config.slices, config.size = 2, 96

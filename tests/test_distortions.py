@@ -1,12 +1,10 @@
 """Distortions against scikit-image and hand-built references."""
 
-import glob
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tifffile
 from skimage import draw, filters, metrics, util
 
 from tiqa import distortions

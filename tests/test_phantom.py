@@ -5,19 +5,10 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from tiqa import phantom, tomography
+from tests.images import radial_profile
 
 SIZE = 128
 N_ANGLES = 120
-
-
-def _radial_profile(image: np.ndarray) -> np.ndarray:
-    """Mean |value| per integer radius around (H // 2, W // 2), up to the inscribed radius."""
-    height, width = image.shape
-    rows, cols = np.mgrid[:height, :width]
-    radius = np.rint(np.hypot(rows - height // 2, cols - width // 2)).astype(int)
-    keep = radius <= min(height, width) // 2
-    sums = np.bincount(radius[keep], np.abs(image[keep]))
-    return sums / np.maximum(np.bincount(radius[keep]), 1)
 
 
 def _top_peaks(profile: np.ndarray, count: int) -> list[int]:
@@ -113,7 +104,7 @@ def test_gain_errors_make_rings_at_their_detectors_radii(slice_):
     with_errors = phantom.acquire(attenuation, 0, photons=None, n_angles=N_ANGLES, gains=gains)
     without = phantom.acquire(attenuation, 0, photons=None, n_angles=N_ANGLES)
     difference = np.asarray(with_errors - without)
-    peaks = _top_peaks(_radial_profile(difference), len(planted))
+    peaks = _top_peaks(radial_profile(difference), len(planted))
     for radius, peak in zip(sorted(abs(o) for o in planted), peaks):
         assert abs(peak - radius) <= 1, (peaks, sorted(planted))
 

@@ -2,7 +2,6 @@
 exported models, the CSV and the report, bad input."""
 
 import csv
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -12,22 +11,13 @@ from flax import nnx
 
 from configs import score as score_config
 from tiqa import io, phantom, scoring
-from tiqa.models.iqa import IQAConfig
-from tiqa.train import phases
-
-TINY = IQAConfig(backbone="b0", pretrained=False, hidden=(8,),
-                 trunk_overrides=(("depth", 0.25), ("width", 0.25)))
-
+from tests.tiny_models import TINY, export_tiny_score_model
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A small random network exported as a model folder (crop 64 after resizing to 72)."""
-    model = phases.build_model(TINY, jax.random.key(0))
-    graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    loaded = scoring.LoadedModel(graphdef, params, stats, TINY, crop=64, resize=72)
     folder = tmp_path_factory.mktemp("model")
-    scoring.save_exported(loaded, folder, card={"purpose": "tests"})
-    return folder, loaded
+    return folder, export_tiny_score_model(folder)
 
 
 def test_crop_positions_cover_the_image():

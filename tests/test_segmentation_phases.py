@@ -1,21 +1,18 @@
 """D-LinkNet training batches and loss, and the segmentation phases end to end on phantoms."""
 
 import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from configs import evaluate_segmentation as evaluate_config
 from configs import segmentation as segmentation_config
 from configs import study_segmentation as study_config
-from tiqa import io, phantom, scoring, segmentation_study
-from tiqa.models.iqa import IQAConfig
-from tiqa.train import loop, phases
+from tiqa import io, phantom, segmentation_study
 from tiqa.train import segmentation as seg
+from tests.tiny_models import export_tiny_score_model
 
 
 def test_augmented_batch_keeps_images_and_labels_aligned():
@@ -77,11 +74,7 @@ def test_segmentation_phases_end_to_end(tmp_path, labelled_phantom):
     for name in ("segmentation.csv", "segmentation.md", "segmentation_0.png", "two_point.png"):
         assert (tmp_path / "evaluation" / name).stat().st_size > 0
 
-    tiny = IQAConfig(backbone="b0", pretrained=False, hidden=(8,),
-                     trunk_overrides=(("depth", 0.25), ("width", 0.25)))
-    graphdef, params, stats = nnx.split(phases.build_model(tiny, jax.random.key(0)), nnx.Param, nnx.BatchStat)
-    scoring.save_exported(scoring.LoadedModel(graphdef, params, stats, tiny, crop=64, resize=72),
-                          tmp_path / "score_model")
+    export_tiny_score_model(tmp_path / "score_model")
     study = study_config.get_config()
     study.score_checkpoint = str(tmp_path / "score_model")
     study.segmentation_checkpoint = config.workdir

@@ -8,6 +8,7 @@ from skimage.data import shepp_logan_phantom
 from skimage.transform import iradon, radon, resize
 
 from tiqa import tomography
+from tests.images import radial_profile
 
 ANGLES = np.linspace(0.0, 180.0, 180, endpoint=False)
 
@@ -25,16 +26,6 @@ def _inside_circle(size: int, fraction: float = 1.0) -> np.ndarray:
 def _shepp_logan(size: int) -> np.ndarray:
     image = resize(shepp_logan_phantom(), (size, size), anti_aliasing=True)
     return np.where(_inside_circle(size), image, 0.0)
-
-
-def _radial_profile(image: np.ndarray) -> np.ndarray:
-    """Mean |value| per integer radius around (H // 2, W // 2), up to the inscribed radius."""
-    height, width = image.shape
-    rows, cols = np.mgrid[:height, :width]
-    radius = np.rint(np.hypot(rows - height // 2, cols - width // 2)).astype(int)
-    keep = radius <= min(height, width) // 2
-    sums = np.bincount(radius[keep], np.abs(image[keep]))
-    return sums / np.maximum(np.bincount(radius[keep]), 1)
 
 
 @pytest.mark.parametrize("size", [128, 97])
@@ -100,7 +91,7 @@ def test_single_detector_offset_makes_a_ring_at_its_radius(radius):
         offsets = np.zeros(num_detectors, np.float32)
         offsets[num_detectors // 2 + side * radius] = 0.3
         rings = np.asarray(tomography.detector_offset_rings(offsets, shape, ANGLES))
-        profile = _radial_profile(rings)
+        profile = radial_profile(rings)
         assert int(np.argmax(profile)) == radius
         assert profile[radius] > 3 * np.median(profile)
 

@@ -19,10 +19,9 @@ from configs import train_rank as train_rank_config
 from tiqa import scoring
 from tiqa.models.iqa import IQAConfig, IQANet
 from tiqa.train import batches, loop, losses, phases
+from tests.tiny_models import TINY
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY = IQAConfig(backbone="b0", pretrained=False, hidden=(8,),
-                 trunk_overrides=(("depth", 0.25), ("width", 0.25)))
 
 
 def test_hinge_rank_loss_hand_computed():

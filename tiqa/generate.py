@@ -19,7 +19,7 @@ import logging
 import os
 import pathlib
 import shutil
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -122,12 +122,15 @@ def _normalisation(config) -> io.Normalisation:
                             high_percentile=config.high_percentile)
 
 
-def _slices(config) -> Iterator[tuple[int, str, int | None, np.ndarray]]:
-    """(slice number, source, index in volume, image) for every slice of the input, in order."""
+def _slices(config, items, done: Callable[[int], bool]
+            ) -> Iterator[tuple[int, str, int | None, np.ndarray]]:
+    """(slice number, source, index in volume, image) for every slice of the input, in order,
+    except those `done` says a resumed run already finished (they are not even read)."""
     normalisation = _normalisation(config)
-    items = io.list_inputs(config.input)
     volume_cache: dict[str, np.ndarray] = {}
     for number, (source, index) in enumerate(items):
+        if done(number):
+            continue
         if index is None:
             image = io.read_slice(source, normalisation=normalisation)
         else:
@@ -142,9 +145,12 @@ def _crop_key(seed: int, number: int, crop: int) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), number), crop)
 
 
-def _references(config, completed: set[str], scores: Mapping[str, float]
+def _references(config, items, completed: set[str], scores: Mapping[str, float]
                 ) -> Iterator[tuple[Reference, jax.Array]]:
-    for number, source, index, image in _slices(config):
+    def done(number: int) -> bool:
+        return all(f"{number:06d}-{crop}" in completed for crop in range(config.crops_per_image))
+
+    for number, source, index, image in _slices(config, items, done):
         resized = io.resize_short_side(image, config.resize)
         for crop in range(config.crops_per_image):
             group = f"{number:06d}-{crop}"
@@ -247,7 +253,7 @@ def generate_dataset(config) -> pathlib.Path:
     project = jax.jit(labels.project, static_argnums=3)
     total = len(items) * config.crops_per_image
     progress = tqdm.tqdm(total=total, initial=len(completed), unit="crop", desc="data phase")
-    for chunk in _batched(_references(config, completed, scores), config.batch_size):
+    for chunk in _batched(_references(config, items, completed, scores), config.batch_size):
         batch = [reference for reference, _ in chunk]
         keys = jnp.stack([key for _, key in chunk])
         pad = config.batch_size - len(batch)  # a fixed batch shape avoids recompiling

@@ -247,7 +247,7 @@ def read_annotations(path: str | pathlib.Path) -> dict[str, float]:
             try:
                 values.append(float(cell))
             except ValueError:
-                raise ValueError(f"{path}:{line}: column {column!r} is not a number: {cell!r}")
+                raise ValueError(f"{path}:{line}: column {column!r} is not a number: {cell!r}") from None
         if not values:
             raise ValueError(f"{path}:{line}: no score for {row['path']!r}")
         score = float(np.mean(values))

@@ -300,7 +300,7 @@ def _along_volume_figure(groups: Mapping[str, Sequence[_Record]]) -> Figure:
     colours = matplotlib.colormaps["tab10"]
     by_position = False
     names = _volume_names(list(groups))
-    for i, ((volume, members), name) in enumerate(zip(groups.items(), names)):
+    for i, (members, name) in enumerate(zip(groups.values(), names)):
         x = _positions(members)
         by_position |= any(r.slice is None for r in members) or len(members) > len(set(x))
         order = np.argsort(x, kind="stable")

@@ -17,7 +17,6 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import tqdm
 from flax import nnx
 
@@ -42,12 +41,26 @@ def load_model(workdir: str | pathlib.Path) -> LoadedModel:
     """The network of a training work directory (rank or fine-tune), at its latest checkpoint."""
     info = loop.read_run_info(workdir)
     model_cfg = IQAConfig.from_mapping(info[phases.MODEL_INFO_KEY])
-    model = phases.abstract_model(model_cfg)
-    # Adam's state has the same structure in every phase, so any phase's checkpoint fits.
-    graphdef, state = loop.init_state(model, loop.adam(optax.constant_schedule(0.0)))
-    state = loop.restore_model_state(workdir, state)
-    return LoadedModel(graphdef, state.params, state.batch_stats, model_cfg,
+    graphdef, params, batch_stats = nnx.split(phases.abstract_model(model_cfg), nnx.Param,
+                                              nnx.BatchStat)
+    params, batch_stats = loop.restore_variables(workdir, params, batch_stats)
+    return LoadedModel(graphdef, params, batch_stats, model_cfg,
                        int(info.get("crop", 224)), int(info.get("resize", 255)))
+
+
+def in_fixed_batches(function, images: np.ndarray, batch_size: int):
+    """`function` over `images` in batches of exactly `batch_size`, so one compiled shape
+    serves every batch: the last batch is padded by repeating its last image and the padding's
+    outputs are dropped. `function` returns an array, or a tuple of arrays, with a leading
+    batch axis; so does this, for all the images."""
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        count = len(chunk)
+        if count < batch_size:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - count, axis=0)])
+        outputs.append(jax.tree.map(lambda x, n=count: np.asarray(x)[:n], function(chunk)))
+    return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 
 def make_scorer(loaded: LoadedModel, batch_size: int = 64) -> Scorer:
@@ -60,14 +73,10 @@ def make_scorer(loaded: LoadedModel, batch_size: int = 64) -> Scorer:
 
     def score(images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, np.float32)
-        outputs = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            pad = batch_size - len(chunk)  # one shape, one compilation
-            if pad:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-            outputs.append(np.asarray(forward(loaded.params, loaded.batch_stats, chunk))[:batch_size - pad])
-        return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+        if not len(images):
+            return np.zeros((0,), np.float32)
+        return in_fixed_batches(lambda chunk: forward(loaded.params, loaded.batch_stats, chunk),
+                                images, batch_size)
 
     return score
 
@@ -363,10 +372,15 @@ def score_inputs(config) -> tuple[list[dict], dict]:
     def flush(shape):
         batch = pending.pop(shape)
         images = np.stack([image for _, _, image in batch])
-        pad = config.batch_size - len(images)  # one batch shape, one compilation
-        if pad:
-            images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
-        means, spreads, count = score(images)
+        counts = []
+
+        def score_chunk(chunk):
+            means, spreads, count = score(chunk)
+            counts.append(count)
+            return means, spreads
+
+        means, spreads = in_fixed_batches(score_chunk, images, config.batch_size)
+        count = counts[0]
         for offset, (order, meta, image) in enumerate(batch):
             records.append((order, dict(meta, score=float(means[offset]),
                                         spread=float(spreads[offset]), n_crops=count)))

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import math
 import os
-import pathlib
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union

@@ -17,7 +17,6 @@ import numpy as np
 import tqdm
 
 from tiqa import distortions, evaluation, scoring, segmentation
-from tiqa.train import loop
 from tiqa.train import segmentation as segmentation_training
 
 
@@ -34,17 +33,13 @@ def _binary_prediction(probabilities: np.ndarray, level: float) -> np.ndarray:
     return segmentation.threshold(probabilities[..., 1], level)
 
 
-def _positive_class(config) -> int:
-    return int(loop.read_run_info(config.checkpoint).get("positive_class", 0))
-
-
 def evaluate_segmentation(config) -> dict:
     """Runs the evaluation described by configs/evaluate_segmentation.py."""
     output = pathlib.Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     segmenter = segmentation_training.load_segmenter(config.checkpoint)
     multi_class = segmenter.config.num_classes > 1
-    positive = _positive_class(config)
+    positive = segmentation_training.positive_class(config.checkpoint)
     paths, images, label_maps = _held_out(config)
     rows, predictions, targets, curves = [], [], [], {}
     for path, image, labels in tqdm.tqdm(list(zip(paths, images, label_maps)), desc="segmenting"):
@@ -109,7 +104,7 @@ def study_segmentation(config) -> dict:
     output = pathlib.Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     segmenter = segmentation_training.load_segmenter(config.segmentation_checkpoint)
-    positive = int(loop.read_run_info(config.segmentation_checkpoint).get("positive_class", 0))
+    positive = segmentation_training.positive_class(config.segmentation_checkpoint)
     score = scoring.make_slice_scorer(scoring.load_any(config.score_checkpoint), config.crops)
     paths, images, label_maps = _held_out(config)
     base_key = jax.random.key(config.seed)

@@ -49,14 +49,7 @@ def rank_filters(config) -> list[dict]:
     output.mkdir(parents=True, exist_ok=True)
 
     def score_all(images: np.ndarray) -> np.ndarray:
-        values = []
-        for start in range(0, len(images), config.batch_size):
-            chunk = images[start:start + config.batch_size]
-            pad = config.batch_size - len(chunk)
-            if pad:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-            values.append(score(chunk)[0][:config.batch_size - pad])
-        return np.concatenate(values)
+        return scoring.in_fixed_batches(lambda chunk: score(chunk)[0], images, config.batch_size)
 
     rows, examples = [], {}
     for name, params in tqdm.tqdm(candidates, desc="filters", unit="filter"):

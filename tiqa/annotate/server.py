@@ -533,7 +533,7 @@ def _examples_table() -> str:
     rows = []
     for kind in ("blur", "noise", "ring"):
         cells = ['<td><img class="native" loading="lazy" src="/example/original.png" '
-                 f'alt="original"><br>original</td>']
+                 'alt="original"><br>original</td>']
         for level in range(1, 6):
             cells.append(f'<td><img class="native" loading="lazy" '
                          f'src="/example/{kind}/{level}.png" alt="{kind} level {level}">'

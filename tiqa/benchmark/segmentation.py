@@ -9,7 +9,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from tiqa.models.dlinknet import DLinkNet, DLinkNetConfig
@@ -21,8 +20,7 @@ from tiqa.train import segmentation as seg
 
 
 def ours(*, batch: int, size: int, dtype: str, steps: int, encoder: str = "resnet34") -> dict:
-    config = DLinkNetConfig(encoder=encoder, num_classes=1,
-                            dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype])
+    config = DLinkNetConfig.from_mapping({"encoder": encoder, "num_classes": 1, "dtype": dtype})
     model = nnx.jit(lambda: DLinkNet(config, rngs=nnx.Rngs(params=jax.random.key(0))))()
     schedule = loop.step_decay(1e-4, 0, 1.0)
     optimizer = loop.adam(schedule)

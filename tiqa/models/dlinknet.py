@@ -27,6 +27,7 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
+from tiqa.models.dtypes import compute_dtype
 from tiqa.models.efficientnet import count_params
 
 Encoder = Literal["resnet34", "resnet18"]
@@ -90,12 +91,8 @@ class DLinkNetConfig:
         unknown = sorted(set(values) - fields)
         if unknown:
             raise ValueError(f"unknown model config key(s) {unknown}; known: {sorted(fields)}")
-        if isinstance(values.get("dtype"), str):
-            dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-            if values["dtype"] not in dtypes:
-                raise ValueError(f"dtype must be one of {sorted(dtypes)}, "
-                                 f"got {values['dtype']!r}")
-            values["dtype"] = dtypes[values["dtype"]]
+        if "dtype" in values:
+            values["dtype"] = compute_dtype(values["dtype"])
         return cls(**values)
 
     def to_dict(self) -> dict:

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from tiqa.models.dtypes import compute_dtype
 from tiqa.models.efficientnet import EfficientNet, EfficientNetConfig
 from tiqa.models.params import load_pretrained, pretrained_variants
 from tiqa.models.vgg import VGG, VGGConfig
@@ -41,11 +42,8 @@ class IQAConfig:
         unknown = sorted(set(values) - fields)
         if unknown:
             raise ValueError(f"unknown model config key(s) {unknown}; known: {sorted(fields)}")
-        if isinstance(values.get("dtype"), str):
-            dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-            if values["dtype"] not in dtypes:
-                raise ValueError(f"model.dtype must be one of {sorted(dtypes)}, got {values['dtype']!r}")
-            values["dtype"] = dtypes[values["dtype"]]
+        if "dtype" in values:
+            values["dtype"] = compute_dtype(values["dtype"])
         if "hidden" in values:
             values["hidden"] = tuple(int(h) for h in values["hidden"])
         overrides = values.get("trunk_overrides", ())

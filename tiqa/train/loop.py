@@ -140,23 +140,6 @@ def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> TrainSt
     return manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
-def restore_model_state(checkpoint_dir: str | pathlib.Path, state: TrainState) -> TrainState:
-    """Parameters and statistics of the latest checkpoint in a phase's work directory.
-
-    `state` gives the structure (its optimiser state must be of the same kind, Adam here); the
-    step and optimiser state are reset, as a new phase starts its own schedule.
-    """
-    path = pathlib.Path(checkpoint_dir)
-    if (path / CHECKPOINTS).is_dir():
-        path = path / CHECKPOINTS
-    manager = ocp.CheckpointManager(path.absolute())
-    if manager.latest_step() is None:
-        raise FileNotFoundError(f"{checkpoint_dir}: no checkpoint found")
-    restored = restore_latest(manager, state)
-    manager.close()
-    return state.replace(params=restored.params, batch_stats=restored.batch_stats)
-
-
 def _strip_variable_values(tree):
     """Orbax's raw restore keeps each nnx Variable as {'value': array}; unwrap to arrays."""
     if isinstance(tree, dict):

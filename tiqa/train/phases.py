@@ -161,7 +161,10 @@ def finetune(config) -> pathlib.Path:
     optimizer = loop.adam(schedule)
     graphdef, state = loop.init_state(model, optimizer)
     if config.rank_checkpoint:
-        state = loop.restore_model_state(config.rank_checkpoint, state)
+        # Parameters and statistics only: the step and the optimiser start afresh.
+        params, batch_stats = loop.restore_variables(config.rank_checkpoint, state.params,
+                                                     state.batch_stats)
+        state = state.replace(params=params, batch_stats=batch_stats)
         if tune.calibrate_head:
             state = calibrate_output(graphdef, state, pool, functools.partial(
                 batches.finetune_batch, key=jax.random.fold_in(data_key, 999),

@@ -151,8 +151,7 @@ def _optimizer(config, steps_per_epoch: int):
 
 
 def model_config(config) -> DLinkNetConfig:
-    return DLinkNetConfig(encoder=config.model.encoder, num_classes=config.model.num_classes,
-                          dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.model.dtype])
+    return DLinkNetConfig.from_mapping(config.model)
 
 
 def load_training_pool(config) -> LabelledPool:
@@ -186,10 +185,8 @@ def train_segmentation(config) -> pathlib.Path:
     model = nnx.jit(lambda: DLinkNet(model_cfg, rngs=nnx.Rngs(params=model_key)))()
     optimizer, schedule = _optimizer(config.optimizer, config.steps_per_epoch)
     graphdef, state = loop.init_state(model, optimizer)
-    loop.write_run_info(workdir, {MODEL_INFO_KEY: {
-        "encoder": model_cfg.encoder, "num_classes": model_cfg.num_classes,
-        "dtype": config.model.dtype}, "positive_class": config.positive_class,
-        "phase": "segmentation"})
+    loop.write_run_info(workdir, {MODEL_INFO_KEY: model_cfg.to_dict(),
+                                  "positive_class": config.positive_class, "phase": "segmentation"})
     loss_fn = functools.partial(segmentation_loss, bce_weight=config.loss.bce_weight,
                                 dice_weight=config.loss.dice_weight)
     make_batch = functools.partial(augmented_batch, key=data_key, batch_size=config.batch_size,
@@ -234,10 +231,13 @@ def _forward(graphdef, params, batch_stats, images):
 
 
 def load_segmenter(workdir: str | pathlib.Path) -> Segmenter:
-    info = loop.read_run_info(workdir)[MODEL_INFO_KEY]
-    model_cfg = DLinkNetConfig(encoder=info["encoder"], num_classes=info["num_classes"],
-                               dtype={"float32": jnp.float32, "bfloat16": jnp.bfloat16}[info["dtype"]])
+    model_cfg = DLinkNetConfig.from_mapping(loop.read_run_info(workdir)[MODEL_INFO_KEY])
     model = nnx.eval_shape(lambda: DLinkNet(model_cfg, rngs=nnx.Rngs(0)))
     graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     params, batch_stats = loop.restore_variables(workdir, params, batch_stats)
     return Segmenter(graphdef, params, batch_stats, model_cfg)
+
+
+def positive_class(workdir: str | pathlib.Path) -> int:
+    """The label a run segments against the rest (particle = 0 by default)."""
+    return int(loop.read_run_info(workdir).get("positive_class", 0))

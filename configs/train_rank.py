@@ -21,6 +21,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # The paper's step decay: lr x factor every `decay_every_epochs`.
     config.rank.decay_every_epochs = 10
     config.rank.decay_factor = 0.1
+    # 'batch': BatchNorm normalises with each batch (one original's series) as in the paper;
+    # 'frozen': statistics measured on `population_batches` batches first, then kept fixed
+    # (see configs/finetune.py). The shipped model's rank phase ran with 'batch'.
+    config.rank.batch_norm = "batch"
+    config.rank.population_batches = 16
     if variant == "smoke":
         common.apply_smoke(config)
         config.workdir = "runs/smoke/rank"

@@ -184,3 +184,62 @@ def test_finetune_refuses_a_missing_rank_checkpoint(tmp_path):
     tune.rank_checkpoint = str(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         phases.finetune(tune)
+
+
+class _Normalised(nnx.Module):
+    """One BatchNorm layer: its statistics are what the tests read."""
+
+    def __init__(self):
+        self.norm = nnx.BatchNorm(3, momentum=0.9, rngs=nnx.Rngs(0))
+
+    def __call__(self, x, *, train, key=None):
+        return self.norm(x, use_running_average=not train)
+
+
+def test_population_batch_stats_are_those_of_all_the_data():
+    # Batches with different means: averaging per-batch variances alone would miss the spread.
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(5, 12, 3)) * np.array([1.0, 2.0, 3.0]) + np.arange(5)[:, None, None]
+    graphdef, params, stats = nnx.split(_Normalised(), nnx.Param, nnx.BatchStat)
+    pooled = loop.population_batch_stats(graphdef, params, stats,
+                                         [jnp.asarray(batch) for batch in data], jax.random.key(0))
+    values = nnx.to_pure_dict(pooled)["norm"]
+    everything = data.reshape(-1, 3)
+    np.testing.assert_allclose(values["mean"], everything.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(values["var"], everything.var(0), rtol=1e-5)
+
+
+def test_frozen_batch_norm_trains_the_function_that_evaluation_runs():
+    config = IQAConfig(backbone="b0", pretrained=False, hidden=(8,), dropout_rate=0.0,
+                       trunk_overrides=(("depth", 0.25), ("width", 0.25), ("drop_connect_rate", 0.0)))
+    model = phases.build_model(config, jax.random.key(1))
+    images = jax.random.uniform(jax.random.key(2), (6, 64, 64))
+    graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    evaluated = nnx.merge(graphdef, params, stats)(images, train=False)
+    frozen_model = nnx.merge(graphdef, params, stats, copy=True)
+    frozen = frozen_model(images, train=True, frozen_batch_norm=True)
+    batch_mode = nnx.merge(graphdef, params, stats, copy=True)(images, train=True)
+    np.testing.assert_allclose(frozen, evaluated, rtol=1e-5, atol=1e-6)
+    assert float(jnp.max(jnp.abs(batch_mode - evaluated))) > 1e-3  # the difference is real
+    for before, after in zip(jax.tree.leaves(stats), jax.tree.leaves(
+            nnx.state(frozen_model, nnx.BatchStat))):
+        np.testing.assert_array_equal(before, after)  # frozen statistics are kept
+
+
+def test_finetune_with_frozen_batch_norm_keeps_the_measured_statistics(tmp_path):
+    rank = _smoke_rank(tmp_path / "rank", epochs=1)
+    phases.train_rank(rank)
+    tune = finetune_config.get_config("smoke")
+    assert tune.finetune.batch_norm == "frozen"
+    tune.workdir = str(tmp_path / "finetune")
+    tune.rank_checkpoint = str(tmp_path / "rank")
+    tune.finetune.population_batches = 3
+    phases.finetune(tune)
+    rank_stats = jax.tree.leaves(scoring.load_model(tmp_path / "rank").batch_stats)
+    tuned_stats = jax.tree.leaves(scoring.load_model(tmp_path / "finetune").batch_stats)
+    # Measured on the fine-tune batches before training: not the rank phase's any more.
+    assert any(not np.allclose(a, b) for a, b in zip(rank_stats, tuned_stats))
+    tune.finetune.batch_norm = "sometimes"
+    tune.workdir = str(tmp_path / "other")
+    with pytest.raises(ValueError, match="finetune.batch_norm"):
+        phases.finetune(tune)

@@ -92,13 +92,8 @@ def evaluate_checkpoint(config) -> dict:
     loaded = load_any(config.checkpoint)  # empty: the shipped default model
     score = make_scorer(loaded, config.batch_size)
     projection = labels.ProjectionConfig.from_mapping(config.projection)
-    slices, sources = batches.load_reference_slices(config)
-    annotations = labels.read_annotations(config.annotations) if config.annotations else {}
-    reference_scores = labels.reference_scores_for(sources, annotations,
-                                                   config.default_reference_score)
-    crops = np.stack([np.asarray(io.preprocess(s, key=None, resize=config.resize, crop=config.crop))
-                      for s in slices])
-    distort_and_label = _distorter(config.distortion_backend, projection, config.seed)
+    crops, sources, reference_scores = heldout_references(config)
+    distort_and_label = distorter(config.distortion_backend, projection, config.seed)
     rows = []
     for start in tqdm.trange(0, len(crops), config.projection_batch, desc="evaluate", unit="batch"):
         stop = min(start + config.projection_batch, len(crops))
@@ -138,7 +133,19 @@ def evaluate_checkpoint(config) -> dict:
     return {"correlations": table, "levels": level_rows}
 
 
-def _distorter(backend: str, projection: labels.ProjectionConfig, seed: int):
+def heldout_references(config) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The evaluation's reference crops (the centre crop of each slice after the paper's
+    resize), their sources and their reference scores (human, or the documented prior)."""
+    slices, sources = batches.load_reference_slices(config)
+    annotations = labels.read_annotations(config.annotations) if config.annotations else {}
+    reference_scores = labels.reference_scores_for(sources, annotations,
+                                                   config.default_reference_score)
+    crops = np.stack([np.asarray(io.preprocess(s, key=None, resize=config.resize, crop=config.crop))
+                      for s in slices])
+    return crops, sources, np.asarray(reference_scores, np.float32)
+
+
+def distorter(backend: str, projection: labels.ProjectionConfig, seed: int):
     """(crops, scores, first index) -> labels.Projection, with the JAX or the scikit-image path.
 
     'skimage' distorts each crop with scikit-image and the numpy ring loop

@@ -338,17 +338,20 @@ class MBConvBlock(nnx.Module):
         self.drop_connect = (nnx.Dropout(drop_connect_rate, broadcast_dims=(1, 2, 3))
                              if self.residual and drop_connect_rate > 0 else None)
 
-    def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None = None,
+                 frozen_batch_norm: bool = False) -> jax.Array:
         """Applies the block; `key` drives drop connect and is needed only if that is on and
-        `train` is true."""
+        `train` is true. `frozen_batch_norm`: BatchNorm uses (and keeps) its running averages
+        even when `train` is true."""
         act = _ACTIVATIONS[self.activation]
+        running = not train or frozen_batch_norm
         y = x
         if self.expand_conv is not None:
-            y = act(self.expand_bn(self.expand_conv(y), use_running_average=not train))
-        y = act(self.depthwise_bn(self.depthwise_conv(y), use_running_average=not train))
+            y = act(self.expand_bn(self.expand_conv(y), use_running_average=running))
+        y = act(self.depthwise_bn(self.depthwise_conv(y), use_running_average=running))
         if self.se is not None:
             y = self.se(y)
-        y = self.project_bn(self.project_conv(y), use_running_average=not train)
+        y = self.project_bn(self.project_conv(y), use_running_average=running)
         if self.residual:
             if self.drop_connect is not None:
                 y = self.drop_connect(y, deterministic=not train, rngs=key)
@@ -404,14 +407,16 @@ class EfficientNet(nnx.Module):
                 f"{self.config.dropout_rate} / drop connect rate "
                 f"{self.config.drop_connect_rate} needs a PRNG key (key=...)")
 
-    def features(self, x: jax.Array, *, train: bool,
-                 key: jax.Array | None = None) -> jax.Array:
+    def features(self, x: jax.Array, *, train: bool, key: jax.Array | None = None,
+                 frozen_batch_norm: bool = False) -> jax.Array:
         """Globally pooled head activations, (N, head_width) float32.
 
         Args:
           x: (N, H, W, 3) images, already normalised as the weights expect.
           train: batch statistics (and their running-average update), drop connect on.
           key: PRNG key for drop connect; needed only when `train` and drop connect is on.
+          frozen_batch_norm: with `train`, BatchNorm still normalises with (and keeps) its
+            running averages, so training sees the function that evaluation computes.
         """
         chex.assert_rank(x, 4)
         chex.assert_axis_dimension(x, 3, 3)
@@ -421,10 +426,11 @@ class EfficientNet(nnx.Module):
                       else list(jax.random.split(key, len(self.blocks))))
         act = _ACTIVATIONS[self.config.activation]
         y = x.astype(self.config.dtype)
-        y = act(self.stem_bn(self.stem_conv(y), use_running_average=not train))
+        running = not train or frozen_batch_norm
+        y = act(self.stem_bn(self.stem_conv(y), use_running_average=running))
         for block, block_key in zip(self.blocks, block_keys):
-            y = block(y, train=train, key=block_key)
-        y = act(self.head_bn(self.head_conv(y), use_running_average=not train))
+            y = block(y, train=train, key=block_key, frozen_batch_norm=frozen_batch_norm)
+        y = act(self.head_bn(self.head_conv(y), use_running_average=running))
         return jnp.mean(y, axis=(1, 2), dtype=jnp.float32)
 
     def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None = None) -> jax.Array:

@@ -94,12 +94,14 @@ class IQANet(nnx.Module):
         self.dropout = nnx.Dropout(config.dropout_rate)
         self.output = nnx.Linear(widths[-1], 1, rngs=rngs)
 
-    def __call__(self, images: jax.Array, *, train: bool, key: jax.Array | None = None) -> jax.Array:
+    def __call__(self, images: jax.Array, *, train: bool, key: jax.Array | None = None,
+                 frozen_batch_norm: bool = False) -> jax.Array:
         if train and key is None and self.config.dropout_rate > 0:
             raise ValueError("IQANet: train=True with dropout needs a PRNG key (key=...)")
         keys = [None] * (len(self.hidden) + 2) if key is None else list(
             jax.random.split(key, len(self.hidden) + 2))
-        x = self.trunk.features(images_to_trunk_input(images), train=train, key=keys[0])
+        x = self.trunk.features(images_to_trunk_input(images), train=train, key=keys[0],
+                                frozen_batch_norm=frozen_batch_norm)
         for layer, layer_key in zip(self.hidden, keys[1:]):
             x = self.dropout(x, deterministic=not train, rngs=layer_key)
             x = jax.nn.relu(layer(x))

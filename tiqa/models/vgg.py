@@ -129,9 +129,10 @@ class VGG(nnx.Module):
             x = _max_pool_2x2(x)
         return x
 
-    def features(self, x: jax.Array, *, train: bool, key: jax.Array | None = None) -> jax.Array:
+    def features(self, x: jax.Array, *, train: bool, key: jax.Array | None = None,
+                 frozen_batch_norm: bool = False) -> jax.Array:
         """Globally average-pooled last-stage features, (N, head_width) float32."""
-        del train, key  # no stochastic or batch-dependent layers
+        del train, key, frozen_batch_norm  # no stochastic or batch-dependent layers
         return jnp.mean(self.feature_map(x), axis=(1, 2), dtype=jnp.float32)
 
     def __call__(self, x: jax.Array, *, train: bool, key: jax.Array | None = None) -> jax.Array:

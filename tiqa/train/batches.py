@@ -73,6 +73,23 @@ def load_reference_slices(config) -> tuple[list[np.ndarray], list[str]]:
     return slices, sources
 
 
+def first_originals(pool: ReferencePool, count: int) -> ReferencePool:
+    """The pool limited to its first `count` slices (0: all of them).
+
+    The order is `load_reference_slices`'s: the input's slices in the order listed, then the
+    phantom's, so with the phantom mixed in the input's slices are kept first. A count beyond
+    the pool keeps the whole pool, with a warning.
+    """
+    size = pool.images.shape[0]
+    if count < 0:
+        raise ValueError(f"originals must be 0 (all) or a positive number of slices, got {count}")
+    if count > size:
+        logging.warning("originals=%d but the pool has %d slices; using all of them", count, size)
+    if count == 0 or count >= size:
+        return pool
+    return ReferencePool(*(field[:count] for field in pool))
+
+
 def pool_from_config(config, scores_for_sources) -> ReferencePool:
     slices, sources = load_reference_slices(config)
     scores = scores_for_sources(sources)

@@ -17,7 +17,7 @@ import json
 import logging
 import pathlib
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import flax
 import jax
@@ -68,8 +68,16 @@ def init_state(model: nnx.Module, optimizer: optax.GradientTransformation
 
 
 def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule, loss_fn: LossFn) -> Callable:
-    """The jitted, state-donating train step of a model whose call is `model(images, train, key)`."""
+                    schedule: optax.Schedule, loss_fn: LossFn, *,
+                    frozen_batch_norm: bool = False) -> Callable:
+    """The jitted, state-donating train step of a model whose call is `model(images, train, key)`.
+
+    `frozen_batch_norm`: the model normalises with its stored statistics while it trains (and
+    keeps them), so the loss is computed on the function that evaluation runs. Needed when a
+    batch is not a fair sample of the data: a batch of one original's distortions would teach
+    the network to rely on statistics that a single slice at scoring time does not have.
+    """
+    call_options = {"frozen_batch_norm": True} if frozen_batch_norm else {}
 
     def train_step(state: TrainState, batch: Batch, key: jax.Array):
         step_key = jax.random.fold_in(key, state.step)
@@ -77,7 +85,7 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
         def compute_loss(params):
             # copy=True: BatchNorm updates its statistics on a fresh graph inside this trace.
             model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
-            predictions = model(batch["images"], train=True, key=step_key)
+            predictions = model(batch["images"], train=True, key=step_key, **call_options)
             loss, metrics = loss_fn(predictions, batch)
             return loss, (metrics, nnx.state(model, nnx.BatchStat))
 
@@ -93,6 +101,51 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
         return new_state, metrics
 
     return jax.jit(train_step, donate_argnums=(0,))
+
+
+def population_batch_stats(graphdef: nnx.GraphDef, params: nnx.State, batch_stats: nnx.State,
+                           image_batches: Iterable[jax.Array], key: jax.Array) -> nnx.State:
+    """BatchNorm statistics of all the given images together ("precise BatchNorm").
+
+    The running averages that training leaves are averages of per-batch statistics: when every
+    batch holds one original's distortions, their variance misses the variation between
+    originals. Here each layer's per-batch mean and variance are taken (momentum 0 makes the
+    layer store them) and pooled exactly for equal-size batches: the mean of the means, and the
+    mean of the variances plus the variance of the means. Later layers see the statistics of the
+    earlier layers as they were, which is close enough for the usual few dozen batches.
+    """
+    model = nnx.merge(graphdef, params, batch_stats)
+    for _, module in nnx.iter_modules(model):
+        if isinstance(module, nnx.BatchNorm):
+            module.momentum = 0.0
+    measuring_graph, _, _ = nnx.split(model, nnx.Param, nnx.BatchStat)
+
+    @jax.jit
+    def batch_statistics(images, step_key):
+        measured = nnx.merge(measuring_graph, params, batch_stats, copy=True)
+        measured(images, train=True, key=step_key)
+        return nnx.state(measured, nnx.BatchStat)
+
+    per_batch = [nnx.to_pure_dict(batch_statistics(images, jax.random.fold_in(key, index)))
+                 for index, images in enumerate(image_batches)]
+    if not per_batch:
+        raise ValueError("population_batch_stats: no batches given")
+    pooled = _pool_statistics(per_batch)
+    result = jax.tree.map(lambda x: x, batch_stats)
+    nnx.replace_by_pure_dict(result, pooled)
+    return result
+
+
+def _pool_statistics(per_batch: list[dict]) -> dict:
+    """Pools per-batch BatchNorm {'mean', 'var'} dicts (nested by layer) over equal-size batches."""
+    first = per_batch[0]
+    if isinstance(first, dict) and set(first) == {"mean", "var"}:
+        means = jnp.stack([b["mean"] for b in per_batch])
+        variances = jnp.stack([b["var"] for b in per_batch])
+        return {"mean": means.mean(0), "var": variances.mean(0) + means.var(0)}
+    if isinstance(first, dict):
+        return {name: _pool_statistics([b[name] for b in per_batch]) for name in first}
+    raise ValueError(f"unexpected BatchNorm statistics entry {type(first).__name__}")
 
 
 # --- Devices ---------------------------------------------------------------------------------
@@ -129,6 +182,12 @@ def checkpoint_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManage
     return ocp.CheckpointManager(
         (workdir / CHECKPOINTS).absolute(),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+
+
+def has_checkpoint(workdir: str | pathlib.Path) -> bool:
+    """Whether `workdir` holds a finished checkpoint (Orbax names each step's folder by number)."""
+    directory = pathlib.Path(workdir) / CHECKPOINTS
+    return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
 
 
 def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> TrainState | None:

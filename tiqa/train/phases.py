@@ -61,6 +61,25 @@ def _mesh_and_pool(config, per_batch: int, num_kinds: int):
     return mesh, pool
 
 
+BATCH_NORM_MODES = ("batch", "frozen")
+
+
+def _frozen_batch_norm(mode: str, key_name: str) -> bool:
+    if mode not in BATCH_NORM_MODES:
+        raise ValueError(f"{key_name} must be one of {BATCH_NORM_MODES}, got {mode!r}")
+    return mode == "frozen"
+
+
+def with_population_statistics(graphdef, state: loop.TrainState, pool, make_batch,
+                               batches_to_measure: int, key: jax.Array) -> loop.TrainState:
+    """The state with BatchNorm statistics measured on `batches_to_measure` training batches."""
+    batch_fn = jax.jit(make_batch)
+    images = (batch_fn(pool, jax.numpy.int32(step))["images"] for step in range(batches_to_measure))
+    stats = loop.population_batch_stats(graphdef, state.params, state.batch_stats, images, key)
+    logging.info("BatchNorm statistics measured on %d batches, then frozen", batches_to_measure)
+    return state.replace(batch_stats=stats)
+
+
 def rank_loss_fn(margin: float):
     def loss_fn(scores, batch):
         loss = losses.hinge_rank_loss(scores, batch["levels"], batch["group_ids"], margin)
@@ -121,15 +140,20 @@ def train_rank(config) -> pathlib.Path:
     schedule = loop.step_decay(rank.learning_rate, rank.decay_every_epochs * epoch_steps,
                                rank.decay_factor)
     optimizer = loop.adam(schedule)
+    frozen = _frozen_batch_norm(rank.batch_norm, "rank.batch_norm")
     graphdef, state = loop.init_state(model, optimizer)
     loop.write_run_info(workdir, {MODEL_INFO_KEY: model_cfg.to_dict(), "phase": "rank",
                                   "crop": config.crop, "resize": config.resize})
     make_batch = functools.partial(batches.rank_batch, key=data_key,
                                    originals_per_batch=rank.originals_per_batch,
                                    crop=config.crop, kinds=kinds)
+    if frozen and not loop.has_checkpoint(workdir):
+        state = with_population_statistics(
+            graphdef, state, pool, functools.partial(make_batch, key=jax.random.fold_in(data_key, 998)),
+            rank.population_batches, jax.random.fold_in(train_key, 998))
     loop.run(workdir=workdir, state=state,
              train_step=loop.make_train_step(graphdef, optimizer, schedule,
-                                             rank_loss_fn(rank.margin)),
+                                             rank_loss_fn(rank.margin), frozen_batch_norm=frozen),
              make_batch=make_batch, batch_inputs=pool, num_steps=rank.epochs * epoch_steps,
              key=train_key, mesh=mesh,
              images_per_step=batches.images_per_batch(rank.originals_per_batch, len(kinds)),
@@ -144,6 +168,7 @@ def finetune(config) -> pathlib.Path:
     tune = config.finetune
     projection = labels.ProjectionConfig.from_mapping(config.projection)
     mesh, pool = _mesh_and_pool(config, tune.originals_per_batch, len(projection.kinds))
+    pool = batches.first_originals(pool, tune.originals)  # the annotated originals it may use
     model_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
     if config.rank_checkpoint:
         # The network is the rank phase's: its config comes from the rank work directory.
@@ -159,12 +184,22 @@ def finetune(config) -> pathlib.Path:
     schedule = loop.step_decay(tune.learning_rate, tune.decay_every_epochs * epoch_steps,
                                tune.decay_factor)
     optimizer = loop.adam(schedule)
+    frozen = _frozen_batch_norm(tune.batch_norm, "finetune.batch_norm")
     graphdef, state = loop.init_state(model, optimizer)
+    starting = not loop.has_checkpoint(workdir)  # a resumed run has measured and calibrated
     if config.rank_checkpoint:
         # Parameters and statistics only: the step and the optimiser start afresh.
         params, batch_stats = loop.restore_variables(config.rank_checkpoint, state.params,
                                                      state.batch_stats)
         state = state.replace(params=params, batch_stats=batch_stats)
+    if frozen and starting:
+        state = with_population_statistics(
+            graphdef, state, pool, functools.partial(
+                batches.finetune_batch, key=jax.random.fold_in(data_key, 998),
+                originals_per_batch=tune.originals_per_batch, crop=config.crop,
+                projection=projection),
+            tune.population_batches, jax.random.fold_in(train_key, 998))
+    if config.rank_checkpoint and starting:
         if tune.calibrate_head:
             state = calibrate_output(graphdef, state, pool, functools.partial(
                 batches.finetune_batch, key=jax.random.fold_in(data_key, 999),
@@ -172,12 +207,14 @@ def finetune(config) -> pathlib.Path:
                 projection=projection), steps=tune.calibration_steps)
     loop.write_run_info(workdir, {MODEL_INFO_KEY: model_cfg.to_dict(), "phase": "finetune",
                                   "crop": config.crop, "resize": config.resize,
-                                  "rank_checkpoint": config.rank_checkpoint})
+                                  "rank_checkpoint": config.rank_checkpoint,
+                                  "originals": int(pool.images.shape[0])})
     make_batch = functools.partial(batches.finetune_batch, key=data_key,
                                    originals_per_batch=tune.originals_per_batch,
                                    crop=config.crop, projection=projection)
     loop.run(workdir=workdir, state=state,
-             train_step=loop.make_train_step(graphdef, optimizer, schedule, mse_loss_fn),
+             train_step=loop.make_train_step(graphdef, optimizer, schedule, mse_loss_fn,
+                                             frozen_batch_norm=frozen),
              make_batch=make_batch, batch_inputs=pool, num_steps=tune.epochs * epoch_steps,
              key=train_key, mesh=mesh,
              images_per_step=batches.images_per_batch(tune.originals_per_batch,

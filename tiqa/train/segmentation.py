@@ -166,7 +166,8 @@ def load_training_pool(config) -> LabelledPool:
         low, high = np.percentile(volume, [0.5, 99.5])
         images += list(np.clip((volume - low) / (high - low), 0, 1))
         label_maps += list(labels)
-    targets = [target_classes(l, config.model.num_classes, config.positive_class) for l in label_maps]
+    targets = [target_classes(label_map, config.model.num_classes, config.positive_class)
+               for label_map in label_maps]
     return build_labelled_pool(images, targets)
 
 

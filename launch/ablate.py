@@ -1,0 +1,17 @@
+"""Ablation: python -m launch.ablate --config=configs/ablate.py[:smoke] [--config.sweeps='("margin=2,4,6,10",)']"""
+
+from absl import app
+
+from launch import common
+from tiqa import ablation
+
+_CONFIG = common.define_config("ablate", "Ablation configuration: a base pipeline and sweeps.")
+
+
+def main(argv):
+    del argv
+    common.run_cleanly(ablation.run_ablation, _CONFIG.value)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=common.parse_flags)

@@ -1,0 +1,66 @@
+"""The comparison phase: agreement columns on cases with known answers, bootstrap intervals,
+and a smoke run of the whole comparison writing its tables and chart."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from configs import compare as compare_config
+from tests.tiny_models import export_tiny_score_model
+from tiqa import comparison
+
+pytest.importorskip("cv2", reason="the comparison's BRISQUE needs OpenCV")
+
+
+def test_agreement_of_a_perfect_and_of_a_reversed_metric():
+    labels = np.linspace(1.0, 5.0, 12)
+    perfect = comparison.agreement(2.0 * labels + 1.0, labels, dmos_threshold=0.5)
+    assert perfect["srocc"] == pytest.approx(1.0) and perfect["krocc"] == pytest.approx(1.0)
+    assert perfect["plcc"] == pytest.approx(1.0, abs=1e-6) and perfect["rmse"] < 1e-3
+    assert perfect["auc_bw"] == pytest.approx(1.0) and perfect["cc0"] == pytest.approx(1.0)
+    reversed_ = comparison.agreement(-labels, labels, dmos_threshold=0.5)
+    assert reversed_["srocc"] == pytest.approx(-1.0) and reversed_["cc0"] == pytest.approx(0.0)
+    assert reversed_["auc_bw"] == pytest.approx(0.0)
+
+
+def test_rank_agreement_has_only_rank_columns():
+    row = comparison.rank_agreement(np.array([0.1, 0.2, 0.15, 0.9]), np.array([0.0, 1.0, 1.0, 2.0]))
+    assert row["srocc"] > 0.8 and np.isnan(row["plcc"]) and np.isnan(row["auc_bw"])
+
+
+def test_bootstrap_interval_brackets_a_known_mean():
+    rng = np.random.default_rng(0)
+    values = rng.normal(3.0, 1.0, 400)
+    interval = comparison.bootstrap_interval(lambda idx: {"mean": values[idx].mean()},
+                                             len(values), samples=400, seed=0)
+    low, high = interval["mean"]
+    # The standard error is 0.05: the 95% interval is about mean -+ 0.1.
+    assert low < values.mean() < high and 0.15 < high - low < 0.25
+
+
+def test_comparison_smoke_writes_its_tables_and_chart(tmp_path):
+    export_tiny_score_model(tmp_path / "tiny")
+    config = compare_config.get_config("smoke")
+    config.checkpoint = str(tmp_path / "tiny")
+    config.output = str(tmp_path / "compare")
+    config.bootstrap = 10
+    rows = comparison.run_comparison(config)
+    metrics = {row["metric"] for row in rows}
+    assert metrics == {"TIQA", "BRISQUE (LIVE)", "BRISQUE (retrained)"}
+    sets = [row["set"] for row in rows if row["metric"] == "TIQA"]
+    assert sets == ["blur", "noise", "ring", "overall", comparison.PHANTOM_SET]
+    with open(tmp_path / "compare" / "comparison.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == len(rows)
+    summary = (tmp_path / "compare" / "summary.md").read_text()
+    assert "RankIQA left out" in summary
+    assert (tmp_path / "compare" / "comparison.png").stat().st_size > 10_000
+    assert (tmp_path / "compare" / "brisque_retrained" / "svm.txt").is_file()
+    # The saved retrained model is used as it is on a second run (no new fit).
+    config.brisque_model = str(tmp_path / "compare" / "brisque_retrained")
+    config.output = str(tmp_path / "again")
+    again = comparison.run_comparison(config)
+    assert not (tmp_path / "again" / "brisque_retrained").exists()
+    first = [r["srocc"] for r in rows if r["metric"] == "BRISQUE (retrained)"]
+    second = [r["srocc"] for r in again if r["metric"] == "BRISQUE (retrained)"]
+    np.testing.assert_allclose(first, second)

@@ -1,0 +1,599 @@
+"""Ablations: a base pipeline and sweeps of overrides, run trial by trial, resumable.
+
+A trial is the whole pipeline with some overrides: the rank phase (`phases.train_rank`), the
+fine-tune from its work directory (`phases.finetune`; from the model's initial weights when
+`rank_pretraining` is False) and the held-out evaluation (`scoring.evaluate_checkpoint`), which
+is the same for every trial so that the numbers compare. The ablation config
+(configs/ablate.py) holds the three phase configs as `rank`, `finetune` and `evaluate`, plus
+`rank_pretraining`, `workdir`, `sweeps`, `seeds`, `grid` and `plot_metric`.
+
+Sweeps
+    Each sweep is "name=value1,value2,...". The name is one of PARAMETERS (a friendly name that
+    may set several keys: `backbone` sets the model of both training phases) or any dotted key
+    of the config under `rank.` or `finetune.` ("rank.rank.learning_rate=1e-4,3e-5"); keys
+    under `evaluate.` are refused (the held-out test must not change), as are the keys the
+    ablation sets per trial (work directories, checkpoints, training seeds).
+    Values are separated by commas outside brackets and quotes. Each value is a Python literal
+    (4, 2.5, True, 'b0', ('ssim', 'gmsd')) or a bare word, taken as a string (b0); for a
+    tuple-valued key a bare "ssim+gmsd" is the tuple ('ssim', 'gmsd') and "ssim" is ('ssim',).
+    So "observers=ssim+gmsd,mse+psnr" and "observers=('ssim','gmsd'),('mse','psnr')" are the
+    same sweep. A value must have the type of the key's value in the base config (an int is
+    accepted for a float key); anything else is a ValueError naming the key.
+
+Trials
+    `grid=False` varies one parameter at a time from the base: the base trial, then one trial
+    per swept value that differs from the base's. `grid=True` runs every combination. Every
+    trial runs once per seed in `seeds` (the seed of both training phases, which also draws
+    their phantom; the evaluation's seed stays fixed).
+
+Work directory
+    `workdir/<trial>/seed<k>/` holds `trial.json` (its configuration), `rank/`, `finetune/`,
+    `evaluation/` and, once finished, `result.json` (written atomically). A trial whose rank
+    phase is the same as an earlier trial's (same rank config and seed, e.g. one that sweeps
+    `originals` or `observers`) fine-tunes from that trial's rank run instead of repeating it.
+    A phase that finished leaves `phase_done.json`. Running the same command again skips
+    finished trials and resumes the others (the phases resume from their latest checkpoint);
+    a trial directory made with a different configuration is refused, naming the keys that
+    differ. After each trial `results.csv/.md` (one row per trial and seed), `summary.csv/.md`
+    (mean and sample std over seeds) and `sweep_<parameter>.png` (`plot_metric` against the
+    parameter's values, error bars over seeds) are rewritten.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import dataclasses
+import difflib
+import itertools
+import json
+import logging
+import math
+import pathlib
+import re
+import time
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from tiqa import evaluation, io, labels, scoring
+from tiqa.models import EfficientNetConfig, pretrained_variants
+from tiqa.train import loop, phases
+
+# Friendly names and the pipeline keys each sets.
+PARAMETERS: dict[str, tuple[str, ...]] = {
+    "margin": ("rank.rank.margin",),
+    "observers": ("finetune.projection.observers",),
+    # Training only: the evaluation keeps its kinds, so every trial is tested alike.
+    "kinds": ("rank.rank.kinds", "finetune.projection.kinds"),
+    "backbone": ("rank.model.backbone", "finetune.model.backbone"),
+    "pretrained": ("rank.model.pretrained", "finetune.model.pretrained"),
+    "rank_pretraining": ("rank_pretraining",),
+    # The number of annotated originals: the first N reference slices of the fine-tune's pool.
+    "originals": ("finetune.finetune.originals",),
+    "rank_epochs": ("rank.rank.epochs",),
+    "finetune_epochs": ("finetune.finetune.epochs",),
+}
+# Set by the ablation for every trial and seed.
+MANAGED_KEYS = ("rank.workdir", "rank.seed", "finetune.workdir", "finetune.seed",
+                "finetune.rank_checkpoint", "evaluate.checkpoint", "evaluate.output")
+_SWEEPABLE_ROOTS = ("rank", "finetune", "rank_pretraining")
+_PIPELINE_KEYS = ("rank", "finetune", "evaluate", "rank_pretraining")
+
+TRIAL_FILE = "trial.json"
+RESULT_FILE = "result.json"
+PHASE_DONE = "phase_done.json"
+BASE_TRIAL = "base"
+CORRELATION_METRICS = ("plcc", "srocc", "krocc", "rmse")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    name: str  # as written in the spec: a PARAMETERS name or a dotted key
+    keys: tuple[str, ...]  # the pipeline keys it sets
+    values: tuple[Any, ...]
+    base: Any  # the value of its first key in the base config
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    name: str  # its directory: 'base', 'margin=4', 'margin=4,originals=2' (grid)
+    values: tuple[tuple[str, Any], ...]  # (sweep name, value) for every sweep, base values too
+    varied: tuple[str, ...]  # the sweeps whose value differs from the base ('base': none)
+
+
+# --- Parsing ---------------------------------------------------------------------------------
+
+def _suggestion(word: str, known) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _keys_for(name: str) -> tuple[str, ...]:
+    if name in PARAMETERS:
+        return PARAMETERS[name]
+    root = name.split(".")[0]
+    if root == "evaluate":
+        raise ValueError(f"sweep key {name!r}: the held-out evaluation is the same for every "
+                         "trial so that the numbers compare; set evaluate.* in the base config")
+    if root not in _SWEEPABLE_ROOTS:
+        raise ValueError(f"unknown sweep parameter {name!r}{_suggestion(name, PARAMETERS)}; use "
+                         f"one of {sorted(PARAMETERS)} or a dotted key under rank. or finetune.")
+    if name in MANAGED_KEYS:
+        raise ValueError(f"sweep key {name!r} is set by the ablation for every trial "
+                         "(training seeds come from `seeds`)")
+    return (name,)
+
+
+def base_value(config: ml_collections.ConfigDict, key: str) -> Any:
+    """The value at a dotted key, or a ValueError naming the key and what is wrong with it."""
+    node, parts = config, key.split(".")
+    for depth, part in enumerate(parts):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            where = ".".join(parts[:depth]) or "the config"
+            known = node.keys() if isinstance(node, ml_collections.ConfigDict) else ()
+            raise ValueError(f"unknown sweep key {key!r}: {where} has no {part!r}"
+                             f"{_suggestion(part, known)}")
+        node = node[part]
+    if isinstance(node, ml_collections.ConfigDict):
+        raise ValueError(f"sweep key {key!r} is a block, not a value; name one of its keys "
+                         f"({', '.join(sorted(node.keys()))})")
+    return node
+
+
+def split_values(text: str) -> list[str]:
+    """`text` split at the commas outside brackets and quotes."""
+    parts, current, depth, quote = [], [], 0, None
+    for char in text:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced {char!r} in {text!r}")
+        elif char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    if depth or quote:
+        raise ValueError(f"unclosed bracket or quote in {text!r}")
+    parts.append("".join(current))
+    return [part.strip() for part in parts]
+
+
+def _literal_or_word(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare word: a string
+
+
+def _coerce(value: Any, base: Any, key: str, text: str) -> Any:
+    """`value` as the type of `base`, or a ValueError naming the key."""
+    def refuse(expected: str) -> ValueError:
+        return ValueError(f"sweep key {key!r}: value {text!r} is not {expected} "
+                          f"(the base config has {base!r})")
+
+    if isinstance(base, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise refuse("True or False")
+        return value
+    if isinstance(base, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise refuse("an integer")
+        return value
+    if isinstance(base, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise refuse("a number")
+        return float(value)
+    if isinstance(base, str):
+        if not isinstance(value, str):
+            raise refuse("a string")
+        return value
+    if isinstance(base, (tuple, list)):
+        if isinstance(value, str):
+            value = tuple(_literal_or_word(part.strip()) for part in value.split("+"))
+        if not isinstance(value, (tuple, list)):
+            raise refuse("a tuple (a+b or (a, b))")
+        if base:
+            value = tuple(_coerce(item, base[0], key, text) for item in value)
+        return tuple(value)
+    if base is None:  # an unset placeholder: the config checks the type on assignment
+        return value
+    if type(value) is not type(base):
+        raise refuse(f"a {type(base).__name__}")
+    return value
+
+
+def parse_sweep(spec: str, config: ml_collections.ConfigDict) -> Sweep:
+    """One "name=value1,value2,..." against the ablation config (see the module docstring)."""
+    name, equals, values_text = str(spec).partition("=")
+    name = name.strip()
+    if not equals or not name:
+        raise ValueError(f"sweep {spec!r} is not name=value1,value2,...")
+    keys = _keys_for(name)
+    base = base_value(config, keys[0])
+    for key in keys[1:]:
+        base_value(config, key)
+    try:
+        texts = split_values(values_text)
+    except ValueError as error:
+        raise ValueError(f"sweep {spec!r}: {error}") from error
+    if not any(texts):
+        raise ValueError(f"sweep {spec!r} has no values")
+    values = []
+    for text in texts:
+        if not text:
+            raise ValueError(f"sweep {spec!r}: empty value (two commas in a row?)")
+        value = _coerce(_literal_or_word(text), base, name, text)
+        if value in values:
+            raise ValueError(f"sweep {spec!r}: value {text!r} is listed twice")
+        values.append(value)
+    return Sweep(name=name, keys=keys, values=tuple(values), base=base)
+
+
+def parse_sweeps(config: ml_collections.ConfigDict) -> list[Sweep]:
+    sweeps = [parse_sweep(spec, config) for spec in config.sweeps]
+    seen: dict[str, str] = {}
+    for sweep in sweeps:
+        for key in sweep.keys:
+            if key in seen:
+                raise ValueError(f"sweeps {seen[key]!r} and {sweep.name!r} both set {key!r}")
+            seen[key] = sweep.name
+    return sweeps
+
+
+def format_value(value: Any) -> str:
+    """A value as trial names show it: tuples as a+b, floats as repr without a trailing .0."""
+    if isinstance(value, (tuple, list)):
+        return "+".join(format_value(item) for item in value)
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)
+
+
+def _directory_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+=,-]", "_", text)
+
+
+def plan_trials(config: ml_collections.ConfigDict) -> tuple[list[Sweep], list[Trial]]:
+    """The sweeps and the trials they make (one at a time from the base, or the grid)."""
+    sweeps = parse_sweeps(config)
+    names = [sweep.name for sweep in sweeps]
+    base = tuple((sweep.name, sweep.base) for sweep in sweeps)
+    if config.grid:
+        trials = []
+        for combination in itertools.product(*(sweep.values for sweep in sweeps)):
+            varied = tuple(s.name for s, v in zip(sweeps, combination) if v != s.base)
+            label = ",".join(f"{n}={format_value(v)}" for n, v in zip(names, combination))
+            trials.append(Trial(_directory_name(label) or BASE_TRIAL,
+                                tuple(zip(names, combination)), varied))
+    else:
+        trials = [Trial(BASE_TRIAL, base, ())]
+        for index, sweep in enumerate(sweeps):
+            for value in sweep.values:
+                if value == sweep.base:
+                    continue  # the base trial, already planned
+                values = base[:index] + ((sweep.name, value),) + base[index + 1:]
+                trials.append(Trial(_directory_name(f"{sweep.name}={format_value(value)}"),
+                                    values, (sweep.name,)))
+    seen: dict[str, Trial] = {}
+    for trial in trials:
+        if trial.name in seen:
+            raise ValueError(f"trials {dict(seen[trial.name].values)} and {dict(trial.values)} "
+                             f"would share the directory {trial.name!r}")
+        seen[trial.name] = trial
+    return sweeps, trials
+
+
+# --- One trial -------------------------------------------------------------------------------
+
+def _assign(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    try:
+        node[last] = value
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"sweep key {key!r}: cannot set {value!r} ({error})") from error
+
+
+def _check_model(phase_config, where: str) -> None:
+    model = phases.model_config(phase_config)
+    if model.backbone != "vgg16":
+        EfficientNetConfig.from_name(model.backbone)
+    if model.pretrained and model.backbone not in pretrained_variants():
+        raise ValueError(f"{where}.model: no ImageNet weights ship for {model.backbone!r} (only "
+                         f"{', '.join(pretrained_variants())}); sweep pretrained=False with it")
+
+
+def _check_pipeline(pipeline: ml_collections.ConfigDict) -> None:
+    """Catches bad swept values before any training (the phases would, hours later)."""
+    labels.ProjectionConfig(kinds=tuple(pipeline.rank.rank.kinds))
+    labels.ProjectionConfig.from_mapping(pipeline.finetune.projection)
+    if pipeline.finetune.finetune.originals < 0:
+        raise ValueError("finetune.finetune.originals must be 0 (all) or positive, got "
+                         f"{pipeline.finetune.finetune.originals}")
+    if pipeline.rank_pretraining:
+        _check_model(pipeline.rank, "rank")
+    else:
+        _check_model(pipeline.finetune, "finetune")
+
+
+def trial_pipeline(config: ml_collections.ConfigDict, trial: Trial, sweeps: list[Sweep],
+                   seed: int, directory: pathlib.Path) -> ml_collections.ConfigDict:
+    """The three phase configs of one trial and seed, with its overrides and directories."""
+    pipeline = ml_collections.ConfigDict({key: copy.deepcopy(config[key]) for key in _PIPELINE_KEYS})
+    by_name = {sweep.name: sweep for sweep in sweeps}
+    for name, value in trial.values:
+        for key in by_name[name].keys:
+            _assign(pipeline, key, value)
+    pipeline.rank.workdir = str(directory / "rank")
+    pipeline.rank.seed = pipeline.finetune.seed = seed
+    pipeline.finetune.workdir = str(directory / "finetune")
+    pipeline.finetune.rank_checkpoint = pipeline.rank.workdir if pipeline.rank_pretraining else ""
+    pipeline.evaluate.checkpoint = pipeline.finetune.workdir
+    pipeline.evaluate.output = str(directory / "evaluation")
+    try:
+        _check_pipeline(pipeline)
+    except ValueError as error:
+        raise ValueError(f"trial {trial.name}: {error}") from error
+    return pipeline
+
+
+def _without_paths(pipeline: ml_collections.ConfigDict) -> dict:
+    """The pipeline as JSON data, without the per-trial paths (so a moved workdir still matches)."""
+    data = json.loads(json.dumps(pipeline.to_dict(), default=str))
+    for key in MANAGED_KEYS:
+        root, leaf = key.split(".")
+        if leaf != "seed":
+            data[root].pop(leaf, None)
+    return data
+
+
+def _rank_fingerprint(pipeline: ml_collections.ConfigDict) -> str:
+    rank = json.loads(json.dumps(pipeline.rank.to_dict(), default=str))
+    rank.pop("workdir")
+    return json.dumps(rank, sort_keys=True)
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [difference for key in sorted(set(old) | set(new))
+                for difference in _differences(old.get(key), new.get(key),
+                                               f"{prefix}.{key}" if prefix else key)]
+    return [] if old == new else [prefix]
+
+
+def _check_directory(directory: pathlib.Path, record: dict) -> bool:
+    """Whether trial.json is still to be written; a ValueError if the one there describes
+    another configuration."""
+    path = directory / TRIAL_FILE
+    if not path.exists():
+        return True
+    differing = _differences(json.loads(path.read_text())["pipeline"], record["pipeline"])
+    if differing:
+        raise ValueError(f"{directory} was made by a different configuration (differing: "
+                         f"{', '.join(differing[:8])}); use another workdir or remove it")
+    return False
+
+
+def _run_phase(function, phase_config) -> float:
+    """Runs a training phase unless it finished before; its training seconds."""
+    marker = pathlib.Path(phase_config.workdir) / PHASE_DONE
+    if marker.exists():
+        return float(json.loads(marker.read_text())["seconds"])
+    start = time.perf_counter()
+    function(phase_config)
+    seconds = time.perf_counter() - start
+    io.write_json(marker, {"seconds": seconds})
+    return seconds
+
+
+def _share_rank_runs(pipelines: list[ml_collections.ConfigDict]) -> None:
+    """Points trials with the same rank config and seed at one rank run: the first that
+    finished, else the first planned."""
+    candidates: dict[str, list[str]] = {}
+    for pipeline in pipelines:
+        if pipeline.rank_pretraining:
+            candidates.setdefault(_rank_fingerprint(pipeline), []).append(pipeline.rank.workdir)
+    owners = {fingerprint: next((d for d in dirs if (pathlib.Path(d) / PHASE_DONE).exists()),
+                                dirs[0])
+              for fingerprint, dirs in candidates.items()}
+    for pipeline in pipelines:
+        if pipeline.rank_pretraining:
+            pipeline.rank.workdir = owners[_rank_fingerprint(pipeline)]
+            pipeline.finetune.rank_checkpoint = pipeline.rank.workdir
+
+
+def run_trial(pipeline: ml_collections.ConfigDict, trial: Trial, seed: int,
+              directory: pathlib.Path) -> dict:
+    """Rank phase (unless off), fine-tune, held-out evaluation; writes and returns result.json."""
+    rank_seconds = (_run_phase(phases.train_rank, pipeline.rank)
+                    if pipeline.rank_pretraining else 0.0)
+    finetune_seconds = _run_phase(phases.finetune, pipeline.finetune)
+    evaluated = scoring.evaluate_checkpoint(pipeline.evaluate)
+    overall = next(row for row in evaluated["correlations"] if row["kind"] == evaluation.OVERALL)
+    result = {
+        "trial": trial.name, "seed": seed, "values": dict(trial.values),
+        "overall": {metric: overall[metric] for metric in ("n",) + CORRELATION_METRICS},
+        "srocc_vs_level": {row["kind"]: row["srocc_vs_level"] for row in evaluated["levels"]},
+        "originals": loop.read_run_info(pipeline.finetune.workdir).get("originals"),
+        "rank_seconds": rank_seconds, "finetune_seconds": finetune_seconds,
+        "rank_workdir": pipeline.rank.workdir if pipeline.rank_pretraining else "",
+    }
+    io.write_json(directory / RESULT_FILE, result)
+    return result
+
+
+# --- Tables and plots ------------------------------------------------------------------------
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return format_value(value)
+    return value
+
+
+def result_row(result: dict, trial: Trial) -> dict:
+    row: dict[str, Any] = {"trial": trial.name}
+    row.update({name: _cell(value) for name, value in trial.values})
+    row["seed"] = result["seed"]
+    row.update({metric: float(result["overall"][metric]) for metric in CORRELATION_METRICS})
+    row.update({f"srocc_level_{kind}": float(value)
+                for kind, value in result["srocc_vs_level"].items()})
+    row["originals_used"] = result["originals"] if result["originals"] is not None else -1
+    row["train_seconds"] = float(result["rank_seconds"] + result["finetune_seconds"])
+    return row
+
+
+def metric_columns(evaluate_config) -> tuple[str, ...]:
+    kinds = tuple(evaluate_config.projection.kinds)
+    return CORRELATION_METRICS + tuple(f"srocc_level_{kind}" for kind in kinds) + ("train_seconds",)
+
+
+def summarise(rows: list[dict], trials: list[Trial], metrics: tuple[str, ...]) -> list[dict]:
+    """Per trial: mean and sample standard deviation over seeds (NaN for a single seed)."""
+    summary = []
+    for trial in trials:
+        mine = [row for row in rows if row["trial"] == trial.name]
+        if not mine:
+            continue
+        entry: dict[str, Any] = {"trial": trial.name}
+        entry.update({name: _cell(value) for name, value in trial.values})
+        entry["seeds"] = len(mine)
+        for metric in metrics:
+            values = np.asarray([row[metric] for row in mine], np.float64)
+            entry[f"{metric}_mean"] = float(np.mean(values))
+            entry[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+        summary.append(entry)
+    return summary
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def plot_sweep(sweep: Sweep, trials: list[Trial], summary: list[dict], metric: str,
+               path: pathlib.Path, grid: bool) -> None:
+    """`metric` (mean, error bars: std over seeds) against the sweep's values; one line per
+    setting of the other parameters on a grid."""
+    from matplotlib.figure import Figure  # evaluation has selected the Agg backend
+
+    by_name = {entry["trial"]: entry for entry in summary}
+    order = list(sweep.values) + ([sweep.base] if sweep.base not in sweep.values else [])
+    numeric = all(_is_number(value) for value in order)
+    if numeric:
+        order = sorted(order)
+    lines: dict[tuple, list[tuple[Any, dict]]] = {}
+    for trial in trials:
+        entry = by_name.get(trial.name)
+        if entry is None or (not grid and trial.varied not in ((), (sweep.name,))):
+            continue
+        values = dict(trial.values)
+        others = tuple((n, format_value(v)) for n, v in trial.values if n != sweep.name)
+        lines.setdefault(others if grid else (), []).append((values[sweep.name], entry))
+    figure = Figure(figsize=(5.5, 4.0), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    for others, points in lines.items():
+        points.sort(key=lambda point: order.index(point[0]))
+        x = [value if numeric else order.index(value) for value, _ in points]
+        mean = np.asarray([entry[f"{metric}_mean"] for _, entry in points])
+        std = np.asarray([entry[f"{metric}_std"] for _, entry in points])
+        label = ", ".join(f"{n}={v}" for n, v in others) or None
+        axes.errorbar(x, mean, yerr=None if np.all(np.isnan(std)) else np.nan_to_num(std),
+                      marker="o", capsize=4, label=label)
+    if not numeric:
+        axes.set_xticks(range(len(order)), [format_value(value) for value in order])
+    axes.set_xlabel(f"{sweep.name} (base {format_value(sweep.base)})")
+    axes.set_ylabel(f"{metric} (mean over seeds)")
+    axes.set_title(f"{metric} against {sweep.name}")
+    axes.grid(True, alpha=0.3)
+    if grid and len(lines) > 1:
+        axes.legend(fontsize="small")
+    with io.atomic_write(path) as temporary:
+        figure.savefig(temporary, format="png")
+
+
+def plot_path(workdir: pathlib.Path, sweep: Sweep) -> pathlib.Path:
+    return workdir / f"sweep_{_directory_name(sweep.name)}.png"
+
+
+def write_outputs(workdir: pathlib.Path, sweeps: list[Sweep], trials: list[Trial],
+                  rows: list[dict], metrics: tuple[str, ...], plot_metric: str,
+                  grid: bool) -> list[dict]:
+    order = {trial.name: index for index, trial in enumerate(trials)}
+    rows = sorted(rows, key=lambda row: (order[row["trial"]], row["seed"]))
+    summary = summarise(rows, trials, metrics)
+    evaluation.write_table(rows, workdir / "results.csv", workdir / "results.md")
+    evaluation.write_table(summary, workdir / "summary.csv", workdir / "summary.md")
+    for sweep in sweeps:
+        plot_sweep(sweep, trials, summary, plot_metric, plot_path(workdir, sweep), grid)
+    return summary
+
+
+# --- The sweep -------------------------------------------------------------------------------
+
+def _seeds(config) -> tuple[int, ...]:
+    seeds = tuple(config.seeds)
+    if not seeds:
+        raise ValueError("seeds is empty; give at least one, e.g. (0,)")
+    if len(set(seeds)) != len(seeds) or not all(_is_number(s) and int(s) == s for s in seeds):
+        raise ValueError(f"seeds must be distinct integers, got {seeds}")
+    if not config.evaluate.input and config.evaluate.seed in seeds:
+        raise ValueError(f"evaluate.seed {config.evaluate.seed} is also a training seed: with "
+                         "an empty evaluate.input the held-out phantom would be a training one")
+    return tuple(int(s) for s in seeds)
+
+
+def run_ablation(config: ml_collections.ConfigDict) -> list[dict]:
+    """Runs every trial and seed not finished yet; writes the tables and plots; returns the
+    summary rows (one per trial, mean and std over seeds)."""
+    workdir = pathlib.Path(config.workdir)
+    sweeps, trials = plan_trials(config)
+    seeds = _seeds(config)
+    metrics = metric_columns(config.evaluate)
+    if config.plot_metric not in metrics:
+        raise ValueError(f"plot_metric {config.plot_metric!r} is not a result column; "
+                         f"known: {', '.join(metrics)}")
+    # Every trial is planned and checked before any training, so a bad value fails at once.
+    planned = []
+    for seed in seeds:
+        for trial in trials:
+            directory = workdir / trial.name / f"seed{seed}"
+            planned.append((trial, seed, directory,
+                            trial_pipeline(config, trial, sweeps, seed, directory)))
+    _share_rank_runs([pipeline for *_, pipeline in planned])
+    records = [(directory, {"trial": trial.name, "seed": seed, "values": dict(trial.values),
+                            "pipeline": _without_paths(pipeline)})
+               for trial, seed, directory, pipeline in planned]
+    for directory, record in [(d, r) for d, r in records if _check_directory(d, r)]:
+        directory.mkdir(parents=True, exist_ok=True)
+        io.write_json(directory / TRIAL_FILE, record)
+    rows = []
+    for number, (trial, seed, directory, pipeline) in enumerate(planned, start=1):
+        result_path = directory / RESULT_FILE
+        if result_path.exists():
+            logging.info("ablation: %s seed %d finished before; skipped", trial.name, seed)
+            rows.append(result_row(json.loads(result_path.read_text()), trial))
+            continue
+        logging.info("ablation: trial %d of %d: %s, seed %d", number, len(planned),
+                     trial.name, seed)
+        rows.append(result_row(run_trial(pipeline, trial, seed, directory), trial))
+        if number < len(planned):  # rewritten after every trial, to follow a long sweep
+            write_outputs(workdir, sweeps, trials, rows, metrics, config.plot_metric, config.grid)
+    summary = write_outputs(workdir, sweeps, trials, rows, metrics, config.plot_metric,
+                            config.grid)
+    print("ablation summary (mean and std over seeds)\n" + evaluation.format_table(summary))
+    print(f"\nwritten to {workdir}: results.csv/.md, summary.csv/.md, "
+          + ", ".join(plot_path(workdir, sweep).name for sweep in sweeps))
+    return summary

@@ -1,4 +1,4 @@
-"""Ablation: python -m launch.ablate --config=configs/ablate.py[:smoke] [--config.sweeps='("margin=2,4,6,10",)']
+"""Ablation: python -m launch.ablate --config=configs/ablate.py[:smoke] --config.sweeps='("margin=2,4",)'
 
 A base pipeline (the rank, fine-tune and evaluation configs below) plus a list of sweeps. Each
 sweep is "name=value1,value2,...": a name of tiqa.ablation.PARAMETERS (margin, observers,
@@ -66,4 +66,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.finetune.finetune.learning_rate = 1e-4
     # The base trial uses the whole pool (5 real + 6 phantom slices with the README's input).
     config.finetune.finetune.originals = 11
+    # The same number of steps whatever `originals` is (11 = one pass over the whole pool), so
+    # the sweep changes the annotations seen and not the training budget.
+    config.finetune.finetune.epoch_steps = 11
     return config

@@ -18,6 +18,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # Use only the first N reference slices of the pool (0: all): the number of annotated
     # originals. With the phantom mixed in, the input's slices come first.
     config.finetune.originals = 0
+    # Steps per epoch; 0: one pass over the pool. A fixed number keeps the training budget
+    # the same when `originals` changes (an ablation of the number of annotated originals).
+    config.finetune.epoch_steps = 0
     config.finetune.originals_per_batch = 1
     config.finetune.epochs = 20
     config.finetune.learning_rate = 5e-5

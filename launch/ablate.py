@@ -1,4 +1,4 @@
-"""Ablation: python -m launch.ablate --config=configs/ablate.py[:smoke] [--config.sweeps='("margin=2,4,6,10",)']"""
+"""Ablation: python -m launch.ablate [--config=configs/ablate.py:smoke] [--config.sweeps=...]"""
 
 from absl import app
 

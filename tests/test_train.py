@@ -226,7 +226,7 @@ def test_frozen_batch_norm_trains_the_function_that_evaluation_runs():
         np.testing.assert_array_equal(before, after)  # frozen statistics are kept
 
 
-def test_finetune_with_frozen_batch_norm_keeps_the_measured_statistics(tmp_path):
+def test_finetune_measures_batch_norm_statistics_and_fixes_the_epoch_length(tmp_path):
     rank = _smoke_rank(tmp_path / "rank", epochs=1)
     phases.train_rank(rank)
     tune = finetune_config.get_config("smoke")
@@ -234,7 +234,10 @@ def test_finetune_with_frozen_batch_norm_keeps_the_measured_statistics(tmp_path)
     tune.workdir = str(tmp_path / "finetune")
     tune.rank_checkpoint = str(tmp_path / "rank")
     tune.finetune.population_batches = 3
+    tune.finetune.epoch_steps = 3  # a fixed epoch length, whatever the pool (one batch here)
     phases.finetune(tune)
+    lines = (tmp_path / "finetune" / loop.METRICS_FILE).read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 3 * tune.finetune.epochs
     rank_stats = jax.tree.leaves(scoring.load_model(tmp_path / "rank").batch_stats)
     tuned_stats = jax.tree.leaves(scoring.load_model(tmp_path / "finetune").batch_stats)
     # Measured on the fine-tune batches before training: not the rank phase's any more.

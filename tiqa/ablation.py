@@ -137,8 +137,9 @@ def base_value(config: ml_collections.ConfigDict, key: str) -> Any:
                              f"{_suggestion(part, known)}")
         node = node[part]
     if isinstance(node, ml_collections.ConfigDict):
-        raise ValueError(f"sweep key {key!r} is a block, not a value; name one of its keys "
-                         f"({', '.join(sorted(node.keys()))})")
+        message = (f"sweep key {key!r} is a block, not a value; name one of its keys "
+                   f"({', '.join(sorted(node.keys()))})")
+        raise ValueError(message)  # noqa: TRY004 (a bad sweep: launch reports ValueErrors)
     return node
 
 
@@ -256,8 +257,7 @@ def format_value(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         return "+".join(format_value(item) for item in value)
     if isinstance(value, float):
-        text = repr(value)
-        return text[:-2] if text.endswith(".0") else text
+        return repr(value).removesuffix(".0")
     return str(value)
 
 
@@ -333,7 +333,8 @@ def _check_pipeline(pipeline: ml_collections.ConfigDict) -> None:
 def trial_pipeline(config: ml_collections.ConfigDict, trial: Trial, sweeps: list[Sweep],
                    seed: int, directory: pathlib.Path) -> ml_collections.ConfigDict:
     """The three phase configs of one trial and seed, with its overrides and directories."""
-    pipeline = ml_collections.ConfigDict({key: copy.deepcopy(config[key]) for key in _PIPELINE_KEYS})
+    pipeline = ml_collections.ConfigDict({key: copy.deepcopy(config[key])
+                                          for key in _PIPELINE_KEYS})
     by_name = {sweep.name: sweep for sweep in sweeps}
     for name, value in trial.values:
         for key in by_name[name].keys:
@@ -396,6 +397,7 @@ def _run_phase(function, phase_config) -> float:
     start = time.perf_counter()
     function(phase_config)
     seconds = time.perf_counter() - start
+    marker.parent.mkdir(parents=True, exist_ok=True)
     io.write_json(marker, {"seconds": seconds})
     return seconds
 
@@ -511,7 +513,8 @@ def plot_sweep(sweep: Sweep, trials: list[Trial], summary: list[dict], metric: s
         std = np.asarray([entry[f"{metric}_std"] for _, entry in points])
         label = ", ".join(f"{n}={v}" for n, v in others) or None
         axes.errorbar(x, mean, yerr=None if np.all(np.isnan(std)) else np.nan_to_num(std),
-                      marker="o", capsize=4, label=label)
+                      marker="o", capsize=4, label=label,
+                      linestyle="-" if numeric else "none")  # no line between categories
     if not numeric:
         axes.set_xticks(range(len(order)), [format_value(value) for value in order])
     axes.set_xlabel(f"{sweep.name} (base {format_value(sweep.base)})")

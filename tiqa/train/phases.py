@@ -180,7 +180,11 @@ def finetune(config) -> pathlib.Path:
                         "ImageNet" if config.model.pretrained else "random")
         model_cfg = model_config(config)
         model = build_model(model_cfg, model_key)
-    epoch_steps = batches.steps_per_epoch(pool.images.shape[0], tune.originals_per_batch)
+    if tune.epoch_steps < 0:
+        raise ValueError(f"finetune.epoch_steps must be 0 (one pass over the pool) or positive, "
+                         f"got {tune.epoch_steps}")
+    epoch_steps = tune.epoch_steps or batches.steps_per_epoch(pool.images.shape[0],
+                                                              tune.originals_per_batch)
     schedule = loop.step_decay(tune.learning_rate, tune.decay_every_epochs * epoch_steps,
                                tune.decay_factor)
     optimizer = loop.adam(schedule)

@@ -1,0 +1,227 @@
+"""The ablation runner: sweep parsing, trial plans, the pipeline wiring, resume, a smoke sweep."""
+
+import csv
+import json
+import logging
+import pathlib
+
+import numpy as np
+import pytest
+
+from configs import ablate as ablate_config
+from configs import finetune as finetune_config
+from tiqa import ablation, evaluation, io, scoring
+from tiqa.train import batches, loop, phases
+
+
+def _smoke(tmp_path, *sweeps, **top):
+    config = ablate_config.get_config("smoke")
+    config.workdir = str(tmp_path / "ablation")
+    config.sweeps = tuple(sweeps)
+    for key, value in top.items():
+        config[key] = value
+    return config
+
+
+def test_sweeps_parse_friendly_names_dotted_keys_and_tuples(tmp_path):
+    config = _smoke(tmp_path)
+    margin = ablation.parse_sweep("margin=2,4,6,10", config)
+    assert margin.keys == ("rank.rank.margin",) and margin.values == (2.0, 4.0, 6.0, 10.0)
+    assert all(isinstance(v, float) for v in margin.values) and margin.base == 6.0
+    dotted = ablation.parse_sweep("rank.rank.learning_rate=1e-4, 3e-5", config)
+    assert dotted.keys == ("rank.rank.learning_rate",) and dotted.values == (1e-4, 3e-5)
+    kinds = ablation.parse_sweep("kinds=blur+noise,('ring',)", config)
+    # Training only: the evaluation keeps its kinds.
+    assert kinds.keys == ("rank.rank.kinds", "finetune.projection.kinds")
+    assert kinds.values == (("blur", "noise"), ("ring",))
+    observers = ablation.parse_sweep("observers=('ssim','gmsd'),mse+psnr,mdsi", config)
+    assert observers.keys == ("finetune.projection.observers",)
+    assert observers.values == (("ssim", "gmsd"), ("mse", "psnr"), ("mdsi",))
+    assert ablation.parse_sweep("backbone=b0,'lite0'", config).values == ("b0", "lite0")
+    pretraining = ablation.parse_sweep("rank_pretraining=True,false", config)
+    assert pretraining.values == (True, False) and pretraining.base is True
+    assert ablation.parse_sweep("originals=2,5,11", config).keys == ("finetune.finetune.originals",)
+    hidden = ablation.parse_sweep("finetune.model.hidden=(16,),32+8", config)
+    assert hidden.values == ((16,), (32, 8))
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("marginn=2,4", "unknown sweep parameter 'marginn'; did you mean 'margin'"),
+    ("rank.rank.margn=2", "rank.rank has no 'margn'; did you mean 'margin'"),
+    ("finetune.nothing.x=1", "finetune has no 'nothing'"),
+    ("evaluate.projection.kinds=blur", "same for every trial"),
+    ("finetune.rank_checkpoint=x", "set by the ablation"),
+    ("rank.rank=1", "is a block"),
+    ("margin=2,big", "'margin': value 'big' is not a number"),
+    ("originals=2.5", "'originals': value '2.5' is not an integer"),
+    ("rank_pretraining=1", "'rank_pretraining': value '1' is not True or False"),
+    ("observers=3", "'observers': value '3' is not a tuple"),
+    ("margin=2,2", "listed twice"),
+    ("margin=(2,", "unclosed"),
+    ("margin", "is not name=value1,value2"),
+])
+def test_bad_sweeps_name_the_key_and_the_problem(tmp_path, spec, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        ablation.plan_trials(_smoke(tmp_path, spec))
+
+
+def test_bad_values_are_caught_before_any_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(phases, "train_rank", _fail)
+    for spec, message in (("observers=ssim+colour", "trial observers=ssim\\+colour: observers"),
+                          ("backbone=b2", "no ImageNet weights ship for 'b2'"),
+                          ("rank.model.trunk_overrides.width=0.5,'wide'", "trunk_overrides.width")):
+        config = _smoke(tmp_path, spec)
+        if spec == "backbone=b2":  # the base has ImageNet weights, the swept b2 has none
+            config.rank.model.backbone, config.rank.model.pretrained = "lite0", True
+        with pytest.raises(ValueError, match=message):
+            ablation.run_ablation(config)
+    with pytest.raises(ValueError, match="seeds"):
+        ablation.run_ablation(_smoke(tmp_path, seeds=()))
+    with pytest.raises(ValueError, match="plot_metric"):
+        ablation.run_ablation(_smoke(tmp_path, plot_metric="accuracy"))
+
+
+def test_one_at_a_time_and_grid_trials(tmp_path):
+    config = _smoke(tmp_path, "margin=2,4,6,10", "rank_pretraining=True,False")
+    _, trials = ablation.plan_trials(config)
+    # The base (margin 6, with rank pre-training) once, then each value that differs from it.
+    assert [t.name for t in trials] == ["base", "margin=2", "margin=4", "margin=10",
+                                        "rank_pretraining=False"]
+    assert dict(trials[4].values) == {"margin": 6.0, "rank_pretraining": False}
+    config.grid = True
+    _, trials = ablation.plan_trials(config)
+    assert len(trials) == 8 and trials[0].name == "margin=2,rank_pretraining=True"
+    with pytest.raises(ValueError, match="both set 'rank.rank.margin'"):
+        ablation.plan_trials(_smoke(tmp_path, "margin=2", "rank.rank.margin=4"))
+
+
+def _fail(config):
+    raise AssertionError(f"a finished phase ran again: {config.workdir}")
+
+
+def test_originals_keeps_the_first_slices_input_first(tmp_path, caplog):
+    image = np.tile(np.linspace(0.0, 1.0, 100, dtype=np.float32), (100, 1))  # a ramp
+    io.write_png(tmp_path / "input.png", image)
+    config = finetune_config.get_config("smoke")
+    config.input = str(tmp_path / "input.png")
+    config.phantom.mix_with_input = True  # two phantom slices after the input's one
+    slices, sources = batches.load_reference_slices(config)
+    pool = batches.build_pool(slices, [4.0, 3.0, 3.0], config.resize, config.crop)
+    first = batches.first_originals(pool, 1)
+    assert first.images.shape[0] == 1 and float(first.scores[0]) == 4.0
+    assert sources[0].endswith("input.png") and sources[1].startswith("phantom")
+    np.testing.assert_array_equal(first.images, pool.images[:1])
+    ramp = np.asarray(first.images[0, :80, :80])
+    assert np.all(np.diff(ramp, axis=1) > 0) and np.ptp(ramp, axis=0).max() < 1e-6
+    assert batches.first_originals(pool, 0).images.shape[0] == 3
+    with caplog.at_level(logging.WARNING):
+        assert batches.first_originals(pool, 5).images.shape[0] == 3
+    assert "the pool has 3 slices" in caplog.text
+    with pytest.raises(ValueError, match="originals"):
+        batches.first_originals(pool, -1)
+
+
+class _FakePhases:
+    """Stand-ins for the phases that record what they were given (the wiring, not training)."""
+
+    def __init__(self, monkeypatch):
+        self.rank, self.finetune, self.evaluate = [], [], []
+        monkeypatch.setattr(phases, "train_rank", self.train_rank)
+        monkeypatch.setattr(phases, "finetune", self.train_finetune)
+        monkeypatch.setattr(scoring, "evaluate_checkpoint", self.evaluate_checkpoint)
+
+    def train_rank(self, config):
+        self.rank.append(config)
+        loop.write_run_info(pathlib.Path(config.workdir), {"phase": "rank"})
+
+    def train_finetune(self, config):
+        self.finetune.append(config)
+        loop.write_run_info(pathlib.Path(config.workdir),
+                            {"phase": "finetune", "originals": config.finetune.originals or 2})
+
+    def evaluate_checkpoint(self, config):
+        self.evaluate.append(config)
+        value = 0.5 + 0.01 * len(self.evaluate)
+        rows = [{"kind": k, "n": 5, "plcc": value, "srocc": value, "krocc": value, "rmse": 1.0}
+                for k in tuple(config.projection.kinds) + (evaluation.OVERALL,)]
+        levels = [{"kind": k, "srocc_vs_level": value} for k in config.projection.kinds]
+        return {"correlations": rows, "levels": levels}
+
+
+def test_wiring_rank_sharing_resume_and_changed_config(tmp_path, monkeypatch):
+    fake = _FakePhases(monkeypatch)
+    config = _smoke(tmp_path, "rank_pretraining=True,False", "originals=1,2", "margin=4",
+                    seeds=(0, 1))
+    summary = ablation.run_ablation(config)
+    workdir = pathlib.Path(config.workdir)
+    names = ["base", "rank_pretraining=False", "originals=1", "originals=2", "margin=4"]
+    assert [row["trial"] for row in summary] == names and all(r["seeds"] == 2 for r in summary)
+    # One rank run per rank config and seed: the originals trials fine-tune from the base's.
+    assert sorted(c.workdir for c in fake.rank) == sorted(
+        str(workdir / name / f"seed{s}" / "rank") for name in ("base", "margin=4") for s in (0, 1))
+    assert [c.seed for c in fake.rank] == [0, 0, 1, 1]
+    assert [c.rank.margin for c in fake.rank] == [6.0, 4.0, 6.0, 4.0]
+    by_dir = {pathlib.Path(c.workdir).parent.relative_to(workdir).as_posix(): c
+              for c in fake.finetune}
+    assert len(by_dir) == 10
+    assert by_dir["originals=1/seed1"].rank_checkpoint == str(workdir / "base/seed1/rank")
+    assert by_dir["originals=1/seed1"].finetune.originals == 1
+    assert by_dir["base/seed0"].finetune.originals == 0 and by_dir["base/seed0"].seed == 0
+    assert by_dir["rank_pretraining=False/seed1"].rank_checkpoint == ""
+    assert {c.seed for c in fake.evaluate} == {config.evaluate.seed}  # the same test for all
+    assert {c.checkpoint for c in fake.evaluate} == {c.workdir for c in fake.finetune}
+    with open(workdir / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 10 and rows[0]["trial"] == "base" and rows[0]["seed"] == "0"
+    assert {"plcc", "srocc", "krocc", "rmse", "srocc_level_blur", "train_seconds",
+            "originals_used"} <= set(rows[0])
+    assert [r["originals_used"] for r in rows if r["trial"] == "originals=1"] == ["1", "1"]
+    for name in ("results.md", "summary.csv", "summary.md", "sweep_rank_pretraining.png",
+                 "sweep_originals.png", "sweep_margin.png"):
+        assert (workdir / name).stat().st_size > 0
+
+    # A rerun trains and evaluates nothing; an unfinished trial resumes where it stopped.
+    counts = (len(fake.rank), len(fake.finetune), len(fake.evaluate))
+    finished = workdir / "margin=4" / "seed1" / ablation.RESULT_FILE
+    before = finished.stat().st_mtime_ns
+    (workdir / "originals=2" / "seed0" / ablation.RESULT_FILE).unlink()
+    (workdir / "originals=2" / "seed0" / "finetune" / ablation.PHASE_DONE).unlink()
+    ablation.run_ablation(config)
+    assert (len(fake.rank), len(fake.finetune), len(fake.evaluate)) == (
+        counts[0], counts[1] + 1, counts[2] + 1)
+    assert finished.stat().st_mtime_ns == before
+
+    # The same work directory with another base configuration is refused before any work.
+    config.finetune.finetune.learning_rate = 0.5
+    with pytest.raises(ValueError, match="finetune.finetune.learning_rate"):
+        ablation.run_ablation(config)
+    assert len(fake.finetune) == counts[1] + 1
+
+
+def test_smoke_sweep_end_to_end(tmp_path, monkeypatch):
+    # Without rank pre-training and BatchNorm measuring, so the real phases stay within the
+    # test's time: the rank wiring is tested above, the phases themselves in test_train.
+    config = _smoke(tmp_path, "originals=1,2", "finetune_epochs=1", rank_pretraining=False)
+    config.finetune.finetune.originals = 2  # the smoke phantom's two slices
+    config.finetune.finetune.batch_norm = "batch"
+    summary = ablation.run_ablation(config)
+    workdir = pathlib.Path(config.workdir)
+    assert [row["trial"] for row in summary] == ["base", "originals=1"]
+    with open(workdir / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["trial"], r["originals"], r["originals_used"]) for r in rows] == [
+        ("base", "2", "2"), ("originals=1", "1", "1")]
+    assert all(np.isfinite(float(r["rmse"])) and -1 <= float(r["srocc"]) <= 1 for r in rows)
+    assert (workdir / "results.md").read_text().startswith("| trial | originals |")
+    for name in ("sweep_originals.png", "sweep_finetune_epochs.png"):
+        assert (workdir / name).read_bytes()[:4] == b"\x89PNG"
+    for trial in ("base", "originals=1"):
+        directory = workdir / trial / "seed0"
+        assert not (directory / "rank").exists()
+        assert (directory / "evaluation" / "correlations.csv").exists()
+        assert json.loads((directory / ablation.RESULT_FILE).read_text())["trial"] == trial
+    before = (workdir / "base" / "seed0" / ablation.RESULT_FILE).stat().st_mtime_ns
+    monkeypatch.setattr(phases, "finetune", _fail)
+    monkeypatch.setattr(scoring, "evaluate_checkpoint", _fail)
+    assert str(ablation.run_ablation(config)) == str(summary)  # NaN std: compared as text
+    assert (workdir / "base" / "seed0" / ablation.RESULT_FILE).stat().st_mtime_ns == before

@@ -53,7 +53,7 @@ def test_comparison_smoke_writes_its_tables_and_chart(tmp_path):
     with open(tmp_path / "compare" / "comparison.csv") as handle:
         assert len(list(csv.DictReader(handle))) == len(rows)
     summary = (tmp_path / "compare" / "summary.md").read_text()
-    assert "RankIQA left out" in summary
+    assert "RankIQA left out" in summary and "DeLong" in summary
     assert (tmp_path / "compare" / "comparison.png").stat().st_size > 10_000
     assert (tmp_path / "compare" / "brisque_retrained" / "svm.txt").is_file()
     # The saved retrained model is used as it is on a second run (no new fit).
@@ -64,3 +64,14 @@ def test_comparison_smoke_writes_its_tables_and_chart(tmp_path):
     first = [r["srocc"] for r in rows if r["metric"] == "BRISQUE (retrained)"]
     second = [r["srocc"] for r in again if r["metric"] == "BRISQUE (retrained)"]
     np.testing.assert_allclose(first, second)
+
+
+def test_delong_separates_a_good_metric_from_a_noisy_one():
+    rng = np.random.default_rng(1)
+    labels = rng.uniform(1, 5, 60)
+    good = labels + rng.normal(0, 0.1, 60)
+    noisy = labels + rng.normal(0, 2.0, 60)
+    result = comparison.better_worse_delong(labels, good, noisy, dmos_threshold=0.5)
+    assert result["auc_a"] > result["auc_b"] and result["p_value"] < 0.01
+    same = comparison.better_worse_delong(labels, good, good, dmos_threshold=0.5)
+    assert same["auc_a"] == pytest.approx(same["auc_b"])

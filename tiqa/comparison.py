@@ -120,6 +120,21 @@ def agreement(objective: np.ndarray, subjective: np.ndarray, dmos_threshold: flo
             "auc_ds": pairs["auc_ds"], "auc_bw": pairs["auc_bw"], "cc0": pairs["cc0"]}
 
 
+def better_worse_delong(subjective: np.ndarray, objective_a: np.ndarray,
+                        objective_b: np.ndarray, dmos_threshold: float) -> dict:
+    """DeLong's test of metric A's AUC_BW against metric B's on the same pairs (Krasula's
+    comparison of two metrics): each significantly different pair's score difference,
+    oriented better minus worse, against its mirror. Pairs that share an image are not
+    independent, so the p-value is a guide rather than exact (as in Krasula et al.)."""
+    first, second = np.triu_indices(len(subjective), k=1)
+    dmos = subjective[first] - subjective[second]
+    different = np.abs(dmos) > dmos_threshold
+    sign = np.sign(dmos[different])
+    oriented_a = sign * (objective_a[first] - objective_a[second])[different]
+    oriented_b = sign * (objective_b[first] - objective_b[second])[different]
+    return evaluation.delong_test(oriented_a, -oriented_a, oriented_b, -oriented_b)
+
+
 def rank_agreement(objective: np.ndarray, known_order: np.ndarray) -> dict:
     """SROCC and KROCC with a known order; the label-scale columns do not apply (NaN)."""
     row = dict.fromkeys(COLUMNS, float("nan"))
@@ -205,10 +220,11 @@ def run_comparison(config) -> list[dict]:
     images, label_values, kinds = heldout_images(config)
     phantom_crops, phantom_order, acquisitions = phantom_acquisitions(config)
     metrics, notes = contenders(config, output)
-    rows, timings = [], {}
+    rows, timings, oriented_scores = [], {}, {}
     for contender in metrics:
         started = time.perf_counter()
         held = _oriented(contender, np.asarray(contender.score(images), np.float64))
+        oriented_scores[contender.name] = held
         made = _oriented(contender, np.asarray(contender.score(phantom_crops), np.float64))
         timings[contender.name] = time.perf_counter() - started
         for set_name in list(dict.fromkeys(kinds.tolist())) + [evaluation.OVERALL]:
@@ -227,6 +243,14 @@ def run_comparison(config) -> list[dict]:
     evaluation.write_table(rows, output / "comparison.csv", output / "comparison.md")
     bar_charts(rows, output / "comparison.png")
     summary = _summary(rows)
+    first = metrics[0].name
+    tests = [(other.name, better_worse_delong(label_values, oriented_scores[first],
+                                              oriented_scores[other.name], config.dmos_threshold))
+             for other in metrics[1:]]
+    if tests:
+        summary += (f"\n\nDeLong's test, AUC_BW over all held-out images, {first} against each:\n"
+                    + "\n".join(f"- {name}: AUC {t['auc_a']:.3f} vs {t['auc_b']:.3f}, "
+                                 f"z = {t['z']:.2f}, p = {t['p_value']:.2g}" for name, t in tests))
     with io.atomic_write(output / "summary.md") as tmp:
         tmp.write_text("\n".join([
             "# TIQA against its peers", "",

@@ -254,7 +254,8 @@ def run_comparison(config) -> list[dict]:
     with io.atomic_write(output / "summary.md") as tmp:
         tmp.write_text("\n".join([
             "# TIQA against its peers", "",
-            f"Held-out: {config.input or 'a phantom (no input given)'} ({len(label_values)} distorted crops, kinds "
+            f"Held-out: {config.input or 'a phantom (no input given)'} "
+            f"({len(label_values)} distorted crops, kinds "
             f"{', '.join(dict.fromkeys(kinds.tolist()))}, distortions by {config.distortion_backend}).",
             f"Phantom acquisitions, worst to best: {'; '.join(acquisitions)} "
             f"({config.phantom_acquisitions.slices} slices each).",

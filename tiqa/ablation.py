@@ -523,8 +523,7 @@ def plot_sweep(sweep: Sweep, trials: list[Trial], summary: list[dict], metric: s
     axes.grid(True, alpha=0.3)
     if grid and len(lines) > 1:
         axes.legend(fontsize="small")
-    with io.atomic_write(path) as temporary:
-        figure.savefig(temporary, format="png")
+    io.save_figure(figure, path)
 
 
 def plot_path(workdir: pathlib.Path, sweep: Sweep) -> pathlib.Path:

@@ -228,7 +228,8 @@ def run_comparison(config) -> list[dict]:
         made = _oriented(contender, np.asarray(contender.score(phantom_crops), np.float64))
         timings[contender.name] = time.perf_counter() - started
         for set_name in list(dict.fromkeys(kinds.tolist())) + [evaluation.OVERALL]:
-            chosen = np.ones(len(held), bool) if set_name == evaluation.OVERALL else kinds == set_name
+            overall = set_name == evaluation.OVERALL
+            chosen = np.ones(len(held), bool) if overall else kinds == set_name
             objective, subjective = held[chosen], label_values[chosen]
             statistic = functools.partial(_resampled, agreement, objective, subjective,
                                           dmos_threshold=config.dmos_threshold)
@@ -251,19 +252,18 @@ def run_comparison(config) -> list[dict]:
         summary += (f"\n\nDeLong's test, AUC_BW over all held-out images, {first} against each:\n"
                     + "\n".join(f"- {name}: AUC {t['auc_a']:.3f} vs {t['auc_b']:.3f}, "
                                  f"z = {t['z']:.2f}, p = {t['p_value']:.2g}" for name, t in tests))
-    with io.atomic_write(output / "summary.md") as tmp:
-        tmp.write_text("\n".join([
-            "# TIQA against its peers", "",
-            f"Held-out: {config.input or 'a phantom (no input given)'} "
-            f"({len(label_values)} distorted crops, kinds "
-            f"{', '.join(dict.fromkeys(kinds.tolist()))}, distortions by {config.distortion_backend}).",
-            f"Phantom acquisitions, worst to best: {'; '.join(acquisitions)} "
-            f"({config.phantom_acquisitions.slices} slices each).",
-            f"Intervals: bootstrap 95% over images, {config.bootstrap} resamples. Krasula pairs "
-            f"differ when their labels are more than {config.dmos_threshold} apart.",
-            *[f"Note: {note}." for note in notes],
-            "Seconds to score both sets: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()),
-            "", summary, ""]))
+    io.write_text(output / "summary.md", "\n".join([
+        "# TIQA against its peers", "",
+        f"Held-out: {config.input or 'a phantom (no input given)'} "
+        f"({len(label_values)} distorted crops, kinds "
+        f"{', '.join(dict.fromkeys(kinds.tolist()))}, distortions by {config.distortion_backend}).",
+        f"Phantom acquisitions, worst to best: {'; '.join(acquisitions)} "
+        f"({config.phantom_acquisitions.slices} slices each).",
+        f"Intervals: bootstrap 95% over images, {config.bootstrap} resamples. Krasula pairs "
+        f"differ when their labels are more than {config.dmos_threshold} apart.",
+        *[f"Note: {note}." for note in notes],
+        "Seconds to score both sets: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()),
+        "", summary, ""]))
     print(summary)
     for note in notes:
         print(f"note: {note}")
@@ -291,14 +291,13 @@ def _summary(rows: list[dict]) -> str:
 
 def bar_charts(rows: list[dict], path: pathlib.Path) -> None:
     """The paper's Fig. 4c-f style: per column, grouped bars (set x metric) with intervals."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # a bare Figure: no pyplot state, no display
 
     sets = list(dict.fromkeys(row["set"] for row in rows))
     names = list(dict.fromkeys(row["metric"] for row in rows))
     columns = [c for c in COLUMNS if c != "rmse"]
-    figure, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    figure = Figure(figsize=(15, 8), layout="constrained")
+    axes = figure.subplots(2, 3)
     width = 0.8 / len(names)
     for axis, column in zip(axes.ravel(), columns):
         for index, name in enumerate(names):
@@ -313,6 +312,4 @@ def bar_charts(rows: list[dict], path: pathlib.Path) -> None:
         axis.set_title(column.upper())
         axis.axhline(0, color="black", linewidth=0.5)
     axes.ravel()[0].legend(fontsize=8)
-    with io.atomic_write(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
-    plt.close(figure)
+    io.save_figure(figure, path, dpi=110)

@@ -50,7 +50,7 @@ import scipy.special  # noqa: E402
 import scipy.stats  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from tiqa.io import atomic_write  # noqa: E402
+from tiqa.io import atomic_write, save_figure  # noqa: E402
 
 PathLike = Union[str, os.PathLike]
 
@@ -450,9 +450,7 @@ def scatter_plot(predicted: Any, reference: Any, kinds: Any, path: PathLike,
     axes.set_title(f"{title}\nPLCC = {overall_plcc:.4f}, SROCC = {overall_srocc:.4f}")
     axes.grid(True, alpha=0.3)
     axes.legend(loc="best", fontsize="small")
-    with atomic_write(path) as temporary:
-        # The temporary has no .png suffix, so the format is named.
-        figure.savefig(temporary, format="png")
+    save_figure(figure, path)
 
 
 # --------------------------------------------------------------------------------------------

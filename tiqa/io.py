@@ -716,6 +716,13 @@ def write_json(path: PathLike, obj: Any, indent: int = 2) -> None:
             handle.write("\n")
 
 
+def save_figure(figure, path: PathLike, dpi: float | None = None) -> None:
+    """Writes a matplotlib figure as PNG, whole or not at all (`dpi` None: matplotlib's)."""
+    with atomic_write(path) as temporary:
+        # The temporary has no .png suffix, so the format is named.
+        figure.savefig(temporary, format="png", dpi=dpi)
+
+
 def write_text(path: PathLike, text: str) -> None:
     """Writes `text` as UTF-8."""
     with atomic_write(path) as temporary:

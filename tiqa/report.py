@@ -280,12 +280,6 @@ def _score_axis(axes: Any, scores: np.ndarray) -> None:
     names.tick_params(length=0)
 
 
-def _save(figure: Figure, path: pathlib.Path) -> None:
-    with io.atomic_write(path) as temporary:
-        # The temporary has no .png suffix, so the format is named.
-        figure.savefig(temporary, format="png", dpi=_DPI)
-
-
 def _positions(members: Sequence[_Record]) -> np.ndarray:
     """x of each slice along its volume: its index if all are distinct integers, else its order."""
     indices = [r.slice for r in members]
@@ -509,13 +503,13 @@ def write_report(records: Sequence[Mapping[str, Any]], output_dir: PathLike,
     output.mkdir(parents=True, exist_ok=True)
     io.write_text(output / CSV, _csv_text(checked))
     figures = [BOXPLOT]
-    _save(_boxplot_figure(groups), output / BOXPLOT)
+    io.save_figure(_boxplot_figure(groups), output / BOXPLOT, dpi=_DPI)
     if any(len(members) > 1 for members in groups.values()):
         figures.append(ALONG_VOLUME)
-        _save(_along_volume_figure(groups), output / ALONG_VOLUME)
+        io.save_figure(_along_volume_figure(groups), output / ALONG_VOLUME, dpi=_DPI)
     if small:
         figures.append(BEST_WORST)
-        _save(_best_worst_figure(checked, small), output / BEST_WORST)
+        io.save_figure(_best_worst_figure(checked, small), output / BEST_WORST, dpi=_DPI)
     # A figure this run skips would otherwise linger from an earlier report in the same folder.
     for name in (ALONG_VOLUME, BEST_WORST):
         if name not in figures:

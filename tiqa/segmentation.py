@@ -55,7 +55,6 @@ from typing import Any, Optional, Union
 
 import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -371,14 +370,6 @@ def iou_map(pred: Any, target: Any) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _save(figure: Figure, path: PathLike) -> None:
-    """Renders `figure` with Agg and writes it as PNG, whole or not at all."""
-    FigureCanvasAgg(figure)
-    with io.atomic_write(path) as temporary:
-        # The temporary has no .png suffix, so the format is named.
-        figure.savefig(temporary, format="png", dpi=_DPI)
-
-
 def _as_image(values: Any, name: str) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 2 or array.size == 0:
@@ -477,7 +468,7 @@ def figure_segmentation(image: Any, target: Any, pred_mask: Any,
         ax.set_yticks([])
     if title:
         figure.suptitle(title)
-    _save(figure, path)
+    io.save_figure(figure, path, dpi=_DPI)
 
 
 def figure_two_point(curves: Mapping[str, Any], path: PathLike, title: Optional[str] = None,
@@ -531,7 +522,7 @@ def figure_two_point(curves: Mapping[str, Any], path: PathLike, title: Optional[
     axes.legend(fontsize="small")
     if title:
         axes.set_title(title)
-    _save(figure, path)
+    io.save_figure(figure, path, dpi=_DPI)
 
 
 def _correlations(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -592,4 +583,4 @@ def figure_score_vs_f1(scores: Any, f1s: Any, kinds: Sequence[Any], path: PathLi
     axes.set_ylabel("segmentation F1")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small")
-    _save(figure, path)
+    io.save_figure(figure, path, dpi=_DPI)

@@ -98,5 +98,4 @@ def _figure(rows: list[dict], examples: dict, original: np.ndarray, path: pathli
         ax.set_title(title, fontsize=8)
         ax.axis("off")
     figure.tight_layout()
-    with io.atomic_write(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
+    io.save_figure(figure, path, dpi=110)

@@ -64,6 +64,12 @@ def _number(value) -> float:
     return float(array[0])
 
 
+def _extractor():
+    """The package's BRISQUE object without its model: its feature methods need none."""
+    BRISQUE, _ = _package()
+    return BRISQUE.__new__(BRISQUE)
+
+
 def brisque_features(image: np.ndarray, extractor=None) -> np.ndarray:
     """The 36 BRISQUE features (18 at full size, 18 at half size) of a grey image in [0, 1]."""
     import cv2
@@ -75,8 +81,7 @@ def brisque_features(image: np.ndarray, extractor=None) -> np.ndarray:
         raise ValueError("BRISQUE features: the image has NaN or infinite values")
     if min(image.shape) < 16:
         raise ValueError(f"BRISQUE features need at least 16x16 pixels, got {image.shape}")
-    if extractor is None:
-        extractor = _package()[0].__new__(_package()[0])  # the methods need no loaded model
+    extractor = extractor or _extractor()
     full = extractor.calculate_brisque_features(image, kernel_size=7, sigma=7 / 6)
     half_image = cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC)
     half = extractor.calculate_brisque_features(half_image, kernel_size=7, sigma=7 / 6)
@@ -88,8 +93,7 @@ def brisque_features(image: np.ndarray, extractor=None) -> np.ndarray:
 
 def features_of(images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     """(N, 36) features of N grey images in [0, 1]."""
-    BRISQUE, _ = _package()
-    extractor = BRISQUE.__new__(BRISQUE)
+    extractor = _extractor()
     return np.stack([brisque_features(image, extractor) for image in images]) if len(images) \
         else np.zeros((0, FEATURES))
 
@@ -158,9 +162,8 @@ class RetrainedBrisque:
         svmutil = _svmutil()
         with io.atomic_write(directory / "svm.txt") as tmp:
             svmutil.svm_save_model(str(tmp), self.model)
-        with io.atomic_write(directory / "scaling.json") as tmp:
-            tmp.write_text(json.dumps({"min": self.low.tolist(), "max": self.high.tolist(),
-                                       "hyper": self.hyper}, indent=1))
+        io.write_json(directory / "scaling.json",
+                      {"min": self.low.tolist(), "max": self.high.tolist(), "hyper": self.hyper})
         return directory
 
     @classmethod
@@ -168,8 +171,9 @@ class RetrainedBrisque:
         directory = pathlib.Path(directory)
         for name in ("svm.txt", "scaling.json"):
             if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory / name}: missing (not a retrained BRISQUE "
-                                        "model directory; make one with tiqa.baselines.brisque.fit_brisque)")
+                raise FileNotFoundError(
+                    f"{directory / name}: missing (not a retrained BRISQUE model directory; "
+                    "make one with tiqa.baselines.brisque.fit_brisque)")
         info = json.loads((directory / "scaling.json").read_text())
         model = _svmutil().svm_load_model(str(directory / "svm.txt"))
         if model is None:

@@ -148,9 +148,10 @@ def train_rank(config) -> pathlib.Path:
                                    originals_per_batch=rank.originals_per_batch,
                                    crop=config.crop, kinds=kinds)
     if frozen and not loop.has_checkpoint(workdir):
-        state = with_population_statistics(
-            graphdef, state, pool, functools.partial(make_batch, key=jax.random.fold_in(data_key, 998)),
-            rank.population_batches, jax.random.fold_in(train_key, 998))
+        measuring_batch = functools.partial(make_batch, key=jax.random.fold_in(data_key, 998))
+        state = with_population_statistics(graphdef, state, pool, measuring_batch,
+                                           rank.population_batches,
+                                           jax.random.fold_in(train_key, 998))
     loop.run(workdir=workdir, state=state,
              train_step=loop.make_train_step(graphdef, optimizer, schedule,
                                              rank_loss_fn(rank.margin), frozen_batch_norm=frozen),
@@ -196,26 +197,23 @@ def finetune(config) -> pathlib.Path:
         params, batch_stats = loop.restore_variables(config.rank_checkpoint, state.params,
                                                      state.batch_stats)
         state = state.replace(params=params, batch_stats=batch_stats)
+    make_batch = functools.partial(batches.finetune_batch, key=data_key,
+                                   originals_per_batch=tune.originals_per_batch,
+                                   crop=config.crop, projection=projection)
+    # Measuring and calibrating draw batches of their own (other keys), not training's.
     if frozen and starting:
-        state = with_population_statistics(
-            graphdef, state, pool, functools.partial(
-                batches.finetune_batch, key=jax.random.fold_in(data_key, 998),
-                originals_per_batch=tune.originals_per_batch, crop=config.crop,
-                projection=projection),
-            tune.population_batches, jax.random.fold_in(train_key, 998))
-    if config.rank_checkpoint and starting:
-        if tune.calibrate_head:
-            state = calibrate_output(graphdef, state, pool, functools.partial(
-                batches.finetune_batch, key=jax.random.fold_in(data_key, 999),
-                originals_per_batch=tune.originals_per_batch, crop=config.crop,
-                projection=projection), steps=tune.calibration_steps)
+        measuring_batch = functools.partial(make_batch, key=jax.random.fold_in(data_key, 998))
+        state = with_population_statistics(graphdef, state, pool, measuring_batch,
+                                           tune.population_batches,
+                                           jax.random.fold_in(train_key, 998))
+    if config.rank_checkpoint and starting and tune.calibrate_head:
+        calibration_batch = functools.partial(make_batch, key=jax.random.fold_in(data_key, 999))
+        state = calibrate_output(graphdef, state, pool, calibration_batch,
+                                 steps=tune.calibration_steps)
     loop.write_run_info(workdir, {MODEL_INFO_KEY: model_cfg.to_dict(), "phase": "finetune",
                                   "crop": config.crop, "resize": config.resize,
                                   "rank_checkpoint": config.rank_checkpoint,
                                   "originals": int(pool.images.shape[0])})
-    make_batch = functools.partial(batches.finetune_batch, key=data_key,
-                                   originals_per_batch=tune.originals_per_batch,
-                                   crop=config.crop, projection=projection)
     loop.run(workdir=workdir, state=state,
              train_step=loop.make_train_step(graphdef, optimizer, schedule, mse_loss_fn,
                                              frozen_batch_norm=frozen),

@@ -27,7 +27,7 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
-from tiqa.models.dtypes import compute_dtype
+from tiqa.models.dtypes import model_config_values
 from tiqa.models.efficientnet import count_params
 
 Encoder = Literal["resnet34", "resnet18"]
@@ -86,14 +86,7 @@ class DLinkNetConfig:
     def from_mapping(cls, values: Mapping) -> DLinkNetConfig:
         """From a ConfigDict or dict; `dtype` may be 'float32' or 'bfloat16'; unknown keys are
         named."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        values = dict(values)
-        unknown = sorted(set(values) - fields)
-        if unknown:
-            raise ValueError(f"unknown model config key(s) {unknown}; known: {sorted(fields)}")
-        if "dtype" in values:
-            values["dtype"] = compute_dtype(values["dtype"])
-        return cls(**values)
+        return cls(**model_config_values(cls, values))
 
     def to_dict(self) -> dict:
         """Plain values (dtype by name), the inverse of `from_mapping`."""

@@ -1,6 +1,8 @@
-"""Compute dtypes by name, as configs and model.json files write them."""
+"""Compute dtypes by name, as configs and model.json files write them, and the model configs'
+shared reading of a ConfigDict block."""
 
-from typing import Any
+import dataclasses
+from typing import Any, Mapping
 
 import jax.numpy as jnp
 
@@ -14,3 +16,16 @@ def compute_dtype(value: Any) -> Any:
     if value not in COMPUTE_DTYPES:
         raise ValueError(f"dtype must be one of {sorted(COMPUTE_DTYPES)}, got {value!r}")
     return COMPUTE_DTYPES[value]
+
+
+def model_config_values(cls: type, values: Mapping) -> dict:
+    """`values` (a ConfigDict or dict) as keyword arguments of the model config dataclass
+    `cls`: an unknown key is a ValueError naming it, and `dtype` may be given by name."""
+    fields = {field.name for field in dataclasses.fields(cls)}
+    values = dict(values)
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"unknown model config key(s) {unknown}; known: {sorted(fields)}")
+    if "dtype" in values:
+        values["dtype"] = compute_dtype(values["dtype"])
+    return values

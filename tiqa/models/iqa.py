@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from tiqa.models.dtypes import compute_dtype
+from tiqa.models.dtypes import model_config_values
 from tiqa.models.efficientnet import EfficientNet, EfficientNetConfig
 from tiqa.models.params import load_pretrained, pretrained_variants
 from tiqa.models.vgg import VGG, VGGConfig
@@ -37,13 +37,7 @@ class IQAConfig:
     @classmethod
     def from_mapping(cls, values: Mapping) -> "IQAConfig":
         """From a ConfigDict or dict; `dtype` may be 'float32' or 'bfloat16'; unknown keys are named."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        values = dict(values)
-        unknown = sorted(set(values) - fields)
-        if unknown:
-            raise ValueError(f"unknown model config key(s) {unknown}; known: {sorted(fields)}")
-        if "dtype" in values:
-            values["dtype"] = compute_dtype(values["dtype"])
+        values = model_config_values(cls, values)
         if "hidden" in values:
             values["hidden"] = tuple(int(h) for h in values["hidden"])
         overrides = values.get("trunk_overrides", ())

@@ -1,9 +1,13 @@
 """Small images for tests: real nano-CT crops, a smooth synthetic slice, radial profiles."""
 
 import glob
+import pathlib
 
 import numpy as np
 import tifffile
+from PIL import Image
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def real_crops(nanoct_dir, count=2, size=224):
@@ -15,6 +19,18 @@ def real_crops(nanoct_dir, count=2, size=224):
         top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
         crops.append(image[top:top + size, left:left + size].astype(np.float32))
     return np.stack(crops)
+
+
+def check_png(path: pathlib.Path) -> None:
+    """A whole, decodable PNG of a real figure: at least 300x200 and not a blank canvas."""
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        width, height = image.size
+        pixels = np.asarray(image.convert("L"))
+    assert width >= 300 and height >= 200
+    assert pixels.std() > 5  # something is drawn, not a blank canvas
 
 
 def synthetic(size=224, seed=0):

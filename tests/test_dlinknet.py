@@ -10,6 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
+from tests import tiny_models
 from tiqa.models.dlinknet import (DLinkNet, DLinkNetConfig, encoder_param_count,
                                   load_torchvision_resnet, torch_conv_transpose)
 
@@ -26,21 +27,7 @@ def _abstract(config: DLinkNetConfig) -> DLinkNet:
 def _random_filled(config: DLinkNetConfig, seed: int = 0) -> DLinkNet:
     """Random weights and statistics drawn by numpy: no compilation of the real initialisers,
     which costs more than the forward passes on this CPU."""
-    model = _abstract(config)
-    rng = np.random.default_rng(seed)
-    for path, var in nnx.iter_graph(model):
-        if not isinstance(var, (nnx.Param, nnx.BatchStat)):
-            continue
-        shape, name = var.get_value().shape, path[-1]
-        if name in ("scale", "var"):
-            value = rng.uniform(0.5, 1.5, shape)
-        elif name in ("bias", "mean"):
-            value = rng.normal(0.0, 0.1, shape)
-        else:  # kernels: He-normal over the fan-in keeps activations O(1)
-            fan_in = int(np.prod(shape[:-1]))
-            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
-        var.set_value(jnp.asarray(value, jnp.float32))
-    return model
+    return tiny_models.fill_randomly(_abstract(config), seed)
 
 
 @functools.partial(jax.jit, static_argnums=0)

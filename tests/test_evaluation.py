@@ -9,9 +9,9 @@ import pytest
 import scipy.stats
 from PIL import Image
 
+from tests import images
 from tiqa import evaluation as ev
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _scores(n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -254,7 +254,7 @@ def test_scatter_plot_writes_png(tmp_path):
     predicted, reference = _scores(45)
     path = tmp_path / "scatter.png"
     ev.scatter_plot(predicted, reference, _kinds(45), path, title="test")
-    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    assert path.read_bytes()[:8] == images.PNG_SIGNATURE
     with Image.open(path) as image:
         image.load()
         assert image.format == "PNG"

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests import tiny_models
 from tiqa.models import (EfficientNet, EfficientNetConfig, classify, count_params,
                          load_pretrained, pretrained_variants)
 from tiqa.models import efficientnet, params, torch_legacy
@@ -34,21 +35,7 @@ def _abstract(config: EfficientNetConfig) -> EfficientNet:
 def _random_filled(config: EfficientNetConfig, seed: int = 0) -> EfficientNet:
     """A network with random weights and statistics drawn by numpy: the same numbers for any
     config of the same shapes, without the per-shape compilations of the real initialisers."""
-    model = _abstract(config)
-    rng = np.random.default_rng(seed)
-    for path, var in nnx.iter_graph(model):
-        if not isinstance(var, (nnx.Param, nnx.BatchStat)):
-            continue
-        shape, name = var.get_value().shape, path[-1]
-        if name in ("scale", "var"):
-            value = rng.uniform(0.5, 1.5, shape)
-        elif name in ("bias", "mean"):
-            value = rng.normal(0.0, 0.1, shape)
-        else:  # kernels: He-normal over the fan-in keeps activations O(1)
-            fan_in = int(np.prod(shape[:-1]))
-            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
-        var.set_value(jnp.asarray(value, jnp.float32))
-    return model
+    return tiny_models.fill_randomly(_abstract(config), seed)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))

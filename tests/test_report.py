@@ -7,11 +7,10 @@ import pathlib
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
-from PIL import Image
 
+from tests import images
 from tiqa import report
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SCRIPT = "<script>alert(1)</script>"
 
 
@@ -27,17 +26,6 @@ def _volume(name: str, count: int, centre: float, seed: int) -> list[dict]:
 def _thumbnail(seed: int, side: int = 720) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.random((side, side)).astype(np.float32)
-
-
-def _check_png(path: pathlib.Path) -> None:
-    assert path.read_bytes()[:8] == PNG_SIGNATURE
-    with Image.open(path) as image:
-        image.verify()
-    with Image.open(path) as image:
-        width, height = image.size
-        pixels = np.asarray(image.convert("L"))
-    assert width >= 300 and height >= 200
-    assert pixels.std() > 5  # something is drawn, not a blank canvas
 
 
 def _leftovers(folder: pathlib.Path) -> list[str]:
@@ -65,7 +53,7 @@ def test_report_writes_every_file(two_volumes):
     assert {p.name for p in output.iterdir()} == names
     for name in names:
         if name.endswith(".png"):
-            _check_png(output / name)
+            images.check_png(output / name)
 
 
 def test_index_links_names_and_medians(two_volumes):
@@ -148,7 +136,7 @@ def test_single_image_has_no_along_volume_plot(tmp_path):
     assert "score_along_volume.png" not in page
     assert "195.bmp" in page and "3.70" in page
     for name in ("volumes_boxplot.png", "best_worst.png"):
-        _check_png(tmp_path / name)
+        images.check_png(tmp_path / name)
         assert f'src="{name}"' in page
     rows = report.summarise([record])
     assert rows[0]["worst"] == rows[0]["best"] == "images/195.bmp"
@@ -173,7 +161,7 @@ def test_bad_records_raise(tmp_path):
 
 def test_failure_while_writing_leaves_no_temporaries(tmp_path, monkeypatch):
     def broken_savefig(self, path, **kwargs):
-        pathlib.Path(path).write_bytes(PNG_SIGNATURE)  # a partial file, then the failure
+        pathlib.Path(path).write_bytes(images.PNG_SIGNATURE)  # a partial file, then the failure
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(Figure, "savefig", broken_savefig)

@@ -7,11 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
-from PIL import Image
 
+from tests import images
 from tiqa import segmentation as seg
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # 4x4 hand-built masks: P a 2x2 square at the top left, T the same square one column right.
 PRED = np.array([[1, 1, 0, 0],
@@ -214,17 +213,6 @@ def test_iou_map_colours():
 # --------------------------------------------------------------------------------------------
 
 
-def _check_png(path: pathlib.Path) -> None:
-    assert path.read_bytes()[:8] == PNG_SIGNATURE
-    with Image.open(path) as image:
-        image.verify()
-    with Image.open(path) as image:
-        width, height = image.size
-        pixels = np.asarray(image.convert("L"))
-    assert width >= 300 and height >= 200
-    assert pixels.std() > 5  # something is drawn
-
-
 def _slice(seed: int = 4, side: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A synthetic slice with round particles, its truth, and a noisy probability map."""
     rng = np.random.default_rng(seed)
@@ -259,13 +247,13 @@ def _figure_calls(tmp_path: pathlib.Path) -> dict:
 def test_figures_write_png(tmp_path):
     for name, draw in _figure_calls(tmp_path).items():
         draw(tmp_path / name)
-        _check_png(tmp_path / name)
+        images.check_png(tmp_path / name)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(_figure_calls(tmp_path))
 
 
 def test_figure_failure_leaves_no_temporary(tmp_path, monkeypatch):
     def broken_savefig(self, path, **kwargs):
-        pathlib.Path(path).write_bytes(PNG_SIGNATURE)  # a partial file, then the failure
+        pathlib.Path(path).write_bytes(images.PNG_SIGNATURE)  # a partial file, then the failure
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(Figure, "savefig", broken_savefig)

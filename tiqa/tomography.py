@@ -190,7 +190,8 @@ def _backproject(columns, cos_sin: jnp.ndarray, shape: tuple[int, int], num_dete
     return total
 
 
-def fbp(sinogram: jnp.ndarray, angles_deg, output_size: int | None = None) -> jnp.ndarray:
+def fbp(sinogram: jnp.ndarray, angles_deg, output_size: int | None = None, *,
+        angle_weights: jnp.ndarray | None = None, circle: bool = True) -> jnp.ndarray:
     """Filtered back-projection, as `skimage.transform.iradon(theta=angles_deg,
     filter_name='ramp', interpolation='linear', circle=True)`.
 
@@ -202,7 +203,11 @@ def fbp(sinogram: jnp.ndarray, angles_deg, output_size: int | None = None) -> jn
     Args:
       sinogram: (D, n_angles) projections.
       angles_deg: (n_angles,) angles in degrees.
-      output_size: side of the reconstruction; default D.
+      output_size: side of the reconstruction; default D. A smaller side reconstructs the
+        centred square only (with `circle=False`, a crop of the field of view at its cost).
+      angle_weights: optional (n_angles,) weights of the filtered projections (0 drops an
+        angle), so that sparse-view scans of different densities batch on one angle grid.
+      circle: zero the pixels outside the inscribed circle, as skimage does.
 
     Returns:
       (output_size, output_size) float32 image.
@@ -222,7 +227,12 @@ def fbp(sinogram: jnp.ndarray, angles_deg, output_size: int | None = None) -> jn
     cos_sin = _cos_sin_fixed(angles_deg, bits)
     if cos_sin.shape[0] != num_angles:
         raise ValueError(f"{cos_sin.shape[0]} angles given for a sinogram of {num_angles}")
-    image = _backproject(filtered.T, cos_sin, (size, size), diagonal, bits, per_angle=True)
+    columns = filtered.T
+    if angle_weights is not None:
+        columns = columns * jnp.asarray(angle_weights, jnp.float32)[:, None]
+    image = _backproject(columns, cos_sin, (size, size), diagonal, bits, per_angle=True)
+    if not circle:
+        return image * (np.pi / (2 * num_angles))
     radius = size // 2
     offsets = np.arange(size) - radius
     outside = (offsets[:, None] ** 2 + offsets[None, :] ** 2) > radius**2

@@ -1,0 +1,172 @@
+"""The acquisition model against scikit-image radon/iradon implementations of the same physics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tiqa import acquisition, observers, phantom, reference_acquisition
+
+MAX_VIEWS = 180
+OUTPUT = 64
+SIZE = acquisition.object_size(OUTPUT)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    attenuation, _ = phantom.microstructure(5, (SIZE, SIZE), radius_median=7.0)
+    # Scale so a central ray is attenuated to about exp(-1.5).
+    attenuation = attenuation * (1.5 / (attenuation.mean() * SIZE))
+    integrals = acquisition.project(jnp.asarray(attenuation), MAX_VIEWS)
+    return attenuation.astype(np.float64), integrals
+
+
+def _settings(**changes) -> acquisition.Settings:
+    return acquisition.ideal()._replace(**{k: jnp.float32(v) for k, v in changes.items()})
+
+
+def _relative_error(ours, reference) -> float:
+    return float(np.linalg.norm(np.asarray(ours) - reference) / np.linalg.norm(reference))
+
+
+def _reference_row(**changes) -> dict:
+    row = {name: acquisition.LEVELS[name][0] for name in acquisition.FACTORS}
+    row["views"] = MAX_VIEWS
+    row.update(changes)
+    return row
+
+
+def test_line_integrals_equal_skimage_radon(sample):
+    attenuation, integrals = sample
+    reference = reference_acquisition.project(attenuation, MAX_VIEWS)
+    assert _relative_error(integrals, reference) < 1e-5
+
+
+@pytest.mark.parametrize("changes", [
+    {},  # the ideal scan
+    {"views": 45}, {"views": 20},
+    {"centre_offset": 3.0}, {"centre_offset": -1.5},
+    {"detector_blur": 0.7}, {"detector_blur": 3.0},
+    {"drift": 4.0},
+    {"detector_blur": 1.2, "centre_offset": 2.0, "views": 60},
+])
+def test_deterministic_factors_equal_the_skimage_reference(sample, changes):
+    attenuation, integrals = sample
+    ours = acquisition.acquire(integrals, _settings(**{"views": MAX_VIEWS, **changes}),
+                               jax.random.key(0), OUTPUT)
+    row = _reference_row(**changes)
+    measured = reference_acquisition.measure(reference_acquisition.project(attenuation, MAX_VIEWS),
+                                             row, np.random.default_rng(0))
+    reference = reference_acquisition.reconstruct(measured, row["views"], OUTPUT)
+    assert ours.shape == (OUTPUT, OUTPUT)
+    assert _relative_error(ours, reference) < 2e-4
+
+
+def test_gain_errors_equal_the_reference_with_the_same_gains(sample):
+    attenuation, integrals = sample
+    key = jax.random.key(3)
+    ours = acquisition.acquire(integrals, _settings(views=MAX_VIEWS, gain_error=0.01), key, OUTPUT)
+    # The gains are the first of the four draws `measure` documents.
+    gain_key = jax.random.split(key, 4)[0]
+    gains = 1.0 + 0.01 * np.asarray(jax.random.normal(gain_key, (SIZE, 1)))[:, 0]
+    row = _reference_row(gain_error=0.01)
+    measured = reference_acquisition.measure(reference_acquisition.project(attenuation, MAX_VIEWS),
+                                             row, np.random.default_rng(0), gains=gains)
+    reference = reference_acquisition.reconstruct(measured, MAX_VIEWS, OUTPUT)
+    assert _relative_error(ours, reference) < 2e-4
+    ideal = reference_acquisition.reconstruct(
+        reference_acquisition.measure(reference_acquisition.project(attenuation, MAX_VIEWS),
+                                      _reference_row(), np.random.default_rng(0)), MAX_VIEWS, OUTPUT)
+    assert _relative_error(ours, ideal) > 1e-2  # the rings are really there
+
+
+def test_photon_noise_has_the_poisson_variance_of_the_reference(sample):
+    attenuation, integrals = sample
+    ideal = np.asarray(acquisition.acquire(integrals, _settings(views=MAX_VIEWS), jax.random.key(0),
+                                           OUTPUT))
+    reference_integrals = reference_acquisition.project(attenuation, MAX_VIEWS)
+    spreads = {}
+    for photons in (1e4, 1e6):
+        ours = [np.std(np.asarray(acquisition.acquire(
+            integrals, _settings(views=MAX_VIEWS, photons=photons), jax.random.key(k), OUTPUT))
+            - ideal) for k in range(3)]
+        rng = np.random.default_rng(7)
+        reference = [np.std(reference_acquisition.reconstruct(reference_acquisition.measure(
+            reference_integrals, _reference_row(photons=photons), rng), MAX_VIEWS, OUTPUT) - ideal)
+            for _ in range(3)]
+        assert np.mean(ours) == pytest.approx(np.mean(reference), rel=0.1)
+        spreads[photons] = np.mean(ours)
+    # Poisson: 100 times the photons, a tenth of the noise.
+    assert spreads[1e4] / spreads[1e6] == pytest.approx(10.0, rel=0.1)
+
+
+def test_zingers_hit_the_given_fraction_of_sinogram_pixels(sample):
+    _, integrals = sample
+    measured = acquisition.measure(integrals, _settings(views=MAX_VIEWS, zingers=0.01),
+                                   jax.random.key(4))
+    hit = np.asarray(measured) < np.asarray(integrals) - 1e-3
+    expected = 0.01 * hit.size
+    assert abs(hit.sum() - expected) < 4 * np.sqrt(expected)
+    # A zinger adds 0.5 to 3 I0 counts: the measured line integral drops to -log(e^-p + u).
+    low = -np.log(np.exp(-np.asarray(integrals)[hit]) + acquisition.ZINGER_COUNTS[1])
+    high = -np.log(np.exp(-np.asarray(integrals)[hit]) + acquisition.ZINGER_COUNTS[0])
+    assert np.all((np.asarray(measured)[hit] >= low - 1e-4) & (np.asarray(measured)[hit] <= high + 1e-4))
+
+
+@pytest.mark.parametrize("factor", acquisition.FACTORS)
+def test_quality_falls_monotonically_along_every_factor(factor):
+    size = acquisition.object_size(96)
+    attenuation, _ = phantom.microstructure(11, (size, size), radius_median=9.0)
+    attenuation = attenuation * (1.5 / (attenuation.mean() * size))
+    settings = jax.tree.map(lambda x: x[None], acquisition.ladder(factor))
+    ssim = []
+    for seed in range(2):
+        keys = jax.random.split(jax.random.key(seed), acquisition.NUM_LEVELS)[None]
+        images = acquisition.normalise_percentile(acquisition.simulate(
+            jnp.asarray(attenuation)[None], settings, keys, output_size=96)[0])
+        ssim.append(np.asarray(observers.ssim(jnp.broadcast_to(images[0], images.shape), images)))
+    ssim = np.mean(ssim, axis=0)
+    assert ssim[0] == pytest.approx(1.0)
+    assert np.all(np.diff(ssim) < 0), (factor, ssim)
+
+
+def test_simulate_batches_objects_and_settings_reproducibly(sample):
+    _, integrals = sample
+    attenuation = jnp.asarray(sample[0], jnp.float32)
+    objects = jnp.stack([attenuation, attenuation[::-1]])
+    settings = acquisition.Settings(*(jnp.stack([
+        jnp.asarray([getattr(acquisition.ideal(), name)] * 3) for _ in range(2)])
+        for name in acquisition.FACTORS))._replace(
+        photons=jnp.asarray([[1e4, jnp.inf, 1e5]] * 2, jnp.float32),
+        views=jnp.full((2, 3), 60.0), detector_blur=jnp.asarray([[0.0, 2.0, 1.0]] * 2))
+    keys = jax.random.split(jax.random.key(9), 6).reshape(2, 3)
+    batch = acquisition.simulate(objects, settings, keys, output_size=OUTPUT, max_views=MAX_VIEWS)
+    assert batch.shape == (2, 3, OUTPUT, OUTPUT)
+    # The noise-free acquisition (Poisson draws can flip by a count when lambda differs in its
+    # last bit between the batched and the single computation).
+    one = acquisition.acquire(integrals, jax.tree.map(lambda x: x[0, 1], settings), keys[0, 1],
+                              OUTPUT)
+    np.testing.assert_allclose(batch[0, 1], one, rtol=1e-4, atol=1e-6)
+    again = acquisition.simulate(objects, settings, keys, output_size=OUTPUT, max_views=MAX_VIEWS)
+    np.testing.assert_array_equal(batch, again)
+    other = acquisition.simulate(objects, settings, jax.random.split(jax.random.key(10), 6)
+                                 .reshape(2, 3), output_size=OUTPUT, max_views=MAX_VIEWS)
+    assert not np.allclose(batch[0, 0], other[0, 0])  # fresh photon noise from a fresh key
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"views": 7.0}, "views"), ({"photons": 0.0}, "photons"), ({"detector_blur": 9.0}, "detector_blur"),
+    ({"gain_error": -0.1}, "gain_error"), ({"zingers": 2.0}, "zingers"),
+    ({"drift": float("nan")}, "drift"),
+])
+def test_settings_out_of_range_are_named(changes, message):
+    with pytest.raises(ValueError, match=message):
+        acquisition.check_settings(_settings(**changes))
+
+
+def test_percentile_normalisation_matches_numpy():
+    images = np.random.default_rng(0).normal(size=(2, 3, 20, 30)).astype(np.float32)
+    ours = np.asarray(acquisition.normalise_percentile(jnp.asarray(images)))
+    low, high = np.percentile(images[1, 2], [0.5, 99.5])
+    np.testing.assert_allclose(ours[1, 2], np.clip((images[1, 2] - low) / (high - low), 0, 1),
+                               atol=1e-5)

@@ -1,0 +1,230 @@
+"""A parallel-beam acquisition model: object -> sinogram -> detector physics -> FBP.
+
+Each factor of a real scan that degrades its reconstruction is a number of `Settings`:
+
+* `photons`: incident photons per detector pixel and projection (Poisson counts, flat field
+  I0); inf is a noise-free scan.
+* `gain_error`: std of the relative per-detector gains that a unit-gain flat field leaves in
+  (ring artefacts).
+* `views`: projections kept out of the `max_views` of the angle grid (sparse views); must
+  divide `max_views`.
+* `centre_offset`: px by which the true rotation axis misses the detector centre that FBP
+  assumes (arc and doubling artefacts).
+* `detector_blur`: sigma (px) of a Gaussian point-spread function of the detector, applied to
+  the intensity before counting (scintillator and optics).
+* `zingers`: fraction of sinogram pixels hit by a direct event that adds 0.5 to 3 I0 counts
+  (streaks).
+* `drift`: px by which the sample moves sideways, linearly, over the scan.
+
+Settings are arrays, so one jitted call simulates a batch of different acquisitions (vmap over
+objects and settings). The line integrals of an object are computed once at `max_views`
+angles (`project`), and every acquisition of that object is made from them (`acquire`): the
+acquisition model is then a per-sinogram operation plus one FBP. Everything random comes from
+the key, so a result is a pure function of (object, settings, key).
+
+`LEVELS` holds, for each factor, the ideal (level 0) and five levels from best to worst;
+`ladder(factor)` is the six acquisitions that vary that factor alone, the others ideal.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tiqa import tomography
+
+MAX_VIEWS = 720
+# Level 0 is the ideal acquisition; levels 1..5 degrade one factor from best to worst.
+LEVELS: dict[str, tuple[float, ...]] = {
+    "photons": (math.inf, 1e6, 1e5, 3e4, 1e4, 3e3),
+    "gain_error": (0.0, 0.002, 0.005, 0.01, 0.02, 0.04),
+    "views": (720, 360, 180, 90, 45, 24),
+    "centre_offset": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
+    "detector_blur": (0.0, 0.7, 1.2, 2.0, 3.0, 4.5),
+    "zingers": (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3),
+    "drift": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
+}
+FACTORS = tuple(LEVELS)
+# The five factors of the acquisition-ladder benchmark and of training (zingers and drift are
+# modelled too, for studies that want them).
+LADDER_FACTORS = ("photons", "gain_error", "views", "centre_offset", "detector_blur")
+NUM_LEVELS = 6
+# Detector PSF kernels are cut at 4 sigma of the widest level (scipy's truncation).
+MAX_BLUR_RADIUS = int(4.0 * max(LEVELS["detector_blur"]) + 0.5)
+ZINGER_COUNTS = (0.5, 3.0)  # a zinger adds U(0.5, 3) x I0 counts
+# Zero counts are floored at a tenth of a photon before the logarithm.
+MIN_COUNTS = 0.1
+
+__all__ = ["Settings", "LEVELS", "FACTORS", "LADDER_FACTORS", "MAX_VIEWS", "ideal", "ladder",
+           "project", "measure", "acquire", "object_size", "simulate", "scan_angles", "view_weights",
+           "normalise_percentile", "check_settings"]
+
+
+class Settings(NamedTuple):
+    """One acquisition, or a batch of them (every field of the same shape)."""
+
+    photons: jax.Array
+    gain_error: jax.Array
+    views: jax.Array
+    centre_offset: jax.Array
+    detector_blur: jax.Array
+    zingers: jax.Array
+    drift: jax.Array
+
+
+def ideal(shape: tuple[int, ...] = ()) -> Settings:
+    """The ideal acquisition (level 0 of every factor), broadcast to `shape`."""
+    return Settings(*(jnp.full(shape, LEVELS[name][0], jnp.float32) for name in FACTORS))
+
+
+def ladder(factor: str) -> Settings:
+    """(6,) settings: levels 0..5 of `factor`, every other factor ideal."""
+    if factor not in LEVELS:
+        raise ValueError(f"unknown acquisition factor {factor!r}; known: {FACTORS}")
+    fields = {name: jnp.full((NUM_LEVELS,), LEVELS[name][0], jnp.float32) for name in FACTORS}
+    fields[factor] = jnp.asarray(LEVELS[factor], jnp.float32)
+    return Settings(**fields)
+
+
+def check_settings(settings: Settings, max_views: int = MAX_VIEWS) -> None:
+    """Raises ValueError naming the field when concrete settings are out of the model's range."""
+    values = {name: np.asarray(getattr(settings, name), np.float64) for name in FACTORS}
+    if np.any(~(values["photons"] > 0)):
+        raise ValueError("acquisition photons must be positive (inf: noise-free)")
+    views = values["views"]
+    if np.any(views < 1) or np.any(views > max_views) or np.any(max_views % views != 0):
+        raise ValueError(f"acquisition views must divide max_views={max_views}, got "
+                         f"{sorted(set(views.ravel().tolist()))}")
+    if np.any(values["detector_blur"] < 0) or np.any(
+            values["detector_blur"] > MAX_BLUR_RADIUS / 4.0 + 1e-6):
+        raise ValueError(f"acquisition detector_blur must be in [0, {MAX_BLUR_RADIUS / 4.0:g}] px")
+    for name in ("gain_error", "zingers"):
+        if np.any(values[name] < 0) or not np.all(np.isfinite(values[name])):
+            raise ValueError(f"acquisition {name} must be finite and >= 0")
+    if np.any(values["zingers"] > 1):
+        raise ValueError("acquisition zingers is a fraction of sinogram pixels, at most 1")
+    for name in ("centre_offset", "drift"):
+        if not np.all(np.isfinite(values[name])):
+            raise ValueError(f"acquisition {name} must be finite")
+
+
+def scan_angles(max_views: int = MAX_VIEWS) -> np.ndarray:
+    """The angle grid: `max_views` angles evenly spaced over [0, 180) degrees."""
+    return np.linspace(0.0, 180.0, max_views, endpoint=False)
+
+
+def view_weights(views: jax.Array, max_views: int = MAX_VIEWS) -> jax.Array:
+    """FBP weights of the angle grid for a `views`-projection scan: every (max_views / views)-th
+    angle, weighted max_views / views so the scaling is that of a `views`-angle FBP."""
+    stride = jnp.round(max_views / views).astype(jnp.int32)
+    kept = (jnp.arange(max_views) % stride) == 0
+    return jnp.where(kept, stride.astype(jnp.float32), 0.0)
+
+
+@functools.partial(jax.jit, static_argnames=("max_views",))
+def project(attenuation: jax.Array, max_views: int = MAX_VIEWS) -> jax.Array:
+    """Line integrals (D, max_views) of an (N, N) attenuation map (zero outside the inscribed
+    circle, as a cylindrical sample in the field of view), D = N."""
+    size = attenuation.shape[-1]
+    offsets = np.arange(size) - size // 2
+    inside = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= (size // 2) ** 2
+    return tomography.radon(jnp.where(inside, attenuation, 0.0), scan_angles(max_views))
+
+
+def _gaussian_psf(intensity: jax.Array, sigma: jax.Array) -> jax.Array:
+    """Gaussian blur along the detector axis (0) with edge padding; sigma 0 is the identity."""
+    taps = jnp.arange(-MAX_BLUR_RADIUS, MAX_BLUR_RADIUS + 1, dtype=jnp.float32)
+    safe = jnp.maximum(sigma, 1e-6)
+    weights = jnp.where(jnp.abs(taps) <= 4.0 * safe + 0.5, jnp.exp(-0.5 * (taps / safe) ** 2), 0.0)
+    weights = jnp.where(sigma > 0, weights / weights.sum(), (taps == 0).astype(jnp.float32))
+    rows = jnp.arange(intensity.shape[0])
+    total = jnp.zeros_like(intensity)
+    for index in range(taps.shape[0]):
+        shifted = intensity[jnp.clip(rows + index - MAX_BLUR_RADIUS, 0, intensity.shape[0] - 1)]
+        total = total + weights[index] * shifted
+    return total
+
+
+def _shift_detector(sinogram: jax.Array, shifts: jax.Array) -> jax.Array:
+    """Each projection (column) moved by shifts[a] px along the detector, by the Fourier shift
+    theorem on a zero-padded detector (air beyond the field of view)."""
+    size = sinogram.shape[0]
+    padded = 2 * size
+    frequencies = jnp.fft.rfftfreq(padded)[:, None]
+    spectrum = jnp.fft.rfft(sinogram, n=padded, axis=0)
+    phase = jnp.exp(-2j * jnp.pi * frequencies * shifts[None, :])
+    return jnp.fft.irfft(spectrum * phase, n=padded, axis=0)[:size].astype(jnp.float32)
+
+
+def measure(line_integrals: jax.Array, settings: Settings, key: jax.Array) -> jax.Array:
+    """The detector: measured line integrals (D, max_views) of one acquisition.
+
+    The sample moves (centre offset, drift), the beam I0 = photons is attenuated, spread by the
+    PSF, scaled by the detector gains, counted (Poisson) and hit by zingers; a flat field that
+    assumes unit gains and the logarithm give the line integrals FBP reconstructs. `key` is
+    split into the gains', counts', zinger positions' and zinger amounts' keys, in that order.
+    """
+    num_detectors, max_views = line_integrals.shape
+    gain_key, count_key, zinger_key, amount_key = jax.random.split(key, 4)
+    # The sample's position on the detector: a fixed axis offset plus a linear drift.
+    progress = jnp.arange(max_views, dtype=jnp.float32) / max(max_views - 1, 1)
+    angles = jnp.deg2rad(jnp.asarray(scan_angles(max_views), jnp.float32))
+    shifts = settings.centre_offset + settings.drift * progress * jnp.cos(angles)
+    moved = _shift_detector(line_integrals, jnp.broadcast_to(shifts, (max_views,)))
+
+    noisy = jnp.isfinite(settings.photons)
+    flat = jnp.where(noisy, settings.photons, 1.0)
+    gains = 1.0 + settings.gain_error * jax.random.normal(gain_key, (num_detectors, 1))
+    intensity = _gaussian_psf(flat * jnp.exp(-moved), settings.detector_blur) * gains
+    counts = jnp.where(noisy, jax.random.poisson(count_key, jnp.where(noisy, intensity, 0.0),
+                                                 dtype=jnp.int32).astype(jnp.float32),
+                       intensity)
+    hit = jax.random.uniform(zinger_key, counts.shape) < settings.zingers
+    extra = jax.random.uniform(amount_key, counts.shape, minval=ZINGER_COUNTS[0],
+                               maxval=ZINGER_COUNTS[1]) * flat
+    counts = counts + jnp.where(hit, extra, 0.0)
+    # A flat field that assumes unit gains: the gain errors stay in every projection.
+    floor = jnp.where(noisy, MIN_COUNTS, jnp.finfo(jnp.float32).tiny)  # photons, or none
+    return -jnp.log(jnp.maximum(counts, floor) / flat)
+
+
+def acquire(line_integrals: jax.Array, settings: Settings, key: jax.Array,
+            output_size: int) -> jax.Array:
+    """One acquisition: `measure`, then FBP of the kept views onto the centred
+    (output_size, output_size) square, in attenuation per pixel. The square must lie inside
+    the field of view: output_size <= D / sqrt 2 (`object_size`)."""
+    max_views = line_integrals.shape[1]
+    return tomography.fbp(measure(line_integrals, settings, key), scan_angles(max_views),
+                          output_size, angle_weights=view_weights(settings.views, max_views),
+                          circle=False)
+
+
+def object_size(output_size: int) -> int:
+    """The even object side whose inscribed circle holds an (output_size)^2 centred square."""
+    side = math.ceil(math.sqrt(2.0) * output_size) + 2
+    return side + side % 2
+
+
+@functools.partial(jax.jit, static_argnames=("output_size", "max_views"))
+def simulate(attenuation: jax.Array, settings: Settings, key: jax.Array, *, output_size: int,
+             max_views: int = MAX_VIEWS) -> jax.Array:
+    """Acquisitions of objects: attenuation (B, N, N), settings of shape (B, A), keys (B, A)
+    -> (B, A, output_size, output_size). Each object is projected once and acquired A times."""
+    def per_object(image, object_settings, object_keys):
+        integrals = project(image, max_views)
+        return jax.vmap(lambda s, k: acquire(integrals, s, k, output_size))(object_settings,
+                                                                             object_keys)
+    return jax.lax.map(lambda args: per_object(*args), (attenuation, settings, key))
+
+
+def normalise_percentile(images: jax.Array, low: float = 0.5, high: float = 99.5) -> jax.Array:
+    """Each (..., H, W) image to [0, 1] by its own percentiles, as `tiqa.io` reads a float slice."""
+    flat = images.reshape(images.shape[:-2] + (-1,))
+    bounds = jnp.percentile(flat, jnp.asarray([low, high]), axis=-1)
+    lo, hi = bounds[0][..., None, None], bounds[1][..., None, None]
+    return jnp.clip((images - lo) / jnp.maximum(hi - lo, 1e-12), 0.0, 1.0)

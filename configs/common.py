@@ -15,6 +15,27 @@ def add_data_source(config: ml_collections.ConfigDict) -> None:
     config.crop = 224
     # `input` may list several paths, comma-separated.
     add_phantom(config, size=288)
+    add_acquisition(config)
+
+
+def add_acquisition(config: ml_collections.ConfigDict) -> None:
+    """Simulated acquisition ladders (tiqa.acquisition) of training objects, added to every
+    batch: each object brings, per factor, its ideal acquisition and five worse ones."""
+    config.acquisition = ml_collections.ConfigDict()
+    config.acquisition.objects_per_batch = 0  # 0: no acquisition ladders
+    # Objects, comma-separated lists: grey slices (real reconstructions) and label maps
+    # (segmentations; `label_map_slices` evenly spaced pages of each volume), plus phantoms.
+    config.acquisition.grey = ""
+    config.acquisition.label_maps = ""
+    config.acquisition.label_map_slices = 4
+    config.acquisition.phantoms = 0
+    config.acquisition.phantom_seed = 100  # phantoms use seeds phantom_seed, phantom_seed + 1, ...
+    config.acquisition.factors = ("photons", "gain_error", "views", "centre_offset",
+                                  "detector_blur")
+    config.acquisition.output_size = 256  # reconstructed square; crops are cut from it
+    config.acquisition.max_views = 720
+    # An .npz where the simulated ladders are kept, so the rank and fine-tune phases share them.
+    config.acquisition.cache = ""
 
 
 def add_phantom(config: ml_collections.ConfigDict, size: int) -> None:
@@ -76,3 +97,29 @@ def apply_smoke(config: ml_collections.ConfigDict) -> None:
     config.model.trunk_overrides.depth = 0.25
     config.log_every = 1
     config.checkpoint_every = 2
+    config.acquisition.output_size = 64
+    config.acquisition.max_views = 180
+    config.acquisition.factors = ("photons", "gain_error", "detector_blur")
+
+
+def add_brisque_training(config: ml_collections.ConfigDict) -> None:
+    """What the retrained BRISQUE learns from (unless `brisque_model` names a saved one): the
+    default model's training data and labels (tiqa.comparison.retrained_brisque)."""
+    config.brisque_model = ""
+    config.brisque_training = ml_collections.ConfigDict()
+    training = config.brisque_training
+    add_data_source(training)
+    training.phantom.mix_with_input = True
+    training.phantom.slices = 6
+    training.phantom.gain_error_std = 0.004
+    add_projection(training)
+    training.projection.kinds = ("blur", "noise", "ring", "sinogram_ring")
+    training.seed = 0
+    training.crops_per_slice = 4
+
+
+def apply_brisque_training_smoke(config: ml_collections.ConfigDict) -> None:
+    training = config.brisque_training
+    training.resize, training.crop = 80, 64
+    training.phantom.slices, training.phantom.size = 3, 96
+    training.crops_per_slice = 2

@@ -10,9 +10,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.checkpoint = ""  # TIQA's work directory or exported model; empty: the shipped one
     config.rankiqa_checkpoint = ""  # a VGG16 fine-tune (model.backbone=vgg16); empty: left out
-    # A retrained BRISQUE directory (svm.txt, scaling.json); empty: fitted now on the slices
-    # of `brisque_training` and saved to output/brisque_retrained.
-    config.brisque_model = ""
     config.output = "runs/compare"
     common.add_data_source(config)  # `input`: the held-out slices
     common.add_projection(config)
@@ -29,16 +26,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.phantom_acquisitions.slices = 4
     config.phantom_acquisitions.size = 288
     config.phantom_acquisitions.seed = 7
-    # What the retrained BRISQUE learns from: the default model's training data and labels.
-    config.brisque_training = ml_collections.ConfigDict()
-    common.add_data_source(config.brisque_training)
-    config.brisque_training.phantom.mix_with_input = True
-    config.brisque_training.phantom.slices = 6
-    config.brisque_training.phantom.gain_error_std = 0.004
-    common.add_projection(config.brisque_training)
-    config.brisque_training.projection.kinds = ("blur", "noise", "ring", "sinogram_ring")
-    config.brisque_training.seed = 0
-    config.brisque_training.crops_per_slice = 4
+    # `brisque_model`: a retrained BRISQUE directory (svm.txt, scaling.json); empty: fitted
+    # now on the slices of `brisque_training` and saved to output/brisque_retrained.
+    common.add_brisque_training(config)
     if variant == "smoke":
         config.output = "runs/smoke/compare"
         config.bootstrap = 20
@@ -48,10 +38,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.phantom_acquisitions.gain_error_std = (0.008, 0.0)
         config.phantom_acquisitions.slices = 2
         config.phantom_acquisitions.size = 96
-        training = config.brisque_training
-        training.resize, training.crop = 80, 64
-        training.phantom.slices, training.phantom.size = 3, 96
-        training.crops_per_slice = 2
+        common.apply_brisque_training_smoke(config)
     elif variant:
         raise ValueError(f"unknown compare config variant {variant!r}; known: smoke")
     return config

@@ -26,6 +26,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # (see configs/finetune.py). The shipped model's rank phase ran with 'batch'.
     config.rank.batch_norm = "batch"
     config.rank.population_batches = 16
+    # Start from an exported model folder or a training work directory (its network and
+    # weights); empty: the `model` block's network and ImageNet or random weights.
+    config.rank.init_model = ""
     if variant == "smoke":
         common.apply_smoke(config)
         config.workdir = "runs/smoke/rank"

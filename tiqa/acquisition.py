@@ -62,7 +62,7 @@ MIN_COUNTS = 0.1
 
 __all__ = ["Settings", "LEVELS", "FACTORS", "LADDER_FACTORS", "MAX_VIEWS", "ideal", "ladder",
            "project", "measure", "acquire", "object_size", "simulate", "scan_angles", "view_weights",
-           "normalise_percentile", "check_settings"]
+           "normalise_percentile", "check_settings", "ladder_settings", "ladders"]
 
 
 class Settings(NamedTuple):
@@ -228,3 +228,46 @@ def normalise_percentile(images: jax.Array, low: float = 0.5, high: float = 99.5
     bounds = jnp.percentile(flat, jnp.asarray([low, high]), axis=-1)
     lo, hi = bounds[0][..., None, None], bounds[1][..., None, None]
     return jnp.clip((images - lo) / jnp.maximum(hi - lo, 1e-12), 0.0, 1.0)
+
+
+def ladder_settings(factors: tuple[str, ...]) -> Settings:
+    """(1 + 5 F,) settings: the ideal, then levels 1..5 of each factor (the others ideal)."""
+    rows = [ideal((1,))] + [jax.tree.map(lambda x: x[1:], ladder(factor)) for factor in factors]
+    return jax.tree.map(lambda *parts: jnp.concatenate(parts), *rows)
+
+
+def ladders(attenuation, factors: tuple[str, ...], key: jax.Array, *, output_size: int,
+            max_views: int = MAX_VIEWS, objects_per_call: int = 2) -> np.ndarray:
+    """Every factor's ladder for each object, each acquisition normalised by its percentiles.
+
+    Args:
+      attenuation: (M, N, N) objects (N >= `object_size(output_size)`).
+      factors: names from `LEVELS`.
+      key: object m draws from fold_in(key, m), so results do not depend on the chunking.
+      objects_per_call: objects simulated per jitted call (memory against call overhead).
+
+    Returns:
+      (M, F, 6, output_size, output_size) float32 numpy array in [0, 1]; [:, f, 0] is the
+      ideal acquisition of the object (the same for every factor).
+    """
+    attenuation = np.asarray(attenuation, np.float32)
+    count = attenuation.shape[0]
+    settings = ladder_settings(tuple(factors))
+    if "views" not in factors:  # a coarser angle grid: the ideal uses all of its views
+        settings = settings._replace(views=jnp.minimum(settings.views, max_views))
+    check_settings(settings, max_views)
+    per_object = settings.photons.shape[0]
+    images = np.empty((count, len(factors), NUM_LEVELS, output_size, output_size), np.float32)
+    for start in range(0, count, objects_per_call):
+        chunk = attenuation[start:start + objects_per_call]
+        keys = jnp.stack([jax.random.split(jax.random.fold_in(key, start + i), per_object)
+                          for i in range(len(chunk))])
+        batch_settings = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(chunk), per_object)),
+                                      settings)
+        result = normalise_percentile(simulate(jnp.asarray(chunk), batch_settings, keys,
+                                               output_size=output_size, max_views=max_views))
+        result = np.asarray(result)
+        images[start:start + len(chunk), :, 0] = result[:, None, 0]
+        images[start:start + len(chunk), :, 1:] = result[:, 1:].reshape(
+            len(chunk), len(factors), NUM_LEVELS - 1, output_size, output_size)
+    return images

@@ -66,7 +66,8 @@ def _brisque_training_set(config) -> tuple[np.ndarray, np.ndarray]:
     projection = labels.ProjectionConfig.from_mapping(training.projection)
     make_batch = jax.jit(functools.partial(
         batches.finetune_batch, key=jax.random.key(training.seed), originals_per_batch=1,
-        crop=training.crop, projection=projection))
+        crop=training.crop, projection=projection,
+        objects_per_batch=training.acquisition.objects_per_batch))
     steps = training.crops_per_slice * int(pool.images.shape[0])
     features, targets = [], []
     for step in tqdm.trange(steps, desc="BRISQUE features (training)", unit="crop"):

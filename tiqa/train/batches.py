@@ -8,23 +8,29 @@ function of the step, which is what makes resuming exact.
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import pathlib
 from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tiqa import distortions, io, labels, phantom
+from tiqa import acquisition, distortions, io, labels, objects, phantom
 
 
 class ReferencePool(NamedTuple):
-    """Resized reference slices padded to one shape, with their true sizes and scores."""
+    """Resized reference slices padded to one shape, with their true sizes and scores, and
+    optionally a bank of simulated acquisition ladders."""
 
     images: jax.Array  # (S, H_max, W_max) float32 in [0, 1], zero beyond each slice
     heights: jax.Array  # (S,) int32
     widths: jax.Array  # (S,) int32
     scores: jax.Array  # (S,) float32 human (or prior) scores S0
+    # (M, F, 6, A, A) ladders of M objects (`acquisition.ladders`), or None.
+    ladders: jax.Array | None = None
+    ladder_scores: jax.Array | None = None  # (M,) score S0 of each object's ideal acquisition
 
 
 def build_pool(slices: Sequence[np.ndarray], scores: Sequence[float], resize: int, crop: int
@@ -87,14 +93,77 @@ def first_originals(pool: ReferencePool, count: int) -> ReferencePool:
         logging.warning("originals=%d but the pool has %d slices; using all of them", count, size)
     if count == 0 or count >= size:
         return pool
-    return ReferencePool(*(field[:count] for field in pool))
+    return pool._replace(images=pool.images[:count], heights=pool.heights[:count],
+                         widths=pool.widths[:count], scores=pool.scores[:count])
 
 
 def pool_from_config(config, scores_for_sources) -> ReferencePool:
     slices, sources = load_reference_slices(config)
     scores = scores_for_sources(sources)
     logging.info("reference pool: %d slices from %s", len(slices), config.input or "the phantom")
-    return build_pool(slices, scores, config.resize, config.crop)
+    pool = build_pool(slices, scores, config.resize, config.crop)
+    if "acquisition" in config and config.acquisition.objects_per_batch:
+        ladders = ladder_bank(config.acquisition, config.seed)
+        if ladders.shape[-1] < config.crop:
+            raise ValueError(f"acquisition.output_size={ladders.shape[-1]} is smaller than the "
+                             f"{config.crop} px crop")
+        pool = pool._replace(ladders=jnp.asarray(ladders), ladder_scores=jnp.full(
+            (ladders.shape[0],), config.default_reference_score, jnp.float32))
+    return pool
+
+
+def training_objects(settings, seed: int) -> tuple[np.ndarray, list[str]]:
+    """The attenuation objects of the `acquisition` config block, and a name for each."""
+    size = acquisition.object_size(settings.output_size)
+    rng = np.random.default_rng(seed)
+    attenuation, names = [], []
+    for path in filter(None, (p.strip() for p in str(settings.grey).split(","))):
+        for item in io.list_inputs(path):
+            attenuation.append(objects.from_grey(io.read_item(item), size, rng))
+            names.append(f"grey:{item[0]}" + ("" if item[1] is None else f"[{item[1]}]"))
+    for path in filter(None, (p.strip() for p in str(settings.label_maps).split(","))):
+        for item in objects.evenly_spaced(io.list_inputs(path), settings.label_map_slices):
+            attenuation.append(objects.from_labels(objects.read_label_map(item), size, rng))
+            names.append(f"labels:{item[0]}" + ("" if item[1] is None else f"[{item[1]}]"))
+    for index in range(settings.phantoms):
+        phantom_seed = settings.phantom_seed + index
+        attenuation.append(objects.from_phantom(phantom_seed, size, rng))
+        names.append(f"phantom:{phantom_seed}")
+    if not attenuation:
+        raise ValueError("acquisition.objects_per_batch is set but acquisition.grey, "
+                         "acquisition.label_maps and acquisition.phantoms give no objects")
+    return np.stack(attenuation), names
+
+
+def ladder_bank(settings, seed: int) -> np.ndarray:
+    """(M, F, 6, A, A) acquisition ladders of the training objects, simulated once.
+
+    With `settings.cache` set, the bank is read from that .npz when it was made from the same
+    settings, and written there otherwise, so the rank and fine-tune phases share one.
+    """
+    description = {key: settings[key] for key in ("grey", "label_maps", "label_map_slices",
+                                                  "phantoms", "phantom_seed", "output_size",
+                                                  "max_views")}
+    description.update(factors=list(settings.factors), seed=seed)
+    cache = pathlib.Path(settings.cache) if settings.cache else None
+    if cache is not None and cache.exists():
+        with np.load(cache) as stored:
+            if json.loads(str(stored["description"])) == description:
+                logging.info("acquisition ladders read from %s", cache)
+                return stored["ladders"]
+        logging.warning("%s was made from other acquisition settings; simulating anew", cache)
+    attenuation, names = training_objects(settings, seed)
+    logging.info("simulating %d acquisitions of %d objects", attenuation.shape[0] * (
+        1 + 5 * len(settings.factors)), attenuation.shape[0])
+    ladders = acquisition.ladders(attenuation, tuple(settings.factors), jax.random.key(seed),
+                                  output_size=settings.output_size, max_views=settings.max_views)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with io.atomic_write(cache) as temporary:
+            with open(temporary, "wb") as handle:
+                np.savez(handle, ladders=ladders, names=np.asarray(names),
+                         description=json.dumps(description))
+    return ladders
 
 
 def _random_crop(key: jax.Array, image: jax.Array, height: jax.Array, width: jax.Array,
@@ -125,12 +194,52 @@ def steps_per_epoch(pool_size: int, originals_per_batch: int) -> int:
     return -(-pool_size // originals_per_batch)
 
 
+def ladder_crops(pool: ReferencePool, step: jax.Array, key: jax.Array, objects_per_batch: int,
+                 crop: int) -> tuple[jax.Array, jax.Array]:
+    """(G, F, 6, crop, crop) and the (G,) scores S0: the ladders of G objects of this step, each cut at one random
+    place (the same for all its acquisitions, so they differ only by the acquisition)."""
+    count, _, _, height, width = pool.ladders.shape
+    # A per-epoch permutation of the objects, as for the originals.
+    epoch_steps = steps_per_epoch(count, objects_per_batch)
+    order = jax.random.permutation(
+        jax.random.fold_in(jax.random.fold_in(key, 2), step // epoch_steps), count)
+    index = order[((step % epoch_steps) * objects_per_batch + jnp.arange(objects_per_batch))
+                  % count]
+    corner_key = jax.random.fold_in(jax.random.fold_in(key, 3), step)
+    tops = jax.random.randint(jax.random.fold_in(corner_key, 0), (objects_per_batch,), 0,
+                              height - crop + 1)
+    lefts = jax.random.randint(jax.random.fold_in(corner_key, 1), (objects_per_batch,), 0,
+                               width - crop + 1)
+    cut = lambda ladder, top, left: jax.lax.dynamic_slice(
+        ladder, (0, 0, top, left), ladder.shape[:2] + (crop, crop))
+    return jax.vmap(cut)(pool.ladders[index], tops, lefts), pool.ladder_scores[index]
+
+
+def _with_ladders(batch: dict, ladders: jax.Array, extra: dict) -> dict:
+    """`batch` with the ladder images (G, F, 6, h, w) appended, one group per object and factor."""
+    groups, factors, levels = ladders.shape[:3]
+    first_group = batch["group_ids"].max() + 1 if "group_ids" in batch else 0
+    merged = {"images": jnp.concatenate([batch["images"], ladders.reshape(
+        (-1,) + ladders.shape[-2:])]),
+        "levels": jnp.concatenate([batch["levels"], jnp.broadcast_to(
+            jnp.arange(levels), (groups, factors, levels)).reshape(-1)])}
+    if "group_ids" in batch:
+        ids = first_group + jnp.arange(groups * factors).reshape(groups, factors, 1)
+        merged["group_ids"] = jnp.concatenate([batch["group_ids"], jnp.broadcast_to(
+            ids, (groups, factors, levels)).reshape(-1)])
+    for name, value in extra.items():
+        merged[name] = jnp.concatenate([batch[name], value.reshape(-1)])
+    return merged
+
+
 def rank_batch(pool: ReferencePool, step: jax.Array, *, key: jax.Array, originals_per_batch: int,
-               crop: int, kinds: tuple[str, ...]) -> dict[str, jax.Array]:
+               crop: int, kinds: tuple[str, ...], objects_per_batch: int = 0
+               ) -> dict[str, jax.Array]:
     """Each original with its levels 0..5 of every kind: (G K 6) images, their levels and groups.
 
     A group is one original under one kind (its reference and five levels), so the rank loss
-    only orders images whose order is known.
+    only orders images whose order is known. With `objects_per_batch`, the acquisition ladders
+    of that many objects follow, one group per object and factor.
     """
     crops, _, keys = _originals(pool, step, key, originals_per_batch, crop)
     images = labels.distort_all_levels(crops, keys, labels.ProjectionConfig(kinds=kinds))
@@ -138,21 +247,39 @@ def rank_batch(pool: ReferencePool, step: jax.Array, *, key: jax.Array, original
     levels = jnp.broadcast_to(jnp.arange(num_levels), (groups, num_kinds, num_levels))
     group_ids = jnp.broadcast_to(jnp.arange(groups * num_kinds).reshape(groups, num_kinds, 1),
                                  (groups, num_kinds, num_levels))
-    return {"images": images.reshape((-1,) + images.shape[-2:]),
-            "levels": levels.reshape(-1), "group_ids": group_ids.reshape(-1)}
+    batch = {"images": images.reshape((-1,) + images.shape[-2:]),
+             "levels": levels.reshape(-1), "group_ids": group_ids.reshape(-1)}
+    if objects_per_batch:
+        ladders, _ = ladder_crops(pool, step, key, objects_per_batch, crop)
+        batch = _with_ladders(batch, ladders, {})
+    return batch
 
 
 def finetune_batch(pool: ReferencePool, step: jax.Array, *, key: jax.Array,
                    originals_per_batch: int, crop: int,
-                   projection: labels.ProjectionConfig) -> dict[str, jax.Array]:
-    """Each original with its distorted versions and their projected labels (the MSE targets)."""
+                   projection: labels.ProjectionConfig, objects_per_batch: int = 0
+                   ) -> dict[str, jax.Array]:
+    """Each original with its distorted versions and their projected labels (the MSE targets).
+
+    Acquisition ladders (`objects_per_batch`) are labelled the same way: the observers compare
+    each acquisition with the ideal acquisition of the same object, which keeps S0.
+    """
     crops, scores, keys = _originals(pool, step, key, originals_per_batch, crop)
     result = labels.project(crops, scores, keys, projection)
     groups, num_kinds, num_levels = result.labels.shape
     levels = jnp.broadcast_to(jnp.arange(num_levels), (groups, num_kinds, num_levels))
-    return {"images": result.images.reshape((-1,) + result.images.shape[-2:]),
-            "labels": result.labels.reshape(-1), "levels": levels.reshape(-1)}
+    batch = {"images": result.images.reshape((-1,) + result.images.shape[-2:]),
+             "labels": result.labels.reshape(-1), "levels": levels.reshape(-1)}
+    if objects_per_batch:
+        ladders, ladder_scores = ladder_crops(pool, step, key, objects_per_batch, crop)
+        if projection.quantize_8bit:
+            ladders = jnp.round(ladders * 255.0) / 255.0
+        ladder_labels = labels.label_images(ladders, ladder_scores, projection).labels
+        batch = _with_ladders(batch, ladders, {"labels": ladder_labels})
+    return batch
 
 
-def images_per_batch(originals_per_batch: int, num_kinds: int) -> int:
-    return originals_per_batch * num_kinds * distortions.NUM_LEVELS
+def images_per_batch(originals_per_batch: int, num_kinds: int, objects_per_batch: int = 0,
+                     num_factors: int = 0) -> int:
+    return (originals_per_batch * num_kinds + objects_per_batch * num_factors
+            ) * distortions.NUM_LEVELS

@@ -53,10 +53,19 @@ def _reference_scores(config):
                                                        config.default_reference_score)
 
 
+def _images_per_batch(config, per_batch: int, num_kinds: int) -> int:
+    ladders = config.acquisition
+    return batches.images_per_batch(per_batch, num_kinds, ladders.objects_per_batch,
+                                    len(ladders.factors))
+
+
 def _mesh_and_pool(config, per_batch: int, num_kinds: int):
     loop.initialise_distributed(config.distributed)
     mesh = loop.data_mesh(config.num_devices)
-    loop.check_batch_divides(batches.images_per_batch(per_batch, num_kinds), mesh)
+    if config.acquisition.objects_per_batch < 0:
+        raise ValueError("acquisition.objects_per_batch must be 0 (no ladders) or positive, got "
+                         f"{config.acquisition.objects_per_batch}")
+    loop.check_batch_divides(_images_per_batch(config, per_batch, num_kinds), mesh)
     pool = batches.pool_from_config(config, _reference_scores(config))
     return mesh, pool
 
@@ -134,8 +143,15 @@ def train_rank(config) -> pathlib.Path:
     labels.ProjectionConfig(kinds=kinds)  # validates the kinds before any work
     mesh, pool = _mesh_and_pool(config, rank.originals_per_batch, len(kinds))
     model_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
-    model_cfg = model_config(config)
-    model = build_model(model_cfg, model_key)
+    if rank.init_model:
+        from tiqa import scoring  # scoring builds on this module
+        initial = scoring.load_any(rank.init_model)
+        model_cfg = initial.config
+        model = nnx.merge(initial.graphdef, initial.params, initial.batch_stats)
+        logging.info("rank: starting from the network in %s", rank.init_model)
+    else:
+        model_cfg = model_config(config)
+        model = build_model(model_cfg, model_key)
     epoch_steps = batches.steps_per_epoch(pool.images.shape[0], rank.originals_per_batch)
     schedule = loop.step_decay(rank.learning_rate, rank.decay_every_epochs * epoch_steps,
                                rank.decay_factor)
@@ -143,10 +159,12 @@ def train_rank(config) -> pathlib.Path:
     frozen = _frozen_batch_norm(rank.batch_norm, "rank.batch_norm")
     graphdef, state = loop.init_state(model, optimizer)
     loop.write_run_info(workdir, {MODEL_INFO_KEY: model_cfg.to_dict(), "phase": "rank",
-                                  "crop": config.crop, "resize": config.resize})
+                                  "crop": config.crop, "resize": config.resize,
+                                  "init_model": rank.init_model})
     make_batch = functools.partial(batches.rank_batch, key=data_key,
                                    originals_per_batch=rank.originals_per_batch,
-                                   crop=config.crop, kinds=kinds)
+                                   crop=config.crop, kinds=kinds,
+                                   objects_per_batch=config.acquisition.objects_per_batch)
     if frozen and not loop.has_checkpoint(workdir):
         measuring_batch = functools.partial(make_batch, key=jax.random.fold_in(data_key, 998))
         state = with_population_statistics(graphdef, state, pool, measuring_batch,
@@ -157,7 +175,7 @@ def train_rank(config) -> pathlib.Path:
                                              rank_loss_fn(rank.margin), frozen_batch_norm=frozen),
              make_batch=make_batch, batch_inputs=pool, num_steps=rank.epochs * epoch_steps,
              key=train_key, mesh=mesh,
-             images_per_step=batches.images_per_batch(rank.originals_per_batch, len(kinds)),
+             images_per_step=_images_per_batch(config, rank.originals_per_batch, len(kinds)),
              log_every=config.log_every, checkpoint_every=config.checkpoint_every,
              keep_checkpoints=config.keep_checkpoints, description="rank")
     return workdir
@@ -199,7 +217,8 @@ def finetune(config) -> pathlib.Path:
         state = state.replace(params=params, batch_stats=batch_stats)
     make_batch = functools.partial(batches.finetune_batch, key=data_key,
                                    originals_per_batch=tune.originals_per_batch,
-                                   crop=config.crop, projection=projection)
+                                   crop=config.crop, projection=projection,
+                                   objects_per_batch=config.acquisition.objects_per_batch)
     # Measuring and calibrating draw batches of their own (other keys), not training's.
     if frozen and starting:
         measuring_batch = functools.partial(make_batch, key=jax.random.fold_in(data_key, 998))
@@ -219,8 +238,8 @@ def finetune(config) -> pathlib.Path:
                                              frozen_batch_norm=frozen),
              make_batch=make_batch, batch_inputs=pool, num_steps=tune.epochs * epoch_steps,
              key=train_key, mesh=mesh,
-             images_per_step=batches.images_per_batch(tune.originals_per_batch,
-                                                      len(projection.kinds)),
+             images_per_step=_images_per_batch(config, tune.originals_per_batch,
+                                               len(projection.kinds)),
              log_every=config.log_every, checkpoint_every=config.checkpoint_every,
              keep_checkpoints=config.keep_checkpoints, description="finetune")
     return workdir

@@ -1,0 +1,46 @@
+"""Acquisition-ladder benchmark: python -m launch.evaluate_acquisition --config.grey=SLICES
+--config.label_maps=LABELS [--config.checkpoint=DIR] [--config.output=DIR]"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.checkpoint = ""  # TIQA's work directory or exported model; empty: the shipped one
+    config.output = "runs/acquisition_ladder"
+    # Held-out objects, comma-separated: grey slices (real reconstructions) and label maps
+    # (scanned without texture), plus `phantoms` synthetic electrodes of unseen seeds.
+    config.grey = ""
+    config.label_maps = ""
+    config.phantoms = 3
+    config.phantom_seed = 1000  # training phantoms use seeds from 100
+    config.factors = ("photons", "gain_error", "views", "centre_offset", "detector_blur")
+    config.output_size = 256  # reconstructed square, scored through the scoring path
+    config.max_views = 720
+    config.resize = 255
+    config.crop = 224
+    config.seed = 1
+    config.batch_size = 64
+    config.bootstrap = 1000  # resamples of the objects for the 95% intervals
+    config.brisque = True  # BRISQUE LIVE and retrained as contenders
+    common.add_brisque_training(config)
+    # Filter selection on the objects' acquisitions at `filter_photons` photons, checked
+    # against the SSIM each candidate gains (candidates: empty = tiqa.filters.CANDIDATES).
+    config.filter_check = True
+    config.filter_photons = 1e4
+    config.filter_candidates = ""
+    if variant == "smoke":
+        config.output = "runs/smoke/acquisition_ladder"
+        config.phantoms = 2
+        config.factors = ("photons", "gain_error", "detector_blur")
+        config.output_size, config.max_views = 80, 180
+        config.resize, config.crop = 80, 64
+        config.bootstrap = 20
+        config.filter_candidates = "identity;gaussian:sigma=1,3;median:radius=1"
+        config.filter_photons = 3e3
+        common.apply_brisque_training_smoke(config)
+    elif variant:
+        raise ValueError(f"unknown evaluate_acquisition config variant {variant!r}; known: smoke")
+    return config

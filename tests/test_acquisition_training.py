@@ -1,0 +1,171 @@
+"""Objects for simulated acquisitions, ladder banks in training batches, and the
+acquisition-ladder benchmark's statistics and phase."""
+
+import csv
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import evaluate_acquisition as ladder_config
+from configs import finetune as finetune_config
+from tests.tiny_models import export_tiny_score_model
+from tiqa import acquisition, acquisition_ladder, labels, objects
+from tiqa.train import batches
+
+
+# --- Objects ---------------------------------------------------------------------------------
+
+def test_objects_are_scaled_to_their_transmission():
+    rng = np.random.default_rng(0)
+    grey = rng.random((120, 150))
+    for attenuation in (objects.from_grey(grey, 90, rng),
+                        objects.from_labels(rng.integers(0, 3, (100, 100)), 90, rng),
+                        objects.from_phantom(1, 90, rng)):
+        assert attenuation.shape == (90, 90) and attenuation.dtype == np.float32
+        assert attenuation.min() >= 0
+        mean_ray = attenuation[objects.inside_circle(90)].mean() * 90
+        assert objects.TRANSMISSION_RANGE[0] - 1e-4 <= mean_ray <= objects.TRANSMISSION_RANGE[1] + 1e-4
+
+
+def test_label_objects_keep_phases_apart_and_texture_is_optional():
+    rng = np.random.default_rng(3)
+    label_map = np.repeat(np.arange(3), 40)[None, :].repeat(120, axis=0)
+    flat = objects.from_labels(label_map, 100, rng, texture=False)
+    values = np.unique(flat)
+    assert 2 <= len(values) <= 3  # a random window may hold two of the three stripes
+    assert np.min(np.diff(values)) >= objects.MIN_PHASE_GAP * values.max() - 1e-6
+    textured = objects.from_labels(label_map, 100, np.random.default_rng(3), texture=True)
+    assert len(np.unique(textured)) > 100
+
+
+def test_read_label_map_numbers_stored_values_in_order(tmp_path):
+    stored = np.array([[0, 85, 170], [170, 85, 0]] * 8, np.uint8).repeat(8, axis=1)
+    Image.fromarray(stored).save(tmp_path / "labels.png")
+    read = objects.read_label_map((tmp_path / "labels.png", None))
+    np.testing.assert_array_equal(read, stored // 85)
+
+
+# --- Ladders in training batches ----------------------------------------------------------------
+
+def _pool_with_ladders(count=3, factors=2, size=40):
+    rng = np.random.default_rng(0)
+    # Level l of every ladder is filled with l, so crops reveal which levels came where.
+    ladders = np.broadcast_to(np.arange(6, dtype=np.float32)[None, None, :, None, None],
+                              (count, factors, 6, size, size)).copy()
+    ladders += rng.random((count, 1, 1, size, size)).astype(np.float32) * 0.01
+    pool = batches.build_pool([rng.random((40, 40)).astype(np.float32)] * 2, [4.0, 4.0],
+                              resize=0, crop=32)
+    return pool._replace(ladders=jnp.asarray(ladders / 5.0),
+                         ladder_scores=jnp.full((count,), 4.0, jnp.float32))
+
+
+def test_rank_batch_appends_one_group_per_object_and_factor():
+    pool = _pool_with_ladders()
+    batch = batches.rank_batch(pool, jnp.int32(0), key=jax.random.key(0), originals_per_batch=1,
+                               crop=32, kinds=("blur", "noise"), objects_per_batch=2)
+    assert batch["images"].shape == (batches.images_per_batch(1, 2, 2, 2), 32, 32)
+    ladder_images = np.asarray(batch["images"][12:])
+    ladder_levels = np.asarray(batch["levels"][12:])
+    # Each crop shows the level it is labelled with (level l was filled with l / 5).
+    np.testing.assert_allclose(ladder_images.mean(axis=(1, 2)) * 5, ladder_levels, atol=0.02)
+    groups = np.asarray(batch["group_ids"])
+    assert set(groups[:12]) == {0, 1} and set(groups[12:]) == {2, 3, 4, 5}
+    for group in range(2, 6):
+        np.testing.assert_array_equal(ladder_levels[groups[12:] == group], np.arange(6))
+
+
+def test_ladder_objects_follow_a_permutation_per_epoch():
+    pool = _pool_with_ladders(count=4)
+    seen = [np.asarray(batches.ladder_crops(pool, jnp.int32(s), jax.random.key(1), 2, 32)[0]
+                       [:, 0, 0].mean(axis=(1, 2))) for s in range(2)]
+    # Four objects, two per step: one epoch shows each object's own texture exactly once.
+    means = np.sort(np.concatenate(seen))
+    assert len(np.unique(np.round(means, 6))) == 4
+
+
+def test_finetune_batch_labels_ladders_against_their_ideal_acquisition():
+    pool = _pool_with_ladders()
+    projection = labels.ProjectionConfig(kinds=("blur",))
+    batch = batches.finetune_batch(pool, jnp.int32(1), key=jax.random.key(0),
+                                   originals_per_batch=1, crop=32, projection=projection,
+                                   objects_per_batch=1)
+    ladder_labels = np.asarray(batch["labels"][6:]).reshape(2, 6)
+    np.testing.assert_allclose(ladder_labels[:, 0], 4.0)  # the ideal keeps S0
+    assert np.all(np.diff(ladder_labels, axis=1) < 0)  # every worse level a lower label
+    np.testing.assert_allclose(ladder_labels[:, -1], 1.0, atol=1e-5)  # the worst level: 1
+
+
+def test_ladder_bank_is_cached_and_refreshed_when_settings_change(tmp_path):
+    config = finetune_config.get_config("smoke").acquisition
+    config.phantoms, config.objects_per_batch = 1, 1
+    config.output_size, config.factors = 32, ("photons",)
+    config.cache = str(tmp_path / "bank.npz")
+    first = batches.ladder_bank(config, seed=0)
+    assert first.shape == (1, 1, 6, 32, 32)
+    stamp = (tmp_path / "bank.npz").stat().st_mtime_ns
+    np.testing.assert_array_equal(batches.ladder_bank(config, seed=0), first)
+    assert (tmp_path / "bank.npz").stat().st_mtime_ns == stamp  # read, not simulated again
+    config.factors = ("gain_error",)
+    changed = batches.ladder_bank(config, seed=0)
+    assert not np.array_equal(changed, first)
+
+
+def test_ladder_bank_without_objects_is_refused():
+    config = finetune_config.get_config("smoke").acquisition
+    config.objects_per_batch = 1
+    with pytest.raises(ValueError, match="give no objects"):
+        batches.ladder_bank(config, seed=0)
+
+
+# --- The benchmark -----------------------------------------------------------------------------
+
+def test_within_object_srocc_known_cases():
+    levels = np.arange(1, 6)
+    assert acquisition_ladder.within_object_srocc(np.array([5.0, 4, 3, 2, 1]), levels) == pytest.approx(1.0)
+    assert acquisition_ladder.within_object_srocc(np.array([1.0, 2, 3, 4, 5]), levels) == pytest.approx(-1.0)
+    assert acquisition_ladder.within_object_srocc(np.full(5, 3.0), levels) == 0.0
+    # One adjacent swap of five: 1 - 6 * 2 / (5 * 24) = 0.9.
+    assert acquisition_ladder.within_object_srocc(np.array([5.0, 4, 2, 3, 1]), levels) == \
+        pytest.approx(0.9)
+
+
+def test_summarise_averages_objects_and_orients_rows():
+    # Two objects, one factor: a perfect score and one with a swap.
+    scores = np.array([[[9.0, 5, 4, 3, 2, 1]], [[9.0, 5, 4, 2, 3, 1]]])
+    rows = acquisition_ladder.summarise(scores, ("grey", "grey"), ("photons",), "m", 200, 0)
+    assert len(rows) == 1 and rows[0]["objects"] == 2
+    assert rows[0]["srocc"] == pytest.approx(0.95)
+    assert rows[0]["worst_object_srocc"] == pytest.approx(0.9)
+    assert rows[0]["srocc_low"] == pytest.approx(0.9) and rows[0]["srocc_high"] == pytest.approx(1.0)
+    best = acquisition_ladder.best_acquisition_scores(scores, ("grey", "grey"))
+    assert best == [{"object_kind": "grey", "ideal_median": 9.0, "best_level_median": 5.0}]
+
+
+def test_evaluate_acquisition_smoke_writes_its_tables(tmp_path):
+    export_tiny_score_model(tmp_path / "tiny")
+    config = ladder_config.get_config("smoke")
+    config.checkpoint = str(tmp_path / "tiny")
+    config.output = str(tmp_path / "ladder")
+    config.brisque = False
+    rows = acquisition_ladder.run(config)
+    assert {row["contender"] for row in rows} == {"TIQA", acquisition_ladder.ORACLE}
+    oracle = [row for row in rows if row["contender"] == acquisition_ladder.ORACLE]
+    # Full-reference SSIM against the ideal orders the phantom's ladders (the model's ceiling).
+    assert all(row["srocc"] >= 0.9 for row in oracle), oracle
+    with open(tmp_path / "ladder" / "scores.csv") as handle:
+        per_image = list(csv.DictReader(handle))
+    assert len(per_image) == 2 * len(config.factors) * acquisition.NUM_LEVELS
+    assert (tmp_path / "ladder" / "ladder.png").stat().st_size > 10_000
+    report = (tmp_path / "ladder" / "ladder.md").read_text()
+    assert "median score" in report and "Filter selection" in report
+    with open(tmp_path / "ladder" / "filter_check" / "filters_vs_ssim.csv") as handle:
+        checked = list(csv.DictReader(handle))
+    assert {row["filter"] for row in checked} == {
+        "identity", "gaussian(sigma=1.0)", "gaussian(sigma=3.0)", "median(radius=1)"}
+    gains = {row["filter"]: float(row["ssim_gain"]) for row in checked}
+    assert gains["identity"] == pytest.approx(0.0, abs=1e-6)
+    # At 3e3 photons smoothing a little helps and blurring by 3 px costs SSIM.
+    assert gains["gaussian(sigma=1.0)"] > 0 > gains["gaussian(sigma=3.0)"]

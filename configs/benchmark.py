@@ -47,4 +47,15 @@ def get_config() -> ml_collections.ConfigDict:
     config.segmentation.size = 1024
     config.segmentation.dtype = "float32"  # bfloat16 on the GPU
     config.segmentation.steps = 2
+
+    config.acquisition = ml_collections.ConfigDict()
+    # Phantom objects scanned along every factor's ladder (tiqa.acquisition) in one call.
+    config.acquisition.objects = 4
+    config.acquisition.factors = ("photons", "gain_error", "views", "centre_offset",
+                                  "detector_blur")
+    config.acquisition.output_size = 256
+    config.acquisition.max_views = 720
+    config.acquisition.repeats = 1
+    # Acquisitions through scikit-image's radon + iradon, one image at a time (slow).
+    config.acquisition.reference_acquisitions = 3
     return config

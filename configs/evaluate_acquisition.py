@@ -26,6 +26,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.bootstrap = 1000  # resamples of the objects for the 95% intervals
     config.brisque = True  # BRISQUE LIVE and retrained as contenders
     common.add_brisque_training(config)
+    # A training ladder bank (.npz, the phases' acquisition.cache): NIQE's pristine model is
+    # fitted on its ideal acquisitions. Empty: NIQE is left out.
+    config.niqe_pristine = ""
     # Filter selection on the objects' acquisitions at `filter_photons` photons, checked
     # against the SSIM each candidate gains (candidates: empty = tiqa.filters.CANDIDATES).
     config.filter_check = True

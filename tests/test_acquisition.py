@@ -170,3 +170,19 @@ def test_percentile_normalisation_matches_numpy():
     low, high = np.percentile(images[1, 2], [0.5, 99.5])
     np.testing.assert_allclose(ours[1, 2], np.clip((images[1, 2] - low) / (high - low), 0, 1),
                                atol=1e-5)
+
+
+def test_acquisition_benchmark_suite_times_both_paths():
+    from configs import benchmark as benchmark_config
+    from tiqa.benchmark import suites
+
+    config = benchmark_config.get_config()
+    config.suite = "acquisition"
+    settings = config.acquisition
+    settings.objects, settings.output_size, settings.max_views = 2, 32, 90
+    settings.factors = ("photons", "detector_blur")
+    settings.reference_acquisitions = 2
+    result = suites.run_benchmark(config)
+    assert result["per_object"] == 11 and result["object_size"] == acquisition.object_size(32)
+    assert result["ladder_rate"] > 0 and result["reference_rate"] > 0
+    assert result["ratio"] == pytest.approx(result["ladder_rate"] / result["reference_rate"])

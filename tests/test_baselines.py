@@ -94,3 +94,22 @@ def test_retrained_svr_errors_name_the_problem(tmp_path):
         brisque.fit_brisque(np.zeros((10, 5)), np.zeros(10))
     with pytest.raises(FileNotFoundError, match="svm.txt"):
         brisque.RetrainedBrisque.load(tmp_path)
+
+
+def test_niqe_distance_grows_with_noise_and_blur_away_from_its_pristine_model(tmp_path):
+    from skimage import filters
+
+    from tiqa import phantom
+    from tiqa.baselines import niqe
+
+    reconstruction, _, clean = phantom.phantom_volume(0, n_slices=4, size=128, photons=None)
+    clean = np.clip((clean - clean.min()) / np.ptp(clean), 0, 1)
+    model = niqe.Niqe.fit(list(clean[:3]))
+    held_out = clean[3]
+    noisy = np.clip(held_out + np.random.default_rng(0).normal(0, 0.1, held_out.shape), 0, 1)
+    blurred = filters.gaussian(held_out, 2.0)
+    distances = model([held_out, noisy, blurred])
+    assert distances[0] < distances[1] and distances[0] < distances[2]
+    model.save(tmp_path / "niqe")
+    np.testing.assert_allclose(niqe.Niqe.load(tmp_path / "niqe")([held_out]), distances[:1])
+    assert len(niqe.patches(np.zeros((120, 170)))) == 2 * 3

@@ -15,7 +15,8 @@ interval over objects, and the median score of the best acquisitions (level 1) a
 ideal ones.
 
 Contenders: TIQA (a checkpoint or the shipped model), BRISQUE with its LIVE model, BRISQUE
-retrained on the tomography labels, and an oracle, full-reference SSIM against the ideal
+retrained on the tomography labels, an opinion-unaware NIQE fitted on the ideal acquisitions
+of the training objects (`niqe_pristine`), and an oracle, full-reference SSIM against the ideal
 acquisition of the same object: the ceiling a no-reference score can approach.
 """
 
@@ -33,7 +34,7 @@ from scipy import stats
 
 from tiqa import (acquisition, comparison, evaluation, filters, io, objects, observers, scoring,
                   select_filter)
-from tiqa.baselines import brisque
+from tiqa.baselines import brisque, niqe
 
 ORACLE = "SSIM vs ideal (oracle)"
 OBJECT_KINDS = ("grey", "label_map", "phantom")
@@ -126,7 +127,20 @@ def _contenders(config, output: pathlib.Path) -> list[comparison.Contender]:
                                           higher_is_better=False))
         found.append(comparison.Contender("BRISQUE (retrained)",
                                           comparison.retrained_brisque(config, output)))
+    if config.niqe_pristine:
+        found.append(comparison.Contender("NIQE (fitted here)", pristine_niqe(config, output),
+                                          higher_is_better=False))
     return found
+
+
+def pristine_niqe(config, output: pathlib.Path) -> niqe.Niqe:
+    """NIQE's pristine model fitted on the ideal acquisitions of a training ladder bank (the
+    `acquisition.cache` .npz of the training phases), centre crops as scored."""
+    with np.load(config.niqe_pristine) as stored:
+        ideal = stored["ladders"][:, 0, 0]
+    model = niqe.Niqe.fit(_crops(ideal, config.resize, config.crop))
+    model.save(output / "niqe")
+    return model
 
 
 def _crops(images: np.ndarray, resize: int, crop: int) -> np.ndarray:

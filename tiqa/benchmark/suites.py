@@ -6,9 +6,9 @@ import jax
 import numpy as np
 
 from tiqa import io, phantom
-from tiqa.benchmark import datagen, score, segmentation, train
+from tiqa.benchmark import acquisition, datagen, score, segmentation, train
 
-SUITES = ("datagen", "train", "score", "segmentation")
+SUITES = ("datagen", "train", "score", "segmentation", "acquisition")
 
 
 def load_originals(config, count: int) -> np.ndarray:
@@ -47,5 +47,9 @@ def run_benchmark(config) -> dict:
     if config.suite == "segmentation":
         result = segmentation.run(config)
         print(segmentation.format_result(result, config))
+        return result
+    if config.suite == "acquisition":
+        result = acquisition.run(config)
+        print(acquisition.format_result(result))
         return result
     raise AssertionError("unreachable")

@@ -7,7 +7,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from tiqa import io
+from tiqa import errors
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
@@ -47,8 +47,10 @@ def parse_flags(argv):
 
 
 def run_cleanly(function, *args):
-    """Calls `function(*args)`; expected failures (bad input, bad config) exit with their message."""
+    """Calls `function(*args)`; expected failures (bad input, bad config: `errors.InputError`, a
+    missing or existing path) exit with their message; anything else is a bug and keeps its
+    traceback."""
     try:
         return function(*args)
-    except (io.ImageError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
+    except (errors.InputError, FileNotFoundError, FileExistsError) as error:
         sys.exit(f"error: {error}")

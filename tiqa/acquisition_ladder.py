@@ -34,6 +34,7 @@ from scipy import stats
 from tiqa import (acquisition, comparison, evaluation, filters, io, objects, observers, scoring,
                   select_filter)
 from tiqa.baselines import brisque
+from tiqa import errors
 
 ORACLE = "SSIM vs ideal (oracle)"
 OBJECT_KINDS = ("grey", "label_map", "phantom")
@@ -69,7 +70,7 @@ def held_out_objects(grey: str, label_maps: str, phantoms: int, phantom_seed: in
         kinds.append("phantom")
         names.append(f"phantom seed {phantom_seed + index}")
     if not attenuation:
-        raise ValueError("no held-out objects: give grey, label_maps or phantoms")
+        raise errors.InputError("no held-out objects: give grey, label_maps or phantoms")
     return HeldOutObjects(np.stack(attenuation), tuple(kinds), tuple(names))
 
 
@@ -278,7 +279,7 @@ def run(config) -> list[dict]:
     _plot(rows, factors, output / "ladder.png")
     if config.filter_check:
         if factors[0] != "photons":
-            raise ValueError("filter_check needs 'photons' as the first of config.factors")
+            raise errors.InputError("filter_check needs 'photons' as the first of config.factors")
         check = filter_check(config, images, output)
         summary += (f"\n\nFilter selection on the {len(images)} objects' acquisitions at "
                     f"{check['photons']:g} photons ({check['candidates']} candidates): SROCC "

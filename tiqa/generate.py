@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from tiqa import distortions, io, labels
+from tiqa import distortions, errors, io, labels
 
 MANIFEST = "manifest.csv"
 PARTIAL_MANIFEST = "manifest.partial.csv"
@@ -38,7 +38,7 @@ MANIFEST_FIELDS = ("file", "group", "source", "slice", "crop", "crop_top", "crop
 REFERENCE_KIND = "reference"
 
 
-class OutputExistsError(RuntimeError):
+class OutputExistsError(errors.InputError):
     """The output folder holds something this run must not overwrite."""
 
 
@@ -234,9 +234,9 @@ def _summary(manifest: pathlib.Path, kinds) -> dict:
 def generate_dataset(config) -> pathlib.Path:
     """Runs the data phase described by `config` (configs/generate.py); returns the output folder."""
     if not config.input:
-        raise ValueError("config.input is empty: give a slice, a volume or a folder of slices")
+        raise errors.InputError("config.input is empty: give a slice, a volume or a folder of slices")
     if not config.output:
-        raise ValueError("config.output is empty: give a folder for the generated data set")
+        raise errors.InputError("config.output is empty: give a folder for the generated data set")
     projection_config = labels.ProjectionConfig.from_mapping(config.projection)
     output = pathlib.Path(config.output)
     config_dict = _config_to_dict(config)

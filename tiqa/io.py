@@ -55,6 +55,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from tiqa import errors
+
 PathLike = Union[str, os.PathLike]
 # An item to score: the source file and the page index within it (None for a 2-D image file).
 Item = tuple[pathlib.Path, Union[int, None]]
@@ -72,7 +74,7 @@ _LUMA = np.array([0.299, 0.587, 0.114])
 _RANGE_TOLERANCE = 1e-6
 
 
-class ImageError(ValueError):
+class ImageError(errors.InputError):
     """A bad input image, volume or folder; the message names the file and the problem."""
 
 
@@ -92,9 +94,9 @@ class Normalisation:
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
-            raise ValueError(f"normalisation mode {self.mode!r} is not one of {_MODES}")
+            raise errors.InputError(f"normalisation mode {self.mode!r} is not one of {_MODES}")
         if not 0.0 <= self.low_percentile < self.high_percentile <= 100.0:
-            raise ValueError(
+            raise errors.InputError(
                 "percentiles must satisfy 0 <= low < high <= 100, got "
                 f"low={self.low_percentile}, high={self.high_percentile}")
 

@@ -20,7 +20,7 @@ import numpy as np
 import tqdm
 from flax import nnx
 
-from tiqa import evaluation, io, labels, reference_distortions
+from tiqa import errors, evaluation, io, labels, reference_distortions
 from tiqa.models.iqa import IQAConfig
 from tiqa.train import batches, loop, phases
 
@@ -162,8 +162,8 @@ def distorter(backend: str, projection: labels.ProjectionConfig, seed: int):
     if backend == "skimage":
         unknown = set(projection.kinds) - set(reference_distortions.KINDS)
         if unknown:
-            raise ValueError(f"distortion_backend='skimage' has no {sorted(unknown)}; "
-                             f"use kinds from {reference_distortions.KINDS}")
+            raise errors.InputError(f"distortion_backend='skimage' has no {sorted(unknown)}; "
+                                    f"use kinds from {reference_distortions.KINDS}")
 
         def skimage_path(crops, scores, first):
             images = np.empty((len(crops), len(projection.kinds), 6) + crops.shape[1:], np.float32)
@@ -175,7 +175,7 @@ def distorter(backend: str, projection: labels.ProjectionConfig, seed: int):
                         images[n, k, level] = reference_distortions.distort(kind, crop, level, rng)
             return labels.label_images(images, scores, projection)
         return skimage_path
-    raise ValueError(f"distortion_backend must be 'jax' or 'skimage', got {backend!r}")
+    raise errors.InputError(f"distortion_backend must be 'jax' or 'skimage', got {backend!r}")
 
 
 def _level_correlations(rows: list[dict], kinds) -> list[dict]:
@@ -251,7 +251,7 @@ def _load_exported(path: pathlib.Path) -> LoadedModel:
     try:
         stored = np.load(path / EXPORTED_PARAMS)
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path / EXPORTED_PARAMS}: unreadable parameter file ({error})") from error
+        raise errors.InputError(f"{path / EXPORTED_PARAMS}: unreadable parameter file ({error})") from error
 
     def fill(prefix, abstract):
         leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
@@ -259,11 +259,11 @@ def _load_exported(path: pathlib.Path) -> LoadedModel:
         for key_path, leaf in leaves:
             name = prefix + jax.tree_util.keystr(key_path)
             if name not in stored:
-                raise ValueError(f"{path / EXPORTED_PARAMS}: missing {name}")
+                raise errors.InputError(f"{path / EXPORTED_PARAMS}: missing {name}")
             value = stored[name]
             if value.shape != leaf.shape:
-                raise ValueError(f"{path / EXPORTED_PARAMS}: {name} has shape {value.shape}, "
-                                 f"the network needs {leaf.shape}")
+                raise errors.InputError(f"{path / EXPORTED_PARAMS}: {name} has shape {value.shape}, "
+                                        f"the network needs {leaf.shape}")
             values.append(jnp.asarray(value, leaf.dtype))
         return jax.tree_util.tree_unflatten(treedef, values)
 
@@ -290,7 +290,7 @@ def crop_positions(height: int, width: int, crop: int, mode: str) -> list[tuple[
     """Top-left corners of the crops of a (height, width) image: its centre, or an even grid
     of ceil(side / crop) crops per side that covers the whole image (overlapping as needed)."""
     if mode not in CROP_MODES:
-        raise ValueError(f"crops must be one of {CROP_MODES}, got {mode!r}")
+        raise errors.InputError(f"crops must be one of {CROP_MODES}, got {mode!r}")
     if min(height, width) < crop:
         raise io.ImageError(f"a {height}x{width} image is smaller than the {crop} px crop")
     if mode == "center":
@@ -361,7 +361,7 @@ def _thumbnail(image: np.ndarray, size: int = 240) -> np.ndarray:
 def score_inputs(config) -> tuple[list[dict], dict]:
     """Scores every slice of every input (comma-separated paths); returns (records, thumbnails)."""
     if not config.input:
-        raise ValueError("config.input is empty: give an image, a folder of slices or a volume")
+        raise errors.InputError("config.input is empty: give an image, a folder of slices or a volume")
     loaded = load_any(config.checkpoint)
     score = make_slice_scorer(loaded, config.crops)
     normalisation = io.Normalisation(mode=config.normalisation)

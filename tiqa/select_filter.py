@@ -13,7 +13,7 @@ import pathlib
 import numpy as np
 import tqdm
 
-from tiqa import evaluation, filters, io, scoring
+from tiqa import errors, evaluation, filters, io, scoring
 
 
 def sample_indices(count: int, samples: int) -> list[int]:
@@ -40,7 +40,7 @@ def _read_slices(path: str, samples: int, normalisation: str) -> tuple[np.ndarra
 def rank_filters(config) -> list[dict]:
     """Runs the selection described by configs/select_filter.py; returns the ranked rows."""
     if not config.input:
-        raise ValueError("config.input is empty: give a volume, a folder of slices or a slice")
+        raise errors.InputError("config.input is empty: give a volume, a folder of slices or a slice")
     candidates = (filters.parse_candidates(config.candidates) if config.candidates
                   else list(filters.CANDIDATES))
     slices, chosen = _read_slices(config.input, config.samples, config.normalisation)

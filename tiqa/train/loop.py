@@ -29,7 +29,7 @@ import tqdm
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from tiqa import io
+from tiqa import errors, io
 
 DATA_AXIS = "data"
 METRICS_FILE = "metrics.jsonl"
@@ -172,8 +172,8 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 
 def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
     if batch_size % mesh.size:
-        raise ValueError(f"batch of {batch_size} images does not split over {mesh.size} devices; "
-                         "change the number of originals per batch")
+        raise errors.InputError(f"batch of {batch_size} images does not split over {mesh.size} devices; "
+                                "change the number of originals per batch")
 
 
 # --- Checkpoints -----------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def restore_variables(checkpoint_dir: str | pathlib.Path, params: nnx.State,
         try:
             nnx.replace_by_pure_dict(state, _strip_variable_values(raw[name]))
         except (KeyError, ValueError) as error:
-            raise ValueError(f"{checkpoint_dir}: checkpoint does not fit the network ({error})") from error
+            raise errors.InputError(f"{checkpoint_dir}: checkpoint does not fit the network ({error})") from error
     return params, batch_stats
 
 

@@ -5,7 +5,8 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    # An image, a folder of slices, a volume (multi-page TIFF); several, comma-separated.
+    # An image, a folder of slices, a volume (multi-page TIFF); several, comma-separated (a comma
+    # inside a path is written \,).
     config.input = ""
     config.output = "results.csv"
     # A folder for the report (figures and index.html); empty: no report.

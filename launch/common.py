@@ -4,6 +4,7 @@ import logging
 import pathlib
 import sys
 
+import tqdm
 from absl import flags
 from ml_collections import config_flags
 
@@ -53,4 +54,11 @@ def run_cleanly(function, *args):
     try:
         return function(*args)
     except (errors.InputError, FileNotFoundError, FileExistsError) as error:
+        _close_progress_bars()
         sys.exit(f"error: {error}")
+
+
+def _close_progress_bars() -> None:
+    """Closes any tqdm bar still open, so the error line starts a line of its own."""
+    for bar in list(getattr(tqdm.tqdm, "_instances", ())):
+        bar.close()

@@ -459,3 +459,17 @@ def test_write_text_and_overwrite(tmp_path):
     io.write_text(target, "second ✓")
     assert target.read_text(encoding="utf-8") == "second ✓"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_split_paths_takes_an_escaped_comma_as_part_of_a_path():
+    assert io.split_paths("a.tif, b.tif") == ["a.tif", "b.tif"]
+    assert io.split_paths(r"scan\,1.tif,run 2/scan.tif,,") == ["scan,1.tif", "run 2/scan.tif"]
+    assert io.split_paths(r"C:\data\scan.tif") == [r"C:\data\scan.tif"]  # other backslashes stay
+    assert io.split_paths("") == []
+
+
+def test_atomic_write_errors_name_the_output_not_the_temporary(tmp_path):
+    target = tmp_path / "missing_folder" / "scores.csv"
+    with pytest.raises(FileNotFoundError) as error:
+        io.write_text(target, "x")
+    assert str(target) in str(error.value) and ".tmp-" not in str(error.value)

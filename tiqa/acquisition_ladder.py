@@ -31,10 +31,9 @@ import ml_collections
 import numpy as np
 from scipy import stats
 
-from tiqa import (acquisition, comparison, evaluation, filters, io, objects, observers, scoring,
-                  select_filter)
+from tiqa import (acquisition, comparison, errors, evaluation, filters, io, objects, observers,
+                  scoring, select_filter)
 from tiqa.baselines import brisque
-from tiqa import errors
 
 ORACLE = "SSIM vs ideal (oracle)"
 OBJECT_KINDS = ("grey", "label_map", "phantom")
@@ -54,12 +53,12 @@ def held_out_objects(grey: str, label_maps: str, phantoms: int, phantom_seed: in
     size = acquisition.object_size(output_size)
     rng = np.random.default_rng(seed)
     attenuation, kinds, names = [], [], []
-    for path in filter(None, (p.strip() for p in grey.split(","))):
+    for path in io.split_paths(grey):
         for item in io.list_inputs(path):
             attenuation.append(objects.from_grey(io.read_item(item), size, rng))
             kinds.append("grey")
             names.append(pathlib.Path(item[0]).name + ("" if item[1] is None else f"[{item[1]}]"))
-    for path in filter(None, (p.strip() for p in label_maps.split(","))):
+    for path in io.split_paths(label_maps):
         for item in io.list_inputs(path):
             attenuation.append(objects.from_labels(objects.read_label_map(item), size, rng,
                                                    texture=False))

@@ -661,10 +661,71 @@ def atomic_write(path: PathLike) -> Iterator[pathlib.Path]:
         finally:
             os.close(descriptor)
         os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        if error.filename is None or pathlib.Path(error.filename) != temporary:
+            raise
+        # The temporary is our detail: the user asked for `path`, so name that.
+        raise type(error)(error.errno, f"cannot write {path}: {error.strerror}") from error
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
         raise
+
+
+# Names `atomic_write` gives its temporaries: `.<name>.tmp-<pid>-<8 hex digits>`.
+_TEMPORARY = re.compile(r"\..+\.tmp-\d+-[0-9a-f]{8}")
+
+
+def remove_temporaries(folder: PathLike) -> list[pathlib.Path]:
+    """Deletes the temporaries that interrupted `atomic_write`s left in `folder` (not
+    recursive); returns them. Only for folders a single run writes."""
+    removed = []
+    for entry in pathlib.Path(folder).iterdir():
+        if _TEMPORARY.fullmatch(entry.name) and entry.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed.append(entry)
+    return removed
+
+
+def check_output(path: PathLike, key: str, folder: bool = False) -> pathlib.Path:
+    """Checks, before any work, that the output `path` (a file, or a folder when `folder`) can
+    be written: it is not the other kind of thing, and the nearest existing folder above it
+    is a writable folder. Raises an InputError naming `key` and the path."""
+    path = pathlib.Path(path)
+    if not str(path).strip():
+        raise errors.InputError(f"{key} is empty: give the output {'folder' if folder else 'file'}")
+    if folder and path.exists() and not path.is_dir():
+        raise errors.InputError(f"{key}={path} is a file; give a folder for the outputs")
+    if not folder and path.is_dir():
+        raise errors.InputError(f"{key}={path} is a folder; give the name of the file to write")
+    above = path if folder and path.is_dir() else path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise errors.InputError(f"{key}={path}: {above} is a file, not a folder")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise errors.InputError(f"{key}={path}: cannot write in {above} (permission denied)")
+    return path
+
+
+def split_paths(text: str) -> list[str]:
+    r"""The paths of a comma-separated list, stripped, blanks dropped; `\,` is a comma that
+    belongs to a path (other backslashes are kept as they are)."""
+    paths, current, chars = [], [], iter(str(text))
+    for char in chars:
+        if char == "\\":
+            following = next(chars, "")
+            current.append("," if following == "," else char + following)
+        elif char == ",":
+            paths.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    paths.append("".join(current))
+    return [p.strip() for p in paths if p.strip()]
 
 
 def write_png(path: PathLike, image01: Any, bits: int = 8) -> None:

@@ -64,8 +64,8 @@ def load_reference_slices(config) -> tuple[list[np.ndarray], list[str]]:
     """
     slices, sources = [], []
     if config.input:
-        for path in str(config.input).split(","):
-            for source, index in io.list_inputs(path.strip()):
+        for path in io.split_paths(config.input):
+            for source, index in io.list_inputs(path):
                 slices.append(io.read_item((source, index)))
                 sources.append(str(source))
     if not config.input or config.phantom.mix_with_input:
@@ -117,11 +117,11 @@ def training_objects(settings, seed: int) -> tuple[np.ndarray, list[str]]:
     size = acquisition.object_size(settings.output_size)
     rng = np.random.default_rng(seed)
     attenuation, names = [], []
-    for path in filter(None, (p.strip() for p in str(settings.grey).split(","))):
+    for path in io.split_paths(settings.grey):
         for item in io.list_inputs(path):
             attenuation.append(objects.from_grey(io.read_item(item), size, rng))
             names.append(f"grey:{item[0]}" + ("" if item[1] is None else f"[{item[1]}]"))
-    for path in filter(None, (p.strip() for p in str(settings.label_maps).split(","))):
+    for path in io.split_paths(settings.label_maps):
         for item in objects.evenly_spaced(io.list_inputs(path), settings.label_map_slices):
             attenuation.append(objects.from_labels(objects.read_label_map(item), size, rng))
             names.append(f"labels:{item[0]}" + ("" if item[1] is None else f"[{item[1]}]"))

@@ -157,7 +157,7 @@ def model_config(config) -> DLinkNetConfig:
 def load_training_pool(config) -> LabelledPool:
     images, label_maps = [], []
     if config.images:
-        paths = [p.strip() for p in str(config.images).split(",") if p.strip()]
+        paths = io.split_paths(config.images)
         images, label_maps = read_labelled_slices(paths, config.labels, config.label_suffix)
     if not config.images or config.phantom.mix_with_input:
         volume, labels, _ = phantom.phantom_volume(

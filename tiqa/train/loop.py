@@ -238,6 +238,24 @@ def _write_metrics(path: pathlib.Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
+def _trim_metrics(path: pathlib.Path, step: int) -> None:
+    """Keeps the records up to `step`, where the run resumes: a killed run logged the steps
+    after its last checkpoint, which the resumed run logs again; a torn last line goes too."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line)
+    if kept != lines:
+        io.write_text(path, "".join(line + "\n" for line in kept))
+
+
 def run(*, workdir: pathlib.Path, state: TrainState, train_step: Callable,
         make_batch: Callable[[Any, jax.Array], Batch], batch_inputs: Any, num_steps: int,
         key: jax.Array,
@@ -260,6 +278,7 @@ def run(*, workdir: pathlib.Path, state: TrainState, train_step: Callable,
     batch_inputs = jax.device_put(batch_inputs, replicated(mesh))
     batch_fn = jax.jit(make_batch, out_shardings=batch_sharded(mesh))
     metrics_path = workdir / METRICS_FILE
+    _trim_metrics(metrics_path, start)
     progress = tqdm.tqdm(total=num_steps, initial=start, desc=description, unit="step")
     window_start, window_steps = time.perf_counter(), 0
     for step in range(start, num_steps):

@@ -354,7 +354,8 @@ def export_annotations(config) -> ExportResult:
                                  min_correlation=float(config.min_correlation),
                                  bt500_min_observers=int(config.bt500_min_observers),
                                  min_common_images=int(config.min_common_images))
-    with store_lib.RatingStore(store_path) as store:
+    # Read-only: the export never changes the store, and reads one it may not write.
+    with store_lib.RatingStore(store_path, read_only=True) as store:
         ratings = store.ratings()
         paths = store.image_paths()
     if not ratings:

@@ -688,7 +688,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._get(url.path, query, token_in_query)
         except HttpError as error:
             self._json(error.status, {"error": str(error), **error.details})
-        except io.ImageError as error:
+        except (io.ImageError, store_lib.StoreError) as error:
             _LOG.error("%s", error)
             self._json(500, {"error": str(error)})
         except (BrokenPipeError, ConnectionResetError):

@@ -220,3 +220,16 @@ def test_select_filter_checks_sizes_and_output_first(tiny_model, tmp_path):
     config.output = str(tmp_path / "taken")
     with pytest.raises(errors.InputError, match=f"config.output={tmp_path / 'taken'} is a file"):
         select_filter.rank_filters(config)
+
+
+def test_a_three_page_stack_in_tifffile_defaults_is_scored_as_three_slices(tiny_model, tmp_path):
+    import tifffile
+
+    volume, _, _ = phantom.phantom_volume(0, n_slices=3, size=96, photons=2e4)
+    path = tmp_path / "three.tif"
+    with pytest.warns(DeprecationWarning):  # one page of planar samples, photometric RGB
+        tifffile.imwrite(path, (np.clip(volume / volume.max(), 0, 1) * 65535).astype(np.uint16))
+    result = scoring.run_scoring(_config(tiny_model, str(path), tmp_path))
+    assert [r["slice"] for r in result["records"]] == [0, 1, 2]
+    result = scoring.run_scoring(_config(tiny_model, str(path), tmp_path, tiff_planes="colour"))
+    assert [r["slice"] for r in result["records"]] == [None]

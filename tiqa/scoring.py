@@ -377,7 +377,7 @@ def score_inputs(config) -> tuple[list[dict], dict]:
     plan = []  # (given path, source, [indices or None])
     for given in [pathlib.Path(p) for p in io.split_paths(config.input)]:
         by_source: dict = {}
-        for source, index in io.list_inputs(given):
+        for source, index in io.list_inputs(given, tiff_planes=config.tiff_planes):
             by_source.setdefault(source, []).append(index)
         plan += [(given, source, indices) for source, indices in by_source.items()]
     total = sum(len(indices) for _, _, indices in plan)
@@ -409,10 +409,12 @@ def score_inputs(config) -> tuple[list[dict], dict]:
     with progress:
         for given, source, indices in plan:
             if indices == [None]:
-                slices = io.read_slice(source, normalisation=normalisation)[None]
+                slices = io.read_slice(source, normalisation=normalisation,
+                                       tiff_planes=config.tiff_planes)[None]
             else:
                 # A volume is normalised as a whole, so its slices stay comparable.
-                slices = io.read_volume(source, normalisation=normalisation)
+                slices = io.read_volume(source, normalisation=normalisation,
+                                        tiff_planes=config.tiff_planes)
             for index, image in zip(indices, slices):
                 meta = {"volume": _volume_name(source, index, given), "file": str(source),
                         "slice": index}

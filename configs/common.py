@@ -13,7 +13,7 @@ def add_data_source(config: ml_collections.ConfigDict) -> None:
     config.default_reference_score = 4.0
     config.resize = 255  # shorter side after area resizing, as in the paper
     config.crop = 224
-    # `input` may list several paths, comma-separated.
+    # `input` may list several paths, comma-separated (a comma inside a path is written \,).
     add_phantom(config, size=288)
     add_acquisition(config)
 

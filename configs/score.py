@@ -5,7 +5,8 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    # An image, a folder of slices, a volume (multi-page TIFF); several, comma-separated.
+    # An image, a folder of slices, a volume (multi-page TIFF); several, comma-separated (a comma
+    # inside a path is written \,).
     config.input = ""
     config.output = "results.csv"
     # A folder for the report (figures and index.html); empty: no report.
@@ -16,4 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.crops = "grid"
     config.batch_size = 16  # slices per call on the accelerator
     config.normalisation = "auto"  # auto | minmax | percentile | none (see tiqa.io)
+    # A TIFF page of 3 or 4 sample planes (tifffile's default for a (3|4, H, W) array): a
+    # volume of 3 or 4 slices, or one colour image (colour).
+    config.tiff_planes = "volume"
     return config

@@ -4,10 +4,11 @@ import logging
 import pathlib
 import sys
 
+import tqdm
 from absl import flags
 from ml_collections import config_flags
 
-from tiqa import io
+from tiqa import errors
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
@@ -47,8 +48,17 @@ def parse_flags(argv):
 
 
 def run_cleanly(function, *args):
-    """Calls `function(*args)`; expected failures (bad input, bad config) exit with their message."""
+    """Calls `function(*args)`; expected failures (bad input, bad config: `errors.InputError`, a
+    missing or existing path) exit with their message; anything else is a bug and keeps its
+    traceback."""
     try:
         return function(*args)
-    except (io.ImageError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
+    except (errors.InputError, FileNotFoundError, FileExistsError) as error:
+        _close_progress_bars()
         sys.exit(f"error: {error}")
+
+
+def _close_progress_bars() -> None:
+    """Closes any tqdm bar still open, so the error line starts a line of its own."""
+    for bar in list(getattr(tqdm.tqdm, "_instances", ())):
+        bar.close()

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from configs import annotate as annotate_config
-from tiqa import labels
+from tiqa import errors, labels
 from tiqa.annotate import export, server, store as store_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -730,3 +730,60 @@ def test_bt500_rule_by_hand():
     assert not export.bt500_rejected(2, 0, 2)  # one-sided: a bias, not inconsistency
     assert not export.bt500_rejected(1, 1, 40)  # (P+Q)/J = 0.05 is not above 0.05
     assert not export.bt500_rejected(0, 0, 2)
+
+
+def _store_with_ratings(path):
+    with store_lib.RatingStore(path) as store:
+        store.add_images([(f"i{n}", f"imgs/{n}.png") for n in range(300)])
+        _fill(store, "A", [(f"i{n}", False, 1 + n % 5) for n in range(300)])
+        _fill(store, "B", [(f"i{n}", False, 1 + (n + 1) % 5) for n in range(300)])
+    return path
+
+
+def test_a_store_that_cannot_be_opened_is_one_clear_error(tmp_path):
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    with pytest.raises(store_lib.StoreError, match=f"{folder}: cannot open"):
+        store_lib.RatingStore(folder)
+    assert issubclass(store_lib.StoreError, errors.InputError)
+
+
+def test_damaged_pages_are_one_clear_error_when_serving_and_exporting(small_folder, tmp_path):
+    store_path = _store_with_ratings(tmp_path / "ratings.sqlite")
+    data = bytearray(store_path.read_bytes())
+    page = 4096
+    assert len(data) > 16 * page
+    # Page 16 holds rows the export and the survey's start both read; the schema stays whole,
+    # so the store opens and the damage only shows when those rows are read.
+    data[15 * page:16 * page] = b"\xa5" * page
+    store_path.write_bytes(bytes(data))
+    with pytest.raises(store_lib.StoreError, match="ratings.sqlite"):
+        export.export_annotations(_config("", store_path, export=str(tmp_path / "a.csv")))
+    assert not (tmp_path / "a.csv").exists()
+    with pytest.raises(store_lib.StoreError, match="ratings.sqlite"):
+        server.Survey(_config(small_folder, store_path))
+    result = subprocess.run([sys.executable, "-m", "launch.annotate",
+                             f"--config.store={store_path}", f"--config.export={tmp_path / 'a.csv'}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {store_path}")
+
+
+def test_a_read_only_store_is_exported(tmp_path):
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is needed to make a store read-only even for root")
+    folder = tmp_path / "frozen"
+    folder.mkdir()
+    store_path = _store_with_ratings(folder / "ratings.sqlite")
+    before = store_path.read_bytes()
+    output = tmp_path / "annotations.csv"
+    # Immutable file and folder: nothing can be written there, even by root.
+    frozen = subprocess.run(["chattr", "+i", str(store_path), str(folder)], capture_output=True)
+    if frozen.returncode:
+        pytest.skip(f"chattr +i refused: {frozen.stderr!r}")
+    try:
+        result = export.export_annotations(_config("", store_path, export=str(output)))
+    finally:
+        subprocess.run(["chattr", "-i", str(store_path), str(folder)], check=True)
+    assert len(result.rows) == 300 and output.exists()
+    assert store_path.read_bytes() == before

@@ -11,7 +11,7 @@ from PIL import Image
 from skimage import metrics
 
 from configs import generate as generate_config
-from tiqa import generate, io, phantom
+from tiqa import errors, generate, io, phantom
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -140,3 +140,92 @@ def test_launch_names_a_wrong_config_key(tmp_path):
     assert result.returncode != 0
     assert "unknown config key" in result.stderr and "inptu" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_kill_before_the_summary_is_completed_by_a_rerun(volume_path, tmp_path):
+    output = generate.generate_dataset(_config(volume_path, tmp_path / "out", crops_per_image=1))
+    summary = (output / generate.SUMMARY).read_text()
+    manifest = (output / generate.MANIFEST).read_bytes()
+    (output / generate.SUMMARY).unlink()  # as if killed after the manifest's rename
+    assert generate.generate_dataset(_config(volume_path, output, crops_per_image=1)) == output
+    assert (output / generate.SUMMARY).read_text() == summary
+    assert (output / generate.MANIFEST).read_bytes() == manifest
+    with pytest.raises(generate.OutputExistsError, match="already holds a complete data set"):
+        generate.generate_dataset(_config(volume_path, output, crops_per_image=1))
+
+
+def test_a_torn_last_row_is_redone_and_stale_temporaries_removed(volume_path, tmp_path,
+                                                                  monkeypatch):
+    reference = generate.generate_dataset(_config(volume_path, tmp_path / "whole"))
+    original = generate._write_batch
+    calls = {"n": 0}
+
+    def failing_write(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(generate, "_write_batch", failing_write)
+    output = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        generate.generate_dataset(_config(volume_path, output))
+    monkeypatch.setattr(generate, "_write_batch", original)
+    partial = output / generate.PARTIAL_MANIFEST
+    text = partial.read_text()
+    assert text.endswith("\n") and len(text.splitlines()) == 1 + 4 * 16  # header + 4 groups
+    partial.write_text(text.rstrip("\r\n")[:-3])  # killed inside the last row's last field
+    stale = [output / ".manifest.partial.csv.tmp-99-deadbeef",
+             output / "images" / ".000000-0_blur_1.png.tmp-99-0123abcd"]
+    for path in stale:
+        path.write_bytes(b"half written")
+    resumed = generate.generate_dataset(_config(volume_path, output))
+    key = lambda r: r["file"]
+    assert sorted(_rows(resumed), key=key) == sorted(_rows(reference), key=key)
+    assert not any(path.exists() for path in stale)
+
+
+@pytest.mark.parametrize("key, value", [("crops_per_image", 0), ("crop", 0), ("batch_size", 0),
+                                        ("batch_size", -4), ("resize", 0)])
+def test_sizes_are_validated_by_name_before_anything_is_written(volume_path, tmp_path, key, value):
+    output = tmp_path / "out"
+    with pytest.raises(errors.InputError, match=f"config.{key} must be a positive whole number"):
+        generate.generate_dataset(_config(volume_path, output, **{key: value}))
+    assert not output.exists()
+
+
+def test_a_config_error_leaves_nothing_that_blocks_the_corrected_run(volume_path, tmp_path):
+    output = tmp_path / "out"
+    with pytest.raises(errors.InputError, match="config.crop=100 is larger than config.resize=80"):
+        generate.generate_dataset(_config(volume_path, output, crop=100, crops_per_image=1))
+    assert not output.exists()
+    with pytest.raises(errors.InputError, match="percentiles"):
+        generate.generate_dataset(_config(volume_path, output, crops_per_image=1,
+                                          low_percentile=60.0, high_percentile=50.0))
+    assert not output.exists()
+    generate.generate_dataset(_config(volume_path, output, crops_per_image=1))
+    assert len(_rows(output)) == 3 * 16
+
+
+def test_output_that_is_a_file_is_refused_by_name(volume_path, tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    with pytest.raises(errors.InputError, match=f"config.output={taken} is a file"):
+        generate.generate_dataset(_config(volume_path, taken))
+
+
+def test_batches_are_never_padded_past_the_input(volume_path, tmp_path, monkeypatch):
+    from tiqa import labels
+
+    shapes, project = [], labels.project
+
+    def recording_project(pixels, *args):
+        shapes.append(pixels.shape[0])
+        if pixels.shape[0] > 3:
+            raise AssertionError(f"a batch of {pixels.shape[0]} for 3 references")
+        return project(pixels, *args)
+
+    monkeypatch.setattr(labels, "project", recording_project)
+    output = generate.generate_dataset(_config(volume_path, tmp_path / "out", crops_per_image=1,
+                                               batch_size=100_000_000))
+    assert shapes == [3] and len(_rows(output)) == 3 * 16

@@ -459,3 +459,45 @@ def test_write_text_and_overwrite(tmp_path):
     io.write_text(target, "second ✓")
     assert target.read_text(encoding="utf-8") == "second ✓"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_split_paths_takes_an_escaped_comma_as_part_of_a_path():
+    assert io.split_paths("a.tif, b.tif") == ["a.tif", "b.tif"]
+    assert io.split_paths(r"scan\,1.tif,run 2/scan.tif,,") == ["scan,1.tif", "run 2/scan.tif"]
+    assert io.split_paths(r"C:\data\scan.tif") == [r"C:\data\scan.tif"]  # other backslashes stay
+    assert io.split_paths("") == []
+
+
+def test_atomic_write_errors_name_the_output_not_the_temporary(tmp_path):
+    target = tmp_path / "missing_folder" / "scores.csv"
+    with pytest.raises(FileNotFoundError) as error:
+        io.write_text(target, "x")
+    assert str(target) in str(error.value) and ".tmp-" not in str(error.value)
+
+
+@pytest.mark.parametrize("pages", [3, 4])
+def test_a_stack_of_three_or_four_pages_saved_with_tifffile_defaults_is_a_volume(tmp_path, pages):
+    volume = _u8((pages, 16, 20))
+    path = tmp_path / "stack.tif"
+    with pytest.warns(DeprecationWarning):  # tifffile stores it as one page of planar samples
+        tifffile.imwrite(path, volume)
+    expected = (volume / 255.0).astype(np.float32)
+    assert io.list_inputs(path) == [(path, i) for i in range(pages)]
+    np.testing.assert_array_equal(io.read_volume(path), expected)
+    np.testing.assert_array_equal(io.read_item((path, 1)), expected[1])
+    with pytest.raises(io.ImageError, match="tiff_planes='colour'"):
+        io.read_slice(path)
+    # Told that the planes are colours, it is one RGB(A) image in grey.
+    colour = io.read_slice(path, tiff_planes="colour")
+    np.testing.assert_allclose(colour, np.moveaxis(volume[:3], 0, -1) @ [0.299, 0.587, 0.114] / 255,
+                               atol=1e-6)
+    assert io.list_inputs(path, tiff_planes="colour") == [(path, None)]
+    with pytest.raises(io.ImageError, match="tiff_planes"):
+        io.list_inputs(path, tiff_planes="rgb")
+    # Samples stored together in each pixel are colour, as before.
+    rgb = _u8((10, 12, 3))
+    path = tmp_path / "colour.tif"
+    tifffile.imwrite(path, rgb, photometric="rgb")
+    expected = (rgb.astype(np.float64) @ [0.299, 0.587, 0.114]) / 255.0
+    np.testing.assert_allclose(io.read_slice(path), expected, atol=1e-6)
+    assert io.list_inputs(path) == [(path, None)]

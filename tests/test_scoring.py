@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from configs import score as score_config
-from tiqa import io, phantom, scoring
+from tiqa import errors, io, phantom, scoring
 from tests.tiny_models import TINY, export_tiny_score_model
 
 @pytest.fixture(scope="module")
@@ -141,3 +141,95 @@ def test_select_filter_ranks_candidates(tiny_model, tmp_path):
     config.candidates = "sharpen:amount=2"
     with pytest.raises(ValueError, match="sharpen"):
         select_filter.rank_filters(config)
+
+
+def _never_score(*args, **kwargs):
+    raise AssertionError("the inputs were scored before the output was checked")
+
+
+def test_output_is_checked_before_scoring(tiny_model, tmp_path, monkeypatch):
+    image = tmp_path / "one.png"
+    io.write_png(image, np.random.default_rng(0).random((80, 80)))
+    monkeypatch.setattr(scoring, "score_inputs", _never_score)
+    folder = tmp_path / "existing_folder"
+    folder.mkdir()
+    with pytest.raises(errors.InputError, match=f"config.output={folder} is a folder"):
+        scoring.run_scoring(_config(tiny_model, str(image), tmp_path, output=str(folder)))
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("a file, not a folder")
+    with pytest.raises(errors.InputError, match="config.output=.*notes.txt/results.csv"):
+        scoring.run_scoring(_config(tiny_model, str(image), tmp_path,
+                                    output=str(not_a_folder / "results.csv")))
+    with pytest.raises(errors.InputError, match=f"config.report={not_a_folder} is a file"):
+        scoring.run_scoring(_config(tiny_model, str(image), tmp_path,
+                                    report=str(not_a_folder)))
+
+
+@pytest.mark.parametrize("size", [0, -4])
+def test_batch_size_is_validated_by_name(tiny_model, tmp_path, size):
+    image = tmp_path / "one.png"
+    io.write_png(image, np.random.default_rng(0).random((80, 80)))
+    with pytest.raises(errors.InputError, match="config.batch_size must be a positive whole"):
+        scoring.run_scoring(_config(tiny_model, str(image), tmp_path, batch_size=size))
+    assert not (tmp_path / "results.csv").exists()
+
+
+def test_fixed_batches_never_pad_past_the_input():
+    seen = []
+
+    def function(chunk):
+        seen.append(len(chunk))
+        return chunk.sum(axis=(1, 2))
+
+    images = np.arange(3 * 4 * 4, dtype=np.float32).reshape(3, 4, 4)
+    out = scoring.in_fixed_batches(function, images, 1000)
+    assert seen == [3]  # one batch of the three inputs, not 1000
+    np.testing.assert_array_equal(out, images.sum(axis=(1, 2)))
+    seen.clear()
+    out = scoring.in_fixed_batches(function, images, 2)
+    assert seen == [2, 2]  # the fixed shape stays when there are more inputs than a batch
+    np.testing.assert_array_equal(out, images.sum(axis=(1, 2)))
+
+
+def test_a_path_with_a_comma_is_given_escaped(tiny_model, tmp_path):
+    image = tmp_path / "scan,1.png"
+    io.write_png(image, np.random.default_rng(0).random((80, 80)))
+    other = tmp_path / "scan2.png"
+    io.write_png(other, np.random.default_rng(1).random((80, 80)))
+    escaped = str(image).replace(",", "\\,")
+    scoring.run_scoring(_config(tiny_model, f"{escaped}, {other}", tmp_path))
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert [r["file"] for r in rows] == [str(image), str(other)]
+
+
+def test_select_filter_checks_sizes_and_output_first(tiny_model, tmp_path):
+    from configs import select_filter as select_config
+    from tiqa import select_filter
+
+    io.write_png(tmp_path / "one.png", np.random.default_rng(0).random((80, 80)))
+    config = select_config.get_config()
+    config.input = str(tmp_path / "one.png")
+    config.checkpoint = str(tiny_model[0])
+    config.output = str(tmp_path / "filters")
+    config.candidates = "identity"
+    config.batch_size = 0
+    with pytest.raises(errors.InputError, match="config.batch_size"):
+        select_filter.rank_filters(config)
+    config.batch_size = 2
+    (tmp_path / "taken").write_text("a file")
+    config.output = str(tmp_path / "taken")
+    with pytest.raises(errors.InputError, match=f"config.output={tmp_path / 'taken'} is a file"):
+        select_filter.rank_filters(config)
+
+
+def test_a_three_page_stack_in_tifffile_defaults_is_scored_as_three_slices(tiny_model, tmp_path):
+    import tifffile
+
+    volume, _, _ = phantom.phantom_volume(0, n_slices=3, size=96, photons=2e4)
+    path = tmp_path / "three.tif"
+    with pytest.warns(DeprecationWarning):  # one page of planar samples, photometric RGB
+        tifffile.imwrite(path, (np.clip(volume / volume.max(), 0, 1) * 65535).astype(np.uint16))
+    result = scoring.run_scoring(_config(tiny_model, str(path), tmp_path))
+    assert [r["slice"] for r in result["records"]] == [0, 1, 2]
+    result = scoring.run_scoring(_config(tiny_model, str(path), tmp_path, tiff_planes="colour"))
+    assert [r["slice"] for r in result["records"]] == [None]

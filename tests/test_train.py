@@ -10,6 +10,7 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -246,3 +247,43 @@ def test_finetune_measures_batch_norm_statistics_and_fixes_the_epoch_length(tmp_
     tune.workdir = str(tmp_path / "other")
     with pytest.raises(ValueError, match="finetune.batch_norm"):
         phases.finetune(tune)
+
+
+class _Line(nnx.Module):
+    """The smallest model `loop.make_train_step` can train: a linear score of the pixels."""
+
+    def __init__(self):
+        self.linear = nnx.Linear(4, 1, rngs=nnx.Rngs(0))
+
+    def __call__(self, images, train=False, key=None):
+        return self.linear(images.reshape(images.shape[0], -1))[:, 0]
+
+
+def _run_line(workdir, num_steps):
+    schedule = optax.constant_schedule(0.1)
+    optimizer = loop.adam(schedule)
+    graphdef, state = loop.init_state(_Line(), optimizer)
+
+    def loss_fn(predictions, batch):
+        return jnp.mean((predictions - batch["targets"]) ** 2), {}
+
+    def make_batch(inputs, step):
+        return {"images": inputs + step.astype(jnp.float32), "targets": jnp.ones((2,))}
+
+    loop.run(workdir=workdir, state=state,
+             train_step=loop.make_train_step(graphdef, optimizer, schedule, loss_fn),
+             make_batch=make_batch, batch_inputs=jnp.zeros((2, 2, 2)), num_steps=num_steps,
+             key=jax.random.key(0), mesh=loop.data_mesh(1), images_per_step=2, log_every=1,
+             checkpoint_every=3, keep_checkpoints=2, description="line")
+
+
+def test_resumed_metrics_drop_the_steps_after_the_restored_checkpoint(tmp_path):
+    _run_line(tmp_path, num_steps=3)  # checkpoint at step 3
+    metrics = tmp_path / loop.METRICS_FILE
+    # As a kill leaves it: steps logged after the last checkpoint, the last line torn.
+    with open(metrics, "a") as handle:
+        handle.write(json.dumps({"step": 4, "loss": 9.0}) + "\n" + '{"step": 5, "lo')
+    _run_line(tmp_path, num_steps=6)
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert records[3]["loss"] != 9.0  # step 4 is the resumed run's, not the killed one's

@@ -57,7 +57,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from tiqa import evaluation, io, labels, scoring
+from tiqa import errors, evaluation, io, labels, scoring
 from tiqa.models import EfficientNetConfig, pretrained_variants
 from tiqa.train import loop, phases
 
@@ -115,14 +115,14 @@ def _keys_for(name: str) -> tuple[str, ...]:
         return PARAMETERS[name]
     root = name.split(".")[0]
     if root == "evaluate":
-        raise ValueError(f"sweep key {name!r}: the held-out evaluation is the same for every "
-                         "trial so that the numbers compare; set evaluate.* in the base config")
+        raise errors.InputError(f"sweep key {name!r}: the held-out evaluation is the same for every "
+                                "trial so that the numbers compare; set evaluate.* in the base config")
     if root not in _SWEEPABLE_ROOTS:
-        raise ValueError(f"unknown sweep parameter {name!r}{_suggestion(name, PARAMETERS)}; use "
-                         f"one of {sorted(PARAMETERS)} or a dotted key under rank. or finetune.")
+        raise errors.InputError(f"unknown sweep parameter {name!r}{_suggestion(name, PARAMETERS)}; use "
+                                f"one of {sorted(PARAMETERS)} or a dotted key under rank. or finetune.")
     if name in MANAGED_KEYS:
-        raise ValueError(f"sweep key {name!r} is set by the ablation for every trial "
-                         "(training seeds come from `seeds`)")
+        raise errors.InputError(f"sweep key {name!r} is set by the ablation for every trial "
+                                "(training seeds come from `seeds`)")
     return (name,)
 
 
@@ -133,13 +133,13 @@ def base_value(config: ml_collections.ConfigDict, key: str) -> Any:
         if not isinstance(node, ml_collections.ConfigDict) or part not in node:
             where = ".".join(parts[:depth]) or "the config"
             known = node.keys() if isinstance(node, ml_collections.ConfigDict) else ()
-            raise ValueError(f"unknown sweep key {key!r}: {where} has no {part!r}"
-                             f"{_suggestion(part, known)}")
+            raise errors.InputError(f"unknown sweep key {key!r}: {where} has no {part!r}"
+                                    f"{_suggestion(part, known)}")
         node = node[part]
     if isinstance(node, ml_collections.ConfigDict):
         message = (f"sweep key {key!r} is a block, not a value; name one of its keys "
                    f"({', '.join(sorted(node.keys()))})")
-        raise ValueError(message)  # noqa: TRY004 (a bad sweep: launch reports ValueErrors)
+        raise errors.InputError(message)  # noqa: TRY004 (a bad sweep: launch reports InputErrors)
     return node
 
 
@@ -156,14 +156,14 @@ def split_values(text: str) -> list[str]:
         elif char in ")]}":
             depth -= 1
             if depth < 0:
-                raise ValueError(f"unbalanced {char!r} in {text!r}")
+                raise errors.InputError(f"unbalanced {char!r} in {text!r}")
         elif char == "," and depth == 0:
             parts.append("".join(current))
             current = []
             continue
         current.append(char)
     if depth or quote:
-        raise ValueError(f"unclosed bracket or quote in {text!r}")
+        raise errors.InputError(f"unclosed bracket or quote in {text!r}")
     parts.append("".join(current))
     return [part.strip() for part in parts]
 
@@ -219,7 +219,7 @@ def parse_sweep(spec: str, config: ml_collections.ConfigDict) -> Sweep:
     name, equals, values_text = str(spec).partition("=")
     name = name.strip()
     if not equals or not name:
-        raise ValueError(f"sweep {spec!r} is not name=value1,value2,...")
+        raise errors.InputError(f"sweep {spec!r} is not name=value1,value2,...")
     keys = _keys_for(name)
     base = base_value(config, keys[0])
     for key in keys[1:]:
@@ -227,16 +227,16 @@ def parse_sweep(spec: str, config: ml_collections.ConfigDict) -> Sweep:
     try:
         texts = split_values(values_text)
     except ValueError as error:
-        raise ValueError(f"sweep {spec!r}: {error}") from error
+        raise errors.InputError(f"sweep {spec!r}: {error}") from error
     if not any(texts):
-        raise ValueError(f"sweep {spec!r} has no values")
+        raise errors.InputError(f"sweep {spec!r} has no values")
     values = []
     for text in texts:
         if not text:
-            raise ValueError(f"sweep {spec!r}: empty value (two commas in a row?)")
+            raise errors.InputError(f"sweep {spec!r}: empty value (two commas in a row?)")
         value = _coerce(_literal_or_word(text), base, name, text)
         if value in values:
-            raise ValueError(f"sweep {spec!r}: value {text!r} is listed twice")
+            raise errors.InputError(f"sweep {spec!r}: value {text!r} is listed twice")
         values.append(value)
     return Sweep(name=name, keys=keys, values=tuple(values), base=base)
 
@@ -247,7 +247,7 @@ def parse_sweeps(config: ml_collections.ConfigDict) -> list[Sweep]:
     for sweep in sweeps:
         for key in sweep.keys:
             if key in seen:
-                raise ValueError(f"sweeps {seen[key]!r} and {sweep.name!r} both set {key!r}")
+                raise errors.InputError(f"sweeps {seen[key]!r} and {sweep.name!r} both set {key!r}")
             seen[key] = sweep.name
     return sweeps
 
@@ -289,8 +289,8 @@ def plan_trials(config: ml_collections.ConfigDict) -> tuple[list[Sweep], list[Tr
     seen: dict[str, Trial] = {}
     for trial in trials:
         if trial.name in seen:
-            raise ValueError(f"trials {dict(seen[trial.name].values)} and {dict(trial.values)} "
-                             f"would share the directory {trial.name!r}")
+            raise errors.InputError(f"trials {dict(seen[trial.name].values)} and {dict(trial.values)} "
+                                    f"would share the directory {trial.name!r}")
         seen[trial.name] = trial
     return sweeps, trials
 
@@ -305,7 +305,7 @@ def _assign(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
     try:
         node[last] = value
     except (TypeError, ValueError) as error:
-        raise ValueError(f"sweep key {key!r}: cannot set {value!r} ({error})") from error
+        raise errors.InputError(f"sweep key {key!r}: cannot set {value!r} ({error})") from error
 
 
 def _check_model(phase_config, where: str) -> None:
@@ -313,8 +313,8 @@ def _check_model(phase_config, where: str) -> None:
     if model.backbone != "vgg16":
         EfficientNetConfig.from_name(model.backbone)
     if model.pretrained and model.backbone not in pretrained_variants():
-        raise ValueError(f"{where}.model: no ImageNet weights ship for {model.backbone!r} (only "
-                         f"{', '.join(pretrained_variants())}); sweep pretrained=False with it")
+        raise errors.InputError(f"{where}.model: no ImageNet weights ship for {model.backbone!r} (only "
+                                f"{', '.join(pretrained_variants())}); sweep pretrained=False with it")
 
 
 def _check_pipeline(pipeline: ml_collections.ConfigDict) -> None:
@@ -322,8 +322,8 @@ def _check_pipeline(pipeline: ml_collections.ConfigDict) -> None:
     labels.ProjectionConfig(kinds=tuple(pipeline.rank.rank.kinds))
     labels.ProjectionConfig.from_mapping(pipeline.finetune.projection)
     if pipeline.finetune.finetune.originals < 0:
-        raise ValueError("finetune.finetune.originals must be 0 (all) or positive, got "
-                         f"{pipeline.finetune.finetune.originals}")
+        raise errors.InputError("finetune.finetune.originals must be 0 (all) or positive, got "
+                                f"{pipeline.finetune.finetune.originals}")
     if pipeline.rank_pretraining:
         _check_model(pipeline.rank, "rank")
     else:
@@ -348,7 +348,7 @@ def trial_pipeline(config: ml_collections.ConfigDict, trial: Trial, sweeps: list
     try:
         _check_pipeline(pipeline)
     except ValueError as error:
-        raise ValueError(f"trial {trial.name}: {error}") from error
+        raise errors.InputError(f"trial {trial.name}: {error}") from error
     return pipeline
 
 
@@ -384,8 +384,8 @@ def _check_directory(directory: pathlib.Path, record: dict) -> bool:
         return True
     differing = _differences(json.loads(path.read_text())["pipeline"], record["pipeline"])
     if differing:
-        raise ValueError(f"{directory} was made by a different configuration (differing: "
-                         f"{', '.join(differing[:8])}); use another workdir or remove it")
+        raise errors.InputError(f"{directory} was made by a different configuration (differing: "
+                                f"{', '.join(differing[:8])}); use another workdir or remove it")
     return False
 
 
@@ -548,12 +548,12 @@ def write_outputs(workdir: pathlib.Path, sweeps: list[Sweep], trials: list[Trial
 def _seeds(config) -> tuple[int, ...]:
     seeds = tuple(config.seeds)
     if not seeds:
-        raise ValueError("seeds is empty; give at least one, e.g. (0,)")
+        raise errors.InputError("seeds is empty; give at least one, e.g. (0,)")
     if len(set(seeds)) != len(seeds) or not all(_is_number(s) and int(s) == s for s in seeds):
-        raise ValueError(f"seeds must be distinct integers, got {seeds}")
+        raise errors.InputError(f"seeds must be distinct integers, got {seeds}")
     if not config.evaluate.input and config.evaluate.seed in seeds:
-        raise ValueError(f"evaluate.seed {config.evaluate.seed} is also a training seed: with "
-                         "an empty evaluate.input the held-out phantom would be a training one")
+        raise errors.InputError(f"evaluate.seed {config.evaluate.seed} is also a training seed: with "
+                                "an empty evaluate.input the held-out phantom would be a training one")
     return tuple(int(s) for s in seeds)
 
 
@@ -565,8 +565,8 @@ def run_ablation(config: ml_collections.ConfigDict) -> list[dict]:
     seeds = _seeds(config)
     metrics = metric_columns(config.evaluate)
     if config.plot_metric not in metrics:
-        raise ValueError(f"plot_metric {config.plot_metric!r} is not a result column; "
-                         f"known: {', '.join(metrics)}")
+        raise errors.InputError(f"plot_metric {config.plot_metric!r} is not a result column; "
+                                f"known: {', '.join(metrics)}")
     # Every trial is planned and checked before any training, so a bad value fails at once.
     planned = []
     for seed in seeds:

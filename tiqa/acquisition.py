@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tiqa import tomography
+from tiqa import errors, tomography
 
 MAX_VIEWS = 720
 # Level 0 is the ideal acquisition; levels 1..5 degrade one factor from best to worst.
@@ -85,7 +85,7 @@ def ideal(shape: tuple[int, ...] = ()) -> Settings:
 def ladder(factor: str) -> Settings:
     """(6,) settings: levels 0..5 of `factor`, every other factor ideal."""
     if factor not in LEVELS:
-        raise ValueError(f"unknown acquisition factor {factor!r}; known: {FACTORS}")
+        raise errors.InputError(f"unknown acquisition factor {factor!r}; known: {FACTORS}")
     fields = {name: jnp.full((NUM_LEVELS,), LEVELS[name][0], jnp.float32) for name in FACTORS}
     fields[factor] = jnp.asarray(LEVELS[factor], jnp.float32)
     return Settings(**fields)
@@ -95,22 +95,22 @@ def check_settings(settings: Settings, max_views: int = MAX_VIEWS) -> None:
     """Raises ValueError naming the field when concrete settings are out of the model's range."""
     values = {name: np.asarray(getattr(settings, name), np.float64) for name in FACTORS}
     if np.any(~(values["photons"] > 0)):
-        raise ValueError("acquisition photons must be positive (inf: noise-free)")
+        raise errors.InputError("acquisition photons must be positive (inf: noise-free)")
     views = values["views"]
     if np.any(views < 1) or np.any(views > max_views) or np.any(max_views % views != 0):
-        raise ValueError(f"acquisition views must divide max_views={max_views}, got "
-                         f"{sorted(set(views.ravel().tolist()))}")
+        raise errors.InputError(f"acquisition views must divide max_views={max_views}, got "
+                                f"{sorted(set(views.ravel().tolist()))}")
     if np.any(values["detector_blur"] < 0) or np.any(
             values["detector_blur"] > MAX_BLUR_RADIUS / 4.0 + 1e-6):
-        raise ValueError(f"acquisition detector_blur must be in [0, {MAX_BLUR_RADIUS / 4.0:g}] px")
+        raise errors.InputError(f"acquisition detector_blur must be in [0, {MAX_BLUR_RADIUS / 4.0:g}] px")
     for name in ("gain_error", "zingers"):
         if np.any(values[name] < 0) or not np.all(np.isfinite(values[name])):
-            raise ValueError(f"acquisition {name} must be finite and >= 0")
+            raise errors.InputError(f"acquisition {name} must be finite and >= 0")
     if np.any(values["zingers"] > 1):
-        raise ValueError("acquisition zingers is a fraction of sinogram pixels, at most 1")
+        raise errors.InputError("acquisition zingers is a fraction of sinogram pixels, at most 1")
     for name in ("centre_offset", "drift"):
         if not np.all(np.isfinite(values[name])):
-            raise ValueError(f"acquisition {name} must be finite")
+            raise errors.InputError(f"acquisition {name} must be finite")
 
 
 def scan_angles(max_views: int = MAX_VIEWS) -> np.ndarray:

@@ -32,9 +32,15 @@ import ml_collections
 import numpy as np
 from scipy import stats
 
+<<<<<<< HEAD
 from tiqa import (acquisition, comparison, evaluation, filters, io, objects, observers, scoring,
                   select_filter)
 from tiqa.baselines import brisque, niqe
+=======
+from tiqa import (acquisition, comparison, errors, evaluation, filters, io, objects, observers,
+                  scoring, select_filter)
+from tiqa.baselines import brisque
+>>>>>>> issue12-defects
 
 ORACLE = "SSIM vs ideal (oracle)"
 OBJECT_KINDS = ("grey", "label_map", "phantom")
@@ -54,12 +60,12 @@ def held_out_objects(grey: str, label_maps: str, phantoms: int, phantom_seed: in
     size = acquisition.object_size(output_size)
     rng = np.random.default_rng(seed)
     attenuation, kinds, names = [], [], []
-    for path in filter(None, (p.strip() for p in grey.split(","))):
+    for path in io.split_paths(grey):
         for item in io.list_inputs(path):
             attenuation.append(objects.from_grey(io.read_item(item), size, rng))
             kinds.append("grey")
             names.append(pathlib.Path(item[0]).name + ("" if item[1] is None else f"[{item[1]}]"))
-    for path in filter(None, (p.strip() for p in label_maps.split(","))):
+    for path in io.split_paths(label_maps):
         for item in io.list_inputs(path):
             attenuation.append(objects.from_labels(objects.read_label_map(item), size, rng,
                                                    texture=False))
@@ -70,7 +76,7 @@ def held_out_objects(grey: str, label_maps: str, phantoms: int, phantom_seed: in
         kinds.append("phantom")
         names.append(f"phantom seed {phantom_seed + index}")
     if not attenuation:
-        raise ValueError("no held-out objects: give grey, label_maps or phantoms")
+        raise errors.InputError("no held-out objects: give grey, label_maps or phantoms")
     return HeldOutObjects(np.stack(attenuation), tuple(kinds), tuple(names))
 
 
@@ -292,7 +298,7 @@ def run(config) -> list[dict]:
     _plot(rows, factors, output / "ladder.png")
     if config.filter_check:
         if factors[0] != "photons":
-            raise ValueError("filter_check needs 'photons' as the first of config.factors")
+            raise errors.InputError("filter_check needs 'photons' as the first of config.factors")
         check = filter_check(config, images, output)
         summary += (f"\n\nFilter selection on the {len(images)} objects' acquisitions at "
                     f"{check['photons']:g} photons ({check['candidates']} candidates): SROCC "

@@ -34,6 +34,8 @@ import scipy.ndimage as ndi
 from skimage import filters as sk_filters
 from skimage import morphology, restoration
 
+from tiqa import errors
+
 Params = dict[str, Any]
 Candidate = tuple[str, Params]
 
@@ -349,7 +351,7 @@ _RULES: Mapping[str, Mapping[str, _Rule]] = {
 
 def _check_name(name: str) -> Callable[..., np.ndarray]:
     if name not in FILTERS:
-        raise ValueError(f"unknown filter {name!r}; known filters: {', '.join(FILTERS)}")
+        raise errors.InputError(f"unknown filter {name!r}; known filters: {', '.join(FILTERS)}")
     return FILTERS[name]
 
 
@@ -368,12 +370,12 @@ def check_params(name: str, params: Mapping[str, Any]) -> Params:
     checked = {}
     for key, value in params.items():
         if key not in allowed:
-            raise ValueError(f"unknown parameter {key!r} for filter {name!r}; its parameters: "
-                             f"{', '.join(allowed) or 'none'}")
+            raise errors.InputError(f"unknown parameter {key!r} for filter {name!r}; its parameters: "
+                                    f"{', '.join(allowed) or 'none'}")
         try:
             checked[key] = _RULES[name][key](value)
         except ValueError as error:
-            raise ValueError(f"bad value for {name}:{key}: {error}") from None
+            raise errors.InputError(f"bad value for {name}:{key}: {error}") from None
     return checked
 
 
@@ -429,7 +431,7 @@ def _parse_value(text: str) -> Any:
     try:
         return float(lowered)
     except ValueError:
-        raise ValueError(f"bad value {text!r}: expected a number, 'none' or ROWxCOL") from None
+        raise errors.InputError(f"bad value {text!r}: expected a number, 'none' or ROWxCOL") from None
 
 
 def parse_candidates(spec: str) -> list[Candidate]:
@@ -453,22 +455,22 @@ def parse_candidates(spec: str) -> list[Candidate]:
         for field in fields:
             key, sep, values = (part.strip() for part in field.partition("="))
             if not sep or not key or not values:
-                raise ValueError(f"bad field {field!r} in {entry!r}: expected param=v1,v2,...")
+                raise errors.InputError(f"bad field {field!r} in {entry!r}: expected param=v1,v2,...")
             if key not in allowed:
-                raise ValueError(f"unknown parameter {key!r} for filter {name!r}; its "
-                                 f"parameters: {', '.join(allowed) or 'none'}")
+                raise errors.InputError(f"unknown parameter {key!r} for filter {name!r}; its "
+                                        f"parameters: {', '.join(allowed) or 'none'}")
             if key in grid:
-                raise ValueError(f"parameter {key!r} given twice in {entry!r}")
+                raise errors.InputError(f"parameter {key!r} given twice in {entry!r}")
             try:
                 grid[key] = [_parse_value(value) for value in values.split(",")]
             except ValueError as error:
-                raise ValueError(f"{name}:{key}: {error}") from None
+                raise errors.InputError(f"{name}:{key}: {error}") from None
         for combination in itertools.product(*grid.values()):
             candidate = (name, check_params(name, dict(zip(grid, combination))))
             if candidate not in candidates:
                 candidates.append(candidate)
     if not candidates:
-        raise ValueError(f"no candidates in {spec!r}")
+        raise errors.InputError(f"no candidates in {spec!r}")
     return candidates
 
 

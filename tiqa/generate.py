@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from tiqa import distortions, io, labels
+from tiqa import distortions, errors, io, labels
 
 MANIFEST = "manifest.csv"
 PARTIAL_MANIFEST = "manifest.partial.csv"
@@ -38,7 +38,7 @@ MANIFEST_FIELDS = ("file", "group", "source", "slice", "crop", "crop_top", "crop
 REFERENCE_KIND = "reference"
 
 
-class OutputExistsError(RuntimeError):
+class OutputExistsError(errors.InputError):
     """The output folder holds something this run must not overwrite."""
 
 
@@ -60,8 +60,9 @@ def _config_to_dict(config) -> dict:
     return json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
 
 
-def _prepare_output(output: pathlib.Path, config_dict: dict, overwrite: bool) -> set[str]:
-    """Checks the output folder and returns the groups a previous identical run completed."""
+def _prepare_output(output: pathlib.Path, config_dict: dict, overwrite: bool) -> set[str] | None:
+    """Checks the output folder and returns the groups a previous identical run completed, or
+    None when that run completed the manifest but not the summary."""
     if output.exists() and any(output.iterdir()):
         saved_path = output / RUN_CONFIG
         same_config = False
@@ -78,6 +79,8 @@ def _prepare_output(output: pathlib.Path, config_dict: dict, overwrite: bool) ->
                     "refusing to delete it even with overwrite")
             shutil.rmtree(output)
         elif (output / MANIFEST).exists():
+            if same_config and not (output / SUMMARY).exists():
+                return None  # killed between the manifest's rename and the summary: finish it
             raise OutputExistsError(
                 f"{output} already holds a complete data set ({MANIFEST}); "
                 "choose another output or set --config.overwrite=True")
@@ -86,6 +89,10 @@ def _prepare_output(output: pathlib.Path, config_dict: dict, overwrite: bool) ->
                 f"{output} is not empty and was not made by this configuration; "
                 "choose another output or set --config.overwrite=True")
         else:
+            # Temporaries of writes a kill interrupted; this run makes its own.
+            for folder in (output, output / IMAGES):
+                if folder.is_dir():
+                    io.remove_temporaries(folder)
             return _completed_groups(output, config_dict)
     (output / IMAGES).mkdir(parents=True, exist_ok=True)
     io.write_json(output / RUN_CONFIG, config_dict)
@@ -102,7 +109,12 @@ def _completed_groups(output: pathlib.Path, config_dict: dict) -> set[str]:
     if not partial.exists():
         return set()
     with open(partial, newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if None not in row.values()]
+        text = handle.read()
+    # A row is whole only with its line end: a kill mid-write can cut its last field short.
+    if not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    rows = [row for row in csv.DictReader(text.splitlines(keepends=True))
+            if None not in row.values() and None not in row]  # missing or extra fields
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["group"]] = counts.get(row["group"], 0) + 1
@@ -231,14 +243,25 @@ def _summary(manifest: pathlib.Path, kinds) -> dict:
     return summary
 
 
+def _check_config(config) -> None:
+    """Every check that needs no pixels, made before anything is written: a failed run must
+    not leave a config.json that refuses the corrected one."""
+    errors.check_sizes(config, "crops_per_image", "resize", "crop", "batch_size")
+    if config.crop > config.resize:
+        raise errors.InputError(f"config.crop={config.crop} is larger than config.resize="
+                                f"{config.resize}, the shorter side of every resized slice")
+    _normalisation(config)  # a bad mode or percentiles
+
+
 def generate_dataset(config) -> pathlib.Path:
     """Runs the data phase described by `config` (configs/generate.py); returns the output folder."""
     if not config.input:
-        raise ValueError("config.input is empty: give a slice, a volume or a folder of slices")
+        raise errors.InputError("config.input is empty: give a slice, a volume or a folder of slices")
     if not config.output:
-        raise ValueError("config.output is empty: give a folder for the generated data set")
+        raise errors.InputError("config.output is empty: give a folder for the generated data set")
+    _check_config(config)
     projection_config = labels.ProjectionConfig.from_mapping(config.projection)
-    output = pathlib.Path(config.output)
+    output = io.check_output(config.output, "config.output", folder=True)
     config_dict = _config_to_dict(config)
     config_dict.pop("overwrite", None)  # not part of what defines the data set
     items = io.list_inputs(config.input)  # fails early, naming the input, when it is unusable
@@ -247,25 +270,34 @@ def generate_dataset(config) -> pathlib.Path:
     scores = dict(zip(sources, labels.reference_scores_for(sources, annotations,
                                                            config.default_reference_score)))
     completed = _prepare_output(output, config_dict, config.overwrite)
+    if completed is None:
+        logging.info("%s: the manifest is complete; writing the missing %s", output, SUMMARY)
+        io.remove_temporaries(output)
+        io.write_json(output / SUMMARY, _summary(output / MANIFEST, projection_config.kinds))
+        return output
     if completed:
         logging.info("resuming: %d group(s) already done in %s", len(completed), output)
 
     project = jax.jit(labels.project, static_argnums=3)
     total = len(items) * config.crops_per_image
-    progress = tqdm.tqdm(total=total, initial=len(completed), unit="crop", desc="data phase")
-    for chunk in _batched(_references(config, items, completed, scores), config.batch_size):
-        batch = [reference for reference, _ in chunk]
-        keys = jnp.stack([key for _, key in chunk])
-        pad = config.batch_size - len(batch)  # a fixed batch shape avoids recompiling
-        pixels = np.stack([r.image for r in batch] + [batch[0].image] * pad)
-        keys = jnp.concatenate([keys, jnp.stack([keys[0]] * pad)]) if pad else keys
-        reference_scores = np.asarray([r.score for r in batch] + [batch[0].score] * pad, np.float32)
-        projection = project(pixels, reference_scores, keys, projection_config)
-        projection = labels.Projection(*(x[:len(batch)] for x in projection))
-        rows = _write_batch(output, batch, projection, config)
-        _append_rows(output / PARTIAL_MANIFEST, rows)
-        progress.update(len(batch))
-    progress.close()
+    # A fixed batch shape avoids recompiling; never larger than the whole input.
+    batch_shape = min(config.batch_size, total)
+    # A `with` closes the bar however the loop ends, so an error gets a line of its own.
+    with tqdm.tqdm(total=total, initial=len(completed), unit="crop",
+                   desc="data phase") as progress:
+        for chunk in _batched(_references(config, items, completed, scores), config.batch_size):
+            batch = [reference for reference, _ in chunk]
+            keys = jnp.stack([key for _, key in chunk])
+            pad = batch_shape - len(batch)
+            pixels = np.stack([r.image for r in batch] + [batch[0].image] * pad)
+            keys = jnp.concatenate([keys, jnp.stack([keys[0]] * pad)]) if pad else keys
+            reference_scores = np.asarray([r.score for r in batch] + [batch[0].score] * pad,
+                                          np.float32)
+            projection = project(pixels, reference_scores, keys, projection_config)
+            projection = labels.Projection(*(x[:len(batch)] for x in projection))
+            rows = _write_batch(output, batch, projection, config)
+            _append_rows(output / PARTIAL_MANIFEST, rows)
+            progress.update(len(batch))
 
     os.replace(output / PARTIAL_MANIFEST, output / MANIFEST)
     io.write_json(output / SUMMARY, _summary(output / MANIFEST, projection_config.kinds))

@@ -10,6 +10,10 @@ Reading
     grey with the ITU-R BT.601 luma, Y = 0.299 R + 0.587 G + 0.114 B, computed in floating point
     on the raw samples (alpha is ignored; an image whose channels are all equal keeps that channel
     exactly). Every bad input raises `ImageError`, naming the file and the problem.
+    A TIFF page whose 3 or 4 samples are stored as separate planes (what tifffile writes for a
+    (3|4, H, W) array by default) is ambiguous: it is read as a volume of 3 or 4 slices unless
+    the readers are given `tiff_planes='colour'`; samples stored together in each pixel are
+    colour.
 
 Normalisation (see `Normalisation`)
     'auto'        8-bit data: x / 255 (the dtype's range, so grey levels keep their meaning);
@@ -55,6 +59,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from tiqa import errors
+
 PathLike = Union[str, os.PathLike]
 # An item to score: the source file and the page index within it (None for a 2-D image file).
 Item = tuple[pathlib.Path, Union[int, None]]
@@ -66,13 +72,15 @@ ACCEPTED_EXTENSIONS = tuple(sorted(PIL_EXTENSIONS + TIFF_EXTENSIONS))
 MIN_SIDE = 8
 
 _MODES = ("auto", "minmax", "percentile", "none")
+# How a TIFF page of 3 or 4 sample planes (samples before the rows) is read.
+TIFF_PLANES = ("volume", "colour")
 # ITU-R BT.601 luma weights for R, G, B.
 _LUMA = np.array([0.299, 0.587, 0.114])
 # Slack allowed above 1 / below 0 when writing [0, 1] images (float round-off of resampling).
 _RANGE_TOLERANCE = 1e-6
 
 
-class ImageError(ValueError):
+class ImageError(errors.InputError):
     """A bad input image, volume or folder; the message names the file and the problem."""
 
 
@@ -92,9 +100,9 @@ class Normalisation:
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
-            raise ValueError(f"normalisation mode {self.mode!r} is not one of {_MODES}")
+            raise errors.InputError(f"normalisation mode {self.mode!r} is not one of {_MODES}")
         if not 0.0 <= self.low_percentile < self.high_percentile <= 100.0:
-            raise ValueError(
+            raise errors.InputError(
                 "percentiles must satisfy 0 <= low < high <= 100, got "
                 f"low={self.low_percentile}, high={self.high_percentile}")
 
@@ -158,6 +166,15 @@ def _luma(data: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float64) @ _LUMA
 
 
+def _tiff_axes(axes: str, tiff_planes: str) -> str:
+    """`axes` with planar samples (S before Y) as slices (Q) when `tiff_planes` is 'volume'."""
+    if tiff_planes not in TIFF_PLANES:
+        raise ImageError(f"tiff_planes must be one of {TIFF_PLANES}, got {tiff_planes!r}")
+    if tiff_planes == "volume" and "S" in axes and "Y" in axes and axes.index("S") < axes.index("Y"):
+        return axes.replace("S", "Q")
+    return axes
+
+
 def _grey_shape(shape: Sequence[int], axes: str) -> tuple[int, ...]:
     """Shape of a TIFF series once samples are merged to grey and singleton outer axes dropped."""
     dims = [n for n, a in zip(shape, axes) if a != "S"]
@@ -190,14 +207,16 @@ def _tiff_series(tif: tifffile.TiffFile, path: pathlib.Path) -> Any:
     return tif.series[0]
 
 
-def _load_tiff(path: pathlib.Path, page: int | None = None) -> tuple[np.ndarray, np.dtype]:
+def _load_tiff(path: pathlib.Path, page: int | None = None,
+               tiff_planes: str = "volume") -> tuple[np.ndarray, np.dtype]:
     """Grey samples of a TIFF (2-D or more), or of one page of a 3-D TIFF when `page` is given."""
     try:
         with tifffile.TiffFile(path) as tif:
             series = _tiff_series(tif, path)
-            shape = _grey_shape(series.shape, series.axes)
+            axes = _tiff_axes(series.axes, tiff_planes)
+            shape = _grey_shape(series.shape, axes)
             if page is None:
-                data = _tiff_to_grey(series.asarray(), series.axes, path)
+                data = _tiff_to_grey(series.asarray(), axes, path)
             else:
                 if len(shape) != 3:
                     raise ImageError(f"{path}: has shape {shape}, not a stack of 2-D pages")
@@ -209,7 +228,7 @@ def _load_tiff(path: pathlib.Path, page: int | None = None) -> tuple[np.ndarray,
                     one = pages[page]
                     data = _tiff_to_grey(one.asarray(), one.keyframe.axes, path)
                 else:
-                    data = _tiff_to_grey(series.asarray(), series.axes, path)[page]
+                    data = _tiff_to_grey(series.asarray(), axes, path)[page]
             dtype = series.dtype
     except ImageError:
         raise
@@ -259,10 +278,10 @@ def _load_pil(path: pathlib.Path) -> tuple[np.ndarray, np.dtype]:
         raise ImageError(f"{path}: unreadable or truncated image ({exc})") from exc
 
 
-def _load(path: pathlib.Path) -> tuple[np.ndarray, np.dtype]:
+def _load(path: pathlib.Path, tiff_planes: str = "volume") -> tuple[np.ndarray, np.dtype]:
     """Grey samples (2-D, or more for TIFF stacks) and the source dtype of a checked file."""
     if path.suffix.lower() in TIFF_EXTENSIONS:
-        return _load_tiff(path)
+        return _load_tiff(path, tiff_planes=tiff_planes)
     return _load_pil(path)
 
 
@@ -335,8 +354,8 @@ def _checked_slice(data: np.ndarray, dtype: np.dtype, norm: Normalisation,
 # --------------------------------------------------------------------------------------------
 
 
-def read_slice(path: PathLike,
-               normalisation: NormalisationLike = Normalisation()) -> np.ndarray:
+def read_slice(path: PathLike, normalisation: NormalisationLike = Normalisation(),
+               tiff_planes: str = "volume") -> np.ndarray:
     """Reads one 2-D image as float32 (H, W) in [0, 1].
 
     Args:
@@ -344,6 +363,8 @@ def read_slice(path: PathLike,
             into grey with the BT.601 luma). A TIFF with several pages is an error: use
             `read_volume` or `list_inputs`.
         normalisation: a `Normalisation` or a mode name ('auto', 'minmax', 'percentile', 'none').
+        tiff_planes: a TIFF page of 3 or 4 sample planes is a volume ('volume', the default)
+            or one colour image ('colour').
 
     Returns:
         The normalised image, at least MIN_SIDE x MIN_SIDE (8x8).
@@ -358,17 +379,19 @@ def read_slice(path: PathLike,
     if path.is_dir():
         raise ImageError(f"{path}: is a folder; use read_volume or list_inputs")
     path = _check_file(path)
-    data, dtype = _load(path)
+    data, dtype = _load(path, tiff_planes)
     if data.ndim == 3:
+        hint = (" (or tiff_planes='colour' if its planes are colours)"
+                if data.shape[0] in (3, 4) and path.suffix.lower() in TIFF_EXTENSIONS else "")
         raise ImageError(f"{path}: is a volume of {data.shape[0]} slices, shape {data.shape}; "
-                         "use read_volume (or list_inputs to score each slice)")
+                         f"use read_volume (or list_inputs to score each slice){hint}")
     if data.ndim != 2:
         raise ImageError(f"{path}: has rank {data.ndim} (shape {data.shape}); expected a 2-D image")
     return _checked_slice(data, dtype, norm, str(path))
 
 
 def read_volume(path: PathLike, normalisation: NormalisationLike = Normalisation(),
-                per_slice: bool = False) -> np.ndarray:
+                per_slice: bool = False, tiff_planes: str = "volume") -> np.ndarray:
     """Reads a volume as float32 (D, H, W) in [0, 1].
 
     Args:
@@ -378,6 +401,7 @@ def read_volume(path: PathLike, normalisation: NormalisationLike = Normalisation
         normalisation: a `Normalisation` or a mode name.
         per_slice: False (default) computes the normalisation over the whole volume, so grey
             levels stay comparable between slices; True normalises each slice by itself.
+        tiff_planes: as in `read_slice`.
 
     Raises:
         ImageError: for the problems listed in `read_slice`, a 2-D file, an empty folder or one
@@ -394,7 +418,7 @@ def read_volume(path: PathLike, normalisation: NormalisationLike = Normalisation
         first_shape, first_dtype = None, None
         for file in files:
             file = _check_file(file)
-            data, dtype = _load(file)
+            data, dtype = _load(file, tiff_planes)
             if data.ndim != 2:
                 raise ImageError(f"{file}: has shape {data.shape}; a volume folder must hold 2-D "
                                  "slices only")
@@ -414,7 +438,7 @@ def read_volume(path: PathLike, normalisation: NormalisationLike = Normalisation
         volume, dtype = np.stack(slices), first_dtype
     else:
         path = _check_file(path)
-        volume, dtype = _load(path)
+        volume, dtype = _load(path, tiff_planes)
         if volume.ndim == 2:
             raise ImageError(f"{path}: is a single 2-D image {volume.shape}, not a volume; "
                              "use read_slice")
@@ -430,14 +454,15 @@ def read_volume(path: PathLike, normalisation: NormalisationLike = Normalisation
     return _normalise(volume, dtype, norm, str(path))
 
 
-def _inputs_of_file(path: PathLike) -> list[Item]:
+def _inputs_of_file(path: PathLike, tiff_planes: str = "volume") -> list[Item]:
     """Items of one file: one per page of a 3-D TIFF, else a single (path, None)."""
     path = _check_file(path)
     if path.suffix.lower() in TIFF_EXTENSIONS:
         try:
             with tifffile.TiffFile(path) as tif:
                 series = _tiff_series(tif, path)
-                shape, dtype = _grey_shape(series.shape, series.axes), np.dtype(series.dtype)
+                axes = _tiff_axes(series.axes, tiff_planes)
+                shape, dtype = _grey_shape(series.shape, axes), np.dtype(series.dtype)
         except ImageError:
             raise
         except Exception as exc:
@@ -462,13 +487,15 @@ def _inputs_of_file(path: PathLike) -> list[Item]:
     return [(path, i) for i in range(shape[0])]
 
 
-def list_inputs(path: PathLike) -> list[Item]:
+def list_inputs(path: PathLike, tiff_planes: str = "volume") -> list[Item]:
     """Lists the items to score or process under `path`, from headers only.
 
     Args:
         path: an image file (one item, index None), a multi-page / 3-D TIFF (one item per page,
             index 0..D-1) or a folder (not recursive; files with accepted extensions, naturally
             sorted, hidden files skipped; each file expanded as above).
+        tiff_planes: a TIFF page of 3 or 4 sample planes is 3 or 4 items ('volume', the
+            default) or one colour image ('colour').
 
     Returns:
         A list of (source path, slice index or None); read each with `read_item`.
@@ -482,11 +509,12 @@ def list_inputs(path: PathLike) -> list[Item]:
     if not path.exists():
         raise ImageError(f"{path}: no such file or folder")
     if path.is_dir():
-        return [item for file in _image_files(path) for item in _inputs_of_file(file)]
-    return _inputs_of_file(path)
+        return [item for file in _image_files(path) for item in _inputs_of_file(file, tiff_planes)]
+    return _inputs_of_file(path, tiff_planes)
 
 
-def read_item(item: Item, normalisation: NormalisationLike = Normalisation()) -> np.ndarray:
+def read_item(item: Item, normalisation: NormalisationLike = Normalisation(),
+              tiff_planes: str = "volume") -> np.ndarray:
     """Reads one item of `list_inputs` as float32 (H, W) in [0, 1].
 
     A page of a volume is normalised by itself (only that page is read); use `read_volume` for
@@ -494,12 +522,12 @@ def read_item(item: Item, normalisation: NormalisationLike = Normalisation()) ->
     """
     path, index = item
     if index is None:
-        return read_slice(path, normalisation)
+        return read_slice(path, normalisation, tiff_planes)
     norm = _as_normalisation(normalisation)
     path = _check_file(path)
     if path.suffix.lower() not in TIFF_EXTENSIONS:
         raise ImageError(f"{path}: slice index {index} given for a file that is not a TIFF stack")
-    data, dtype = _load_tiff(path, page=int(index))
+    data, dtype = _load_tiff(path, page=int(index), tiff_planes=tiff_planes)
     return _checked_slice(data, dtype, norm, f"{path} (slice {index})")
 
 
@@ -659,10 +687,71 @@ def atomic_write(path: PathLike) -> Iterator[pathlib.Path]:
         finally:
             os.close(descriptor)
         os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        if error.filename is None or pathlib.Path(error.filename) != temporary:
+            raise
+        # The temporary is our detail: the user asked for `path`, so name that.
+        raise type(error)(error.errno, f"cannot write {path}: {error.strerror}") from error
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
         raise
+
+
+# Names `atomic_write` gives its temporaries: `.<name>.tmp-<pid>-<8 hex digits>`.
+_TEMPORARY = re.compile(r"\..+\.tmp-\d+-[0-9a-f]{8}")
+
+
+def remove_temporaries(folder: PathLike) -> list[pathlib.Path]:
+    """Deletes the temporaries that interrupted `atomic_write`s left in `folder` (not
+    recursive); returns them. Only for folders a single run writes."""
+    removed = []
+    for entry in pathlib.Path(folder).iterdir():
+        if _TEMPORARY.fullmatch(entry.name) and entry.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed.append(entry)
+    return removed
+
+
+def check_output(path: PathLike, key: str, folder: bool = False) -> pathlib.Path:
+    """Checks, before any work, that the output `path` (a file, or a folder when `folder`) can
+    be written: it is not the other kind of thing, and the nearest existing folder above it
+    is a writable folder. Raises an InputError naming `key` and the path."""
+    path = pathlib.Path(path)
+    if not str(path).strip():
+        raise errors.InputError(f"{key} is empty: give the output {'folder' if folder else 'file'}")
+    if folder and path.exists() and not path.is_dir():
+        raise errors.InputError(f"{key}={path} is a file; give a folder for the outputs")
+    if not folder and path.is_dir():
+        raise errors.InputError(f"{key}={path} is a folder; give the name of the file to write")
+    above = path if folder and path.is_dir() else path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise errors.InputError(f"{key}={path}: {above} is a file, not a folder")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise errors.InputError(f"{key}={path}: cannot write in {above} (permission denied)")
+    return path
+
+
+def split_paths(text: str) -> list[str]:
+    r"""The paths of a comma-separated list, stripped, blanks dropped; `\,` is a comma that
+    belongs to a path (other backslashes are kept as they are)."""
+    paths, current, chars = [], [], iter(str(text))
+    for char in chars:
+        if char == "\\":
+            following = next(chars, "")
+            current.append("," if following == "," else char + following)
+        elif char == ",":
+            paths.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    paths.append("".join(current))
+    return [p.strip() for p in paths if p.strip()]
 
 
 def write_png(path: PathLike, image01: Any, bits: int = 8) -> None:

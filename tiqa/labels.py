@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tiqa import distortions, observers
+from tiqa import distortions, errors, observers
 
 OBSERVERS = ("mse", "psnr", "ssim", "gmsd", "mdsi")
 NORMALISATIONS = ("worst_level", "fixed")
@@ -63,15 +63,15 @@ class ProjectionConfig:
     def __post_init__(self):
         unknown = set(self.kinds) - set(distortions.ALL_KINDS)
         if unknown or not self.kinds:
-            raise ValueError(f"kinds must be a non-empty subset of {distortions.ALL_KINDS}, "
-                             f"got {self.kinds}")
+            raise errors.InputError(f"kinds must be a non-empty subset of {distortions.ALL_KINDS}, "
+                                    f"got {self.kinds}")
         unknown = set(self.observers) - set(OBSERVERS)
         if unknown or not self.observers:
-            raise ValueError(f"observers must be a non-empty subset of {OBSERVERS}, "
-                             f"got {self.observers}")
+            raise errors.InputError(f"observers must be a non-empty subset of {OBSERVERS}, "
+                                    f"got {self.observers}")
         if self.normalisation not in NORMALISATIONS:
-            raise ValueError(f"normalisation must be one of {NORMALISATIONS}, "
-                             f"got {self.normalisation!r}")
+            raise errors.InputError(f"normalisation must be one of {NORMALISATIONS}, "
+                                    f"got {self.normalisation!r}")
 
     @classmethod
     def from_mapping(cls, values: Mapping) -> "ProjectionConfig":
@@ -80,7 +80,7 @@ class ProjectionConfig:
         values = dict(values)
         unknown = sorted(set(values) - fields)
         if unknown:
-            raise ValueError(f"unknown projection config key(s) {unknown}; known: {sorted(fields)}")
+            raise errors.InputError(f"unknown projection config key(s) {unknown}; known: {sorted(fields)}")
         for name in ("kinds", "observers"):
             if name in values:
                 values[name] = tuple(values[name])
@@ -233,9 +233,9 @@ def read_annotations(path: str | pathlib.Path) -> dict[str, float]:
         with open(path, newline="") as handle:
             rows = list(csv.DictReader(handle))
     except OSError as error:
-        raise ValueError(f"{path}: cannot read annotations: {error}") from error
+        raise errors.InputError(f"{path}: cannot read annotations: {error}") from error
     if not rows or "path" not in rows[0]:
-        raise ValueError(f"{path}: annotations CSV needs a header with a 'path' column")
+        raise errors.InputError(f"{path}: annotations CSV needs a header with a 'path' column")
     columns = ["score"] if "score" in rows[0] else [c for c in rows[0] if c != "path"]
     scores = {}
     for line, row in enumerate(rows, start=2):
@@ -247,12 +247,12 @@ def read_annotations(path: str | pathlib.Path) -> dict[str, float]:
             try:
                 values.append(float(cell))
             except ValueError:
-                raise ValueError(f"{path}:{line}: column {column!r} is not a number: {cell!r}") from None
+                raise errors.InputError(f"{path}:{line}: column {column!r} is not a number: {cell!r}") from None
         if not values:
-            raise ValueError(f"{path}:{line}: no score for {row['path']!r}")
+            raise errors.InputError(f"{path}:{line}: no score for {row['path']!r}")
         score = float(np.mean(values))
         if not (1.0 <= score <= 5.0) or not np.isfinite(score):
-            raise ValueError(f"{path}:{line}: score {score} for {row['path']!r} is outside 1..5")
+            raise errors.InputError(f"{path}:{line}: score {score} for {row['path']!r} is outside 1..5")
         scores[row["path"]] = score
     return scores
 

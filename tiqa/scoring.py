@@ -20,7 +20,7 @@ import numpy as np
 import tqdm
 from flax import nnx
 
-from tiqa import evaluation, io, labels, reference_distortions
+from tiqa import errors, evaluation, io, labels, reference_distortions
 from tiqa.models.iqa import IQAConfig
 from tiqa.train import batches, loop, phases
 
@@ -49,10 +49,13 @@ def load_model(workdir: str | pathlib.Path) -> LoadedModel:
 
 
 def in_fixed_batches(function, images: np.ndarray, batch_size: int):
-    """`function` over `images` in batches of exactly `batch_size`, so one compiled shape
-    serves every batch: the last batch is padded by repeating its last image and the padding's
-    outputs are dropped. `function` returns an array, or a tuple of arrays, with a leading
-    batch axis; so does this, for all the images."""
+    """`function` over `images` in batches of exactly min(`batch_size`, number of images), so
+    one compiled shape serves every batch: the last batch is padded by repeating its last image
+    and the padding's outputs are dropped (never padded past the input). `function` returns an
+    array, or a tuple of arrays, with a leading batch axis; so does this, for all the images."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    batch_size = min(batch_size, len(images))
     outputs = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
@@ -87,7 +90,8 @@ def load_scorer(workdir: str | pathlib.Path, batch_size: int = 64) -> Scorer:
 
 def evaluate_checkpoint(config) -> dict:
     """Runs the evaluation phase described by configs/evaluate.py; returns the table rows."""
-    output = pathlib.Path(config.output)
+    errors.check_sizes(config, "batch_size", "projection_batch", "resize", "crop")
+    output = io.check_output(config.output, "config.output", folder=True)
     output.mkdir(parents=True, exist_ok=True)
     loaded = load_any(config.checkpoint)  # empty: the shipped default model
     score = make_scorer(loaded, config.batch_size)
@@ -95,20 +99,23 @@ def evaluate_checkpoint(config) -> dict:
     crops, sources, reference_scores = heldout_references(config)
     distort_and_label = distorter(config.distortion_backend, projection, config.seed)
     rows = []
-    for start in tqdm.trange(0, len(crops), config.projection_batch, desc="evaluate", unit="batch"):
-        stop = min(start + config.projection_batch, len(crops))
-        result = distort_and_label(crops[start:stop], reference_scores[start:stop], start)
-        images = np.asarray(result.images)
-        predicted = score(images.reshape((-1,) + images.shape[-2:])).reshape(images.shape[:3])
-        for n in range(stop - start):
-            for k, kind in enumerate(projection.kinds):
-                for level in range(images.shape[2]):
-                    if level == 0 and k > 0:
-                        continue  # the reference is one image, listed once
-                    rows.append({"source": sources[start + n], "index": start + n,
-                                 "kind": "reference" if level == 0 else kind, "level": level,
-                                 "label": float(result.labels[n, k, level]),
-                                 "score": float(predicted[n, k, level])})
+    # A `with` closes the bar however the loop ends, so an error gets a line of its own.
+    with tqdm.trange(0, len(crops), config.projection_batch, desc="evaluate",
+                     unit="batch") as progress:
+        for start in progress:
+            stop = min(start + config.projection_batch, len(crops))
+            result = distort_and_label(crops[start:stop], reference_scores[start:stop], start)
+            images = np.asarray(result.images)
+            predicted = score(images.reshape((-1,) + images.shape[-2:])).reshape(images.shape[:3])
+            for n in range(stop - start):
+                for k, kind in enumerate(projection.kinds):
+                    for level in range(images.shape[2]):
+                        if level == 0 and k > 0:
+                            continue  # the reference is one image, listed once
+                        rows.append({"source": sources[start + n], "index": start + n,
+                                     "kind": "reference" if level == 0 else kind, "level": level,
+                                     "label": float(result.labels[n, k, level]),
+                                     "score": float(predicted[n, k, level])})
     # The table is over the distorted images (the references' labels are the prior or human
     # scores, constant within a kind); the level table below includes them as level 0.
     distorted = [r for r in rows if r["kind"] != "reference"]
@@ -162,8 +169,8 @@ def distorter(backend: str, projection: labels.ProjectionConfig, seed: int):
     if backend == "skimage":
         unknown = set(projection.kinds) - set(reference_distortions.KINDS)
         if unknown:
-            raise ValueError(f"distortion_backend='skimage' has no {sorted(unknown)}; "
-                             f"use kinds from {reference_distortions.KINDS}")
+            raise errors.InputError(f"distortion_backend='skimage' has no {sorted(unknown)}; "
+                                    f"use kinds from {reference_distortions.KINDS}")
 
         def skimage_path(crops, scores, first):
             images = np.empty((len(crops), len(projection.kinds), 6) + crops.shape[1:], np.float32)
@@ -175,7 +182,7 @@ def distorter(backend: str, projection: labels.ProjectionConfig, seed: int):
                         images[n, k, level] = reference_distortions.distort(kind, crop, level, rng)
             return labels.label_images(images, scores, projection)
         return skimage_path
-    raise ValueError(f"distortion_backend must be 'jax' or 'skimage', got {backend!r}")
+    raise errors.InputError(f"distortion_backend must be 'jax' or 'skimage', got {backend!r}")
 
 
 def _level_correlations(rows: list[dict], kinds) -> list[dict]:
@@ -251,7 +258,7 @@ def _load_exported(path: pathlib.Path) -> LoadedModel:
     try:
         stored = np.load(path / EXPORTED_PARAMS)
     except (OSError, ValueError) as error:
-        raise ValueError(f"{path / EXPORTED_PARAMS}: unreadable parameter file ({error})") from error
+        raise errors.InputError(f"{path / EXPORTED_PARAMS}: unreadable parameter file ({error})") from error
 
     def fill(prefix, abstract):
         leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
@@ -259,11 +266,11 @@ def _load_exported(path: pathlib.Path) -> LoadedModel:
         for key_path, leaf in leaves:
             name = prefix + jax.tree_util.keystr(key_path)
             if name not in stored:
-                raise ValueError(f"{path / EXPORTED_PARAMS}: missing {name}")
+                raise errors.InputError(f"{path / EXPORTED_PARAMS}: missing {name}")
             value = stored[name]
             if value.shape != leaf.shape:
-                raise ValueError(f"{path / EXPORTED_PARAMS}: {name} has shape {value.shape}, "
-                                 f"the network needs {leaf.shape}")
+                raise errors.InputError(f"{path / EXPORTED_PARAMS}: {name} has shape {value.shape}, "
+                                        f"the network needs {leaf.shape}")
             values.append(jnp.asarray(value, leaf.dtype))
         return jax.tree_util.tree_unflatten(treedef, values)
 
@@ -290,7 +297,7 @@ def crop_positions(height: int, width: int, crop: int, mode: str) -> list[tuple[
     """Top-left corners of the crops of a (height, width) image: its centre, or an even grid
     of ceil(side / crop) crops per side that covers the whole image (overlapping as needed)."""
     if mode not in CROP_MODES:
-        raise ValueError(f"crops must be one of {CROP_MODES}, got {mode!r}")
+        raise errors.InputError(f"crops must be one of {CROP_MODES}, got {mode!r}")
     if min(height, width) < crop:
         raise io.ImageError(f"a {height}x{width} image is smaller than the {crop} px crop")
     if mode == "center":
@@ -359,21 +366,24 @@ def _thumbnail(image: np.ndarray, size: int = 240) -> np.ndarray:
 
 
 def score_inputs(config) -> tuple[list[dict], dict]:
-    """Scores every slice of every input (comma-separated paths); returns (records, thumbnails)."""
+    """Scores every slice of every input (comma-separated paths, `\\,` for a comma in a path);
+    returns (records, thumbnails)."""
     if not config.input:
-        raise ValueError("config.input is empty: give an image, a folder of slices or a volume")
+        raise errors.InputError("config.input is empty: give an image, a folder of slices or a volume")
+    errors.check_sizes(config, "batch_size")
     loaded = load_any(config.checkpoint)
     score = make_slice_scorer(loaded, config.crops)
     normalisation = io.Normalisation(mode=config.normalisation)
     plan = []  # (given path, source, [indices or None])
-    for given in [pathlib.Path(p.strip()) for p in str(config.input).split(",") if p.strip()]:
+    for given in [pathlib.Path(p) for p in io.split_paths(config.input)]:
         by_source: dict = {}
-        for source, index in io.list_inputs(given):
+        for source, index in io.list_inputs(given, tiff_planes=config.tiff_planes):
             by_source.setdefault(source, []).append(index)
         plan += [(given, source, indices) for source, indices in by_source.items()]
     total = sum(len(indices) for _, _, indices in plan)
     records, thumbnails = [], {}
     pending: dict = {}  # slice shape -> [(order, meta, image)], scored in full batches
+    # Closed however the loop ends, so an error is printed on a line of its own.
     progress = tqdm.tqdm(total=total, desc="scoring", unit="slice")
 
     def flush(shape):
@@ -396,22 +406,24 @@ def score_inputs(config) -> tuple[list[dict], dict]:
         progress.update(len(batch))
 
     order = 0
-    for given, source, indices in plan:
-        if indices == [None]:
-            slices = io.read_slice(source, normalisation=normalisation)[None]
-        else:
-            # A volume is normalised as a whole, so its slices stay comparable.
-            slices = io.read_volume(source, normalisation=normalisation)
-        for index, image in zip(indices, slices):
-            meta = {"volume": _volume_name(source, index, given), "file": str(source),
-                    "slice": index}
-            pending.setdefault(image.shape, []).append((order, meta, image))
-            order += 1
-            if len(pending[image.shape]) == config.batch_size:
-                flush(image.shape)
-    for shape in list(pending):
-        flush(shape)
-    progress.close()
+    with progress:
+        for given, source, indices in plan:
+            if indices == [None]:
+                slices = io.read_slice(source, normalisation=normalisation,
+                                       tiff_planes=config.tiff_planes)[None]
+            else:
+                # A volume is normalised as a whole, so its slices stay comparable.
+                slices = io.read_volume(source, normalisation=normalisation,
+                                        tiff_planes=config.tiff_planes)
+            for index, image in zip(indices, slices):
+                meta = {"volume": _volume_name(source, index, given), "file": str(source),
+                        "slice": index}
+                pending.setdefault(image.shape, []).append((order, meta, image))
+                order += 1
+                if len(pending[image.shape]) == config.batch_size:
+                    flush(image.shape)
+        for shape in list(pending):
+            flush(shape)
     return [record for _, record in sorted(records, key=lambda item: item[0])], thumbnails
 
 
@@ -428,8 +440,11 @@ def write_scores_csv(records: list[dict], path: str | pathlib.Path) -> None:
 def run_scoring(config) -> dict:
     """The scoring phase (configs/score.py): CSV of scores, optionally the report."""
     from tiqa import report  # matplotlib is only needed for reports
+    # The outputs are checked first, so a bad one fails before the scoring, not after it.
+    output = io.check_output(config.output, "config.output")
+    if config.report:
+        io.check_output(config.report, "config.report", folder=True)
     records, thumbnails = score_inputs(config)
-    output = pathlib.Path(config.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     write_scores_csv(records, output)
     summary = report.summarise(records)

@@ -16,14 +16,14 @@ import jax
 import numpy as np
 import tqdm
 
-from tiqa import distortions, evaluation, scoring, segmentation
+from tiqa import distortions, errors, evaluation, io, scoring, segmentation
 from tiqa.train import segmentation as segmentation_training
 
 
 def _held_out(config) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
-    paths = [p.strip() for p in str(config.images).split(",") if p.strip()]
+    paths = io.split_paths(config.images)
     if not paths:
-        raise ValueError("config.images is empty: give the held-out slices (comma-separated)")
+        raise errors.InputError("config.images is empty: give the held-out slices (comma-separated)")
     images, label_maps = segmentation_training.read_labelled_slices(
         paths, config.labels, config.label_suffix)
     return paths, images, label_maps

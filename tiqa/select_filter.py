@@ -13,7 +13,7 @@ import pathlib
 import numpy as np
 import tqdm
 
-from tiqa import evaluation, filters, io, scoring
+from tiqa import errors, evaluation, filters, io, scoring
 
 
 def sample_indices(count: int, samples: int) -> list[int]:
@@ -40,26 +40,32 @@ def _read_slices(path: str, samples: int, normalisation: str) -> tuple[np.ndarra
 def rank_filters(config) -> list[dict]:
     """Runs the selection described by configs/select_filter.py; returns the ranked rows."""
     if not config.input:
-        raise ValueError("config.input is empty: give a volume, a folder of slices or a slice")
+        raise errors.InputError("config.input is empty: give a volume, a folder of slices or a slice")
+    errors.check_sizes(config, "batch_size")
+    if isinstance(config.samples, bool) or not isinstance(config.samples, int) or config.samples < 0:
+        raise errors.InputError(f"config.samples must be 0 (all) or a positive whole number, "
+                                f"got {config.samples!r}")
+    output = io.check_output(config.output, "config.output", folder=True)
     candidates = (filters.parse_candidates(config.candidates) if config.candidates
                   else list(filters.CANDIDATES))
     slices, chosen = _read_slices(config.input, config.samples, config.normalisation)
     score = scoring.make_slice_scorer(scoring.load_any(config.checkpoint), config.crops)
-    output = pathlib.Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
 
     def score_all(images: np.ndarray) -> np.ndarray:
         return scoring.in_fixed_batches(lambda chunk: score(chunk)[0], images, config.batch_size)
 
     rows, examples = [], {}
-    for name, params in tqdm.tqdm(candidates, desc="filters", unit="filter"):
-        filtered = np.stack([filters.apply(name, image, **params) for image in slices])
-        scores = score_all(filtered)
-        label = filters.describe(name, params)
-        rows.append({"filter": label, "median": float(np.median(scores)),
-                     "mean": float(np.mean(scores)), "min": float(np.min(scores)),
-                     "max": float(np.max(scores)), "slices": len(scores)})
-        examples[label] = (filtered[len(filtered) // 2], scores)
+    # A `with` closes the bar however the loop ends, so an error gets a line of its own.
+    with tqdm.tqdm(candidates, desc="filters", unit="filter") as progress:
+        for name, params in progress:
+            filtered = np.stack([filters.apply(name, image, **params) for image in slices])
+            scores = score_all(filtered)
+            label = filters.describe(name, params)
+            rows.append({"filter": label, "median": float(np.median(scores)),
+                         "mean": float(np.mean(scores)), "min": float(np.min(scores)),
+                         "max": float(np.max(scores)), "slices": len(scores)})
+            examples[label] = (filtered[len(filtered) // 2], scores)
     rows.sort(key=lambda row: -row["median"])
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank

@@ -54,7 +54,7 @@ from typing import Union
 import numpy as np
 from scipy import stats
 
-from tiqa import io
+from tiqa import errors, io
 from tiqa.annotate import store as store_lib
 
 RULES = ("auto", "bt500", "correlation", "both", "none")
@@ -72,10 +72,10 @@ class ScreeningSettings:
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
-            raise ValueError(f"screening rule must be one of {RULES}, got {self.rule!r}")
+            raise errors.InputError(f"screening rule must be one of {RULES}, got {self.rule!r}")
         if self.bt500_min_observers < 4:
-            raise ValueError("bt500_min_observers must be at least 4 (the kurtosis of fewer "
-                             f"scores means little), got {self.bt500_min_observers}")
+            raise errors.InputError("bt500_min_observers must be at least 4 (the kurtosis of fewer "
+                                    f"scores means little), got {self.bt500_min_observers}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,11 +354,12 @@ def export_annotations(config) -> ExportResult:
                                  min_correlation=float(config.min_correlation),
                                  bt500_min_observers=int(config.bt500_min_observers),
                                  min_common_images=int(config.min_common_images))
-    with store_lib.RatingStore(store_path) as store:
+    # Read-only: the export never changes the store, and reads one it may not write.
+    with store_lib.RatingStore(store_path, read_only=True) as store:
         ratings = store.ratings()
         paths = store.image_paths()
     if not ratings:
-        raise ValueError(f"{store_path}: holds no ratings yet")
+        raise errors.InputError(f"{store_path}: holds no ratings yet")
     matrix = score_matrix(ratings, paths)
     screening = screen(matrix, settings)
     rows = mean_opinion_scores(matrix, tuple(screening.dropped))

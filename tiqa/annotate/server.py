@@ -54,7 +54,7 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image
 
-from tiqa import io
+from tiqa import errors, io
 from tiqa.annotate import store as store_lib
 
 _LOG = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def check_name(name: Any) -> str:
 def scan_images(folder: Union[str, pathlib.Path]) -> list[SurveyImage]:
     """The images under `folder` (as `tiqa.io.list_inputs` lists them), one per content hash."""
     if not str(folder):
-        raise ValueError("config.images: name the folder of images to rate")
+        raise errors.InputError("config.images: name the folder of images to rate")
     items = io.list_inputs(folder)
     digests: dict[pathlib.Path, Any] = {}
     images: dict[str, SurveyImage] = {}
@@ -179,15 +179,15 @@ class Survey:
         self.token = str(config.token)
         host = str(config.host)
         if self.token and not TOKEN_PATTERN.fullmatch(self.token):
-            raise ValueError("config.token: use 12 to 128 characters from A-Z a-z 0-9 . _ ~ -")
+            raise errors.InputError("config.token: use 12 to 128 characters from A-Z a-z 0-9 . _ ~ -")
         if not is_loopback(host) and not self.token:
-            raise ValueError(f"config.host={host} is reachable from other machines: set "
-                             f"config.token (e.g. --config.token={secrets.token_urlsafe(16)})")
+            raise errors.InputError(f"config.host={host} is reachable from other machines: set "
+                                    f"config.token (e.g. --config.token={secrets.token_urlsafe(16)})")
         if not 0.0 <= float(config.repeat_fraction) <= 1.0:
-            raise ValueError(f"config.repeat_fraction must lie in [0, 1], got "
-                             f"{config.repeat_fraction}")
+            raise errors.InputError(f"config.repeat_fraction must lie in [0, 1], got "
+                                    f"{config.repeat_fraction}")
         if not str(config.store):
-            raise ValueError("config.store: name the SQLite file that keeps the ratings")
+            raise errors.InputError("config.store: name the SQLite file that keeps the ratings")
         self.loopback = is_loopback(host)
         self.seed = int(config.seed)
         self.repeat_fraction = float(config.repeat_fraction)
@@ -688,7 +688,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._get(url.path, query, token_in_query)
         except HttpError as error:
             self._json(error.status, {"error": str(error), **error.details})
-        except io.ImageError as error:
+        except (io.ImageError, store_lib.StoreError) as error:
             _LOG.error("%s", error)
             self._json(500, {"error": str(error)})
         except (BrokenPipeError, ConnectionResetError):
@@ -769,7 +769,7 @@ def make_server(config) -> SurveyServer:
         return SurveyServer((str(config.host), int(config.port)), survey)
     except OSError as error:
         survey.close()
-        raise RuntimeError(f"cannot listen on {config.host}:{config.port}: {error}") from error
+        raise errors.InputError(f"cannot listen on {config.host}:{config.port}: {error}") from error
 
 
 def serve(config) -> None:

@@ -27,8 +27,11 @@ import random
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Union
+
+from tiqa import errors
 
 SCHEMA_VERSION = "1"
 SCORES = (1, 2, 3, 4, 5)
@@ -61,6 +64,10 @@ CREATE INDEX IF NOT EXISTS ratings_by_position ON ratings (observer, position);
 CREATE UNIQUE INDEX IF NOT EXISTS one_active_rating
     ON ratings (observer, position) WHERE withdrawn IS NULL;
 """
+
+
+class StoreError(errors.InputError):
+    """The store cannot be opened, written or read: a folder, no permission, damaged pages."""
 
 
 class Conflict(Exception):
@@ -137,26 +144,63 @@ class RatingStore:
     while the survey runs) sees whole ratings only; `timeout` is how long a write waits for it.
     """
 
-    def __init__(self, path: Union[str, pathlib.Path], timeout: float = 30.0) -> None:
+    def __init__(self, path: Union[str, pathlib.Path], timeout: float = 30.0,
+                 read_only: bool = False) -> None:
+        """`read_only`: open with SQLite's mode=ro (the export), which also reads a store in a
+        place this process may not write; nothing is created or changed."""
         self.path = pathlib.Path(path)
         if self.path.parent and not self.path.parent.exists():
             raise FileNotFoundError(f"{self.path}: the folder {self.path.parent} does not exist")
         self._lock = threading.Lock()
-        # Autocommit mode: transactions are opened explicitly, one per change.
-        self._db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None,
-                                   check_same_thread=False)
         try:
-            self._setup(timeout)
-        except sqlite3.DatabaseError as error:  # not a database, or a damaged one
+            # Autocommit mode: transactions are opened explicitly, one per change.
+            self._db = (self._connect_read_only(timeout) if read_only else
+                        sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None,
+                                        check_same_thread=False))
+        except sqlite3.Error as error:  # a folder, or a place this process cannot write
+            raise StoreError(f"{self.path}: cannot open the ratings store ({error})") from error
+        try:
+            if read_only:
+                self._check_schema()
+            else:
+                self._setup(timeout)
+        except (sqlite3.DatabaseError, StoreError) as error:  # not a database, or a damaged one
             self._db.close()
-            raise RuntimeError(f"{self.path}: not a usable ratings store ({error})") from error
+            if isinstance(error, StoreError):
+                raise
+            raise StoreError(f"{self.path}: not a usable ratings store ({error})") from error
+
+    def _connect_read_only(self, timeout: float) -> sqlite3.Connection:
+        uri = f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode=ro"
+        options = dict(timeout=timeout, isolation_level=None, check_same_thread=False, uri=True)
+        db = sqlite3.connect(uri, **options)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opening is lazy
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal.exists() and wal.stat().st_size:
+                raise  # ratings may wait in the WAL: never read around them
+            # A folder SQLite cannot write its -shm file in: with no WAL, the file is the store.
+            return sqlite3.connect(uri + "&immutable=1", **options)
+
+    def _check_schema(self) -> None:
+        """The schema version of a store opened read-only (which cannot be set up)."""
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.OperationalError as error:  # no meta table
+            raise StoreError(f"{self.path}: not a ratings store ({error})") from error
+        if row is None or row[0] != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: store schema {row[0] if row else 'missing'}, this "
+                             f"code reads {SCHEMA_VERSION}")
 
     def _setup(self, timeout: float) -> None:
         """Pragmas and schema."""
         self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
-            raise RuntimeError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
+            raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
         # FULL: the WAL is synced at every commit, so an acknowledged rating is on disk.
         self._db.execute("PRAGMA synchronous = FULL")
         self._db.execute("PRAGMA foreign_keys = ON")
@@ -168,25 +212,37 @@ class RatingStore:
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             elif row[0] != SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path}: store schema {row[0]}, this code reads "
-                                   f"{SCHEMA_VERSION}")
+                raise StoreError(f"{self.path}: store schema {row[0]}, this code reads "
+                                 f"{SCHEMA_VERSION}")
 
     # -- plumbing ------------------------------------------------------------------------------
 
     @contextlib.contextmanager
+    def _reporting(self) -> Iterator[None]:
+        """SQLite's errors of a store that cannot be used (damaged pages, no permission, locked
+        too long) as one StoreError naming it; an IntegrityError is this code's bug."""
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as error:
+            raise StoreError(f"{self.path}: the ratings store cannot be used ({error})") from error
+
+    @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction under the thread lock: committed on success, else rolled back."""
-        with self._lock:
+        with self._lock, self._reporting():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # a damaged store may refuse this too
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
     def _read(self, sql: str, parameters: Sequence = ()) -> list[tuple]:
-        with self._lock:
+        with self._lock, self._reporting():
             return self._db.execute(sql, parameters).fetchall()
 
     def close(self) -> None:
@@ -263,7 +319,7 @@ class RatingStore:
 
     def sequence(self, observer: str) -> list[Presentation]:
         """The stored presentation order of `observer` (empty if they never started)."""
-        with self._lock:
+        with self._lock, self._reporting():
             return self._sequence(self._db, observer)
 
     # -- ratings -------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tiqa import io
+from tiqa import errors, io
 
 FEATURES = 36
 
@@ -177,7 +177,7 @@ class RetrainedBrisque:
         info = json.loads((directory / "scaling.json").read_text())
         model = _svmutil().svm_load_model(str(directory / "svm.txt"))
         if model is None:
-            raise ValueError(f"{directory / 'svm.txt'}: libsvm could not read the model")
+            raise errors.InputError(f"{directory / 'svm.txt'}: libsvm could not read the model")
         return cls(model, np.asarray(info["min"]), np.asarray(info["max"]), info.get("hyper", {}))
 
 

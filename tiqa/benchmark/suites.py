@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from tiqa import io, phantom
+from tiqa import errors, io, phantom
 from tiqa.benchmark import acquisition, datagen, score, segmentation, train
 
 SUITES = ("datagen", "train", "score", "segmentation", "acquisition")
@@ -28,7 +28,7 @@ def load_originals(config, count: int) -> np.ndarray:
 def run_benchmark(config) -> dict:
     """Runs `config.suite` and prints its table; returns the figures."""
     if config.suite not in SUITES:
-        raise ValueError(f"config.suite={config.suite!r} is not one of {SUITES}")
+        raise errors.InputError(f"config.suite={config.suite!r} is not one of {SUITES}")
     print(f"JAX {jax.__version__} on {jax.devices()[0].platform}: {jax.devices()}")
     if config.suite == "datagen":
         originals = load_originals(config, config.datagen.originals)

@@ -29,6 +29,7 @@ from jax import lax
 
 from tiqa.models.dtypes import model_config_values
 from tiqa.models.efficientnet import count_params
+from tiqa import errors
 
 Encoder = Literal["resnet34", "resnet18"]
 
@@ -75,12 +76,12 @@ class DLinkNetConfig:
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODER_BLOCKS:
-            raise ValueError(f"encoder must be one of {sorted(ENCODER_BLOCKS)}, "
-                             f"got {self.encoder!r}")
+            raise errors.InputError(f"encoder must be one of {sorted(ENCODER_BLOCKS)}, "
+                                    f"got {self.encoder!r}")
         if self.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+            raise errors.InputError(f"num_classes must be >= 1, got {self.num_classes}")
         if self.in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
+            raise errors.InputError(f"in_channels must be >= 1, got {self.in_channels}")
 
     @classmethod
     def from_mapping(cls, values: Mapping) -> DLinkNetConfig:

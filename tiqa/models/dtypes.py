@@ -6,6 +6,8 @@ from typing import Any, Mapping
 
 import jax.numpy as jnp
 
+from tiqa import errors
+
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -14,7 +16,7 @@ def compute_dtype(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     if value not in COMPUTE_DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(COMPUTE_DTYPES)}, got {value!r}")
+        raise errors.InputError(f"dtype must be one of {sorted(COMPUTE_DTYPES)}, got {value!r}")
     return COMPUTE_DTYPES[value]
 
 
@@ -25,7 +27,7 @@ def model_config_values(cls: type, values: Mapping) -> dict:
     values = dict(values)
     unknown = sorted(set(values) - fields)
     if unknown:
-        raise ValueError(f"unknown model config key(s) {unknown}; known: {sorted(fields)}")
+        raise errors.InputError(f"unknown model config key(s) {unknown}; known: {sorted(fields)}")
     if "dtype" in values:
         values["dtype"] = compute_dtype(values["dtype"])
     return values

@@ -27,6 +27,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
+from tiqa import errors
+
 DepthwiseImpl = Literal["auto", "grouped", "shifted"]
 Activation = Literal["silu", "relu6"]
 
@@ -165,7 +167,7 @@ class EfficientNetConfig:
     def from_name(cls, name: str, **overrides: Any) -> EfficientNetConfig:
         """The variant called `name` ('b0'..'b3', 'lite0'..'lite2')."""
         if name not in VARIANTS:
-            raise ValueError(f"unknown EfficientNet variant {name!r}; known: {VARIANTS}")
+            raise errors.InputError(f"unknown EfficientNet variant {name!r}; known: {VARIANTS}")
         return getattr(cls, name)(**overrides)
 
     def round_filters(self, filters: int) -> int:
@@ -219,7 +221,7 @@ def resolve_depthwise(impl: DepthwiseImpl) -> Literal["grouped", "shifted"]:
     if impl == "auto":
         return "shifted" if jax.default_backend() == "cpu" else "grouped"
     if impl not in ("grouped", "shifted"):
-        raise ValueError(f"depthwise must be 'auto', 'grouped' or 'shifted', got {impl!r}")
+        raise errors.InputError(f"depthwise must be 'auto', 'grouped' or 'shifted', got {impl!r}")
     return impl
 
 

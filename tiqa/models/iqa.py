@@ -18,6 +18,7 @@ from tiqa.models.dtypes import model_config_values
 from tiqa.models.efficientnet import EfficientNet, EfficientNetConfig
 from tiqa.models.params import load_pretrained, pretrained_variants
 from tiqa.models.vgg import VGG, VGGConfig
+from tiqa import errors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,15 +71,15 @@ class IQANet(nnx.Module):
         if config.backbone == "vgg16":
             # The RankIQA baseline's trunk (tiqa.models.vgg); `depthwise` does not apply.
             if config.pretrained:
-                raise ValueError("no ImageNet weights ship for 'vgg16' (they would need a "
-                                 "download); set model.pretrained=False")
+                raise errors.InputError("no ImageNet weights ship for 'vgg16' (they would need a "
+                                        "download); set model.pretrained=False")
             self.trunk = VGG(VGGConfig.from_name(
                 "vgg16", **dict(config.trunk_overrides, dtype=config.dtype)), rngs=rngs)
         elif config.pretrained and config.backbone in pretrained_variants():
             self.trunk = load_pretrained(config.backbone, num_classes=0, **trunk_options)
         elif config.pretrained:
-            raise ValueError(f"no ImageNet weights ship for {config.backbone!r} (only "
-                             f"{', '.join(pretrained_variants())}); set model.pretrained=False")
+            raise errors.InputError(f"no ImageNet weights ship for {config.backbone!r} (only "
+                                    f"{', '.join(pretrained_variants())}); set model.pretrained=False")
         else:
             self.trunk = EfficientNet(
                 EfficientNetConfig.from_name(config.backbone, num_classes=0, **trunk_options),

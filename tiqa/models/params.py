@@ -37,6 +37,7 @@ from flax import nnx
 
 from tiqa.models import torch_legacy
 from tiqa.models.efficientnet import EfficientNet, EfficientNetConfig, make_classifier
+from tiqa import errors
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
@@ -188,8 +189,8 @@ def load_lukemelas_state_dict(model: EfficientNet, state_dict: Mapping[str, np.n
                             f"{value.shape} after the layout change, the model has {expected}")
         values[path] = value
     if problems:
-        raise ValueError(f"EfficientNet-{model.config.name} does not match the checkpoint:\n  "
-                         + "\n  ".join(problems))
+        raise errors.InputError(f"EfficientNet-{model.config.name} does not match the checkpoint:\n  "
+                                + "\n  ".join(problems))
     for path, value in values.items():
         variables[path].set_value(jnp.asarray(value, dtype=jnp.float32))
 

@@ -26,6 +26,8 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from tiqa import errors
+
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
 
@@ -44,7 +46,7 @@ _STORAGE_DTYPES: dict[str, np.dtype] = {
 }
 
 
-class LegacyCheckpointError(ValueError):
+class LegacyCheckpointError(errors.InputError):
     """A file is not a readable PyTorch legacy checkpoint (wrong magic number, truncated, ...)."""
 
 

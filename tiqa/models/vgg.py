@@ -31,6 +31,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
+from tiqa import errors
+
 # torchvision's VGG initialisation: kaiming_normal_(mode='fan_out', nonlinearity='relu'), bias 0.
 _CONV_INIT = jax.nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -70,7 +72,7 @@ class VGGConfig:
     @classmethod
     def from_name(cls, name: str, **overrides: Any) -> VGGConfig:
         if name not in VARIANTS:
-            raise ValueError(f"unknown VGG variant {name!r}; known: {VARIANTS}")
+            raise errors.InputError(f"unknown VGG variant {name!r}; known: {VARIANTS}")
         return getattr(cls, name)(**overrides)
 
     @property

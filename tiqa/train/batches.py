@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tiqa import acquisition, distortions, io, labels, objects, phantom
+from tiqa import acquisition, distortions, errors, io, labels, objects, phantom
 
 
 class ReferencePool(NamedTuple):
@@ -37,12 +37,12 @@ def build_pool(slices: Sequence[np.ndarray], scores: Sequence[float], resize: in
                ) -> ReferencePool:
     """Resizes each slice's shorter side to `resize` (area) and pads them to a common shape."""
     if not slices:
-        raise ValueError("no reference slices to train on")
+        raise errors.InputError("no reference slices to train on")
     resized = [np.asarray(io.resize_short_side(s, resize)) if resize else np.asarray(s)
                for s in slices]
     too_small = [i for i, r in enumerate(resized) if min(r.shape) < crop]
     if too_small:
-        raise ValueError(f"slice(s) {too_small} are smaller than the {crop} px crop after resizing")
+        raise errors.InputError(f"slice(s) {too_small} are smaller than the {crop} px crop after resizing")
     height = max(r.shape[0] for r in resized)
     width = max(r.shape[1] for r in resized)
     images = np.zeros((len(resized), height, width), np.float32)
@@ -64,8 +64,8 @@ def load_reference_slices(config) -> tuple[list[np.ndarray], list[str]]:
     """
     slices, sources = [], []
     if config.input:
-        for path in str(config.input).split(","):
-            for source, index in io.list_inputs(path.strip()):
+        for path in io.split_paths(config.input):
+            for source, index in io.list_inputs(path):
                 slices.append(io.read_item((source, index)))
                 sources.append(str(source))
     if not config.input or config.phantom.mix_with_input:
@@ -88,7 +88,7 @@ def first_originals(pool: ReferencePool, count: int) -> ReferencePool:
     """
     size = pool.images.shape[0]
     if count < 0:
-        raise ValueError(f"originals must be 0 (all) or a positive number of slices, got {count}")
+        raise errors.InputError(f"originals must be 0 (all) or a positive number of slices, got {count}")
     if count > size:
         logging.warning("originals=%d but the pool has %d slices; using all of them", count, size)
     if count == 0 or count >= size:
@@ -105,8 +105,8 @@ def pool_from_config(config, scores_for_sources) -> ReferencePool:
     if "acquisition" in config and config.acquisition.objects_per_batch:
         ladders = ladder_bank(config.acquisition, config.seed)
         if ladders.shape[-1] < config.crop:
-            raise ValueError(f"acquisition.output_size={ladders.shape[-1]} is smaller than the "
-                             f"{config.crop} px crop")
+            raise errors.InputError(f"acquisition.output_size={ladders.shape[-1]} is smaller than the "
+                                    f"{config.crop} px crop")
         pool = pool._replace(ladders=jnp.asarray(ladders), ladder_scores=jnp.full(
             (ladders.shape[0],), config.default_reference_score, jnp.float32))
     return pool
@@ -117,11 +117,11 @@ def training_objects(settings, seed: int) -> tuple[np.ndarray, list[str]]:
     size = acquisition.object_size(settings.output_size)
     rng = np.random.default_rng(seed)
     attenuation, names = [], []
-    for path in filter(None, (p.strip() for p in str(settings.grey).split(","))):
+    for path in io.split_paths(settings.grey):
         for item in io.list_inputs(path):
             attenuation.append(objects.from_grey(io.read_item(item), size, rng))
             names.append(f"grey:{item[0]}" + ("" if item[1] is None else f"[{item[1]}]"))
-    for path in filter(None, (p.strip() for p in str(settings.label_maps).split(","))):
+    for path in io.split_paths(settings.label_maps):
         for item in objects.evenly_spaced(io.list_inputs(path), settings.label_map_slices):
             attenuation.append(objects.from_labels(objects.read_label_map(item), size, rng))
             names.append(f"labels:{item[0]}" + ("" if item[1] is None else f"[{item[1]}]"))
@@ -130,8 +130,8 @@ def training_objects(settings, seed: int) -> tuple[np.ndarray, list[str]]:
         attenuation.append(objects.from_phantom(phantom_seed, size, rng))
         names.append(f"phantom:{phantom_seed}")
     if not attenuation:
-        raise ValueError("acquisition.objects_per_batch is set but acquisition.grey, "
-                         "acquisition.label_maps and acquisition.phantoms give no objects")
+        raise errors.InputError("acquisition.objects_per_batch is set but acquisition.grey, "
+                                "acquisition.label_maps and acquisition.phantoms give no objects")
     return np.stack(attenuation), names
 
 

@@ -29,7 +29,7 @@ import tqdm
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from tiqa import io
+from tiqa import errors, io
 
 DATA_AXIS = "data"
 METRICS_FILE = "metrics.jsonl"
@@ -172,8 +172,8 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 
 def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
     if batch_size % mesh.size:
-        raise ValueError(f"batch of {batch_size} images does not split over {mesh.size} devices; "
-                         "change the number of originals per batch")
+        raise errors.InputError(f"batch of {batch_size} images does not split over {mesh.size} devices; "
+                                "change the number of originals per batch")
 
 
 # --- Checkpoints -----------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def restore_variables(checkpoint_dir: str | pathlib.Path, params: nnx.State,
         try:
             nnx.replace_by_pure_dict(state, _strip_variable_values(raw[name]))
         except (KeyError, ValueError) as error:
-            raise ValueError(f"{checkpoint_dir}: checkpoint does not fit the network ({error})") from error
+            raise errors.InputError(f"{checkpoint_dir}: checkpoint does not fit the network ({error})") from error
     return params, batch_stats
 
 
@@ -236,6 +236,24 @@ def restore_variables(checkpoint_dir: str | pathlib.Path, params: nnx.State,
 def _write_metrics(path: pathlib.Path, record: dict) -> None:
     with open(path, "a") as handle:
         handle.write(json.dumps(record) + "\n")
+
+
+def _trim_metrics(path: pathlib.Path, step: int) -> None:
+    """Keeps the records up to `step`, where the run resumes: a killed run logged the steps
+    after its last checkpoint, which the resumed run logs again; a torn last line goes too."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line)
+    if kept != lines:
+        io.write_text(path, "".join(line + "\n" for line in kept))
 
 
 def run(*, workdir: pathlib.Path, state: TrainState, train_step: Callable,
@@ -260,6 +278,7 @@ def run(*, workdir: pathlib.Path, state: TrainState, train_step: Callable,
     batch_inputs = jax.device_put(batch_inputs, replicated(mesh))
     batch_fn = jax.jit(make_batch, out_shardings=batch_sharded(mesh))
     metrics_path = workdir / METRICS_FILE
+    _trim_metrics(metrics_path, start)
     progress = tqdm.tqdm(total=num_steps, initial=start, desc=description, unit="step")
     window_start, window_steps = time.perf_counter(), 0
     for step in range(start, num_steps):

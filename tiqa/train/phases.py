@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from tiqa import labels
+from tiqa import errors, labels
 from tiqa.models.iqa import IQAConfig, IQANet
 from tiqa.train import batches, loop, losses
 
@@ -63,8 +63,8 @@ def _mesh_and_pool(config, per_batch: int, num_kinds: int):
     loop.initialise_distributed(config.distributed)
     mesh = loop.data_mesh(config.num_devices)
     if config.acquisition.objects_per_batch < 0:
-        raise ValueError("acquisition.objects_per_batch must be 0 (no ladders) or positive, got "
-                         f"{config.acquisition.objects_per_batch}")
+        raise errors.InputError("acquisition.objects_per_batch must be 0 (no ladders) or positive, got "
+                                f"{config.acquisition.objects_per_batch}")
     loop.check_batch_divides(_images_per_batch(config, per_batch, num_kinds), mesh)
     pool = batches.pool_from_config(config, _reference_scores(config))
     return mesh, pool
@@ -75,7 +75,7 @@ BATCH_NORM_MODES = ("batch", "frozen")
 
 def _frozen_batch_norm(mode: str, key_name: str) -> bool:
     if mode not in BATCH_NORM_MODES:
-        raise ValueError(f"{key_name} must be one of {BATCH_NORM_MODES}, got {mode!r}")
+        raise errors.InputError(f"{key_name} must be one of {BATCH_NORM_MODES}, got {mode!r}")
     return mode == "frozen"
 
 
@@ -200,8 +200,8 @@ def finetune(config) -> pathlib.Path:
         model_cfg = model_config(config)
         model = build_model(model_cfg, model_key)
     if tune.epoch_steps < 0:
-        raise ValueError(f"finetune.epoch_steps must be 0 (one pass over the pool) or positive, "
-                         f"got {tune.epoch_steps}")
+        raise errors.InputError(f"finetune.epoch_steps must be 0 (one pass over the pool) or positive, "
+                                f"got {tune.epoch_steps}")
     epoch_steps = tune.epoch_steps or batches.steps_per_epoch(pool.images.shape[0],
                                                               tune.originals_per_batch)
     schedule = loop.step_decay(tune.learning_rate, tune.decay_every_epochs * epoch_steps,

@@ -22,7 +22,7 @@ import tifffile
 from flax import nnx
 from PIL import Image
 
-from tiqa import io, phantom
+from tiqa import errors, io, phantom
 from tiqa.models.dlinknet import DLinkNet, DLinkNetConfig
 from tiqa.train import loop
 
@@ -42,7 +42,7 @@ def target_classes(labels: np.ndarray, num_classes: int, positive_class: int) ->
     if num_classes == 1:
         return (labels == positive_class).astype(np.int32)
     if labels.max() >= num_classes:
-        raise ValueError(f"labels go up to {labels.max()}, more than num_classes={num_classes}")
+        raise errors.InputError(f"labels go up to {labels.max()}, more than num_classes={num_classes}")
     return labels.astype(np.int32)
 
 
@@ -157,7 +157,7 @@ def model_config(config) -> DLinkNetConfig:
 def load_training_pool(config) -> LabelledPool:
     images, label_maps = [], []
     if config.images:
-        paths = [p.strip() for p in str(config.images).split(",") if p.strip()]
+        paths = io.split_paths(config.images)
         images, label_maps = read_labelled_slices(paths, config.labels, config.label_suffix)
     if not config.images or config.phantom.mix_with_input:
         volume, labels, _ = phantom.phantom_volume(
@@ -175,7 +175,7 @@ def train_segmentation(config) -> pathlib.Path:
     """Runs the D-LinkNet training described by configs/segmentation.py."""
     workdir = pathlib.Path(config.workdir)
     if config.crop % 32:
-        raise ValueError(f"config.crop={config.crop} must be a multiple of 32 (D-LinkNet)")
+        raise errors.InputError(f"config.crop={config.crop} must be a multiple of 32 (D-LinkNet)")
     loop.initialise_distributed(config.distributed)
     mesh = loop.data_mesh(config.num_devices)
     loop.check_batch_divides(config.batch_size, mesh)

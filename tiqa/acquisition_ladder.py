@@ -32,15 +32,9 @@ import ml_collections
 import numpy as np
 from scipy import stats
 
-<<<<<<< HEAD
-from tiqa import (acquisition, comparison, evaluation, filters, io, objects, observers, scoring,
-                  select_filter)
-from tiqa.baselines import brisque, niqe
-=======
 from tiqa import (acquisition, comparison, errors, evaluation, filters, io, objects, observers,
                   scoring, select_filter)
-from tiqa.baselines import brisque
->>>>>>> issue12-defects
+from tiqa.baselines import brisque, niqe
 
 ORACLE = "SSIM vs ideal (oracle)"
 OBJECT_KINDS = ("grey", "label_map", "phantom")

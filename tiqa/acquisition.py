@@ -230,10 +230,16 @@ def normalise_percentile(images: jax.Array, low: float = 0.5, high: float = 99.5
     return jnp.clip((images - lo) / jnp.maximum(hi - lo, 1e-12), 0.0, 1.0)
 
 
-def ladder_settings(factors: tuple[str, ...]) -> Settings:
-    """(1 + 5 F,) settings: the ideal, then levels 1..5 of each factor (the others ideal)."""
+def ladder_settings(factors: tuple[str, ...], max_views: int = MAX_VIEWS) -> Settings:
+    """(1 + 5 F,) settings: the ideal, then levels 1..5 of each factor (the others ideal).
+
+    Without the views factor, a coarser angle grid than the table's ideal is used whole.
+    """
     rows = [ideal((1,))] + [jax.tree.map(lambda x: x[1:], ladder(factor)) for factor in factors]
-    return jax.tree.map(lambda *parts: jnp.concatenate(parts), *rows)
+    settings = jax.tree.map(lambda *parts: jnp.concatenate(parts), *rows)
+    if "views" not in factors:
+        settings = settings._replace(views=jnp.minimum(settings.views, max_views))
+    return settings
 
 
 def ladders(attenuation, factors: tuple[str, ...], key: jax.Array, *, output_size: int,
@@ -252,9 +258,7 @@ def ladders(attenuation, factors: tuple[str, ...], key: jax.Array, *, output_siz
     """
     attenuation = np.asarray(attenuation, np.float32)
     count = attenuation.shape[0]
-    settings = ladder_settings(tuple(factors))
-    if "views" not in factors:  # a coarser angle grid: the ideal uses all of its views
-        settings = settings._replace(views=jnp.minimum(settings.views, max_views))
+    settings = ladder_settings(tuple(factors), max_views)
     check_settings(settings, max_views)
     per_object = settings.photons.shape[0]
     images = np.empty((count, len(factors), NUM_LEVELS, output_size, output_size), np.float32)

@@ -76,11 +76,13 @@ def simulate(attenuation: np.ndarray, settings: dict, rng: np.random.Generator,
     return reconstruct(measured, settings["views"], output_size)
 
 
-def ladder_settings(factor: str) -> list[dict]:
-    """Levels 0..5 of `factor` as plain dicts, the other factors ideal."""
+def ladder_settings(factor: str, max_views: int = acquisition.MAX_VIEWS) -> list[dict]:
+    """Levels 0..5 of `factor` as plain dicts, the other factors ideal (all views of a
+    coarser angle grid)."""
     rows = []
     for level in range(acquisition.NUM_LEVELS):
         row = {name: acquisition.LEVELS[name][0] for name in acquisition.FACTORS}
+        row["views"] = min(row["views"], max_views)
         row[factor] = acquisition.LEVELS[factor][level]
         rows.append(row)
     return rows

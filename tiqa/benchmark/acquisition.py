@@ -28,7 +28,7 @@ def run(config) -> dict:
     settings = config.acquisition
     factors = tuple(settings.factors)
     attenuation = _objects(settings.objects, settings.output_size, config.seed)
-    ladder = acquisition.ladder_settings(factors)
+    ladder = acquisition.ladder_settings(factors, settings.max_views)
     per_object = ladder.photons.shape[0]
     count = attenuation.shape[0]
     key = jax.random.key(config.seed)
@@ -46,7 +46,7 @@ def run(config) -> dict:
     single = batched(jax.tree.map(lambda x: x[-1:], ladder))  # the worst level of the last factor
     single_rate = count / timing.best_seconds(single, settings.repeats)
 
-    rows = reference_acquisition.ladder_settings(factors[-1])
+    rows = reference_acquisition.ladder_settings(factors[-1], settings.max_views)
     rng = np.random.default_rng(config.seed)
     start = time.perf_counter()
     for index in range(settings.reference_acquisitions):

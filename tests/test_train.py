@@ -287,3 +287,21 @@ def test_resumed_metrics_drop_the_steps_after_the_restored_checkpoint(tmp_path):
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
     assert records[3]["loss"] != 9.0  # step 4 is the resumed run's, not the killed one's
+
+
+def test_rank_phase_starts_from_the_given_model(tmp_path):
+    from tests.tiny_models import export_tiny_score_model
+
+    start = export_tiny_score_model(tmp_path / "start")
+    config = _smoke_rank(tmp_path / "rank", epochs=1)
+    config.rank.init_model = str(tmp_path / "start")
+    config.rank.learning_rate = 0.0  # no update: the checkpoint must hold the start's weights
+    phases.train_rank(config)
+    info = json.loads((tmp_path / "rank" / "model.json").read_text())
+    assert info["model"]["hidden"] == list(TINY.hidden)  # the start's network, not the config's
+    # BatchNorm statistics move in a 'batch' rank step; the parameters must not.
+    params = jax.tree.leaves(scoring.load_model(tmp_path / "rank").params)
+    expected = jax.tree.leaves(start.params)
+    assert len(params) == len(expected)
+    for got, want in zip(params, expected):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

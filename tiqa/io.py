@@ -527,8 +527,9 @@ def read_item(item: Item, normalisation: NormalisationLike = Normalisation(),
               tiff_planes: str = "volume") -> np.ndarray:
     """Reads one item of `list_inputs` as float32 (H, W) in [0, 1].
 
-    A page of a volume is normalised by itself (only that page is read); use `read_volume` for
-    a normalisation shared by all slices.
+    A page of a volume (TIFF stack, HDF5 dataset, Zarr array) is normalised by itself (only
+    that page is read); use `read_volume` or `tiqa.volumes.streamed` for a normalisation shared
+    by all slices.
     """
     from tiqa import volumes
 
@@ -543,8 +544,10 @@ def read_item(item: Item, normalisation: NormalisationLike = Normalisation(),
     path = _check_file(path)
     if path.suffix.lower() not in TIFF_EXTENSIONS:
         raise ImageError(f"{path}: slice index {index} given for a file that is not a TIFF stack")
-    data, dtype = _load_tiff(path, page=int(index), tiff_planes=tiff_planes)
-    return _checked_slice(data, dtype, norm, f"{path} (slice {index})")
+    # Through the streaming reader: only that page is read (mapped when contiguous).
+    with volumes.open_volume(path, tiff_planes) as volume:
+        data = volume.raw([int(index)])[0]
+        return _checked_slice(data, volume.dtype, norm, f"{path} (slice {index})")
 
 
 # --------------------------------------------------------------------------------------------

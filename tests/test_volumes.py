@@ -272,3 +272,54 @@ def test_select_filter_reads_sampled_hdf5_slices(tiny_model, written, data, tmp_
     np.testing.assert_array_equal(slices, _whole_volume_reference(data)[[4, 8, 11]])
     rows = select_filter.rank_filters(config)
     assert rows[0]["slices"] == 3
+
+
+# --- More than one process -------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_write_the_csv_of_one(tiny_model, written, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    repository = pathlib.Path(__file__).resolve().parents[1]
+    # A TIFF stack, an HDF5 volume and a lone image: 7 batches of mixed shapes to share.
+    image = tmp_path / "lone.png"
+    io.write_png(image, np.random.default_rng(0).random((50, 60)))
+    inputs = f"{written['tiff']},{written['h5']},{image}"
+    common = [sys.executable, "-m", "launch.score", f"--config.input={inputs}",
+              f"--config.checkpoint={tiny_model}", "--config.batch_size=4",
+              "--config.slices=::1"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    single = tmp_path / "single.csv"
+    subprocess.run(common + [f"--config.output={single}"], cwd=repository, env=env, check=True,
+                   capture_output=True, timeout=300)
+    port = _free_port()
+    merged = tmp_path / "merged" / "scores.csv"
+    processes = [subprocess.Popen(
+        common + [f"--config.output={merged}", "--config.distributed=True",
+                  f"--config.coordinator_address=127.0.0.1:{port}", "--config.num_processes=2",
+                  f"--config.process_id={rank}", "--config.merge_timeout=120"],
+        cwd=repository, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for rank in (0, 1)]
+    try:
+        logs = [process.communicate(timeout=300)[0] for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    assert [process.returncode for process in processes] == [0, 0], logs
+    # 7 batches, 3 + 4: process 1 scores the HDF5 volume and the lone image.
+    assert "process 1 of 2: 13 slice(s) scored" in logs[1]
+    # The same bytes as the single process, and no part file left behind.
+    assert merged.read_bytes() == single.read_bytes()
+    assert len(single.read_text().splitlines()) == 1 + 12 + 12 + 1
+    assert sorted(p.name for p in merged.parent.iterdir()) == ["scores.csv"]

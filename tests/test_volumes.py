@@ -323,3 +323,34 @@ def test_two_processes_write_the_csv_of_one(tiny_model, written, tmp_path):
     assert merged.read_bytes() == single.read_bytes()
     assert len(single.read_text().splitlines()) == 1 + 12 + 12 + 1
     assert sorted(p.name for p in merged.parent.iterdir()) == ["scores.csv"]
+
+
+def test_scale_suite_scores_each_size_in_a_child(tiny_model, capsys):
+    from configs import benchmark as benchmark_config
+    from tiqa.benchmark import scale, suites
+
+    config = benchmark_config.get_config()
+    config.suite = "scale"
+    config.scale.sizes_gb = (2e-4, 6e-4)  # 26 and 79 slices of 64x64 (8 KiB each)
+    config.scale.slice_size = 64
+    config.scale.batch_size = 4
+    config.scale.checkpoint = str(tiny_model)
+    result = suites.run_benchmark(config)
+    assert [row["slices"] for row in result["rows"]] == [scale.depth_for(2e-4, 64),
+                                                         scale.depth_for(6e-4, 64)] == [26, 79]
+    for row in result["rows"]:
+        # The child's own peak, a real process's (a JAX process is well over 50 MiB).
+        assert 0.05 < row["peak_rss_gib"] < 4 and row["slices_per_s"] > 0
+    printed = capsys.readouterr().out
+    assert "peak RSS GiB" in printed and len(printed.strip().splitlines()) >= 4
+
+
+def test_scale_volumes_are_contiguous_and_stream_like_the_array(tmp_path):
+    from tiqa.benchmark import scale
+
+    path = tmp_path / "v.tif"
+    scale.write_volume(path, 5, 32, seed=1)
+    expected = np.stack(list(scale._slices(5, 32, 1)))
+    with volumes.open_volume(path) as volume:
+        assert volume._offset is not None  # the memory-mapped path
+        np.testing.assert_array_equal(volume.raw(range(5)), expected)

@@ -58,4 +58,16 @@ def get_config() -> ml_collections.ConfigDict:
     config.acquisition.repeats = 1
     # Acquisitions through scikit-image's radon + iradon, one image at a time (slow).
     config.acquisition.reference_acquisitions = 3
+
+    config.scale = ml_collections.ConfigDict()
+    # Synthetic uint16 TIFF volumes of these sizes (GiB on disk), each scored by launch.score
+    # in a child process: slices/s and peak RSS per size (a flat curve: memory is set by the
+    # batch, not the volume). They are written to a temporary folder under `folder` (empty:
+    # the system's) and removed.
+    config.scale.sizes_gb = (0.25, 1.0, 4.0)
+    config.scale.slice_size = 1024
+    config.scale.batch_size = 8
+    config.scale.crops = "center"
+    config.scale.checkpoint = ""  # empty: the shipped default model
+    config.scale.folder = ""
     return config

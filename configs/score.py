@@ -5,7 +5,8 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    # An image, a folder of slices, a volume (multi-page TIFF); several, comma-separated (a comma
+    # An image, a folder of slices, a volume (multi-page TIFF, HDF5 file `scan.h5` or
+    # `scan.h5:/exchange/data`, Zarr store `scan.zarr`); several, comma-separated (a comma
     # inside a path is written \,).
     config.input = ""
     config.output = "results.csv"
@@ -20,4 +21,17 @@ def get_config() -> ml_collections.ConfigDict:
     # A TIFF page of 3 or 4 sample planes (tifffile's default for a (3|4, H, W) array): a
     # volume of 3 or 4 slices, or one colour image (colour).
     config.tiff_planes = "volume"
+    # Which slices of each volume (of each input that lists more than one slice) to score: ''
+    # (all), an index ('5', '-1') or a Python slice ('0:2000:10').
+    config.slices = ""
+    # More than one process (jax.distributed): each scores its share of the batches and
+    # writes a part file beside the output; process 0 merges them after a barrier. Keys left
+    # at 0 / -1 / '' come from the environment jax.distributed reads (Slurm, Open MPI, TPU).
+    config.distributed = False
+    config.coordinator_address = ""  # host:port of process 0, e.g. 10.0.0.1:12345
+    config.num_processes = 0
+    config.process_id = -1
+    # Seconds to wait for the processes to connect and for the parts to show on the
+    # (shared) file system.
+    config.merge_timeout = 600.0
     return config

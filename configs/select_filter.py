@@ -5,10 +5,12 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
-    config.input = ""  # a volume, a folder of slices or a slice
+    config.input = ""  # a volume (TIFF stack, scan.h5[:/dataset], scan.zarr), a folder of slices or a slice
     config.output = "runs/select_filter"
     # Slices sampled evenly through the volume (0: all).
     config.samples = 8
+    # Sampled among these slices only: '' (all), an index or a Python slice ('100:900').
+    config.slices = ""
     # Empty: the default grid (tiqa.filters.CANDIDATES). Otherwise e.g.
     # "median:radius=1,2;gaussian:sigma=0.5,1;ring_removal:radial_window=9,21:sectors=1,2;identity"
     config.candidates = ""
@@ -16,4 +18,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.crops = "grid"
     config.batch_size = 8
     config.normalisation = "auto"
+    config.tiff_planes = "volume"  # as in configs/score.py
     return config

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from tiqa import distortions, errors, io, labels
+from tiqa import distortions, errors, io, labels, volumes
 
 MANIFEST = "manifest.csv"
 PARTIAL_MANIFEST = "manifest.partial.csv"
@@ -139,18 +139,27 @@ def _slices(config, items, done: Callable[[int], bool]
     """(slice number, source, index in volume, image) for every slice of the input, in order,
     except those `done` says a resumed run already finished (they are not even read)."""
     normalisation = _normalisation(config)
-    volume_cache: dict[str, np.ndarray] = {}
-    for number, (source, index) in enumerate(items):
-        if done(number):
-            continue
-        if index is None:
-            image = io.read_slice(source, normalisation=normalisation)
-        else:
-            if source not in volume_cache:
-                volume_cache.clear()  # one volume in memory at a time
-                volume_cache[source] = io.read_volume(source, normalisation=normalisation)
-            image = volume_cache[source][index]
-        yield number, str(source), index, np.asarray(image, np.float32)
+    # One volume open at a time, read a slice at a time (its shared normalisation measured
+    # once on a bounded sample, tiqa.volumes): memory is one slice, not the volume.
+    current: tuple = (None, None)
+    try:
+        for number, (source, index) in enumerate(items):
+            if done(number):
+                continue
+            if index is None and not volumes.is_container(source):
+                image = io.read_slice(source, normalisation=normalisation)
+            else:
+                if current[0] != source:
+                    if current[1] is not None:
+                        current[1].close()
+                    current = (source, None)
+                    current = (source, volumes.StreamedVolume(volumes.open_volume(source),
+                                                              normalisation))
+                image = current[1].read([index or 0])[0]
+            yield number, str(source), index, np.asarray(image, np.float32)
+    finally:
+        if current[1] is not None:
+            current[1].close()
 
 
 def _crop_key(seed: int, number: int, crop: int) -> jax.Array:

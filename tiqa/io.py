@@ -2,7 +2,8 @@
 
 Reading
     `read_slice` returns one float32 (H, W) image in [0, 1]; `read_volume` a float32 (D, H, W)
-    volume in [0, 1] from a multi-page / 3-D TIFF or a folder of 2-D slices; `list_inputs` lists
+    volume in [0, 1] from a multi-page / 3-D TIFF, an HDF5 dataset, a Zarr array or a folder of
+    2-D slices, read slice by slice through `tiqa.volumes`; `list_inputs` lists
     the items to score in a file, a multi-page TIFF or a folder, and `read_item` reads one of them.
     Accepted files: PNG, BMP, GIF (read with PIL) and TIFF (.tif/.tiff, read with tifffile), with
     samples of dtype uint8, uint16 or float32/float64 (bool, other integer widths and float16 are
@@ -92,15 +93,25 @@ class Normalisation:
         mode: 'auto', 'minmax', 'percentile' or 'none'.
         low_percentile: percentile mapped to 0 in 'percentile' mode (and 'auto' on 16-bit/float).
         high_percentile: percentile mapped to 1 in the same modes.
+        sample_slices: slices of a volume its shared normalisation is measured on (0: all).
+        sample_values: about how many values of those slices are kept (a pixel stride).
     """
 
     mode: str = "auto"
     low_percentile: float = 0.5
     high_percentile: float = 99.5
+    # A volume's shared normalisation is measured on at most this many slices (evenly spaced;
+    # 0: all) and about this many values (every k-th pixel of each): see tiqa.volumes.
+    sample_slices: int = 64
+    sample_values: int = 2**23
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
             raise errors.InputError(f"normalisation mode {self.mode!r} is not one of {_MODES}")
+        if self.sample_slices < 0 or self.sample_values < 1:
+            raise errors.InputError(
+                "sample_slices must be >= 0 (0: all) and sample_values >= 1, got "
+                f"sample_slices={self.sample_slices}, sample_values={self.sample_values}")
         if not 0.0 <= self.low_percentile < self.high_percentile <= 100.0:
             raise errors.InputError(
                 "percentiles must satisfy 0 <= low < high <= 100, got "
@@ -391,92 +402,72 @@ def read_slice(path: PathLike, normalisation: NormalisationLike = Normalisation(
 
 
 def read_volume(path: PathLike, normalisation: NormalisationLike = Normalisation(),
-                per_slice: bool = False, tiff_planes: str = "volume") -> np.ndarray:
-    """Reads a volume as float32 (D, H, W) in [0, 1].
+                per_slice: bool = False, tiff_planes: str = "volume",
+                slices: str | Sequence[int] | None = None) -> np.ndarray:
+    """Reads a volume, or the slices `slices` selects, as float32 (k, H, W) in [0, 1].
+
+    Only the selected slices are held (as float32); the volume is read through
+    `tiqa.volumes` a slice at a time. Use `tiqa.volumes.streamed` to read a large volume in
+    batches instead of whole.
 
     Args:
-        path: a multi-page / 3-D TIFF, or a folder of 2-D slices (files with accepted extensions,
-            not recursive, hidden files skipped, sorted naturally by name: slice_2 before
-            slice_10), all of the same shape and dtype.
+        path: a multi-page / 3-D TIFF, an HDF5 file (`scan.h5` holding one 3-D dataset, or
+            `scan.h5:/exchange/data`), a Zarr store (`scan.zarr`), or a folder of 2-D slices
+            (files with accepted extensions, not recursive, hidden files skipped, sorted
+            naturally by name: slice_2 before slice_10), all of the same shape and dtype.
         normalisation: a `Normalisation` or a mode name.
         per_slice: False (default) computes the normalisation over the whole volume, so grey
-            levels stay comparable between slices; True normalises each slice by itself.
+            levels stay comparable between slices (from a bounded sample of it: exact for
+            small volumes, see tiqa.volumes); True normalises each slice by itself.
         tiff_planes: as in `read_slice`.
+        slices: None (all), a selection string ('5', '0:2000:10') or a list of indices.
 
     Raises:
         ImageError: for the problems listed in `read_slice`, a 2-D file, an empty folder or one
             with no image files, or a slice whose shape or dtype differs from the first (named).
             A constant volume is an error, and with per_slice=True so is a constant slice.
     """
-    norm = _as_normalisation(normalisation)
-    path = pathlib.Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file or folder")
-    if path.is_dir():
-        files = _image_files(path)
-        slices, names = [], []
-        first_shape, first_dtype = None, None
-        for file in files:
-            file = _check_file(file)
-            data, dtype = _load(file, tiff_planes)
-            if data.ndim != 2:
-                raise ImageError(f"{file}: has shape {data.shape}; a volume folder must hold 2-D "
-                                 "slices only")
-            if first_shape is None:
-                first_shape, first_dtype = data.shape, dtype
-            elif data.shape != first_shape:
-                raise ImageError(f"{file}: slice shape {data.shape} differs from "
-                                 f"{first_shape} of {files[0].name}")
-            elif dtype != first_dtype:
-                raise ImageError(f"{file}: slice dtype {dtype} differs from "
-                                 f"{first_dtype} of {files[0].name}")
-            _check_dtype(dtype, str(file))
-            _check_slice_shape(data.shape, str(file))
-            _check_finite(data, str(file))
-            slices.append(data)
-            names.append(str(file))
-        volume, dtype = np.stack(slices), first_dtype
-    else:
-        path = _check_file(path)
-        volume, dtype = _load(path, tiff_planes)
-        if volume.ndim == 2:
-            raise ImageError(f"{path}: is a single 2-D image {volume.shape}, not a volume; "
-                             "use read_slice")
-        if volume.ndim != 3:
-            raise ImageError(f"{path}: has rank {volume.ndim} (shape {volume.shape}); expected "
-                             "a 3-D volume (D, H, W)")
-        _check_dtype(dtype, str(path))
-        _check_slice_shape(volume.shape, str(path))
-        _check_finite(volume, str(path))
-        names = [f"{path} (slice {i})" for i in range(volume.shape[0])]
-    if per_slice:
-        return np.stack([_normalise(s, dtype, norm, n) for s, n in zip(volume, names)])
-    return _normalise(volume, dtype, norm, str(path))
+    from tiqa import volumes  # volumes builds on this module
+
+    with volumes.streamed(path, normalisation, tiff_planes, per_slice) as volume:
+        chosen = (volumes.parse_slices(slices, volume.shape[0], "slices", volume.name)
+                  if slices is None or isinstance(slices, str) else [int(i) for i in slices])
+        return volume.read(chosen)
 
 
-def _inputs_of_file(path: PathLike, tiff_planes: str = "volume") -> list[Item]:
-    """Items of one file: one per page of a 3-D TIFF, else a single (path, None)."""
-    path = _check_file(path)
+def _header(path: pathlib.Path, tiff_planes: str = "volume") -> tuple[tuple[int, ...], np.dtype]:
+    """(grey shape, dtype) of a checked image file from its header (PIL files: uint8 assumed)."""
     if path.suffix.lower() in TIFF_EXTENSIONS:
         try:
             with tifffile.TiffFile(path) as tif:
                 series = _tiff_series(tif, path)
                 axes = _tiff_axes(series.axes, tiff_planes)
-                shape, dtype = _grey_shape(series.shape, axes), np.dtype(series.dtype)
+                return _grey_shape(series.shape, axes), np.dtype(series.dtype)
         except ImageError:
             raise
         except Exception as exc:
             raise ImageError(f"{path}: unreadable or truncated TIFF ({exc})") from exc
-    else:
-        try:
-            with Image.open(path) as image:
-                frames = getattr(image, "n_frames", 1)
-                width, height = image.size
-        except Exception as exc:
-            raise ImageError(f"{path}: unreadable image ({exc})") from exc
-        if frames > 1:
-            raise ImageError(f"{path}: has {frames} frames; only single-frame images are read")
-        shape, dtype = (height, width), np.dtype(np.uint8)
+    try:
+        with Image.open(path) as image:
+            frames = getattr(image, "n_frames", 1)
+            width, height = image.size
+    except Exception as exc:
+        raise ImageError(f"{path}: unreadable image ({exc})") from exc
+    if frames > 1:
+        raise ImageError(f"{path}: has {frames} frames; only single-frame images are read")
+    return (height, width), np.dtype(np.uint8)
+
+
+def _inputs_of_file(path: PathLike, tiff_planes: str = "volume") -> list[Item]:
+    """Items of one file: one per slice of a 3-D TIFF, HDF5 dataset or Zarr array (named with
+    its dataset), else a single (path, None)."""
+    from tiqa import volumes  # volumes builds on this module
+
+    if volumes.is_container(path):
+        with volumes.open_volume(path, tiff_planes) as volume:
+            return [(pathlib.Path(volume.name), i) for i in range(volume.shape[0])]
+    path = _check_file(path)
+    shape, dtype = _header(path, tiff_planes)
     _check_dtype(dtype, str(path))
     if len(shape) not in (2, 3):
         raise ImageError(f"{path}: has rank {len(shape)} (shape {shape}); expected a 2-D image "
@@ -485,6 +476,21 @@ def _inputs_of_file(path: PathLike, tiff_planes: str = "volume") -> list[Item]:
     if len(shape) == 2:
         return [(path, None)]
     return [(path, i) for i in range(shape[0])]
+
+
+def _input_files(folder: pathlib.Path) -> list[pathlib.Path]:
+    """What a folder given to `list_inputs` holds: image files, HDF5 files and Zarr stores."""
+    from tiqa import volumes
+
+    stores = [p for p in folder.iterdir() if not p.name.startswith(".")
+              and (volumes.is_zarr(p) and p.is_dir() or volumes.is_hdf5(p) and p.is_file())]
+    if not stores:
+        return _image_files(folder)
+    try:
+        images = _image_files(folder)
+    except ImageError:
+        images = []
+    return sorted(images + stores, key=lambda p: _natural_key(p.name))
 
 
 def list_inputs(path: PathLike, tiff_planes: str = "volume") -> list[Item]:
@@ -505,11 +511,15 @@ def list_inputs(path: PathLike, tiff_planes: str = "volume") -> list[Item]:
             that `read_slice` would reject from its header (extension, empty, unreadable, rank,
             size). Problems only visible in the pixels (truncation, NaN) surface at reading.
     """
+    from tiqa import volumes
+
+    if volumes.is_container(path):
+        return _inputs_of_file(path, tiff_planes)  # an HDF5 file or Zarr store, maybe named
     path = pathlib.Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file or folder")
     if path.is_dir():
-        return [item for file in _image_files(path) for item in _inputs_of_file(file, tiff_planes)]
+        return [item for file in _input_files(path) for item in _inputs_of_file(file, tiff_planes)]
     return _inputs_of_file(path, tiff_planes)
 
 
@@ -517,18 +527,27 @@ def read_item(item: Item, normalisation: NormalisationLike = Normalisation(),
               tiff_planes: str = "volume") -> np.ndarray:
     """Reads one item of `list_inputs` as float32 (H, W) in [0, 1].
 
-    A page of a volume is normalised by itself (only that page is read); use `read_volume` for
-    a normalisation shared by all slices.
+    A page of a volume (TIFF stack, HDF5 dataset, Zarr array) is normalised by itself (only
+    that page is read); use `read_volume` or `tiqa.volumes.streamed` for a normalisation shared
+    by all slices.
     """
+    from tiqa import volumes
+
     path, index = item
+    norm = _as_normalisation(normalisation)
+    if volumes.is_container(path):
+        with volumes.open_volume(path, tiff_planes) as volume:
+            data = volume.raw([0 if index is None else int(index)])[0]
+            return _checked_slice(data, volume.dtype, norm, volume.slice_name(int(index or 0)))
     if index is None:
         return read_slice(path, normalisation, tiff_planes)
-    norm = _as_normalisation(normalisation)
     path = _check_file(path)
     if path.suffix.lower() not in TIFF_EXTENSIONS:
         raise ImageError(f"{path}: slice index {index} given for a file that is not a TIFF stack")
-    data, dtype = _load_tiff(path, page=int(index), tiff_planes=tiff_planes)
-    return _checked_slice(data, dtype, norm, f"{path} (slice {index})")
+    # Through the streaming reader: only that page is read (mapped when contiguous).
+    with volumes.open_volume(path, tiff_planes) as volume:
+        data = volume.raw([int(index)])[0]
+        return _checked_slice(data, volume.dtype, norm, f"{path} (slice {index})")
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import pathlib
+import time
 from typing import Callable
 
 import jax
@@ -20,7 +21,7 @@ import numpy as np
 import tqdm
 from flax import nnx
 
-from tiqa import errors, evaluation, io, labels, reference_distortions
+from tiqa import errors, evaluation, io, labels, reference_distortions, volumes
 from tiqa.models.iqa import IQAConfig
 from tiqa.train import batches, loop, phases
 
@@ -365,66 +366,187 @@ def _thumbnail(image: np.ndarray, size: int = 240) -> np.ndarray:
     return np.asarray(io.area_resize(image, shape))
 
 
-def score_inputs(config) -> tuple[list[dict], dict]:
-    """Scores every slice of every input (comma-separated paths, `\\,` for a comma in a path);
-    returns (records, thumbnails)."""
+@dataclasses.dataclass(frozen=True)
+class _Work:
+    """One slice to score: its place in the output, where it comes from and its shape."""
+    order: int
+    volume: str
+    source: pathlib.Path
+    index: int | None
+    shape: tuple[int, int]
+
+
+def _plan(config) -> list[_Work]:
+    """Every slice to score, in output order, from the headers only: each input's items (an
+    image, the slices of a volume, a folder's items), narrowed by `config.slices` when the
+    input lists more than one."""
+    work, shapes = [], {}
+    for given in [pathlib.Path(p) for p in io.split_paths(config.input)]:
+        items = io.list_inputs(given, tiff_planes=config.tiff_planes)
+        if len(items) > 1:
+            items = [items[i] for i in volumes.parse_slices(config.slices, len(items),
+                                                            "config.slices", str(given))]
+        for source, index in items:
+            if source not in shapes:
+                if index is None and not volumes.is_container(source):
+                    shape, _ = io._header(io._check_file(source), config.tiff_planes)
+                else:
+                    with volumes.open_volume(source, config.tiff_planes) as volume:
+                        shape = volume.shape
+                shapes[source] = tuple(int(n) for n in shape[-2:])
+            work.append(_Work(len(work), _volume_name(source, index, given), source, index,
+                              shapes[source]))
+    return work
+
+
+def _batches(work: list[_Work], batch_size: int) -> list[list[_Work]]:
+    """The slices of each shape, in order, cut into batches of `batch_size` (the last of each
+    shape shorter), ordered by their first slice. The cut depends on the plan alone, so every
+    process of a distributed run scores exactly the batches a single process would, and its
+    scores are the same numbers."""
+    by_shape: dict = {}
+    for item in work:
+        by_shape.setdefault(item.shape, []).append(item)
+    batches = [group[start:start + batch_size] for group in by_shape.values()
+               for start in range(0, len(group), batch_size)]
+    return sorted(batches, key=lambda batch: batch[0].order)
+
+
+def _share(batches: list, process: int, processes: int) -> list:
+    """Process `process`'s contiguous share of `batches` (sizes differ by at most one)."""
+    count = len(batches)
+    return batches[process * count // processes:(process + 1) * count // processes]
+
+
+class _Reader:
+    """Reads the slices of batches, keeping each volume open (with its shared normalisation,
+    measured once) until the last batch that needs it."""
+
+    def __init__(self, config, batches: list[list[_Work]]):
+        self.config = config
+        self.normalisation = io.Normalisation(mode=config.normalisation)
+        self.open: dict = {}
+        self.last_use = {item.source: b for b, batch in enumerate(batches) for item in batch}
+
+    def _volume(self, source) -> volumes.StreamedVolume:
+        if source not in self.open:
+            self.open[source] = volumes.StreamedVolume(
+                volumes.open_volume(source, self.config.tiff_planes), self.normalisation)
+        return self.open[source]
+
+    def read(self, batch: list[_Work], position: int | None = None) -> np.ndarray:
+        images = np.empty((len(batch),) + batch[0].shape, np.float32)
+        k = 0
+        while k < len(batch):
+            item = batch[k]
+            if item.index is None and not volumes.is_container(item.source):
+                images[k] = io.read_slice(item.source, normalisation=self.normalisation,
+                                          tiff_planes=self.config.tiff_planes)
+                k += 1
+                continue
+            # The batch's run of slices of this volume, read together.
+            run = k + 1
+            while run < len(batch) and batch[run].source == item.source:
+                run += 1
+            indices = [0 if w.index is None else w.index for w in batch[k:run]]
+            images[k:run] = self._volume(item.source).read(indices)
+            k = run
+        if position is not None:
+            for source in {item.source for item in batch}:
+                if self.last_use.get(source) == position and source in self.open:
+                    self.open.pop(source).close()
+        return images
+
+    def close(self) -> None:
+        for volume in self.open.values():
+            volume.close()
+        self.open.clear()
+
+
+def _score_batches(config, loaded: LoadedModel, batches: list[list[_Work]],
+                   desc: str = "scoring") -> list[tuple[int, dict]]:
+    """(order, record) of every slice of `batches`, read a batch at a time."""
+    score = make_slice_scorer(loaded, config.crops)
+    reader = _Reader(config, batches)
+    records = []
+    # Closed however the loop ends, so an error is printed on a line of its own.
+    with tqdm.tqdm(total=sum(len(b) for b in batches), desc=desc, unit="slice") as progress:
+        try:
+            for position, batch in enumerate(batches):
+                images = reader.read(batch, position)
+                counts = []
+
+                def score_chunk(chunk):
+                    means, spreads, count = score(chunk)
+                    counts.append(count)
+                    return means, spreads
+
+                means, spreads = in_fixed_batches(score_chunk, images, config.batch_size)
+                del images
+                for offset, item in enumerate(batch):
+                    records.append((item.order, {
+                        "file": str(item.source), "slice": item.index, "volume": item.volume,
+                        "score": float(means[offset]), "spread": float(spreads[offset]),
+                        "n_crops": counts[0]}))
+                progress.update(len(batch))
+        finally:
+            reader.close()
+    return records
+
+
+def report_thumbnails(config, records: list[dict], work: list[_Work]) -> dict:
+    """Thumbnails of the slices the report shows (the lowest- and highest-scoring), read again
+    after scoring, so no more than those are ever held."""
+    from tiqa import report
+
+    ranked = sorted(range(len(records)), key=lambda i: records[i]["score"])
+    shown = sorted(set(ranked[:report.MAX_THUMBNAILS] + ranked[-report.MAX_THUMBNAILS:]))
+    chosen = [work[i] for i in shown]
+    reader = _Reader(config, [[item] for item in chosen])
+    try:
+        # One at a time: the slices may differ in shape; each volume is opened once.
+        return {(str(item.source), item.index): _thumbnail(reader.read([item], position)[0])
+                for position, item in enumerate(chosen)}
+    finally:
+        reader.close()
+
+
+def _check_config(config) -> None:
+    """Every check that needs no pixels, before any work."""
     if not config.input:
         raise errors.InputError("config.input is empty: give an image, a folder of slices or a volume")
     errors.check_sizes(config, "batch_size")
+    volumes.check_slices(config.slices, "config.slices")
+    if config.distributed:
+        if config.num_processes < 0:
+            raise errors.InputError(f"config.num_processes must be >= 0 (0: from the "
+                                    f"environment), got {config.num_processes}")
+        if config.num_processes and not -1 <= config.process_id < config.num_processes:
+            raise errors.InputError(f"config.process_id={config.process_id} is not in "
+                                    f"0..{config.num_processes - 1} (config.num_processes)")
+        if config.merge_timeout <= 0:
+            raise errors.InputError(f"config.merge_timeout must be positive, got "
+                                    f"{config.merge_timeout}")
+
+
+def score_inputs(config, process: int = 0, processes: int = 1) -> tuple[list[dict], dict]:
+    """Scores every selected slice of every input (comma-separated paths, `\\,` for a comma in
+    a path) that falls to process `process` of `processes`; returns (records, thumbnails).
+
+    Slices are read a batch at a time (`tiqa.volumes`), so memory is set by the batch, not the
+    volume. Thumbnails (only with `config.report`, and only in a single process) are those of
+    the slices the report shows."""
+    _check_config(config)
     loaded = load_any(config.checkpoint)
-    score = make_slice_scorer(loaded, config.crops)
-    normalisation = io.Normalisation(mode=config.normalisation)
-    plan = []  # (given path, source, [indices or None])
-    for given in [pathlib.Path(p) for p in io.split_paths(config.input)]:
-        by_source: dict = {}
-        for source, index in io.list_inputs(given, tiff_planes=config.tiff_planes):
-            by_source.setdefault(source, []).append(index)
-        plan += [(given, source, indices) for source, indices in by_source.items()]
-    total = sum(len(indices) for _, _, indices in plan)
-    records, thumbnails = [], {}
-    pending: dict = {}  # slice shape -> [(order, meta, image)], scored in full batches
-    # Closed however the loop ends, so an error is printed on a line of its own.
-    progress = tqdm.tqdm(total=total, desc="scoring", unit="slice")
-
-    def flush(shape):
-        batch = pending.pop(shape)
-        images = np.stack([image for _, _, image in batch])
-        counts = []
-
-        def score_chunk(chunk):
-            means, spreads, count = score(chunk)
-            counts.append(count)
-            return means, spreads
-
-        means, spreads = in_fixed_batches(score_chunk, images, config.batch_size)
-        count = counts[0]
-        for offset, (order, meta, image) in enumerate(batch):
-            records.append((order, dict(meta, score=float(means[offset]),
-                                        spread=float(spreads[offset]), n_crops=count)))
-            if config.report:
-                thumbnails[(meta["file"], meta["slice"])] = _thumbnail(image)
-        progress.update(len(batch))
-
-    order = 0
-    with progress:
-        for given, source, indices in plan:
-            if indices == [None]:
-                slices = io.read_slice(source, normalisation=normalisation,
-                                       tiff_planes=config.tiff_planes)[None]
-            else:
-                # A volume is normalised as a whole, so its slices stay comparable.
-                slices = io.read_volume(source, normalisation=normalisation,
-                                        tiff_planes=config.tiff_planes)
-            for index, image in zip(indices, slices):
-                meta = {"volume": _volume_name(source, index, given), "file": str(source),
-                        "slice": index}
-                pending.setdefault(image.shape, []).append((order, meta, image))
-                order += 1
-                if len(pending[image.shape]) == config.batch_size:
-                    flush(image.shape)
-        for shape in list(pending):
-            flush(shape)
-    return [record for _, record in sorted(records, key=lambda item: item[0])], thumbnails
+    work = _plan(config)
+    batches = _share(_batches(work, config.batch_size), process, processes)
+    desc = "scoring" if processes == 1 else f"scoring (process {process} of {processes})"
+    records = [record for _, record in
+               sorted(_score_batches(config, loaded, batches, desc), key=lambda item: item[0])]
+    thumbnails = {}
+    if config.report and processes == 1 and records:
+        thumbnails = report_thumbnails(config, records, work)
+    return records, thumbnails
 
 
 def write_scores_csv(records: list[dict], path: str | pathlib.Path) -> None:
@@ -437,6 +559,103 @@ def write_scores_csv(records: list[dict], path: str | pathlib.Path) -> None:
                 writer.writerow({k: ("" if record[k] is None else record[k]) for k in fields})
 
 
+# --- More than one process ----------------------------------------------------------------------
+
+_PART_FIELDS = ["order", "file", "slice", "volume", "score", "spread", "n_crops"]
+
+
+def _join_processes(config) -> tuple[int, int]:
+    """(this process, number of processes): (0, 1) unless `config.distributed`, when
+    jax.distributed is started from the config's keys (those left empty or -1 come from the
+    environment jax.distributed reads: Slurm, Open MPI, a TPU pod...)."""
+    if not config.distributed:
+        return 0, 1
+    import jax
+
+    if not jax.distributed.is_initialized():
+        arguments = {}
+        if config.coordinator_address:
+            arguments["coordinator_address"] = config.coordinator_address
+        if config.num_processes:
+            arguments["num_processes"] = config.num_processes
+        if config.process_id >= 0:
+            arguments["process_id"] = config.process_id
+        jax.distributed.initialize(**arguments, initialization_timeout=int(config.merge_timeout))
+    return jax.process_index(), jax.process_count()
+
+
+def _part_path(output: pathlib.Path, process: int, processes: int) -> pathlib.Path:
+    return output.with_name(f".{output.name}.part-{process:05d}-of-{processes:05d}")
+
+
+def _write_part(path: pathlib.Path, records: list[dict], orders: list[int]) -> None:
+    with io.atomic_write(path) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=_PART_FIELDS)
+            writer.writeheader()
+            for order, record in zip(orders, records):
+                writer.writerow({"order": order, **{k: ("" if record[k] is None else record[k])
+                                                    for k in _PART_FIELDS[1:]}})
+
+
+def _read_part(path: pathlib.Path) -> list[tuple[int, dict]]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    # str(float) is the shortest repr that reads back the same number, so nothing is lost.
+    return [(int(row["order"]), {"file": row["file"],
+                                 "slice": None if row["slice"] == "" else int(row["slice"]),
+                                 "volume": row["volume"], "score": float(row["score"]),
+                                 "spread": float(row["spread"]), "n_crops": int(row["n_crops"])})
+            for row in rows]
+
+
+def _merge_parts(output: pathlib.Path, processes: int, expected: int,
+                 timeout: float) -> list[dict]:
+    """Process 0, after the barrier: every part (waiting up to `timeout` s for a slow shared
+    file system to show them), merged in output order; the parts are then removed."""
+    parts = [_part_path(output, p, processes) for p in range(processes)]
+    deadline = time.monotonic() + timeout
+    while not all(part.exists() for part in parts):
+        if time.monotonic() > deadline:
+            missing = [str(part) for part in parts if not part.exists()]
+            raise errors.InputError(f"config.output={output}: part file(s) {', '.join(missing)} "
+                                    f"did not appear within config.merge_timeout={timeout} s; is "
+                                    "the output on a file system every host shares?")
+        time.sleep(0.5)
+    merged = sorted((item for part in parts for item in _read_part(part)), key=lambda x: x[0])
+    if [order for order, _ in merged] != list(range(expected)):
+        raise RuntimeError(f"{output}: the parts hold {len(merged)} slices, expected {expected}")
+    return [record for _, record in merged]
+
+
+def _score_distributed(config, output: pathlib.Path, process: int, processes: int) -> list[dict] | None:
+    """This process's share scored and written as a part file; after a barrier across all
+    processes, process 0 merges the parts into `output` (atomically) and removes them. Returns
+    the merged records on process 0, None elsewhere."""
+    from jax.experimental import multihost_utils
+
+    _check_config(config)
+    loaded = load_any(config.checkpoint)
+    work = _plan(config)
+    batches = _share(_batches(work, config.batch_size), process, processes)
+    scored = sorted(_score_batches(config, loaded, batches,
+                                   f"scoring (process {process} of {processes})"),
+                    key=lambda item: item[0])
+    part = _part_path(output, process, processes)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _write_part(part, [record for _, record in scored], [order for order, _ in scored])
+    multihost_utils.sync_global_devices("tiqa-score-parts-written")
+    if process != 0:
+        print(f"process {process} of {processes}: {len(scored)} slice(s) scored; process 0 "
+              f"writes {output}")
+        return None
+    records = _merge_parts(output, processes, len(work), config.merge_timeout)
+    write_scores_csv(records, output)
+    for p in range(processes):
+        _part_path(output, p, processes).unlink(missing_ok=True)
+    return records
+
+
 def run_scoring(config) -> dict:
     """The scoring phase (configs/score.py): CSV of scores, optionally the report."""
     from tiqa import report  # matplotlib is only needed for reports
@@ -444,9 +663,17 @@ def run_scoring(config) -> dict:
     output = io.check_output(config.output, "config.output")
     if config.report:
         io.check_output(config.report, "config.report", folder=True)
-    records, thumbnails = score_inputs(config)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_scores_csv(records, output)
+    _check_config(config)
+    process, processes = _join_processes(config)
+    if processes > 1:
+        records = _score_distributed(config, output, process, processes)
+        if records is None:
+            return {"records": None, "process": process, "processes": processes}
+        thumbnails = report_thumbnails(config, records, _plan(config)) if config.report else {}
+    else:
+        records, thumbnails = score_inputs(config)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_scores_csv(records, output)
     summary = report.summarise(records)
     for row in summary:
         print(f"{row['volume']}: {row['slices']} slice(s), median score {row['median']:.2f} "

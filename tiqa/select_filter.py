@@ -2,7 +2,7 @@
 
 Every candidate filter (tiqa.filters: median, Gaussian, non-local means, total variation, ring
 removal, ... each with a few parameters) is applied to slices sampled evenly through the
-volume; each result is scored with the quality network; candidates are ranked by their median
+volume (or through the `slices` it selects; only the sampled slices are read); each result is scored with the quality network; candidates are ranked by their median
 score, in a table (CSV, Markdown) and a figure.
 """
 
@@ -13,7 +13,7 @@ import pathlib
 import numpy as np
 import tqdm
 
-from tiqa import errors, evaluation, filters, io, scoring
+from tiqa import errors, evaluation, filters, io, scoring, volumes
 
 
 def sample_indices(count: int, samples: int) -> list[int]:
@@ -23,14 +23,29 @@ def sample_indices(count: int, samples: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, count - 1, samples)})
 
 
-def _read_slices(path: str, samples: int, normalisation: str) -> tuple[np.ndarray, list]:
-    items = io.list_inputs(path)
+def _read_slices(path: str, samples: int, normalisation: str, selection: str = "",
+                 tiff_planes: str = "volume") -> tuple[np.ndarray, list]:
+    """The sampled slices (of those `selection` picks), read one at a time: a volume's
+    shared normalisation comes from its bounded sample (tiqa.volumes), not a whole read."""
+    items = io.list_inputs(path, tiff_planes=tiff_planes)
+    if len(items) > 1:
+        items = [items[i] for i in volumes.parse_slices(selection, len(items), "config.slices",
+                                                        str(path))]
     chosen = [items[i] for i in sample_indices(len(items), samples)]
-    volume_sources = {source for source, index in chosen if index is not None}
-    volumes = {source: io.read_volume(source, normalisation=normalisation) for source in volume_sources}
-    slices = [volumes[source][index] if index is not None
-              else io.read_slice(source, normalisation=normalisation)
-              for source, index in chosen]
+    by_source: dict = {}
+    for position, (source, index) in enumerate(chosen):
+        if index is not None or volumes.is_container(source):
+            by_source.setdefault(source, []).append(position)
+    slices: list = [None] * len(chosen)
+    for source, positions in by_source.items():
+        with volumes.streamed(source, normalisation, tiff_planes) as volume:
+            images = volume.read([chosen[p][1] or 0 for p in positions])
+        for position, image in zip(positions, images):
+            slices[position] = image
+    for position, (source, index) in enumerate(chosen):
+        if slices[position] is None:
+            slices[position] = io.read_slice(source, normalisation=normalisation,
+                                             tiff_planes=tiff_planes)
     shapes = {s.shape for s in slices}
     if len(shapes) > 1:
         raise io.ImageError(f"{path}: sampled slices have different shapes {sorted(shapes)}")
@@ -45,10 +60,12 @@ def rank_filters(config) -> list[dict]:
     if isinstance(config.samples, bool) or not isinstance(config.samples, int) or config.samples < 0:
         raise errors.InputError(f"config.samples must be 0 (all) or a positive whole number, "
                                 f"got {config.samples!r}")
+    volumes.check_slices(config.slices, "config.slices")
     output = io.check_output(config.output, "config.output", folder=True)
     candidates = (filters.parse_candidates(config.candidates) if config.candidates
                   else list(filters.CANDIDATES))
-    slices, chosen = _read_slices(config.input, config.samples, config.normalisation)
+    slices, chosen = _read_slices(config.input, config.samples, config.normalisation,
+                                  config.slices, config.tiff_planes)
     score = scoring.make_slice_scorer(scoring.load_any(config.checkpoint), config.crops)
     output.mkdir(parents=True, exist_ok=True)
 

@@ -6,9 +6,9 @@ import jax
 import numpy as np
 
 from tiqa import errors, io, phantom
-from tiqa.benchmark import acquisition, datagen, score, segmentation, train
+from tiqa.benchmark import acquisition, datagen, scale, score, segmentation, train
 
-SUITES = ("datagen", "train", "score", "segmentation", "acquisition")
+SUITES = ("datagen", "train", "score", "segmentation", "acquisition", "scale")
 
 
 def load_originals(config, count: int) -> np.ndarray:
@@ -51,5 +51,9 @@ def run_benchmark(config) -> dict:
     if config.suite == "acquisition":
         result = acquisition.run(config)
         print(acquisition.format_result(result))
+        return result
+    if config.suite == "scale":
+        result = scale.run(config)
+        print(scale.format_result(result))
         return result
     raise AssertionError("unreachable")

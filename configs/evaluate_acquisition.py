@@ -4,6 +4,7 @@
 import ml_collections
 
 from configs import common
+from configs import select_filter
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -30,10 +31,12 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # fitted on its ideal acquisitions. Empty: NIQE is left out.
     config.niqe_pristine = ""
     # Filter selection on the objects' acquisitions at `filter_photons` photons, checked
-    # against the SSIM each candidate gains (candidates: empty = tiqa.filters.CANDIDATES).
+    # against the SSIM each candidate gains; `filter_selection` is configs/select_filter.py
+    # (its input, output and checkpoint are set here).
     config.filter_check = True
     config.filter_photons = 1e4
-    config.filter_candidates = ""
+    config.filter_selection = select_filter.get_config()
+    config.filter_selection.samples = 0  # every object's acquisition
     if variant == "smoke":
         config.output = "runs/smoke/acquisition_ladder"
         config.phantoms = 2
@@ -41,7 +44,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         config.output_size, config.max_views = 80, 180
         config.resize, config.crop = 80, 64
         config.bootstrap = 20
-        config.filter_candidates = "identity;gaussian:sigma=1,3;median:radius=1"
+        config.filter_selection.candidates = "identity;gaussian:sigma=1,3;median:radius=1"
         config.filter_photons = 3e3
         common.apply_brisque_training_smoke(config)
     elif variant:

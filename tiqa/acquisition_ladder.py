@@ -230,8 +230,8 @@ def filter_check(config, images: np.ndarray, output: pathlib.Path) -> dict:
     read = io.read_volume(folder / "noisy.tif")  # what the selection saw
     reference = io.read_volume(folder / "ideal.tif")
     before = np.asarray(observers.ssim(reference, read))
-    candidates = (filters.parse_candidates(config.filter_candidates)
-                  if config.filter_candidates else list(filters.CANDIDATES))
+    chosen = config.filter_selection.candidates
+    candidates = filters.parse_candidates(chosen) if chosen else list(filters.CANDIDATES)
     gains = {}
     for name, params in candidates:
         filtered = np.stack([filters.apply(name, image, **params) for image in read])
@@ -249,11 +249,12 @@ def filter_check(config, images: np.ndarray, output: pathlib.Path) -> dict:
 
 
 def _selection_config(config, folder: pathlib.Path) -> ml_collections.ConfigDict:
-    """The keys of configs/select_filter.py, as a user would set them for this volume."""
-    return ml_collections.ConfigDict({
-        "input": str(folder / "noisy.tif"), "output": str(folder / "selection"), "samples": 0,
-        "candidates": config.filter_candidates, "checkpoint": config.checkpoint,
-        "crops": "grid", "batch_size": 8, "normalisation": "auto"})
+    """The `filter_selection` block (configs/select_filter.py) pointed at the noisy volume."""
+    selection = ml_collections.ConfigDict(config.filter_selection.to_dict())
+    selection.input = str(folder / "noisy.tif")
+    selection.output = str(folder / "selection")
+    selection.checkpoint = config.checkpoint
+    return selection
 
 
 def run(config) -> list[dict]:

@@ -71,6 +71,9 @@ def add_runtime(config: ml_collections.ConfigDict) -> None:
     config.keep_checkpoints = 3
     config.num_devices = 0  # 0: every local device, batches split over them
     config.distributed = False  # jax.distributed.initialize() for several hosts
+    # A work directory with a checkpoint is resumed only with the configuration it started
+    # with; True resumes it with the changed keys (recorded in its config.json).
+    config.resume_with_changes = False
 
 
 def add_projection(config: ml_collections.ConfigDict) -> None:

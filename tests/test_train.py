@@ -305,3 +305,30 @@ def test_rank_phase_starts_from_the_given_model(tmp_path):
     assert len(params) == len(expected)
     for got, want in zip(params, expected):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_resume_with_a_changed_config_is_refused_unless_asked_for(tmp_path):
+    from tiqa import errors
+
+    phases.train_rank(_smoke_rank(tmp_path / "rank", epochs=1))
+    model_json = (tmp_path / "rank" / "model.json").read_text()
+    changed = _smoke_rank(tmp_path / "rank", epochs=2)
+    changed.rank.learning_rate = 0.5
+    changed.model.hidden = (32,)
+    with pytest.raises(errors.InputError, match=r"rank.learning_rate: 0.001 -> 0.5") as raised:
+        phases.train_rank(changed)
+    assert "model.hidden" in str(raised.value)
+    # Nothing was touched: the network description is the first run's.
+    assert (tmp_path / "rank" / "model.json").read_text() == model_json
+    # How often to log or checkpoint may change; a longer run of the same config resumes.
+    same = _smoke_rank(tmp_path / "rank", epochs=2)
+    same.log_every = 2
+    phases.train_rank(same)
+    lines = (tmp_path / "rank" / loop.METRICS_FILE).read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines][-1] == 2
+    bolder = _smoke_rank(tmp_path / "rank", epochs=3)
+    bolder.rank.learning_rate = 0.5
+    bolder.resume_with_changes = True
+    phases.train_rank(bolder)
+    recorded = json.loads((tmp_path / "rank" / loop.RUN_CONFIG).read_text())
+    assert recorded["rank"]["learning_rate"] == 0.5

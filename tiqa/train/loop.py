@@ -190,6 +190,49 @@ def has_checkpoint(workdir: str | pathlib.Path) -> bool:
     return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
 
 
+RUN_CONFIG = "config.json"
+# Keys (last name) that only say how long or how visibly a run goes, not what each step
+# computes: they may change on resume (a longer run continues the same schedule).
+RUNTIME_KEYS = frozenset({"log_every", "checkpoint_every", "keep_checkpoints",
+                          "resume_with_changes", "epochs"})
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items()
+                for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
+
+
+def check_resume(workdir: str | pathlib.Path, settings: dict, allow_changes: bool) -> None:
+    """Refuses to resume a run whose configuration differs from the one it started with.
+
+    Call it before writing anything in `workdir`. A work directory with a checkpoint and a
+    `config.json` is resumed only when every key outside RUNTIME_KEYS is the same, or when
+    `allow_changes` says so (the new configuration is then recorded); a new run records its
+    configuration.
+    """
+    path = pathlib.Path(workdir) / RUN_CONFIG
+    current = {k: v for k, v in _flatten(json.loads(json.dumps(settings, default=str))).items()
+               if k.split(".")[-1] not in RUNTIME_KEYS}
+    if has_checkpoint(workdir) and path.exists():
+        stored = {k: v for k, v in _flatten(json.loads(path.read_text())).items()
+                  if k.split(".")[-1] not in RUNTIME_KEYS}
+        changed = sorted(set(stored) | set(current), key=str)
+        changed = [key for key in changed if stored.get(key, "<absent>") != current.get(key, "<absent>")]
+        if changed and not allow_changes:
+            listed = "; ".join(f"{key}: {stored.get(key, '<absent>')!r} -> "
+                               f"{current.get(key, '<absent>')!r}" for key in changed[:10])
+            more = f" and {len(changed) - 10} more" if len(changed) > 10 else ""
+            raise errors.InputError(
+                f"{workdir} holds a run made with another configuration ({listed}{more}); use "
+                "another workdir, or --config.resume_with_changes=True to resume it anyway")
+        if not changed:
+            return
+    pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
+    io.write_json(path, settings)
+
+
 def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> TrainState | None:
     """The latest checkpoint laid onto `state`'s structure and shardings, or None."""
     step = manager.latest_step()

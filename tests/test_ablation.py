@@ -225,3 +225,38 @@ def test_smoke_sweep_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(scoring, "evaluate_checkpoint", _fail)
     assert str(ablation.run_ablation(config)) == str(summary)  # NaN std: compared as text
     assert (workdir / "base" / "seed0" / ablation.RESULT_FILE).stat().st_mtime_ns == before
+
+
+class _KnownEvaluations(_FakePhases):
+    """Fake evaluations whose SROCC is a known value per seed (and trial), the rest fixed."""
+
+    SROCC = {0: 0.2, 1: 0.5, 2: 0.9}
+
+    def evaluate_checkpoint(self, config):
+        self.evaluate.append(config)
+        seed = int(pathlib.Path(config.checkpoint).parent.name.removeprefix("seed"))
+        shift = 0.05 if "margin=4" in config.checkpoint else 0.0
+        value = self.SROCC[seed] + shift
+        rows = [{"kind": k, "n": 5, "plcc": 0.7, "srocc": value, "krocc": 0.4, "rmse": 1.0}
+                for k in tuple(config.projection.kinds) + (evaluation.OVERALL,)]
+        levels = [{"kind": k, "srocc_vs_level": value} for k in config.projection.kinds]
+        return {"correlations": rows, "levels": levels}
+
+
+def test_summary_is_the_mean_and_sample_std_over_seeds(tmp_path, monkeypatch):
+    _KnownEvaluations(monkeypatch)
+    config = _smoke(tmp_path, "margin=4", seeds=(0, 1, 2))
+    summary = {row["trial"]: row for row in ablation.run_ablation(config)}
+    # Seeds give 0.2, 0.5, 0.9: mean 1.6 / 3; deviations -1/3, -1/30, 11/30, so the sample
+    # variance (ddof 1) is (100 + 1 + 121) / 900 / 2 = 111 / 900.
+    for trial, shift in (("base", 0.0), ("margin=4", 0.05)):
+        row = summary[trial]
+        assert row["seeds"] == 3
+        assert row["srocc_mean"] == pytest.approx(1.6 / 3 + shift), \
+            f"{trial}: srocc_mean must be the mean over seeds"
+        assert row["srocc_std"] == pytest.approx(np.sqrt(111 / 900)), \
+            f"{trial}: srocc_std must be the sample standard deviation (ddof 1) over seeds"
+        assert row["plcc_mean"] == pytest.approx(0.7) and row["plcc_std"] == pytest.approx(0.0)
+    with open(pathlib.Path(config.workdir) / "summary.csv") as handle:
+        written = {row["trial"]: row for row in csv.DictReader(handle)}
+    assert float(written["base"]["srocc_mean"]) == pytest.approx(1.6 / 3)

@@ -550,8 +550,9 @@ def _chromium() -> str:
     found = shutil.which("chromium") or (
         "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None)
     if found is None:
-        pytest.skip("Chromium is not installed (Debian package 'chromium'; .ci/run installs "
-                    "it when it can): the real-browser test cannot run")
+        # Not a skip: the survey's only real-browser test would silently stop running.
+        pytest.fail("Chromium is not installed, so the real-browser test cannot run; install "
+                    "it (Debian: apt-get install chromium; .ci/run does this)")
     return found
 
 
@@ -570,7 +571,7 @@ def _devtools_page(chromium: str, url: str, profile: pathlib.Path):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             error = process.communicate()[1].decode(errors="replace")[-800:]
-            pytest.skip(f"Chromium is installed but could not start here: {error}")
+            pytest.fail(f"Chromium is installed but could not start here: {error}")
         time.sleep(0.1)
     port = int(active_port.read_text().split()[0])
     while time.monotonic() < deadline:
@@ -771,7 +772,8 @@ def test_damaged_pages_are_one_clear_error_when_serving_and_exporting(small_fold
 
 def test_a_read_only_store_is_exported(tmp_path):
     if shutil.which("chattr") is None:
-        pytest.skip("chattr is needed to make a store read-only even for root")
+        pytest.fail("chattr is needed to make a store read-only even for root "
+                    "(Debian: apt-get install e2fsprogs)")
     folder = tmp_path / "frozen"
     folder.mkdir()
     store_path = _store_with_ratings(folder / "ratings.sqlite")
@@ -780,7 +782,8 @@ def test_a_read_only_store_is_exported(tmp_path):
     # Immutable file and folder: nothing can be written there, even by root.
     frozen = subprocess.run(["chattr", "+i", str(store_path), str(folder)], capture_output=True)
     if frozen.returncode:
-        pytest.skip(f"chattr +i refused: {frozen.stderr!r}")
+        pytest.fail(f"chattr +i refused (a file system without immutable files?): "
+                    f"{frozen.stderr!r}")
     try:
         result = export.export_annotations(_config("", store_path, export=str(output)))
     finally:

@@ -10,7 +10,7 @@ from skimage import color, data, filters
 from tests import images
 from tiqa.baselines import brisque
 
-pytest.importorskip("cv2", reason="BRISQUE needs OpenCV (opencv-python-headless)")
+import cv2  # noqa: E402,F401  (pinned: BRISQUE needs OpenCV; a missing pin fails, not skips)
 
 
 def _package_score(rgb_uint8: np.ndarray) -> float:

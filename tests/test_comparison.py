@@ -10,7 +10,7 @@ from configs import compare as compare_config
 from tests.tiny_models import export_tiny_score_model
 from tiqa import comparison
 
-pytest.importorskip("cv2", reason="the comparison's BRISQUE needs OpenCV")
+import cv2  # noqa: E402,F401  (pinned: the comparison's BRISQUE needs OpenCV; fails if missing)
 
 
 def test_agreement_of_a_perfect_and_of_a_reversed_metric():
@@ -75,3 +75,32 @@ def test_delong_separates_a_good_metric_from_a_noisy_one():
     assert result["auc_a"] > result["auc_b"] and result["p_value"] < 0.01
     same = comparison.better_worse_delong(labels, good, good, dmos_threshold=0.5)
     assert same["auc_a"] == pytest.approx(same["auc_b"])
+
+
+def test_a_lower_is_better_metric_is_read_the_right_way_round(tmp_path, monkeypatch):
+    # Stub data: each crop's brightness is its label / 5, and phantom crops brighten with rank.
+    rng = np.random.default_rng(0)
+    label_values = rng.uniform(1.0, 5.0, 24)
+    images = np.broadcast_to((label_values / 5.0)[:, None, None], (24, 8, 8)).copy()
+    kinds = np.asarray(["blur", "noise"] * 12)
+    order = np.repeat(np.arange(3.0), 4)
+    phantom_crops = np.broadcast_to((0.2 + 0.2 * order)[:, None, None], (12, 8, 8)).copy()
+    brightness = lambda crops: np.asarray(crops).mean(axis=(1, 2))
+    stubs = [comparison.Contender("good", brightness),
+             # A distance-like metric: lower is better, so the comparison must negate it.
+             comparison.Contender("good, lower is better", lambda c: 10.0 - 3.0 * brightness(c),
+                                  higher_is_better=False)]
+    monkeypatch.setattr(comparison, "heldout_images", lambda config: (images, label_values, kinds))
+    monkeypatch.setattr(comparison, "phantom_acquisitions",
+                        lambda config: (phantom_crops, order, ["worst", "middle", "best"]))
+    monkeypatch.setattr(comparison, "contenders", lambda config, output: (stubs, []))
+    config = compare_config.get_config("smoke")
+    config.output = str(tmp_path / "compare")
+    config.bootstrap = 5
+    rows = comparison.run_comparison(config)
+    for row in rows:
+        assert row["srocc"] == pytest.approx(1.0), (
+            f"{row['metric']} on {row['set']}: SROCC {row['srocc']}; a perfect metric must read "
+            "+1 whichever way round it scores")
+    flipped = [r for r in rows if r["metric"] == "good, lower is better" and r["set"] == "overall"]
+    assert flipped[0]["auc_bw"] == pytest.approx(1.0) and flipped[0]["plcc"] > 0.99

@@ -202,3 +202,67 @@ def test_load_torchvision_resnet():
     with pytest.raises(ValueError, match="left unmapped"):
         load_torchvision_resnet(model, _torchvision_state_dict("resnet34",
                                                                np.random.default_rng(1)))
+
+
+def _numpy_conv_same(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, dilation: int) -> np.ndarray:
+    """A k x k convolution (cross-correlation, as lax) of (H, W, C) with zero padding that keeps
+    the size, dilation d: the reference for DinkNet's centre, in float64."""
+    k = kernel.shape[0]
+    pad = dilation * (k // 2)
+    padded = np.pad(x, ((pad, pad), (pad, pad), (0, 0)))
+    height, width = x.shape[:2]
+    out = np.zeros((height, width, kernel.shape[-1])) + bias
+    for i in range(k):
+        for j in range(k):
+            window = padded[i * dilation:i * dilation + height, j * dilation:j * dilation + width]
+            out += window @ kernel[i, j]
+    return out
+
+
+def test_centre_block_equals_a_numpy_reference():
+    from tiqa.models.dlinknet import DBlock
+
+    block = tiny_models.fill_randomly(
+        nnx.eval_shape(lambda: DBlock(4, DLinkNetConfig(), rngs=nnx.Rngs(0))), seed=3)
+    x = np.random.default_rng(4).normal(size=(1, 20, 20, 4))
+    # x + d1 + d2 + d3 + d4, d_i = relu(conv_i(d_{i-1})) with dilations 1, 2, 4, 8.
+    expected, d = x[0].copy(), x[0]
+    for conv, dilation in ((block.dilate1, 1), (block.dilate2, 2), (block.dilate3, 4),
+                           (block.dilate4, 8)):
+        d = np.maximum(_numpy_conv_same(d, np.asarray(conv.kernel.get_value(), np.float64),
+                                        np.asarray(conv.bias.get_value(), np.float64), dilation), 0)
+        expected = expected + d
+    got = np.asarray(block(jnp.asarray(x, jnp.float32)))[0]
+    scale = np.abs(expected).max()
+    assert scale > 1.0  # of order one, so the tolerance below means something
+    np.testing.assert_allclose(got, expected, atol=1e-4 * scale,
+                               err_msg="D-LinkNet's centre block differs from x + d1 + d2 + d3 + d4")
+
+
+def test_forward_equals_a_reference_built_from_its_parts():
+    model = _random_filled(DLinkNetConfig(encoder="resnet18", num_classes=1), seed=5)
+    images = jnp.asarray(np.random.default_rng(6).uniform(size=(1, 64, 64)), jnp.float32)
+    got = np.asarray(model(images, train=False))
+
+    def reference(centre_block=True, skips=(True, True, True)):
+        # The paper's wiring: centre = dblock(e4); d4 = dec4(centre) + e3; d3 = dec3(d4) + e2;
+        # d2 = dec2(d3) + e1; d1 = dec1(d2); then deconv, conv, conv (ReLU between).
+        e1, e2, e3, e4 = model.encoder(model._prepare(images), train=False)
+        centre = model.dblock(e4) if centre_block else e4
+        d4 = model.decoder4(centre, train=False) + (e3 if skips[0] else 0)
+        d3 = model.decoder3(d4, train=False) + (e2 if skips[1] else 0)
+        d2 = model.decoder2(d3, train=False) + (e1 if skips[2] else 0)
+        d1 = model.decoder1(d2, train=False)
+        y = jax.nn.relu(model.finaldeconv1(d1))
+        y = jax.nn.relu(model.finalconv2(y))
+        return np.asarray(model.finalconv3(y))
+
+    expected = reference()
+    tolerance = 1e-4 * np.abs(expected).max()
+    np.testing.assert_allclose(got, expected, atol=tolerance,
+                               err_msg="D-LinkNet's forward is not its centre block, decoders "
+                                       "and skip connections as the paper wires them")
+    # The check has teeth: leaving out the centre or any skip changes the output well beyond it.
+    for variant in ({"centre_block": False}, {"skips": (False, True, True)},
+                    {"skips": (True, False, True)}, {"skips": (True, True, False)}):
+        assert np.abs(reference(**variant) - expected).max() > 100 * tolerance, variant

@@ -22,12 +22,14 @@ def test_worst_level_normalisation_hand_computed():
 
 def test_observers_are_averaged_and_psnr_ssim_become_distances():
     config = labels.ProjectionConfig(observers=("psnr", "ssim"), psnr_cap=60.0)
-    raw = jnp.asarray([[np.inf, 1.0], [40.0, 0.8], [20.0, 0.6]]).reshape(1, 1, 3, 2)
+    # The observers disagree at the middle level, so their mean differs from their max or min.
+    raw = jnp.asarray([[np.inf, 1.0], [40.0, 0.9], [20.0, 0.6]]).reshape(1, 1, 3, 2)
     distances = labels.observer_distances(raw, config)
-    np.testing.assert_allclose(distances[0, 0], [[0, 0], [20, 0.2], [40, 0.4]], atol=1e-6)
+    np.testing.assert_allclose(distances[0, 0], [[0, 0], [20, 0.1], [40, 0.4]], atol=1e-6)
     got = labels.labels_from_distances(distances, jnp.asarray([3.0]), config)
-    # psnr q: 1, .5, 0; ssim q: 1, .5, 0 -> labels 3, 2, 1 for S0 = 3
-    np.testing.assert_allclose(got[0, 0], [3, 2, 1], atol=1e-6)
+    # psnr q: 1, .5, 0 -> 3, 2, 1; ssim q: 1, .75, 0 -> 3, 2.5, 1; their mean for S0 = 3:
+    np.testing.assert_allclose(got[0, 0], [3, 2.25, 1], atol=1e-6,
+                               err_msg="the label must be the mean over the observers")
 
 
 def test_fixed_normalisation_hand_computed():

@@ -12,7 +12,7 @@ from skimage import metrics
 from tiqa import observers
 from tiqa.benchmark.reference_numpy import gmsd_numpy, mdsi_numpy
 
-# MATLAB values (docs/SPEC.md section 4; from piq's test suite): (metric, images, options, value).
+# MATLAB values (../shared/docs/SPEC.md section 4; from piq's test suite): (metric, images, options, value).
 MATLAB_VALUES = [
     ("gmsd", "goldhill", {}, 0.138012587141798),
     ("gmsd", "i01", {}, 0.094124655829098),

@@ -85,3 +85,27 @@ def test_segmentation_phases_end_to_end(tmp_path, labelled_phantom):
     assert len(outcome["rows"]) == 2 * (1 + 3 * 5)
     for name in ("table1.csv", "table1.md", "study.csv", "score_vs_f1.png", "two_point_levels.png"):
         assert (tmp_path / "study" / name).stat().st_size > 0
+
+
+def test_table_one_counts_and_correlates_its_rows():
+    from scipy import stats
+
+    # Two slices: an original each, then blur levels 1-2 and noise levels 1-2.
+    rows = []
+    for n, (score0, f10) in enumerate(((4.0, 0.95), (3.5, 0.9))):
+        rows.append({"slice": str(n), "kind": "original", "level": 0, "score": score0, "f1": f10})
+        for kind, slope in (("blur", (0.5, 0.03)), ("noise", (0.2, 0.1))):
+            for level in (1, 2):
+                rows.append({"slice": str(n), "kind": kind, "level": level,
+                             "score": score0 - slope[0] * level + 0.01 * n,
+                             "f1": f10 - slope[1] * level * (1 + n)})
+    table = {row["kind"]: row for row in segmentation_study.table_one(rows, ("blur", "noise"))}
+    assert list(table) == ["blur", "noise", "overall"]
+    # Each kind's series: its 4 distorted slices and the 2 originals; overall: all 10 rows.
+    assert [table[k]["n"] for k in ("blur", "noise", "overall")] == [6, 6, 10], table
+    for kind in ("blur", "noise", "overall"):
+        chosen = [r for r in rows if kind == "overall" or r["kind"] in (kind, "original")]
+        scores = [r["score"] for r in chosen]
+        f1s = [r["f1"] for r in chosen]
+        assert table[kind]["srocc"] == pytest.approx(stats.spearmanr(scores, f1s)[0]), kind
+        assert table[kind]["mean_f1"] == pytest.approx(np.mean(f1s))

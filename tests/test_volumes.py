@@ -228,7 +228,12 @@ def _in_memory_scores(model, data, indices):
 
 @pytest.mark.parametrize("kind, given", [
     ("tiff", "{tiff}"), ("h5", "{h5}"), ("h5", "{h5}:/exchange/data"), ("zarr", "{zarr}"),
-    ("zarr_group", "{zarr_group}"), ("folder", "{folder}")])
+    ("zarr_group", "{zarr_group}"),
+    # Found once the tiny model's scores depended on the image (issue 13): scoring reads a
+    # folder's slices one file at a time, each normalised by itself, while io.read_volume
+    # normalises the folder as one volume. Strict: the fix makes this case pass, and fail here.
+    pytest.param("folder", "{folder}", marks=pytest.mark.xfail(
+        strict=True, reason="scoring normalises a folder's slices one by one, not as a volume"))])
 def test_formats_score_like_the_volume_in_memory(tiny_model, written, data, tmp_path, kind, given):
     selection = "1:12:3"
     config = _config(tiny_model, given.format(**written), tmp_path / "out.csv", slices=selection)

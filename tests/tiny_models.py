@@ -1,5 +1,6 @@
 """A small random score network, for tests that need a model but not a good one."""
 
+import functools
 import pathlib
 
 import jax
@@ -34,10 +35,43 @@ def fill_randomly(model: nnx.Module, seed: int = 0) -> nnx.Module:
     return model
 
 
-def export_tiny_score_model(folder: pathlib.Path) -> scoring.LoadedModel:
-    """Exports TINY with random weights to `folder` (crop 64 after resizing to 72)."""
-    graphdef, params, stats = nnx.split(phases.build_model(TINY, jax.random.key(0)),
+def probe_images(seed: int = 1, count: int = 32, size: int = 64) -> np.ndarray:
+    """Grey images in [0, 1] from white noise to smooth blobs at several contrasts."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    noise = rng.random((count, size, size))
+    images = np.stack([ndimage.gaussian_filter(image, sigma)
+                       for image, sigma in zip(noise, np.linspace(0.0, 4.0, count))])
+    low = images.min(axis=(1, 2), keepdims=True)
+    images = (images - low) / np.ptp(images, axis=(1, 2), keepdims=True)
+    return (images * rng.uniform(0.2, 1.0, (count, 1, 1))).astype(np.float32)
+
+
+@functools.cache
+def _tiny_score_variables():
+    """TINY filled by numpy, its BatchNorm statistics measured on probe images (random ones
+    would leave every activation near its bias: scores that barely depend on the image), and
+    the output layer scaled so the probes score mean 3, std 1: scores of order one whose
+    differences between images are of order one too, so tests can tell right from wrong."""
+    from tiqa.train import loop
+
+    graphdef, params, stats = nnx.split(fill_randomly(phases.abstract_model(TINY)),
                                         nnx.Param, nnx.BatchStat)
-    loaded = scoring.LoadedModel(graphdef, params, stats, TINY, crop=64, resize=72)
+    probes = jnp.asarray(probe_images())
+    stats = loop.population_batch_stats(graphdef, params, stats, [probes], jax.random.key(0))
+    raw = np.asarray(nnx.merge(graphdef, params, stats)(probes, train=False), np.float64)
+    slope = 1.0 / raw.std()
+    output = params["output"]
+    output["kernel"].set_value(output["kernel"].get_value() * slope)
+    output["bias"].set_value((output["bias"].get_value() - raw.mean()) * slope + 3.0)
+    return graphdef, params, stats
+
+
+def export_tiny_score_model(folder: pathlib.Path) -> scoring.LoadedModel:
+    """Exports TINY (crop 64 after resizing to 72) with weights that give scores of order one."""
+    graphdef, params, stats = _tiny_score_variables()
+    copy = lambda tree: jax.tree.map(lambda x: x, tree)  # callers may change theirs
+    loaded = scoring.LoadedModel(graphdef, copy(params), copy(stats), TINY, crop=64, resize=72)
     scoring.save_exported(loaded, folder, card={"purpose": "tests"})
     return loaded

@@ -99,6 +99,21 @@ def _pooled(metric, predictions, targets, multi_class, positive):
     return metric(flat_pred.reshape(1, -1), flat_true.reshape(1, -1))
 
 
+def table_one(rows: list[dict], kinds) -> list[dict]:
+    """The paper's Table 1 from the study's rows: per kind (its distorted slices and the
+    originals, which belong to every kind's series) and overall, n and the SROCC and PLCC
+    between score and F1."""
+    table = []
+    for kind in list(kinds) + ["overall"]:
+        chosen = [r for r in rows if r["kind"] in (kind, "original") or kind == "overall"]
+        scores = np.asarray([r["score"] for r in chosen])
+        f1s = np.asarray([r["f1"] for r in chosen])
+        table.append({"kind": kind, "n": len(chosen), "srocc": evaluation.srocc(scores, f1s),
+                      "plcc": evaluation.plcc(scores, f1s),
+                      "mean_f1": float(f1s.mean()), "mean_score": float(scores.mean())})
+    return table
+
+
 def study_segmentation(config) -> dict:
     """Runs the study described by configs/study_segmentation.py: the paper's Table 1."""
     output = pathlib.Path(config.output)
@@ -132,15 +147,7 @@ def study_segmentation(config) -> dict:
             curves.setdefault("ground truth", segmentation.two_point_correlation(target, axis=1))
             if level in (0, 3, 5):
                 examples[level] = (distorted, target, mask, probabilities)
-    # Table 1: the original slices belong to every kind's series.
-    table = []
-    for kind in list(config.kinds) + ["overall"]:
-        chosen = [r for r in rows if r["kind"] in (kind, "original") or kind == "overall"]
-        scores = np.asarray([r["score"] for r in chosen])
-        f1s = np.asarray([r["f1"] for r in chosen])
-        table.append({"kind": kind, "n": len(chosen), "srocc": evaluation.srocc(scores, f1s),
-                      "plcc": evaluation.plcc(scores, f1s),
-                      "mean_f1": float(f1s.mean()), "mean_score": float(scores.mean())})
+    table = table_one(rows, config.kinds)
     evaluation.write_table(table, output / "table1.csv", output / "table1.md")
     evaluation.write_table(rows, output / "study.csv", output / "study.md")
     segmentation.figure_score_vs_f1([r["score"] for r in rows], [r["f1"] for r in rows],

@@ -1,0 +1,230 @@
+"""Mutation checks: does a small planted bug make the tests that cover it fail?
+
+Each mutation is a list of exact edits (file, original snippet, replacement) and the tests that
+should catch it. For each one the tracked files of the repository are copied to a temporary
+folder, the edits applied there (an original snippet that is not found exactly once stops the
+tool: the mutation list no longer matches the code), and the named tests run there with this
+interpreter, PYTHONPATH set to the copy, and a timeout. A mutation is CAUGHT when the tests
+fail, SURVIVED when they pass. The exit code is non-zero if any survived (or errored).
+
+    .venv/bin/python tools/mutations.py            # every mutation
+    .venv/bin/python tools/mutations.py --list     # their names and tests
+    .venv/bin/python tools/mutations.py --only rank_loss_reversed,comparison_no_flip
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutation:
+    name: str
+    why: str
+    edits: tuple[tuple[str, str, str], ...]  # (file, exact original snippet, replacement)
+    tests: tuple[str, ...]  # pytest node ids (or files) that must fail
+    keyword: str = ""  # optional -k expression
+    timeout: int = 300
+
+
+MUTATIONS = (
+    # --- The audit's seven (issue 13) ---------------------------------------------------------
+    Mutation("select_filter_scores_unfiltered", "select_filter scores the unfiltered slices",
+             (("tiqa/select_filter.py", "            scores = score_all(filtered)\n",
+               "            scores = score_all(slices)\n"),),
+             ("tests/test_scoring.py::test_select_filter_ranks_by_a_known_scorer",)),
+    Mutation("ablation_summary_max", "the ablation summary takes the max instead of the mean",
+             (("tiqa/ablation.py", 'entry[f"{metric}_mean"] = float(np.mean(values))',
+               'entry[f"{metric}_mean"] = float(np.max(values))'),),
+             ("tests/test_ablation.py::test_summary_is_the_mean_and_sample_std_over_seeds",)),
+    Mutation("ablation_summary_ddof0", "the ablation summary's std has ddof 0",
+             (("tiqa/ablation.py", "np.std(values, ddof=1)", "np.std(values, ddof=0)"),),
+             ("tests/test_ablation.py::test_summary_is_the_mean_and_sample_std_over_seeds",)),
+    Mutation("rank_loss_reversed", "the rank loss is applied to -scores (learns the reverse order)",
+             (("tiqa/train/phases.py", 'loss = losses.hinge_rank_loss(scores, batch["levels"]',
+               'loss = losses.hinge_rank_loss(-scores, batch["levels"]'),),
+             ("tests/test_train.py::test_rank_training_learns_the_order_of_a_fixed_batch",)),
+    Mutation("comparison_no_flip", "the comparison never flips lower-is-better metrics",
+             (("tiqa/comparison.py",
+               "    return scores if contender.higher_is_better else -scores\n",
+               "    return scores\n"),),
+             ("tests/test_comparison.py::test_a_lower_is_better_metric_is_read_the_right_way_round",)),
+    Mutation("dlinknet_no_centre", "D-LinkNet skips its dilated centre block",
+             (("tiqa/models/dlinknet.py", "centre = self.dblock(e4)", "centre = e4"),),
+             ("tests/test_dlinknet.py::test_forward_equals_a_reference_built_from_its_parts",)),
+    Mutation("dlinknet_drops_a_skip", "D-LinkNet drops the e2 skip connection",
+             (("tiqa/models/dlinknet.py", "d3 = self.decoder3(d4, train=train) + e2",
+               "d3 = self.decoder3(d4, train=train)"),),
+             ("tests/test_dlinknet.py::test_forward_equals_a_reference_built_from_its_parts",)),
+    Mutation("dblock_wrong_dilation", "the centre block's last convolution is not dilated 8",
+             (("tiqa/models/dlinknet.py",
+               "self.dilate4 = _conv(channels, channels, 3, config, rngs, dilation=8)",
+               "self.dilate4 = _conv(channels, channels, 3, config, rngs, dilation=4)"),),
+             ("tests/test_dlinknet.py::test_centre_block_equals_a_numpy_reference",)),
+    Mutation("finetune_discards_rank_weights",
+             "the fine-tune restores the rank weights, then trains fresh ones",
+             (("tiqa/train/phases.py", "        model = abstract_model(model_cfg)\n",
+               "        model = build_model(model_cfg, model_key)\n"),
+              ("tiqa/train/phases.py",
+               "        params, batch_stats = loop.restore_variables(config.rank_checkpoint, "
+               "state.params,\n",
+               "        params, batch_stats = loop.restore_variables(config.rank_checkpoint, "
+               "jax.tree.map(lambda x: x, state.params),\n"),
+              ("tiqa/train/phases.py",
+               "        state = state.replace(params=params, batch_stats=batch_stats)\n",
+               "        state = state.replace(batch_stats=batch_stats)\n")),
+             ("tests/test_train.py::test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics",)),
+    Mutation("slice_scorer_first_crop", "the slice scorer uses the first crop only, spread 0",
+             (("tiqa/scoring.py", "return scores.mean(axis=1), scores.std(axis=1)",
+               "return scores[:, 0], jnp.zeros_like(scores[:, 0])"),),
+             ("tests/test_scoring.py::test_slice_scores_equal_a_step_by_step_reference",)),
+    # --- Table 1 ------------------------------------------------------------------------------
+    Mutation("table1_drops_originals", "Table 1's per-kind series leave out the originals",
+             (("tiqa/segmentation_study.py",
+               'chosen = [r for r in rows if r["kind"] in (kind, "original") or kind == "overall"]',
+               'chosen = [r for r in rows if r["kind"] == kind or kind == "overall"]'),),
+             ("tests/test_segmentation_phases.py::test_table_one_counts_and_correlates_its_rows",)),
+    # --- Our own, in the places that matter -------------------------------------------------
+    Mutation("labels_ignore_reference_score", "label projection ignores the human score S0",
+             (("tiqa/labels.py", "    s0 = reference_scores[:, None, None, None]\n",
+               "    s0 = jnp.full_like(reference_scores, 5.0)[:, None, None, None]\n"),),
+             ("tests/test_labels.py",), keyword="hand_computed or averaged"),
+    Mutation("labels_max_over_observers", "the label is the max, not the mean, over observers",
+             (("tiqa/labels.py", "    return jnp.mean(per_observer, axis=-1)\n",
+               "    return jnp.max(per_observer, axis=-1)\n"),),
+             ("tests/test_labels.py",), keyword="hand_computed or averaged"),
+    Mutation("population_var_within_batches_only",
+             "population BatchNorm variance misses the spread between batches",
+             (("tiqa/train/loop.py", '"var": variances.mean(0) + means.var(0)',
+               '"var": variances.mean(0)'),),
+             ("tests/test_train.py::test_population_batch_stats_are_those_of_all_the_data",)),
+    Mutation("acquisition_no_centre_offset", "the acquisition model ignores the centre offset",
+             (("tiqa/acquisition.py", "shifts = settings.centre_offset + settings.drift",
+               "shifts = 0.0 * settings.centre_offset + settings.drift"),),
+             ("tests/test_acquisition.py",), keyword="deterministic_factors"),
+    Mutation("acquisition_half_gain_error", "the detector gain errors are half as large",
+             (("tiqa/acquisition.py", "gains = 1.0 + settings.gain_error *",
+               "gains = 1.0 + 0.5 * settings.gain_error *"),),
+             ("tests/test_acquisition.py::test_gain_errors_equal_the_reference_with_the_same_gains",)),
+    Mutation("streaming_tiff_off_by_one", "the memory-mapped TIFF reader starts one slice early",
+             (("tiqa/volumes.py", "offset=self._offset + start * per_slice",
+               "offset=self._offset + max(start - 1, 0) * per_slice"),),
+             ("tests/test_volumes.py",), keyword="every_format_reads and tiff"),
+    Mutation("streaming_runs_merge_gaps", "the streaming reader treats a gap as a run",
+             (("tiqa/volumes.py",
+               "        if k == len(indices) or indices[k] != indices[k - 1] + 1:\n",
+               "        if k == len(indices) or indices[k] < indices[k - 1]:\n"),),
+             ("tests/test_volumes.py",), keyword="every_format_reads and h5"),
+    Mutation("restore_earliest_checkpoint", "checkpoint restore reads the earliest checkpoint",
+             (("tiqa/train/loop.py",
+               "    step = manager.latest_step()\n    if step is None:\n"
+               "        raise FileNotFoundError",
+               "    step = min(manager.all_steps(), default=None)\n    if step is None:\n"
+               "        raise FileNotFoundError"),),
+             ("tests/test_train.py::test_restore_variables_reads_the_latest_checkpoint",)),
+    Mutation("exported_model_drops_statistics", "an exported model loads without its statistics",
+             (("tiqa/scoring.py",
+               'return LoadedModel(graphdef, fill("params", params), fill("batch_stats", batch_stats),',
+               'return LoadedModel(graphdef, fill("params", params), jax.tree.map(\n'
+               '        lambda a: jnp.ones(a.shape, a.dtype), batch_stats),'),),
+             ("tests/test_scoring.py::test_exported_model_round_trip",)),
+)
+
+
+def tracked_files(root: pathlib.Path) -> list[str]:
+    listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], check=True,
+                            capture_output=True).stdout.decode()
+    return [name for name in listed.split("\0") if name]
+
+
+def copy_repository(root: pathlib.Path, destination: pathlib.Path) -> None:
+    for name in tracked_files(root):
+        source = root / name
+        if not source.is_file():  # deleted in the working tree but still tracked
+            continue
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def apply(mutation: Mutation, copy: pathlib.Path) -> None:
+    for file, original, replacement in mutation.edits:
+        path = copy / file
+        text = path.read_text()
+        found = text.count(original)
+        if found != 1:
+            raise SystemExit(f"{mutation.name}: the snippet to mutate occurs {found} times in "
+                             f"{file} (must be exactly once); update tools/mutations.py:\n"
+                             f"{original!r}")
+        path.write_text(text.replace(original, replacement))
+
+
+def run_one(mutation: Mutation, root: pathlib.Path) -> tuple[str, str, float]:
+    """(CAUGHT | SURVIVED | ERROR | TIMEOUT, evidence, seconds)."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"mutation_{mutation.name}_") as folder:
+        copy = pathlib.Path(folder) / "repo"
+        copy_repository(root, copy)
+        apply(mutation, copy)
+        command = [sys.executable, "-m", "pytest", "-q", "-x", "-rf", "--no-header",
+                   "-p", "no:cacheprovider", *mutation.tests]
+        if mutation.keyword:
+            command += ["-k", mutation.keyword]
+        env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+        try:
+            result = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True,
+                                    timeout=mutation.timeout)
+        except subprocess.TimeoutExpired:
+            return "TIMEOUT", f"no result in {mutation.timeout} s", time.perf_counter() - started
+    output = result.stdout + result.stderr
+    lines = output.strip().splitlines()
+    failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+    summary = lines[-1] if lines else ""
+    seconds = time.perf_counter() - started
+    if result.returncode == 0:
+        return "SURVIVED", summary, seconds
+    if result.returncode in (1, 2) and failed:
+        return "CAUGHT", failed[0][:160], seconds
+    # 4/5: bad node id or nothing collected; no verdict on the mutation.
+    return "ERROR", f"pytest exit {result.returncode}: {summary}\n{output[-2000:]}", seconds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated mutation names")
+    parser.add_argument("--list", action="store_true", help="list the mutations and stop")
+    args = parser.parse_args(argv)
+    chosen = list(MUTATIONS)
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = sorted(set(names) - {m.name for m in MUTATIONS})
+        if unknown:
+            parser.error(f"unknown mutation(s) {', '.join(unknown)}; see --list")
+        chosen = [m for m in MUTATIONS if m.name in names]
+    if args.list:
+        for mutation in chosen:
+            selection = " ".join(mutation.tests) + (f" -k {mutation.keyword!r}" if mutation.keyword else "")
+            print(f"{mutation.name}: {mutation.why}\n    {selection}")
+        return 0
+    verdicts = []
+    for mutation in chosen:
+        verdict, evidence, seconds = run_one(mutation, ROOT)
+        verdicts.append(verdict)
+        print(f"{verdict:8s} {mutation.name} ({seconds:.0f} s): {evidence}", flush=True)
+    caught = verdicts.count("CAUGHT")
+    print(f"\n{caught} of {len(verdicts)} mutations caught")
+    return 0 if caught == len(verdicts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -51,27 +51,13 @@ class HeldOutObjects:
 def held_out_objects(grey: str, label_maps: str, phantoms: int, phantom_seed: int,
                      output_size: int, seed: int) -> HeldOutObjects:
     """Objects from comma-separated grey slices and label maps (no texture), and phantoms."""
-    size = acquisition.object_size(output_size)
-    rng = np.random.default_rng(seed)
-    attenuation, kinds, names = [], [], []
-    for path in io.split_paths(grey):
-        for item in io.list_inputs(path):
-            attenuation.append(objects.from_grey(io.read_item(item), size, rng))
-            kinds.append("grey")
-            names.append(pathlib.Path(item[0]).name + ("" if item[1] is None else f"[{item[1]}]"))
-    for path in io.split_paths(label_maps):
-        for item in io.list_inputs(path):
-            attenuation.append(objects.from_labels(objects.read_label_map(item), size, rng,
-                                                   texture=False))
-            kinds.append("label_map")
-            names.append(pathlib.Path(item[0]).name + ("" if item[1] is None else f"[{item[1]}]"))
-    for index in range(phantoms):
-        attenuation.append(objects.from_phantom(phantom_seed + index, size, rng))
-        kinds.append("phantom")
-        names.append(f"phantom seed {phantom_seed + index}")
-    if not attenuation:
+    found = objects.collect(grey, label_maps, phantoms, phantom_seed,
+                            acquisition.object_size(output_size), seed, label_texture=False)
+    if not found.kinds:
         raise errors.InputError("no held-out objects: give grey, label_maps or phantoms")
-    return HeldOutObjects(np.stack(attenuation), tuple(kinds), tuple(names))
+    names = tuple(f"phantom seed {source}" if kind == "phantom" else pathlib.Path(source).name
+                  for kind, source in zip(found.kinds, found.sources))
+    return HeldOutObjects(found.attenuation, found.kinds, names)
 
 
 def within_object_srocc(scores: np.ndarray, levels: np.ndarray) -> float:

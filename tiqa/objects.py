@@ -16,7 +16,7 @@ must read acquisition quality, not resemblance to one kind of texture.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -32,7 +32,7 @@ MIN_PHASE_GAP = 0.15
 TEXTURE_RANGE = (0.02, 0.12)  # relative amplitude of smooth texture inside the phases
 KINDS = ("grey", "label_map", "phantom")
 
-__all__ = ["KINDS", "from_grey", "from_labels", "from_phantom", "scale_to_transmission",
+__all__ = ["KINDS", "Collection", "collect", "from_grey", "from_labels", "from_phantom", "scale_to_transmission",
            "read_label_map", "inside_circle"]
 
 
@@ -125,3 +125,38 @@ def evenly_spaced(items: Sequence, count: int) -> list:
     if count <= 0 or count >= len(items):
         return list(items)
     return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
+
+
+class Collection(NamedTuple):
+    attenuation: np.ndarray  # (M, size, size)
+    kinds: tuple[str, ...]  # one of KINDS per object
+    sources: tuple[str, ...]  # file (with [page] for a volume's page), or the phantom's seed
+
+
+def collect(grey: str, label_maps: str, phantoms: int, phantom_seed: int, size: int, seed: int,
+            *, label_map_slices: int = 0, label_texture: bool | None = None) -> Collection:
+    """Objects from comma-separated grey slices and label maps (`label_map_slices` evenly
+    spaced pages of each, 0: all) and `phantoms` phantoms of seeds from `phantom_seed`, in
+    that order, all random draws from one generator of `seed`. Empty lists give no objects."""
+    rng = np.random.default_rng(seed)
+    attenuation, kinds, sources = [], [], []
+
+    def source(item: io.Item) -> str:
+        return f"{item[0]}" + ("" if item[1] is None else f"[{item[1]}]")
+
+    for path in io.split_paths(grey):
+        for item in io.list_inputs(path):
+            attenuation.append(from_grey(io.read_item(item), size, rng))
+            kinds.append("grey")
+            sources.append(source(item))
+    for path in io.split_paths(label_maps):
+        for item in evenly_spaced(io.list_inputs(path), label_map_slices):
+            attenuation.append(from_labels(read_label_map(item), size, rng, label_texture))
+            kinds.append("label_map")
+            sources.append(source(item))
+    for index in range(phantoms):
+        attenuation.append(from_phantom(phantom_seed + index, size, rng))
+        kinds.append("phantom")
+        sources.append(str(phantom_seed + index))
+    stacked = np.stack(attenuation) if attenuation else np.zeros((0, size, size), np.float32)
+    return Collection(stacked, tuple(kinds), tuple(sources))

@@ -114,25 +114,15 @@ def pool_from_config(config, scores_for_sources) -> ReferencePool:
 
 def training_objects(settings, seed: int) -> tuple[np.ndarray, list[str]]:
     """The attenuation objects of the `acquisition` config block, and a name for each."""
-    size = acquisition.object_size(settings.output_size)
-    rng = np.random.default_rng(seed)
-    attenuation, names = [], []
-    for path in io.split_paths(settings.grey):
-        for item in io.list_inputs(path):
-            attenuation.append(objects.from_grey(io.read_item(item), size, rng))
-            names.append(f"grey:{item[0]}" + ("" if item[1] is None else f"[{item[1]}]"))
-    for path in io.split_paths(settings.label_maps):
-        for item in objects.evenly_spaced(io.list_inputs(path), settings.label_map_slices):
-            attenuation.append(objects.from_labels(objects.read_label_map(item), size, rng))
-            names.append(f"labels:{item[0]}" + ("" if item[1] is None else f"[{item[1]}]"))
-    for index in range(settings.phantoms):
-        phantom_seed = settings.phantom_seed + index
-        attenuation.append(objects.from_phantom(phantom_seed, size, rng))
-        names.append(f"phantom:{phantom_seed}")
-    if not attenuation:
+    found = objects.collect(settings.grey, settings.label_maps, settings.phantoms,
+                            settings.phantom_seed, acquisition.object_size(settings.output_size),
+                            seed, label_map_slices=settings.label_map_slices)
+    if not found.kinds:
         raise errors.InputError("acquisition.objects_per_batch is set but acquisition.grey, "
                                 "acquisition.label_maps and acquisition.phantoms give no objects")
-    return np.stack(attenuation), names
+    prefixes = {"grey": "grey", "label_map": "labels", "phantom": "phantom"}
+    return found.attenuation, [f"{prefixes[kind]}:{source}"
+                               for kind, source in zip(found.kinds, found.sources)]
 
 
 def ladder_bank(settings, seed: int) -> np.ndarray:

@@ -144,6 +144,17 @@ def test_summarise_averages_objects_and_orients_rows():
     assert best == [{"object_kind": "grey", "ideal_median": 9.0, "best_level_median": 5.0}]
 
 
+def test_bootstrap_mean_brackets_the_mean_and_narrows_with_more_objects():
+    rng = np.random.default_rng(0)
+    few, many = rng.normal(0.5, 0.2, 10), rng.normal(0.5, 0.2, 160)
+    low, high = acquisition_ladder._bootstrap_mean(few, 500, seed=0)
+    assert low < few.mean() < high
+    # Sixteen times the objects: about a quarter of the width.
+    low_many, high_many = acquisition_ladder._bootstrap_mean(many, 500, seed=0)
+    assert low_many < many.mean() < high_many and high_many - low_many < (high - low) / 2
+    assert np.isnan(acquisition_ladder._bootstrap_mean(np.array([0.7]), 500, seed=0)).all()
+
+
 def test_evaluate_acquisition_smoke_writes_its_tables(tmp_path):
     export_tiny_score_model(tmp_path / "tiny")
     config = ladder_config.get_config("smoke")

@@ -39,6 +39,24 @@ def test_bootstrap_interval_brackets_a_known_mean():
     assert low < values.mean() < high and 0.15 < high - low < 0.25
 
 
+def test_bootstrap_interval_of_a_proportion_matches_the_binomial():
+    # Ten ones in twenty: a resample's mean is Binomial(20, 1/2) / 20, whose 2.5% and 97.5%
+    # points are 6/20 and 14/20.
+    values = np.repeat([0.0, 1.0], 10)
+    interval = comparison.bootstrap_interval(lambda idx: {"mean": values[idx].mean()},
+                                             len(values), samples=4000, seed=1)
+    assert interval["mean"] == pytest.approx((0.3, 0.7), abs=0.051)
+
+
+def test_bootstrap_interval_leaves_out_entries_undefined_on_some_resamples():
+    values = np.arange(20.0)
+    # About a third of the resamples miss item 0, and the second entry is undefined there.
+    interval = comparison.bootstrap_interval(
+        lambda idx: {"mean": values[idx].mean(), "odd": 1.0 if 0 in idx else float("nan")},
+        len(values), samples=200, seed=0)
+    assert set(interval) == {"mean"}
+
+
 def test_comparison_smoke_writes_its_tables_and_chart(tmp_path):
     export_tiny_score_model(tmp_path / "tiny")
     config = compare_config.get_config("smoke")

@@ -69,11 +69,13 @@ def within_object_srocc(scores: np.ndarray, levels: np.ndarray) -> float:
 
 
 def _bootstrap_mean(values: np.ndarray, samples: int, seed: int) -> tuple[float, float]:
+    """Percentile 95% interval of the mean over resampled objects (NaN for fewer than 2)."""
     if len(values) < 2:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (samples, len(values)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    # Percentile rather than BCa: BCa is undefined when every object agrees (e.g. the oracle).
+    interval = stats.bootstrap((values,), np.mean, n_resamples=samples, method="percentile",
+                               rng=np.random.default_rng(seed)).confidence_interval
+    return float(interval.low), float(interval.high)
 
 
 def summarise(scores: np.ndarray, kinds: tuple[str, ...], factors: tuple[str, ...],

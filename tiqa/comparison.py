@@ -34,6 +34,7 @@ from typing import Callable
 
 import jax
 import numpy as np
+import scipy.stats
 import tqdm
 
 from tiqa import evaluation, io, labels, phantom, scoring
@@ -150,23 +151,29 @@ def _resampled(function, objective, subjective, indices, **options) -> dict:
 
 def bootstrap_interval(statistic: Callable[[np.ndarray], dict], size: int, samples: int,
                        seed: int) -> dict[str, tuple[float, float]]:
-    """Percentile 95% interval of each entry of `statistic(indices)` over `samples` resamples
-    of `size` items with replacement (draws where an entry is undefined are skipped)."""
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {}
-    for _ in range(samples):
-        with np.errstate(all="ignore"), _quiet():
-            values = statistic(rng.integers(0, size, size))
-        for key, value in values.items():
-            if np.isfinite(value):
-                draws.setdefault(key, []).append(float(value))
-    return {key: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5)))
-            for key, v in draws.items() if len(v) >= max(10, samples // 2)}
+    """Percentile 95% interval (scipy.stats.bootstrap) of each entry of `statistic(indices)`
+    over `samples` resamples of `size` items. An entry undefined on some resample (e.g. a
+    constant one) gets no interval rather than one conditioned on the lucky resamples."""
+    keys = tuple(statistic(np.arange(size)))
+
+    def entries(indices: np.ndarray) -> np.ndarray:
+        values = statistic(indices.astype(np.intp))
+        return np.asarray([values[key] for key in keys], np.float64)
+
+    with np.errstate(all="ignore"), _quiet():
+        # Resampling indices pairs the two score arrays, as paired=True would.
+        result = scipy.stats.bootstrap((np.arange(size),), entries, n_resamples=samples,
+                                       vectorized=False, method="percentile",
+                                       rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return {key: (float(a), float(b)) for key, a, b in zip(keys, low, high)
+            if np.isfinite(a) and np.isfinite(b)}
 
 
 @contextlib.contextmanager
 def _quiet():
-    """Resamples with ties or constant subsets warn by design; the interval skips them."""
+    """Resamples with ties or constant subsets warn by design, as does an interval left
+    undefined by them."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield

@@ -29,6 +29,20 @@ def test_augmented_batch_keeps_images_and_labels_aligned():
     np.testing.assert_array_equal(batch["images"], again["images"])  # a pure function of the step
 
 
+def test_augmented_batch_draws_each_of_the_eight_flips_and_turns():
+    # A crop the size of the slice is the slice itself, so only the flips and turns remain.
+    image = np.arange(32 * 32, dtype=np.float32).reshape(32, 32) / (32 * 32)
+    pool = seg.build_labelled_pool([image], [np.arange(32 * 32, dtype=np.int32).reshape(32, 32)])
+    batch = seg.augmented_batch(pool, jnp.int32(0), key=jax.random.key(1), batch_size=128,
+                                crop=32, jitter=0.0)
+    dihedral = [np.rot90(flipped, k) for flipped in (image, image.T) for k in range(4)]
+    drawn = [next(i for i, d in enumerate(dihedral) if np.array_equal(d, out))
+             for out in np.asarray(batch["images"])]
+    assert sorted(set(drawn)) == list(range(8))
+    np.testing.assert_array_equal(np.asarray(batch["labels"]) / (32 * 32),
+                                  np.asarray(batch["images"]))
+
+
 def test_loss_prefers_the_right_answer_and_ignores_padding():
     labels = jnp.asarray([[[1, 0], [0, -1]]])
     right = jnp.asarray([[[[9.0], [-9.0]], [[-9.0], [9.0]]]])

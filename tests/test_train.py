@@ -105,7 +105,7 @@ _SHARDING_SCRIPT = textwrap.dedent("""
         schedule = loop.step_decay(0.1, 0, 1.0)
         # Plain SGD: Adam's first step is lr * sign(gradient), which turns rounding noise in
         # near-zero gradients into full-size steps and would hide what is compared here.
-        optimizer = optax.sgd(schedule)
+        optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
         graphdef, state = loop.init_state(model, optimizer)
         state = jax.device_put(state, loop.replicated(mesh))
         make = jax.jit(lambda p, s: batches.rank_batch(p, s, key=jax.random.key(1), originals_per_batch=2,
@@ -113,7 +113,7 @@ _SHARDING_SCRIPT = textwrap.dedent("""
                        out_shardings=loop.batch_sharded(mesh))
         batch = make(jax.device_put(pool, loop.replicated(mesh)), jnp.int32(0))
         assert len(batch["images"].sharding.device_set) == devices
-        step = loop.make_train_step(graphdef, optimizer, schedule, phases.rank_loss_fn(6.0))
+        step = loop.make_train_step(graphdef, optimizer, phases.rank_loss_fn(6.0))
         state, metrics = step(state, batch, jax.random.key(2))
         leaves = [np.asarray(x) for x in jax.tree.leaves((state.params, state.batch_stats))]
         results[devices] = (float(metrics["loss"]), leaves)
@@ -270,7 +270,7 @@ class _Line(nnx.Module):
 
 def _run_line(workdir, num_steps):
     schedule = optax.constant_schedule(0.1)
-    optimizer = loop.adam(schedule)
+    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=schedule)
     graphdef, state = loop.init_state(_Line(), optimizer)
 
     def loss_fn(predictions, batch):
@@ -280,10 +280,52 @@ def _run_line(workdir, num_steps):
         return {"images": inputs + step.astype(jnp.float32), "targets": jnp.ones((2,))}
 
     loop.run(workdir=workdir, state=state,
-             train_step=loop.make_train_step(graphdef, optimizer, schedule, loss_fn),
+             train_step=loop.make_train_step(graphdef, optimizer, loss_fn),
              make_batch=make_batch, batch_inputs=jnp.zeros((2, 2, 2)), num_steps=num_steps,
              key=jax.random.key(0), mesh=loop.data_mesh(1), images_per_step=2, log_every=1,
              checkpoint_every=3, keep_checkpoints=2, description="line")
+
+
+def _logged_and_applied_rates(optimizer, steps):
+    """The logged learning rate of each SGD step and the rate the step really applied."""
+    graphdef, state = loop.init_state(_Line(), optimizer)
+
+    def loss_fn(predictions, batch):
+        # The bias's gradient is 1, so its step is the applied rate; the value never
+        # improves, so reduce-on-plateau cuts the rate.
+        mean = jnp.mean(predictions)
+        return mean + jax.lax.stop_gradient(1.0 - mean), {}
+
+    step = loop.make_train_step(graphdef, optimizer, loss_fn)
+    logged, applied = [], []
+    for _ in range(steps):
+        before = float(state.params["linear"]["bias"][0])
+        state, metrics = step(state, {"images": jnp.ones((2, 2, 2))}, jax.random.key(0))
+        logged.append(float(metrics["learning_rate"]))
+        applied.append(before - float(state.params["linear"]["bias"][0]))
+    return np.asarray(logged), np.asarray(applied)
+
+
+def test_logged_learning_rate_follows_the_decay_schedule():
+    schedule = loop.step_decay(0.1, decay_every=2, factor=0.5)
+    logged, applied = _logged_and_applied_rates(
+        optax.inject_hyperparams(optax.sgd)(learning_rate=schedule), steps=5)
+    np.testing.assert_allclose(logged, [0.1, 0.1, 0.05, 0.05, 0.025], rtol=1e-6)
+    np.testing.assert_allclose(applied, logged, rtol=1e-4)
+
+
+def test_logged_learning_rate_includes_the_plateau_scale():
+    optimizer = optax.chain(optax.inject_hyperparams(optax.sgd)(learning_rate=0.1),
+                            optax.contrib.reduce_on_plateau(factor=0.5, patience=1,
+                                                            accumulation_size=1))
+    logged, applied = _logged_and_applied_rates(optimizer, steps=4)
+    np.testing.assert_allclose(applied, logged, rtol=1e-4)
+    assert logged[0] == pytest.approx(0.1) and logged[-1] < 0.05  # cut at least twice
+
+
+def test_an_optimiser_without_an_injected_rate_is_refused():
+    with pytest.raises(ValueError, match="inject_hyperparams"):
+        loop.applied_learning_rate(optax.adam(0.1).init({"w": jnp.zeros(2)}))
 
 
 def test_resumed_metrics_drop_the_steps_after_the_restored_checkpoint(tmp_path):
@@ -360,9 +402,9 @@ def test_rank_training_learns_the_order_of_a_fixed_batch():
     batch = {"images": jnp.asarray(images, jnp.float32),
              "levels": jnp.tile(jnp.arange(3), 4), "group_ids": jnp.repeat(jnp.arange(4), 3)}
     schedule = optax.constant_schedule(0.05)
-    optimizer = loop.adam(schedule)
+    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=schedule)
     graphdef, state = loop.init_state(_Pixels(), optimizer)
-    step = loop.make_train_step(graphdef, optimizer, schedule, phases.rank_loss_fn(1.0))
+    step = loop.make_train_step(graphdef, optimizer, phases.rank_loss_fn(1.0))
     history = []
     for _ in range(8):
         state, metrics = step(state, batch, jax.random.key(0))
@@ -377,7 +419,7 @@ def test_rank_training_learns_the_order_of_a_fixed_batch():
 
 def test_restore_variables_reads_the_latest_checkpoint(tmp_path):
     # Two checkpoints whose parameters and statistics differ; the later one must come back.
-    optimizer = loop.adam(optax.constant_schedule(0.1))
+    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=0.1)
     graphdef, state = loop.init_state(_Normalised(), optimizer)
     manager = loop.checkpoint_manager(tmp_path, keep=3)
     saved = {}

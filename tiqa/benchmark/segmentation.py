@@ -9,6 +9,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 
 from tiqa.models.dlinknet import DLinkNet, DLinkNetConfig
@@ -22,13 +23,12 @@ from tiqa.train import segmentation as seg
 def ours(*, batch: int, size: int, dtype: str, steps: int, encoder: str = "resnet34") -> dict:
     config = DLinkNetConfig.from_mapping({"encoder": encoder, "num_classes": 1, "dtype": dtype})
     model = nnx.jit(lambda: DLinkNet(config, rngs=nnx.Rngs(params=jax.random.key(0))))()
-    schedule = loop.step_decay(1e-4, 0, 1.0)
-    optimizer = loop.adam(schedule)
+    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=1e-4)
     graphdef, state = loop.init_state(model, optimizer)
     mesh = loop.data_mesh()
     state = jax.device_put(state, loop.replicated(mesh))
     loss_fn = functools.partial(seg.segmentation_loss, bce_weight=1.0, dice_weight=1.0)
-    step = loop.make_train_step(graphdef, optimizer, schedule,
+    step = loop.make_train_step(graphdef, optimizer,
                                 lambda logits, b: loss_fn(logits, b["labels"]))
     images = jax.random.uniform(jax.random.key(1), (batch, size, size))
     batch_data = jax.device_put({"images": images, "labels": (images > 0.5).astype(jnp.int32)},

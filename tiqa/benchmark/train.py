@@ -15,6 +15,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from tiqa.models.iqa import IQAConfig
@@ -29,12 +30,11 @@ def ours(variant: str, *, batch: int, inference_batch: int, size: int, dtype: st
     """images/s of the rank-phase train step and of inference for one backbone."""
     model_cfg = IQAConfig.from_mapping({"backbone": variant, "pretrained": False, "dtype": dtype})
     model = phases.build_model(model_cfg, jax.random.key(seed))
-    schedule = loop.step_decay(3e-5, 0, 1.0)
-    optimizer = loop.adam(schedule)
+    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=3e-5)
     graphdef, state = loop.init_state(model, optimizer)
     mesh = loop.data_mesh()
     state = jax.device_put(state, loop.replicated(mesh))
-    train_step = loop.make_train_step(graphdef, optimizer, schedule, phases.rank_loss_fn(6.0))
+    train_step = loop.make_train_step(graphdef, optimizer, phases.rank_loss_fn(6.0))
 
     originals = max(1, batch // 18)
     pool = batches.build_pool(

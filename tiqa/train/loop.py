@@ -55,22 +55,44 @@ def step_decay(learning_rate: float, decay_every: int, factor: float) -> optax.S
                                    decay_rate=factor, staircase=True)
 
 
-def adam(schedule: optax.Schedule) -> optax.GradientTransformation:
-    return optax.adam(schedule)
+def _states_of(kind: type, opt_state: optax.OptState) -> list:
+    is_kind = lambda node: isinstance(node, kind)
+    return [node for node in jax.tree.leaves(opt_state, is_leaf=is_kind) if is_kind(node)]
+
+
+def applied_learning_rate(opt_state: optax.OptState) -> jax.Array:
+    """The learning rate of the update that produced `opt_state`.
+
+    Read from the state, not recomputed from a schedule, so that a reduce-on-plateau scale
+    counts: the optimiser must inject its `learning_rate` (`optax.inject_hyperparams`).
+    """
+    injected = _states_of(optax.InjectStatefulHyperparamsState, opt_state)
+    if len(injected) != 1 or "learning_rate" not in injected[0].hyperparams:
+        raise ValueError("build the optimiser with optax.inject_hyperparams(...)(learning_rate=...)"
+                         f" once, so the loop can log the rate it used ({len(injected)} found)")
+    rate = injected[0].hyperparams["learning_rate"]
+    for plateau in _states_of(optax.contrib.ReduceLROnPlateauState, opt_state):
+        rate = rate * plateau.scale  # reduce_on_plateau scales by its new state's scale
+    return rate
 
 
 def init_state(model: nnx.Module, optimizer: optax.GradientTransformation
                ) -> tuple[nnx.GraphDef, TrainState]:
     graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    # An abstract model (weights to come from a checkpoint) still needs a concrete optimiser
+    # state, and inject_hyperparams reads the weights' dtype from real arrays.
+    concrete = jax.tree.map(
+        lambda x: jnp.zeros(x.shape, x.dtype) if isinstance(x, jax.ShapeDtypeStruct) else x, params)
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                       opt_state=optimizer.init(params))
+                       opt_state=optimizer.init(concrete))
     return graphdef, state
 
 
 def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule, loss_fn: LossFn, *,
-                    frozen_batch_norm: bool = False) -> Callable:
+                    loss_fn: LossFn, *, frozen_batch_norm: bool = False) -> Callable:
     """The jitted, state-donating train step of a model whose call is `model(images, train, key)`.
+
+    `optimizer` injects its learning rate (see `applied_learning_rate`), which is logged.
 
     `frozen_batch_norm`: the model normalises with its stored statistics while it trains (and
     keeps them), so the loss is computed on the function that evaluation runs. Needed when a
@@ -94,7 +116,7 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
         # `value` feeds loss-aware transformations (reduce-on-plateau); others ignore it.
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params, value=loss)
         params = optax.apply_updates(state.params, updates)
-        metrics = dict(metrics, loss=loss, learning_rate=schedule(state.step),
+        metrics = dict(metrics, loss=loss, learning_rate=applied_learning_rate(opt_state),
                        grad_norm=optax.tree.norm(grads))
         new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                                   opt_state=opt_state)

@@ -18,6 +18,7 @@ import pathlib
 
 import jax
 import numpy as np
+import optax
 from flax import nnx
 
 from tiqa import errors, labels
@@ -156,7 +157,7 @@ def train_rank(config) -> pathlib.Path:
     epoch_steps = batches.steps_per_epoch(pool.images.shape[0], rank.originals_per_batch)
     schedule = loop.step_decay(rank.learning_rate, rank.decay_every_epochs * epoch_steps,
                                rank.decay_factor)
-    optimizer = loop.adam(schedule)
+    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=schedule)
     frozen = _frozen_batch_norm(rank.batch_norm, "rank.batch_norm")
     graphdef, state = loop.init_state(model, optimizer)
     loop.write_run_info(workdir, {MODEL_INFO_KEY: model_cfg.to_dict(), "phase": "rank",
@@ -172,7 +173,7 @@ def train_rank(config) -> pathlib.Path:
                                            rank.population_batches,
                                            jax.random.fold_in(train_key, 998))
     loop.run(workdir=workdir, state=state,
-             train_step=loop.make_train_step(graphdef, optimizer, schedule,
+             train_step=loop.make_train_step(graphdef, optimizer,
                                              rank_loss_fn(rank.margin), frozen_batch_norm=frozen),
              make_batch=make_batch, batch_inputs=pool, num_steps=rank.epochs * epoch_steps,
              key=train_key, mesh=mesh,
@@ -208,7 +209,7 @@ def finetune(config) -> pathlib.Path:
                                                               tune.originals_per_batch)
     schedule = loop.step_decay(tune.learning_rate, tune.decay_every_epochs * epoch_steps,
                                tune.decay_factor)
-    optimizer = loop.adam(schedule)
+    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=schedule)
     frozen = _frozen_batch_norm(tune.batch_norm, "finetune.batch_norm")
     graphdef, state = loop.init_state(model, optimizer)
     starting = not loop.has_checkpoint(workdir)  # a resumed run has measured and calibrated
@@ -236,7 +237,7 @@ def finetune(config) -> pathlib.Path:
                                   "rank_checkpoint": config.rank_checkpoint,
                                   "originals": int(pool.images.shape[0])})
     loop.run(workdir=workdir, state=state,
-             train_step=loop.make_train_step(graphdef, optimizer, schedule, mse_loss_fn,
+             train_step=loop.make_train_step(graphdef, optimizer, mse_loss_fn,
                                              frozen_batch_norm=frozen),
              make_batch=make_batch, batch_inputs=pool, num_steps=tune.epochs * epoch_steps,
              key=train_key, mesh=mesh,

@@ -14,6 +14,7 @@ import logging
 import pathlib
 from typing import NamedTuple
 
+import dm_pix as pix
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,6 +82,21 @@ def build_labelled_pool(images, label_maps) -> LabelledPool:
                         jnp.asarray([i.shape[1] for i in images], jnp.int32))
 
 
+def _random_dihedral(keys: tuple[jax.Array, jax.Array, jax.Array],
+                     image: jax.Array) -> jax.Array:
+    """One of the 8 flips and 90-degree turns of an (H, W) image, drawn from three keys.
+
+    The draw depends only on the keys, so an image and its label map given the same keys
+    move together.
+    """
+    up_down_key, left_right_key, rotate_key = keys
+    image = pix.random_flip_up_down(up_down_key, image[..., None])  # dm-pix wants channels
+    image = pix.random_flip_left_right(left_right_key, image)
+    turns = jax.random.randint(rotate_key, (), 0, 4)
+    image = jax.lax.switch(turns, [functools.partial(pix.rot90, k=k) for k in range(4)], image)
+    return image[..., 0]
+
+
 def augmented_batch(pool: LabelledPool, step: jax.Array, *, key: jax.Array, batch_size: int,
                     crop: int, jitter: float) -> dict[str, jax.Array]:
     """Random crops with flips, 90-degree rotations and intensity jitter, from fold_in(key, step)."""
@@ -88,20 +104,18 @@ def augmented_batch(pool: LabelledPool, step: jax.Array, *, key: jax.Array, batc
     keys = jax.random.split(step_key, batch_size)
 
     def one(sample_key):
-        pick, top_key, left_key, flip_key, rotate_key, gain_key, bias_key = jax.random.split(sample_key, 7)
+        (pick, top_key, left_key, up_down_key, left_right_key, rotate_key, gain_key,
+         bias_key) = jax.random.split(sample_key, 8)
         index = jax.random.randint(pick, (), 0, pool.images.shape[0])
+        # Not pix.random_crop: the corner must lie within this slice's own extent in the
+        # zero-padded pool, and the label map is cut at the same corner.
         top = jax.random.randint(top_key, (), 0, pool.heights[index] - crop + 1)
         left = jax.random.randint(left_key, (), 0, pool.widths[index] - crop + 1)
         image = jax.lax.dynamic_slice(pool.images[index], (top, left), (crop, crop))
         label = jax.lax.dynamic_slice(pool.labels[index], (top, left), (crop, crop))
-        flips = jax.random.bernoulli(flip_key, 0.5, (2,))
-        image = jnp.where(flips[0], image[::-1], image)
-        label = jnp.where(flips[0], label[::-1], label)
-        image = jnp.where(flips[1], image[:, ::-1], image)
-        label = jnp.where(flips[1], label[:, ::-1], label)
-        turns = jax.random.randint(rotate_key, (), 0, 4)
-        image = jax.lax.switch(turns, [lambda x, k=k: jnp.rot90(x, k) for k in range(4)], image)
-        label = jax.lax.switch(turns, [lambda x, k=k: jnp.rot90(x, k) for k in range(4)], label)
+        dihedral_keys = (up_down_key, left_right_key, rotate_key)
+        image = _random_dihedral(dihedral_keys, image)
+        label = _random_dihedral(dihedral_keys, label)
         # Intensity jitter: contrast and brightness, as scans differ from one another.
         gain = 1.0 + jitter * jax.random.uniform(gain_key, (), minval=-1.0, maxval=1.0)
         bias = jitter * jax.random.uniform(bias_key, (), minval=-1.0, maxval=1.0)
@@ -136,18 +150,18 @@ def segmentation_loss(logits: jax.Array, labels: jax.Array, *, bce_weight: float
     return loss, {"cross_entropy": bce, "dice": dice}
 
 
-def _optimizer(config, steps_per_epoch: int):
+def _optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
     schedule = optax.piecewise_constant_schedule(
         config.learning_rate,
         {int(step): config.lr_drop_factor for step in config.lr_drop_steps}
     ) if config.lr_drop_steps else optax.constant_schedule(config.learning_rate)
-    transforms = [optax.adam(schedule)]
+    transforms = [optax.inject_hyperparams(optax.adam)(learning_rate=schedule)]
     if config.plateau_patience > 0:
         # lr / 5 when the loss stops improving for `plateau_patience` logged windows of steps.
         transforms.append(optax.contrib.reduce_on_plateau(
             factor=config.lr_drop_factor, patience=config.plateau_patience,
             accumulation_size=steps_per_epoch))
-    return optax.chain(*transforms), schedule
+    return optax.chain(*transforms)
 
 
 def model_config(config) -> DLinkNetConfig:
@@ -184,7 +198,7 @@ def train_segmentation(config) -> pathlib.Path:
     model_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
     model_cfg = model_config(config)
     model = nnx.jit(lambda: DLinkNet(model_cfg, rngs=nnx.Rngs(params=model_key)))()
-    optimizer, schedule = _optimizer(config.optimizer, config.steps_per_epoch)
+    optimizer = _optimizer(config.optimizer, config.steps_per_epoch)
     graphdef, state = loop.init_state(model, optimizer)
     loop.write_run_info(workdir, {MODEL_INFO_KEY: model_cfg.to_dict(),
                                   "positive_class": config.positive_class, "phase": "segmentation"})
@@ -193,7 +207,7 @@ def train_segmentation(config) -> pathlib.Path:
     make_batch = functools.partial(augmented_batch, key=data_key, batch_size=config.batch_size,
                                    crop=config.crop, jitter=config.intensity_jitter)
     loop.run(workdir=workdir, state=state,
-             train_step=loop.make_train_step(graphdef, optimizer, schedule,
+             train_step=loop.make_train_step(graphdef, optimizer,
                                              lambda logits, batch: loss_fn(logits, batch["labels"])),
              make_batch=make_batch, batch_inputs=pool,
              num_steps=config.epochs * config.steps_per_epoch, key=train_key, mesh=mesh,

@@ -2,11 +2,24 @@
 
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
 # Tests run on the CPU whatever the machine has.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# Phases rebuild their jitted steps on every call, and many tests run the same smoke phases:
+# a persistent compilation cache compiles each program once per test session. It must be set
+# before JAX compiles anything (JAX reads it once, at the first compile), so it goes in the
+# environment here, at conftest import; pytest-xdist workers and the subprocesses that tests
+# start inherit it and share the cache.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="tiqa-test-jax-cache-")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -43,11 +56,7 @@ def electrode_tiff() -> pathlib.Path:
     return _require(SHARED_DATA / "taufactor" / "electrode.tiff")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _compilation_cache(tmp_path_factory):
-    """Phases rebuild their jitted steps on every call; identical programs compile once a session."""
-    import jax
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    yield
+def pytest_unconfigure(config):
+    # Only the process that made the cache removes it (not an xdist worker).
+    if _OWN_CACHE and not hasattr(config, "workerinput"):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

@@ -99,6 +99,7 @@ def _fail(config):
     raise AssertionError(f"a finished phase ran again: {config.workdir}")
 
 
+@pytest.mark.slow
 def test_originals_keeps_the_first_slices_input_first(tmp_path, caplog):
     image = np.tile(np.linspace(0.0, 1.0, 100, dtype=np.float32), (100, 1))  # a ramp
     io.write_png(tmp_path / "input.png", image)
@@ -148,6 +149,7 @@ class _FakePhases:
         return {"correlations": rows, "levels": levels}
 
 
+@pytest.mark.slow
 def test_wiring_rank_sharing_resume_and_changed_config(tmp_path, monkeypatch):
     fake = _FakePhases(monkeypatch)
     config = _smoke(tmp_path, "rank_pretraining=True,False", "originals=1,2", "margin=4",
@@ -198,6 +200,7 @@ def test_wiring_rank_sharing_resume_and_changed_config(tmp_path, monkeypatch):
     assert len(fake.finetune) == counts[1] + 1
 
 
+@pytest.mark.slow
 def test_smoke_sweep_end_to_end(tmp_path, monkeypatch):
     # Without rank pre-training and BatchNorm measuring, so the real phases stay within the
     # test's time: the rank wiring is tested above, the phases themselves in test_train.

@@ -50,6 +50,7 @@ def test_line_integrals_equal_skimage_radon(sample):
     {"drift": 4.0},
     {"detector_blur": 1.2, "centre_offset": 2.0, "views": 60},
 ])
+@pytest.mark.slow
 def test_deterministic_factors_equal_the_skimage_reference(sample, changes):
     attenuation, integrals = sample
     ours = acquisition.acquire(integrals, _settings(**{"views": MAX_VIEWS, **changes}),
@@ -113,6 +114,7 @@ def test_zingers_hit_the_given_fraction_of_sinogram_pixels(sample):
     assert np.all((np.asarray(measured)[hit] >= low - 1e-4) & (np.asarray(measured)[hit] <= high + 1e-4))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factor", acquisition.FACTORS)
 def test_quality_falls_monotonically_along_every_factor(factor):
     size = acquisition.object_size(96)
@@ -130,6 +132,7 @@ def test_quality_falls_monotonically_along_every_factor(factor):
     assert np.all(np.diff(ssim) < 0), (factor, ssim)
 
 
+@pytest.mark.slow
 def test_simulate_batches_objects_and_settings_reproducibly(sample):
     _, integrals = sample
     attenuation = jnp.asarray(sample[0], jnp.float32)
@@ -172,6 +175,7 @@ def test_percentile_normalisation_matches_numpy():
                                atol=1e-5)
 
 
+@pytest.mark.slow
 def test_acquisition_benchmark_suite_times_both_paths():
     from configs import benchmark as benchmark_config
     from tiqa.benchmark import suites

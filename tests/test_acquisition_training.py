@@ -62,6 +62,7 @@ def _pool_with_ladders(count=3, factors=2, size=40):
                          ladder_scores=jnp.full((count,), 4.0, jnp.float32))
 
 
+@pytest.mark.slow
 def test_rank_batch_appends_one_group_per_object_and_factor():
     pool = _pool_with_ladders()
     batch = batches.rank_batch(pool, jnp.int32(0), key=jax.random.key(0), originals_per_batch=1,
@@ -86,6 +87,7 @@ def test_ladder_objects_follow_a_permutation_per_epoch():
     assert len(np.unique(np.round(means, 6))) == 4
 
 
+@pytest.mark.slow
 def test_finetune_batch_labels_ladders_against_their_ideal_acquisition():
     pool = _pool_with_ladders()
     projection = labels.ProjectionConfig(kinds=("blur",))
@@ -98,6 +100,7 @@ def test_finetune_batch_labels_ladders_against_their_ideal_acquisition():
     np.testing.assert_allclose(ladder_labels[:, -1], 1.0, atol=1e-5)  # the worst level: 1
 
 
+@pytest.mark.slow
 def test_ladder_bank_is_cached_and_refreshed_when_settings_change(tmp_path):
     config = finetune_config.get_config("smoke").acquisition
     config.phantoms, config.objects_per_batch = 1, 1
@@ -155,6 +158,7 @@ def test_bootstrap_mean_brackets_the_mean_and_narrows_with_more_objects():
     assert np.isnan(acquisition_ladder._bootstrap_mean(np.array([0.7]), 500, seed=0)).all()
 
 
+@pytest.mark.slow
 def test_evaluate_acquisition_smoke_writes_its_tables(tmp_path):
     export_tiny_score_model(tmp_path / "tiny")
     config = ladder_config.get_config("smoke")

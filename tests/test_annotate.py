@@ -147,6 +147,7 @@ def test_presentation_order_is_per_observer_reproducible_with_later_repeats():
 # ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_full_session_with_going_back(small_folder, tmp_path):
     store_path = tmp_path / "ratings.sqlite"
     with _running(_config(small_folder, store_path)) as httpd:
@@ -299,6 +300,7 @@ def test_token_is_required_off_loopback_and_checked_on_every_request(small_folde
                      headers={"Cookie": f"tiqa_token={token}"})[0] == 200
 
 
+@pytest.mark.slow
 def test_five_observers_post_1000_ratings_concurrently(large_folder, tmp_path):
     store_path = tmp_path / "ratings.sqlite"
     observers = [f"observer {k}" for k in range(5)]
@@ -586,6 +588,7 @@ def _devtools_page(chromium: str, url: str, profile: pathlib.Path):
     raise AssertionError("Chromium never opened the survey page")
 
 
+@pytest.mark.slow
 def test_a_real_browser_rates_with_key_presses(small_folder, tmp_path):
     chromium = _chromium()
     store_path = tmp_path / "ratings.sqlite"
@@ -651,6 +654,7 @@ def _fill(store, observer, plan):
         store.rate(observer, image_id, score, f"imgs/{image_id}.png", lambda: order)
 
 
+@pytest.mark.slow
 def test_export_hand_computed_mos_std_ci95_and_consistency(tmp_path):
     store_path = tmp_path / "ratings.sqlite"
     with store_lib.RatingStore(store_path) as store:
@@ -749,6 +753,7 @@ def test_a_store_that_cannot_be_opened_is_one_clear_error(tmp_path):
     assert issubclass(store_lib.StoreError, errors.InputError)
 
 
+@pytest.mark.slow
 def test_damaged_pages_are_one_clear_error_when_serving_and_exporting(small_folder, tmp_path):
     store_path = _store_with_ratings(tmp_path / "ratings.sqlite")
     data = bytearray(store_path.read_bytes())
@@ -770,6 +775,7 @@ def test_damaged_pages_are_one_clear_error_when_serving_and_exporting(small_fold
     assert result.stderr.startswith(f"error: {store_path}")
 
 
+@pytest.mark.slow
 def test_a_read_only_store_is_exported(tmp_path):
     if shutil.which("chattr") is None:
         pytest.fail("chattr is needed to make a store read-only even for root "

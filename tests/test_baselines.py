@@ -77,6 +77,7 @@ def _blur_series(seeds, size=96):
     return brisque.features_of(pictures), np.asarray(targets)
 
 
+@pytest.mark.slow
 def test_retrained_svr_learns_a_known_order_and_survives_a_round_trip(tmp_path):
     features, targets = _blur_series(range(6))
     model = brisque.fit_brisque(features, targets, c_values=(1.0, 16.0), gamma_values=(0.03, 0.3),
@@ -96,6 +97,7 @@ def test_retrained_svr_errors_name_the_problem(tmp_path):
         brisque.RetrainedBrisque.load(tmp_path)
 
 
+@pytest.mark.slow
 def test_niqe_distance_grows_with_noise_and_blur_away_from_its_pristine_model(tmp_path):
     from skimage import filters
 

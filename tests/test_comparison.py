@@ -57,6 +57,7 @@ def test_bootstrap_interval_leaves_out_entries_undefined_on_some_resamples():
     assert set(interval) == {"mean"}
 
 
+@pytest.mark.slow
 def test_comparison_smoke_writes_its_tables_and_chart(tmp_path):
     export_tiny_score_model(tmp_path / "tiny")
     config = compare_config.get_config("smoke")

@@ -10,6 +10,7 @@ from tiqa import demo, phantom, scoring
 from tests.tiny_models import export_tiny_score_model
 
 
+@pytest.mark.slow
 def test_demo_runs_on_its_own_phantoms(tmp_path, capsys):
     export_tiny_score_model(tmp_path / "model")
     config = demo_config.get_config()
@@ -23,6 +24,7 @@ def test_demo_runs_on_its_own_phantoms(tmp_path, capsys):
     assert set(result["medians"]) == {"good", "poor"}
 
 
+@pytest.mark.slow
 def test_shipped_model_is_small_and_prefers_the_better_scan():
     folder = scoring.DEFAULT_MODEL
     if not (folder / scoring.EXPORTED_PARAMS).exists():

@@ -29,6 +29,7 @@ def test_blur_matches_skimage_on_non_square_image():
         np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_traced_level_equals_static_level():
     images = np.stack([_synthetic(64, seed) for seed in range(3)])
     key = jax.random.key(3)
@@ -39,6 +40,7 @@ def test_traced_level_equals_static_level():
                                        distortions.apply(kind, images, level, key), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_level_zero_is_identity():
     image = _synthetic(96)
     for kind in distortions.ALL_KINDS:
@@ -115,6 +117,7 @@ def test_ring_model_keeps_every_ring():
         assert changed_rows[r] and changed_rows[r + 1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", distortions.ALL_KINDS)
 def test_higher_level_never_raises_ssim(kind, nanoct_dir):
     image = _real_crops(nanoct_dir, count=1)[0]
@@ -127,6 +130,7 @@ def test_higher_level_never_raises_ssim(kind, nanoct_dir):
     assert all(b <= a + 1e-9 for a, b in zip(values, values[1:])), values
 
 
+@pytest.mark.slow
 def test_batch_shapes_levels_and_independent_draws():
     images = np.stack([_synthetic(64)] * 4)
     out = distortions.apply("noise", images, 3, jax.random.key(0))

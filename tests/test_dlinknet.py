@@ -43,6 +43,7 @@ def resnet34_models() -> dict[int, tuple]:
             for n in (1, 3)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_classes", [1, 3])
 @pytest.mark.parametrize("size", [256, 1024])
 def test_output_shape(resnet34_models, size, num_classes):
@@ -67,6 +68,7 @@ def test_shapes_without_computing():
     assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder", ["resnet34", "resnet18"])
 def test_encoder_parameter_count(encoder):
     rgb = _abstract(DLinkNetConfig(encoder=encoder, in_channels=3))
@@ -106,6 +108,7 @@ def _torch_conv_transpose_reference(x, weight, bias, stride, padding, output_pad
     return out + bias[None, :, None, None]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel, padding, output_padding", [(3, 1, 1), (4, 1, 0)])
 def test_transposed_conv_matches_pytorch_definition(kernel, padding, output_padding):
     rng = np.random.default_rng(kernel)
@@ -124,6 +127,7 @@ def test_transposed_conv_matches_pytorch_definition(kernel, padding, output_padd
     np.testing.assert_allclose(got.transpose(0, 3, 1, 2), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_step_updates_statistics_and_gives_finite_gradients():
     model = _random_filled(DLinkNetConfig(encoder="resnet18"))
     graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
@@ -239,6 +243,7 @@ def test_centre_block_equals_a_numpy_reference():
                                err_msg="D-LinkNet's centre block differs from x + d1 + d2 + d3 + d4")
 
 
+@pytest.mark.slow
 def test_forward_equals_a_reference_built_from_its_parts():
     model = _random_filled(DLinkNetConfig(encoder="resnet18", num_classes=1), seed=5)
     images = jnp.asarray(np.random.default_rng(6).uniform(size=(1, 64, 64)), jnp.float32)

@@ -43,6 +43,7 @@ def _rows(output):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_data_phase_writes_images_manifest_and_labels_that_match_the_files(volume_path, tmp_path):
     output = generate.generate_dataset(_config(volume_path, tmp_path / "out"))
     rows = _rows(output)
@@ -96,6 +97,7 @@ def test_interrupted_run_resumes_to_the_same_result(volume_path, tmp_path, monke
         assert (reference / row["file"]).read_bytes() == (resumed / row["file"]).read_bytes()
 
 
+@pytest.mark.slow
 def test_existing_output_is_refused_unless_told(volume_path, tmp_path):
     output = tmp_path / "out"
     generate.generate_dataset(_config(volume_path, output, crops_per_image=1))
@@ -133,6 +135,7 @@ def test_bad_input_gives_clear_errors_and_no_output(tmp_path):
         generate.generate_dataset(_config(broken, tmp_path / "out2"))
 
 
+@pytest.mark.slow
 def test_launch_names_a_wrong_config_key(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "launch.generate", "--config.inptu=x"],
@@ -214,6 +217,7 @@ def test_output_that_is_a_file_is_refused_by_name(volume_path, tmp_path):
         generate.generate_dataset(_config(volume_path, taken))
 
 
+@pytest.mark.slow
 def test_batches_are_never_padded_past_the_input(volume_path, tmp_path, monkeypatch):
     from tiqa import labels
 

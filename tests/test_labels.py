@@ -20,6 +20,7 @@ def test_worst_level_normalisation_hand_computed():
     np.testing.assert_allclose(got[0, 0], [5, 4, 3, 2, 1, 1], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_observers_are_averaged_and_psnr_ssim_become_distances():
     config = labels.ProjectionConfig(observers=("psnr", "ssim"), psnr_cap=60.0)
     # The observers disagree at the middle level, so their mean differs from their max or min.
@@ -49,6 +50,7 @@ def real_projection(request):
     return crops, scores, result
 
 
+@pytest.mark.slow
 def test_labels_on_real_slices_fall_with_level(real_projection):
     _, scores, result = real_projection
     lab = np.asarray(result.labels)
@@ -79,6 +81,7 @@ def test_labels_describe_the_returned_images(real_projection):
                     use_sample_covariance=False), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_quantized_images_are_8bit_exact_and_batching_does_not_change_results():
     refs = np.stack([_synthetic(64, 0), _synthetic(64, 1)])
     keys = jax.random.split(jax.random.key(9), 2)
@@ -91,6 +94,7 @@ def test_quantized_images_are_8bit_exact_and_batching_does_not_change_results():
     np.testing.assert_allclose(scaled, np.round(scaled), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_project_under_jit_equals_eager():
     refs = np.stack([_synthetic(48, 0)])
     config = labels.ProjectionConfig(kinds=("noise", "ring"))

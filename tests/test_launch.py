@@ -33,6 +33,7 @@ def test_input_error_is_a_value_error_and_image_error_is_an_input_error():
         io.Normalisation(mode="bright")
 
 
+@pytest.mark.slow
 def test_an_error_mid_run_is_printed_on_its_own_line_after_the_progress_bar(tmp_path):
     import pathlib
     import subprocess

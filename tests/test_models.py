@@ -56,6 +56,7 @@ def _tiny_config(**overrides) -> EfficientNetConfig:
 
 # -- architecture ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", list(PUBLISHED_PARAMS))
 def test_parameter_count_matches_published(variant):
     model = _abstract(EfficientNetConfig.from_name(variant))
@@ -77,6 +78,7 @@ def test_scaling_rules():
         EfficientNetConfig.from_name("b9")
 
 
+@pytest.mark.slow
 def test_features_without_classifier():
     model = _random_filled(EfficientNetConfig.lite0(num_classes=0, depthwise="shifted"))
     graphdef, state = nnx.split(model)
@@ -86,6 +88,7 @@ def test_features_without_classifier():
 
 # -- depthwise implementations --------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k, stride, size", [(3, 1, 9), (3, 2, 10), (5, 2, 11), (5, 1, 8)])
 def test_shifted_depthwise_equals_grouped_conv(k, stride, size):
     kx, kw = jax.random.split(jax.random.key(0))
@@ -99,6 +102,7 @@ def test_shifted_depthwise_equals_grouped_conv(k, stride, size):
     np.testing.assert_allclose(shifted, grouped, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_network_depthwise_paths_agree():
     """B0 (squeeze-excitation, SiLU) with the same weights through both paths (eval mode; the
     depthwise path does not depend on the mode)."""
@@ -117,6 +121,7 @@ def test_network_depthwise_paths_agree():
 
 # -- train / eval ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_train_and_eval_modes():
     config = _tiny_config(dropout_rate=0.5, drop_connect_rate=0.5, depthwise="shifted")
     # The real initialisers, jitted: one compilation instead of one per eager op and shape.
@@ -156,6 +161,7 @@ def test_train_and_eval_modes():
     assert not np.allclose(full, a, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_parameters():
     x = jax.random.normal(jax.random.key(6), (2, 32, 32, 3))
     y = {}
@@ -286,6 +292,7 @@ def test_only_lite_variants_ship_weights():
         load_pretrained("b0")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["lite0", "lite1", "lite2"])
 def test_every_checkpoint_tensor_is_mapped(variant):
     _needs_weights(variant)
@@ -309,6 +316,7 @@ def test_every_checkpoint_tensor_is_mapped(variant):
         params.load_lukemelas_state_dict(_abstract(EfficientNetConfig.from_name(variant)), wrong)
 
 
+@pytest.mark.slow
 def test_load_pretrained_heads():
     _needs_weights("lite0")
     features = load_pretrained("lite0", num_classes=0)
@@ -320,6 +328,7 @@ def test_load_pretrained_heads():
     np.testing.assert_array_equal(fresh.head_conv.kernel[...], features.head_conv.kernel[...])
 
 
+@pytest.mark.slow
 def test_lite0_classifies_chelsea_as_a_cat():
     _needs_weights("lite0")
     from skimage import data

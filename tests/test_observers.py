@@ -74,6 +74,7 @@ def synthetic_batch():
 # MATLAB originals
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric, images, options, expected", MATLAB_VALUES)
 def test_matlab_values_jax(reference_pairs, metric, images, options, expected):
     reference, distorted = reference_pairs[images]
@@ -88,6 +89,7 @@ def test_matlab_values_numpy_peer(reference_pairs, metric, images, options, expe
     np.testing.assert_allclose(value, expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_ssim_matlab_value_with_downsampling(reference_pairs):
     reference, distorted = reference_pairs["goldhill"]
     value = observers.ssim(reference, distorted, data_range=255.0, downsample=True)
@@ -105,6 +107,7 @@ def test_downsampling_factor_rounds_half_away_from_zero():
 # scikit-image on real nano-CT slices
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("distortion", ["noisy", "blurred"])
 def test_against_scikit_image(nanoct_batch, distortion):
     references, noisy, blurred = nanoct_batch
@@ -124,6 +127,7 @@ def test_against_scikit_image(nanoct_batch, distortion):
         np.testing.assert_allclose(ours_ssim[i], expected_ssim, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_gmsd_mdsi_match_numpy_peer_on_slices(nanoct_batch):
     references, noisy, _ = nanoct_batch
     np.testing.assert_allclose(observers.gmsd(references, noisy),
@@ -136,6 +140,7 @@ def test_gmsd_mdsi_match_numpy_peer_on_slices(nanoct_batch):
 # Batching, transformations, edge cases
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(GREY_METRICS))
 def test_batched_jit_and_vmap_equal_per_image(synthetic_batch, name):
     reference, distorted = synthetic_batch
@@ -148,6 +153,7 @@ def test_batched_jit_and_vmap_equal_per_image(synthetic_batch, name):
     np.testing.assert_allclose(jax.vmap(metric)(reference, distorted), batched, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_options_under_jit(synthetic_batch):
     reference, distorted = synthetic_batch
     # data_range traced; downsample and combination static.
@@ -160,6 +166,7 @@ def test_options_under_jit(synthetic_batch):
                                rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_rgb_batch_equals_per_image():
     rng = np.random.default_rng(2)
     reference = ndimage.gaussian_filter(rng.uniform(0, 255, (2, 64, 72, 3)), sigma=(0, 2, 2, 0))
@@ -206,6 +213,7 @@ def test_bad_rank_and_combination_raise():
         observers.mdsi(np.zeros((32, 32)), np.zeros((32, 32)), combination="max")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["mse", "psnr", "ssim", "gmsd", "mdsi"])
 def test_one_to_many_equals_pairwise(metric):
     rng = np.random.default_rng(3)

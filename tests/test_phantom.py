@@ -61,6 +61,7 @@ def test_volume_slices_are_consistent_sections():
     np.testing.assert_array_equal(again, attenuation)
 
 
+@pytest.mark.slow
 def test_acquire_is_deterministic_and_noise_free_option(slice_):
     attenuation = slice_[0]
     first = phantom.acquire(attenuation, 1, photons=1e4, gain_error_std=0.02, n_angles=N_ANGLES)
@@ -122,6 +123,7 @@ def test_gain_errors_make_rings_at_their_detectors_radii(slice_):
     np.testing.assert_allclose(difference, rings, atol=2e-5 * np.abs(rings).max() + 1e-6)
 
 
+@pytest.mark.slow
 def test_phantom_volume_shares_the_detector_between_slices():
     recon, labels, clean = phantom.phantom_volume(4, n_slices=2, size=48, photons=None,
                                                   gain_error_std=0.05, n_angles=60,

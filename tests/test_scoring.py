@@ -46,6 +46,7 @@ def test_exported_model_round_trip(tiny_model):
         scoring.load_any(folder / "missing")
 
 
+@pytest.mark.slow
 def test_slice_scores_equal_a_step_by_step_reference(tiny_model):
     folder, loaded = tiny_model
     slices = np.random.default_rng(1).random((3, 90, 110)).astype(np.float32)
@@ -98,6 +99,7 @@ def test_score_volume_and_folder_with_report(tiny_model, tmp_path):
     assert [row["slices"] for row in result["summary"]] == [5, 3]
 
 
+@pytest.mark.slow
 def test_centre_crop_mode_and_bad_input(tiny_model, tmp_path):
     image = tmp_path / "one.png"
     io.write_png(image, np.random.default_rng(0).random((80, 80)))
@@ -120,6 +122,7 @@ def test_centre_crop_mode_and_bad_input(tiny_model, tmp_path):
     assert not output.exists()
 
 
+@pytest.mark.slow
 def test_select_filter_ranks_candidates(tiny_model, tmp_path):
     from configs import select_filter as select_config
     from tiqa import select_filter
@@ -226,6 +229,7 @@ def test_select_filter_checks_sizes_and_output_first(tiny_model, tmp_path):
         select_filter.rank_filters(config)
 
 
+@pytest.mark.slow
 def test_a_three_page_stack_in_tifffile_defaults_is_scored_as_three_slices(tiny_model, tmp_path):
     import tifffile
 

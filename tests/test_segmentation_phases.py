@@ -15,6 +15,7 @@ from tiqa.train import segmentation as seg
 from tests.tiny_models import export_tiny_score_model
 
 
+@pytest.mark.slow
 def test_augmented_batch_keeps_images_and_labels_aligned():
     rng = np.random.default_rng(0)
     images = [rng.random((70, 90)).astype(np.float32), rng.random((64, 64)).astype(np.float32)]
@@ -43,6 +44,7 @@ def test_augmented_batch_draws_each_of_the_eight_flips_and_turns():
                                   np.asarray(batch["images"]))
 
 
+@pytest.mark.slow
 def test_loss_prefers_the_right_answer_and_ignores_padding():
     labels = jnp.asarray([[[1, 0], [0, -1]]])
     right = jnp.asarray([[[[9.0], [-9.0]], [[-9.0], [9.0]]]])
@@ -71,6 +73,7 @@ def labelled_phantom(tmp_path_factory):
     return ",".join(paths), str(folder / "labels")
 
 
+@pytest.mark.slow
 def test_segmentation_phases_end_to_end(tmp_path, labelled_phantom):
     images, label_dir = labelled_phantom
     config = segmentation_config.get_config("smoke")

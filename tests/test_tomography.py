@@ -28,6 +28,7 @@ def _shepp_logan(size: int) -> np.ndarray:
     return np.where(_inside_circle(size), image, 0.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [128, 97])
 def test_radon_matches_skimage(size):
     image = _shepp_logan(size)
@@ -40,6 +41,7 @@ def test_radon_matches_skimage(size):
         assert _relative_error(ours, expected) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size, output_size", [(128, None), (97, None), (128, 100)])
 def test_fbp_matches_skimage_iradon(size, output_size):
     sinogram = radon(_shepp_logan(size), ANGLES, circle=True)
@@ -112,6 +114,7 @@ def test_rings_equal_fbp_of_a_sinogram_with_constant_rows():
     np.testing.assert_allclose(rings[inside], expected[inside], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_linearity():
     rng = np.random.default_rng(2)
     size = 64
@@ -130,6 +133,7 @@ def test_linearity():
     np.testing.assert_allclose(ring(u - 2.0 * v), ring(u) - 2.0 * ring(v), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_jit_and_vmap():
     rng = np.random.default_rng(3)
     size = 48

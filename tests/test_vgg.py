@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tiqa.models.iqa import IQAConfig, IQANet
+from tiqa.models.iqa import IQAConfig, IQANet, build_model
 from tiqa.models.vgg import VGG, VGGConfig, count_conv_params
 from tiqa.train import loop, phases
 
@@ -60,7 +60,7 @@ def test_vgg16_rejects_too_small_inputs():
 
 
 def test_vgg16_one_rank_train_step_is_finite():
-    model = phases.build_model(VGG_TINY, jax.random.key(0))
+    model = build_model(VGG_TINY, jax.random.key(0))
     schedule = loop.step_decay(1e-4, 0, 0.1)
     optimizer = loop.adam(schedule)
     graphdef, state = loop.init_state(model, optimizer)

@@ -18,7 +18,8 @@ Beer-Lambert photon counts with Poisson noise and per-detector-pixel gains that 
 flat field leaves in (the cause of ring artefacts), then filtered back-projection.
 
 The microstructure is numpy (deterministic for a seed through np.random.default_rng); the scan
-is JAX (deterministic for a seed or key through jax.random).
+is JAX (deterministic for a seed or key through jax.random). `load_reference_slices` gives the
+training and evaluation phases their reference slices: the input's, the phantom's, or both.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ import pytest
 
 from configs import ablate as ablate_config
 from configs import finetune as finetune_config
-from tiqa import ablation, evaluation, io, scoring
-from tiqa.train import batches, loop, phases
+from tiqa import ablation, checkpoints, evaluation, io, phantom, scoring
+from tiqa.train import batches, phases
 
 
 def _smoke(tmp_path, *sweeps, **top):
@@ -106,7 +106,7 @@ def test_originals_keeps_the_first_slices_input_first(tmp_path, caplog):
     config = finetune_config.get_config("smoke")
     config.input = str(tmp_path / "input.png")
     config.phantom.mix_with_input = True  # two phantom slices after the input's one
-    slices, sources = batches.load_reference_slices(config)
+    slices, sources = phantom.load_reference_slices(config)
     pool = batches.build_pool(slices, [4.0, 3.0, 3.0], config.resize, config.crop)
     first = batches.first_originals(pool, 1)
     assert first.images.shape[0] == 1 and float(first.scores[0]) == 4.0
@@ -133,11 +133,11 @@ class _FakePhases:
 
     def train_rank(self, config):
         self.rank.append(config)
-        loop.write_run_info(pathlib.Path(config.workdir), {"phase": "rank"})
+        checkpoints.write_run_info(pathlib.Path(config.workdir), {"phase": "rank"})
 
     def train_finetune(self, config):
         self.finetune.append(config)
-        loop.write_run_info(pathlib.Path(config.workdir),
+        checkpoints.write_run_info(pathlib.Path(config.workdir),
                             {"phase": "finetune", "originals": config.finetune.originals or 2})
 
     def evaluate_checkpoint(self, config):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import demo as demo_config
-from tiqa import demo, phantom, scoring
+from tiqa import checkpoints, demo, phantom, scoring
 from tests.tiny_models import export_tiny_score_model
 
 
@@ -26,11 +26,11 @@ def test_demo_runs_on_its_own_phantoms(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_shipped_model_is_small_and_prefers_the_better_scan():
-    folder = scoring.DEFAULT_MODEL
-    if not (folder / scoring.EXPORTED_PARAMS).exists():
+    folder = checkpoints.DEFAULT_MODEL
+    if not (folder / checkpoints.EXPORTED_PARAMS).exists():
         pytest.fail(f"the default model is missing from {folder}")
-    assert (folder / scoring.EXPORTED_PARAMS).stat().st_size <= 25 * 2**20
-    score = scoring.make_slice_scorer(scoring.load_any(""), "center")
+    assert (folder / checkpoints.EXPORTED_PARAMS).stat().st_size <= 25 * 2**20
+    score = scoring.make_slice_scorer(checkpoints.load_model(""), "center")
     medians = {}
     for name, photons, gain in (("good", 1e5, 0.0005), ("poor", 3e3, 0.006)):
         volume, _, _ = phantom.phantom_volume(7, n_slices=3, size=256, photons=photons,

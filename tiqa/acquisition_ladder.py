@@ -32,8 +32,8 @@ import ml_collections
 import numpy as np
 from scipy import stats
 
-from tiqa import (acquisition, comparison, errors, evaluation, filters, io, objects, observers,
-                  scoring, select_filter)
+from tiqa import (acquisition, checkpoints, comparison, errors, evaluation, filters, io, objects,
+                  observers, scoring, select_filter)
 from tiqa.baselines import brisque, niqe
 
 ORACLE = "SSIM vs ideal (oracle)"
@@ -108,8 +108,8 @@ def best_acquisition_scores(scores: np.ndarray, kinds: tuple[str, ...]) -> list[
 
 
 def _contenders(config, output: pathlib.Path) -> list[comparison.Contender]:
-    found = [comparison.Contender("TIQA", scoring.make_scorer(scoring.load_any(config.checkpoint),
-                                                              config.batch_size))]
+    found = [comparison.Contender("TIQA", scoring.make_scorer(
+        checkpoints.load_model(config.checkpoint), config.batch_size))]
     if config.brisque:
         found.append(comparison.Contender("BRISQUE (LIVE)", brisque.LiveBrisque(),
                                           higher_is_better=False))

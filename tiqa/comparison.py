@@ -37,7 +37,7 @@ import numpy as np
 import scipy.stats
 import tqdm
 
-from tiqa import evaluation, io, labels, phantom, scoring
+from tiqa import checkpoints, evaluation, io, labels, phantom, scoring
 from tiqa.baselines import brisque
 from tiqa.train import batches
 
@@ -55,7 +55,7 @@ class Contender:
 
 
 def _network(name: str, checkpoint: str, batch_size: int) -> Contender:
-    return Contender(name, scoring.make_scorer(scoring.load_any(checkpoint), batch_size))
+    return Contender(name, scoring.make_scorer(checkpoints.load_model(checkpoint), batch_size))
 
 
 def _brisque_training_set(config) -> tuple[np.ndarray, np.ndarray]:

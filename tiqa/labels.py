@@ -216,8 +216,6 @@ def label_images(images: jnp.ndarray, reference_scores: jnp.ndarray,
     return Projection(images=images, labels=labels, observer_scores=raw)
 
 
-project_jit = jax.jit(project, static_argnums=3)
-
 
 # --- Human reference scores ------------------------------------------------------------------
 

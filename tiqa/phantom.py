@@ -18,7 +18,8 @@ Beer-Lambert photon counts with Poisson noise and per-detector-pixel gains that 
 flat field leaves in (the cause of ring artefacts), then filtered back-projection.
 
 The microstructure is numpy (deterministic for a seed through np.random.default_rng); the scan
-is JAX (deterministic for a seed or key through jax.random).
+is JAX (deterministic for a seed or key through jax.random). `load_reference_slices` gives the
+training and evaluation phases their reference slices: the input's, the phantom's, or both.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from tiqa import tomography
+from tiqa import io, tomography
 
 PARTICLE, BINDER, PORE = 0, 1, 2
 # Relative attenuation of each label (index = label).
@@ -355,3 +356,28 @@ def phantom_volume(seed: int, n_slices: int = 16, size: int = 256,
         clean[index] = acquire(attenuation[index], slice_keys[index], None,
                                n_angles=n_angles, gains=perfect, pad=pad)
     return reconstruction, labels, clean
+
+
+def load_reference_slices(config) -> tuple[list[np.ndarray], list[str]]:
+    """Slices from `config.input` (a slice, volume or folder) and/or phantom slices: the
+    reference slices of the training and evaluation phases.
+
+    The phantom (a simulated scan of a synthetic electrode, `config.phantom`) is used alone
+    when `input` is empty (smoke runs, demos) and added to the input's slices when
+    `config.phantom.mix_with_input` is set. Returns (slices in [0, 1], source names).
+    """
+    slices, sources = [], []
+    if config.input:
+        for path in io.split_paths(config.input):
+            for source, index in io.list_inputs(path):
+                slices.append(io.read_item((source, index)))
+                sources.append(str(source))
+    if not config.input or config.phantom.mix_with_input:
+        reconstruction, _, _ = phantom_volume(
+            config.seed, n_slices=config.phantom.slices, size=config.phantom.size,
+            photons=config.phantom.photons, gain_error_std=config.phantom.gain_error_std)
+        low, high = np.percentile(reconstruction, [0.5, 99.5])
+        volume = np.clip((reconstruction - low) / (high - low), 0.0, 1.0)
+        slices += list(volume)
+        sources += [f"phantom-{config.seed}"] * len(volume)
+    return slices, sources

@@ -1,8 +1,7 @@
 """A trained score network as a function, and the evaluation phase built on it.
 
-`load_scorer(workdir)` rebuilds the network from a training work directory (its `model.json`
-and latest checkpoint) and returns a jitted `score(images) -> (N,)` for (N, H, W) crops in
-[0, 1]. `evaluate_checkpoint(config)` scores held-out slices distorted at every kind and level
+`make_scorer(checkpoints.load_model(path))` is a jitted `score(images) -> (N,)` for (N, H, W)
+crops in [0, 1]; `make_slice_scorer` scores whole slices. `evaluate_checkpoint(config)` scores held-out slices distorted at every kind and level
 and compares the scores with the projected labels (PLCC, SROCC, KROCC, RMSE per kind and
 overall), writing the table as CSV and Markdown, the per-image scores and a scatter plot.
 """
@@ -19,34 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import tqdm
-from flax import nnx
 
-from tiqa import errors, evaluation, io, labels, reference_distortions, volumes
-from tiqa.models.iqa import IQAConfig
-from tiqa.train import batches, loop, phases
+from tiqa import (checkpoints, errors, evaluation, io, labels, phantom, reference_distortions,
+                  volumes)
+from tiqa.models.forward import eval_forward
 
 Scorer = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadedModel:
-    graphdef: nnx.GraphDef
-    params: nnx.State
-    batch_stats: nnx.State
-    config: IQAConfig
-    crop: int
-    resize: int
-
-
-def load_model(workdir: str | pathlib.Path) -> LoadedModel:
-    """The network of a training work directory (rank or fine-tune), at its latest checkpoint."""
-    info = loop.read_run_info(workdir)
-    model_cfg = IQAConfig.from_mapping(info[phases.MODEL_INFO_KEY])
-    graphdef, params, batch_stats = nnx.split(phases.abstract_model(model_cfg), nnx.Param,
-                                              nnx.BatchStat)
-    params, batch_stats = loop.restore_variables(workdir, params, batch_stats)
-    return LoadedModel(graphdef, params, batch_stats, model_cfg,
-                       int(info.get("crop", 224)), int(info.get("resize", 255)))
 
 
 def in_fixed_batches(function, images: np.ndarray, batch_size: int):
@@ -67,26 +44,18 @@ def in_fixed_batches(function, images: np.ndarray, batch_size: int):
     return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 
-def make_scorer(loaded: LoadedModel, batch_size: int = 64) -> Scorer:
+def make_scorer(loaded: checkpoints.LoadedModel, batch_size: int = 64) -> Scorer:
     """A function (N, H, W) crops in [0, 1] -> (N,) scores, run in fixed-size jitted batches."""
-
-    @jax.jit
-    def forward(params, batch_stats, images):
-        model = nnx.merge(loaded.graphdef, params, batch_stats)
-        return model(images, train=False)
 
     def score(images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, np.float32)
         if not len(images):
             return np.zeros((0,), np.float32)
-        return in_fixed_batches(lambda chunk: forward(loaded.params, loaded.batch_stats, chunk),
-                                images, batch_size)
+        return in_fixed_batches(
+            lambda chunk: eval_forward(loaded.graphdef, loaded.params, loaded.batch_stats, chunk),
+            images, batch_size)
 
     return score
-
-
-def load_scorer(workdir: str | pathlib.Path, batch_size: int = 64) -> Scorer:
-    return make_scorer(load_model(workdir), batch_size)
 
 
 def evaluate_checkpoint(config) -> dict:
@@ -94,7 +63,7 @@ def evaluate_checkpoint(config) -> dict:
     errors.check_sizes(config, "batch_size", "projection_batch", "resize", "crop")
     output = io.check_output(config.output, "config.output", folder=True)
     output.mkdir(parents=True, exist_ok=True)
-    loaded = load_any(config.checkpoint)  # empty: the shipped default model
+    loaded = checkpoints.load_model(config.checkpoint)  # empty: the shipped default model
     score = make_scorer(loaded, config.batch_size)
     projection = labels.ProjectionConfig.from_mapping(config.projection)
     crops, sources, reference_scores = heldout_references(config)
@@ -144,7 +113,7 @@ def evaluate_checkpoint(config) -> dict:
 def heldout_references(config) -> tuple[np.ndarray, list[str], np.ndarray]:
     """The evaluation's reference crops (the centre crop of each slice after the paper's
     resize), their sources and their reference scores (human, or the documented prior)."""
-    slices, sources = batches.load_reference_slices(config)
+    slices, sources = phantom.load_reference_slices(config)
     annotations = labels.read_annotations(config.annotations) if config.annotations else {}
     reference_scores = labels.reference_scores_for(sources, annotations,
                                                    config.default_reference_score)
@@ -217,78 +186,6 @@ def _level_correlations(rows: list[dict], kinds) -> list[dict]:
     return out
 
 
-# --- Exported models (the shipped default) ---------------------------------------------------
-
-EXPORTED_PARAMS = "params.npz"
-DEFAULT_MODEL = pathlib.Path(__file__).resolve().parent / "assets" / "default_model"
-
-
-def _flat(tree) -> dict[str, np.ndarray]:
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
-
-
-def save_exported(loaded: LoadedModel, destination: str | pathlib.Path,
-                  card: dict | None = None) -> pathlib.Path:
-    """Writes a network as `model.json` + `params.npz` (float32): all `load_any` needs, no
-    optimiser state and no Orbax layout, a few MB."""
-    destination = pathlib.Path(destination)
-    destination.mkdir(parents=True, exist_ok=True)
-    arrays = {f"params{k}": v for k, v in _flat(loaded.params).items()}
-    arrays.update({f"batch_stats{k}": v for k, v in _flat(loaded.batch_stats).items()})
-    with io.atomic_write(destination / EXPORTED_PARAMS) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-    info = {phases.MODEL_INFO_KEY: loaded.config.to_dict(), "crop": loaded.crop,
-            "resize": loaded.resize, "card": card or {}}
-    io.write_json(destination / "model.json", info)
-    return destination
-
-
-def export_model(workdir: str | pathlib.Path, destination: str | pathlib.Path,
-                 card: dict | None = None) -> pathlib.Path:
-    """A training run's latest network, exported with `save_exported`."""
-    return save_exported(load_model(workdir), destination, card)
-
-
-def _load_exported(path: pathlib.Path) -> LoadedModel:
-    info = loop.read_run_info(path)
-    model_cfg = IQAConfig.from_mapping(info[phases.MODEL_INFO_KEY])
-    graphdef, params, batch_stats = nnx.split(phases.abstract_model(model_cfg), nnx.Param,
-                                              nnx.BatchStat)
-    try:
-        stored = np.load(path / EXPORTED_PARAMS)
-    except (OSError, ValueError) as error:
-        raise errors.InputError(f"{path / EXPORTED_PARAMS}: unreadable parameter file ({error})") from error
-
-    def fill(prefix, abstract):
-        leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
-        values = []
-        for key_path, leaf in leaves:
-            name = prefix + jax.tree_util.keystr(key_path)
-            if name not in stored:
-                raise errors.InputError(f"{path / EXPORTED_PARAMS}: missing {name}")
-            value = stored[name]
-            if value.shape != leaf.shape:
-                raise errors.InputError(f"{path / EXPORTED_PARAMS}: {name} has shape {value.shape}, "
-                                        f"the network needs {leaf.shape}")
-            values.append(jnp.asarray(value, leaf.dtype))
-        return jax.tree_util.tree_unflatten(treedef, values)
-
-    return LoadedModel(graphdef, fill("params", params), fill("batch_stats", batch_stats),
-                       model_cfg, int(info.get("crop", 224)), int(info.get("resize", 255)))
-
-
-def load_any(path: str | pathlib.Path | None) -> LoadedModel:
-    """An exported model folder, a training work directory, or (None / '') the shipped default."""
-    path = pathlib.Path(path) if path else DEFAULT_MODEL
-    if (path / EXPORTED_PARAMS).exists():
-        return _load_exported(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such model folder or training work directory")
-    return load_model(path)
-
-
 # --- Scoring slices and volumes ---------------------------------------------------------------
 
 CROP_MODES = ("center", "grid")
@@ -314,7 +211,7 @@ def _resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
     return (2 * height * size + width) // (2 * width), size
 
 
-def make_slice_scorer(loaded: LoadedModel, crops: str = "grid"):
+def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid"):
     """`score(slices (B, H, W) in [0, 1]) -> (mean (B,), spread (B,), n_crops)` on the device.
 
     The area resize (shorter side to the model's 255), the crops (centre, or the grid) and the
@@ -336,8 +233,8 @@ def make_slice_scorer(loaded: LoadedModel, crops: str = "grid"):
                                      precision=jax.lax.Precision.HIGHEST)
                 patches = jnp.stack([resized[:, r:r + loaded.crop, c:c + loaded.crop]
                                      for r, c in positions], axis=1)
-                model = nnx.merge(loaded.graphdef, params, batch_stats)
-                scores = model(patches.reshape((-1, loaded.crop, loaded.crop)), train=False)
+                scores = eval_forward(loaded.graphdef, params, batch_stats,
+                                      patches.reshape((-1, loaded.crop, loaded.crop)))
                 scores = scores.reshape(slices.shape[0], len(positions))
                 return scores.mean(axis=1), scores.std(axis=1)
 
@@ -463,7 +360,7 @@ class _Reader:
         self.open.clear()
 
 
-def _score_batches(config, loaded: LoadedModel, batches: list[list[_Work]],
+def _score_batches(config, loaded: checkpoints.LoadedModel, batches: list[list[_Work]],
                    desc: str = "scoring") -> list[tuple[int, dict]]:
     """(order, record) of every slice of `batches`, read a batch at a time."""
     score = make_slice_scorer(loaded, config.crops)
@@ -537,7 +434,7 @@ def score_inputs(config, process: int = 0, processes: int = 1) -> tuple[list[dic
     volume. Thumbnails (only with `config.report`, and only in a single process) are those of
     the slices the report shows."""
     _check_config(config)
-    loaded = load_any(config.checkpoint)
+    loaded = checkpoints.load_model(config.checkpoint)
     work = _plan(config)
     batches = _share(_batches(work, config.batch_size), process, processes)
     desc = "scoring" if processes == 1 else f"scoring (process {process} of {processes})"
@@ -635,7 +532,7 @@ def _score_distributed(config, output: pathlib.Path, process: int, processes: in
     from jax.experimental import multihost_utils
 
     _check_config(config)
-    loaded = load_any(config.checkpoint)
+    loaded = checkpoints.load_model(config.checkpoint)
     work = _plan(config)
     batches = _share(_batches(work, config.batch_size), process, processes)
     scored = sorted(_score_batches(config, loaded, batches,

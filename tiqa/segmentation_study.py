@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import tqdm
 
-from tiqa import distortions, errors, evaluation, io, scoring, segmentation
+from tiqa import checkpoints, distortions, errors, evaluation, io, scoring, segmentation
 from tiqa.train import segmentation as segmentation_training
 
 
@@ -37,9 +37,9 @@ def evaluate_segmentation(config) -> dict:
     """Runs the evaluation described by configs/evaluate_segmentation.py."""
     output = pathlib.Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
-    segmenter = segmentation_training.load_segmenter(config.checkpoint)
+    segmenter = checkpoints.load_segmenter(config.checkpoint)
     multi_class = segmenter.config.num_classes > 1
-    positive = segmentation_training.positive_class(config.checkpoint)
+    positive = checkpoints.positive_class(config.checkpoint)
     paths, images, label_maps = _held_out(config)
     rows, predictions, targets, curves = [], [], [], {}
     for path, image, labels in tqdm.tqdm(list(zip(paths, images, label_maps)), desc="segmenting"):
@@ -118,9 +118,9 @@ def study_segmentation(config) -> dict:
     """Runs the study described by configs/study_segmentation.py: the paper's Table 1."""
     output = pathlib.Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
-    segmenter = segmentation_training.load_segmenter(config.segmentation_checkpoint)
-    positive = segmentation_training.positive_class(config.segmentation_checkpoint)
-    score = scoring.make_slice_scorer(scoring.load_any(config.score_checkpoint), config.crops)
+    segmenter = checkpoints.load_segmenter(config.segmentation_checkpoint)
+    positive = checkpoints.positive_class(config.segmentation_checkpoint)
+    score = scoring.make_slice_scorer(checkpoints.load_model(config.score_checkpoint), config.crops)
     paths, images, label_maps = _held_out(config)
     base_key = jax.random.key(config.seed)
     rows, curves, examples = [], {}, {}

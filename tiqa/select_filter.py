@@ -13,7 +13,7 @@ import pathlib
 import numpy as np
 import tqdm
 
-from tiqa import errors, evaluation, filters, io, scoring, volumes
+from tiqa import checkpoints, errors, evaluation, filters, io, scoring, volumes
 
 
 def sample_indices(count: int, samples: int) -> list[int]:
@@ -66,7 +66,7 @@ def rank_filters(config) -> list[dict]:
                   else list(filters.CANDIDATES))
     slices, chosen = _read_slices(config.input, config.samples, config.normalisation,
                                   config.slices, config.tiff_planes)
-    score = scoring.make_slice_scorer(scoring.load_any(config.checkpoint), config.crops)
+    score = scoring.make_slice_scorer(checkpoints.load_model(config.checkpoint), config.crops)
     output.mkdir(parents=True, exist_ok=True)
 
     def score_all(images: np.ndarray) -> np.ndarray:

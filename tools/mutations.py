@@ -73,13 +73,16 @@ MUTATIONS = (
              ("tests/test_dlinknet.py::test_centre_block_equals_a_numpy_reference",)),
     Mutation("finetune_discards_rank_weights",
              "the fine-tune restores the rank weights, then trains fresh ones",
-             (("tiqa/train/phases.py", "        model = abstract_model(model_cfg)\n",
+             (("tiqa/train/phases.py",
+               "        model = checkpoints.abstract_network(IQANet, model_cfg)\n",
                "        model = build_model(model_cfg, model_key)\n"),
               ("tiqa/train/phases.py",
-               "        params, batch_stats = loop.restore_variables(config.rank_checkpoint, "
-               "state.params,\n",
-               "        params, batch_stats = loop.restore_variables(config.rank_checkpoint, "
-               "jax.tree.map(lambda x: x, state.params),\n"),
+               "        params, batch_stats = checkpoints.restore_variables(config.rank_checkpoint,\n"
+               "                                                            state.params, "
+               "state.batch_stats)\n",
+               "        params, batch_stats = checkpoints.restore_variables(config.rank_checkpoint,\n"
+               "                                                            jax.tree.map(lambda x: x, "
+               "state.params), state.batch_stats)\n"),
               ("tiqa/train/phases.py",
                "        state = state.replace(params=params, batch_stats=batch_stats)\n",
                "        state = state.replace(batch_stats=batch_stats)\n")),
@@ -126,7 +129,7 @@ MUTATIONS = (
                "        if k == len(indices) or indices[k] < indices[k - 1]:\n"),),
              ("tests/test_volumes.py",), keyword="every_format_reads and h5"),
     Mutation("restore_earliest_checkpoint", "checkpoint restore reads the earliest checkpoint",
-             (("tiqa/train/loop.py",
+             (("tiqa/checkpoints.py",
                "    step = manager.latest_step()\n    if step is None:\n"
                "        raise FileNotFoundError",
                "    step = min(manager.all_steps(), default=None)\n    if step is None:\n"
@@ -146,10 +149,10 @@ MUTATIONS = (
                'vectorized=False, method="percentile", confidence_level=0.68,'),),
              ("tests/test_comparison.py::test_bootstrap_interval_of_a_proportion_matches_the_binomial",)),
     Mutation("exported_model_drops_statistics", "an exported model loads without its statistics",
-             (("tiqa/scoring.py",
-               'return LoadedModel(graphdef, fill("params", params), fill("batch_stats", batch_stats),',
-               'return LoadedModel(graphdef, fill("params", params), jax.tree.map(\n'
-               '        lambda a: jnp.ones(a.shape, a.dtype), batch_stats),'),),
+             (("tiqa/checkpoints.py",
+               'return fill("params", params), fill("batch_stats", batch_stats)',
+               'return fill("params", params), jax.tree.map(\n'
+               '        lambda a: jnp.ones(a.shape, a.dtype), batch_stats)'),),
              ("tests/test_scoring.py::test_exported_model_round_trip",)),
 )
 

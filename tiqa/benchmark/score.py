@@ -7,9 +7,9 @@ import time
 
 import jax
 import numpy as np
-from flax import nnx
 
-from tiqa import scoring
+from tiqa import checkpoints, scoring
+from tiqa.models.forward import eval_forward
 from tiqa.benchmark import timing
 
 
@@ -17,14 +17,10 @@ from tiqa.benchmark import timing
 
 def run(config) -> dict:
     cfg = config.score
-    loaded = scoring.load_any(cfg.checkpoint)
-
-    @jax.jit
-    def forward(params, stats, images):
-        return nnx.merge(loaded.graphdef, params, stats)(images, train=False)
-
+    loaded = checkpoints.load_model(cfg.checkpoint)
     crops = jax.random.uniform(jax.random.key(0), (cfg.crop_batch, loaded.crop, loaded.crop))
-    crop_seconds = timing.best_seconds(lambda: forward(loaded.params, loaded.batch_stats, crops), cfg.repeats)
+    crop_seconds = timing.best_seconds(
+        lambda: eval_forward(loaded.graphdef, loaded.params, loaded.batch_stats, crops), cfg.repeats)
 
     # Smooth random slices: the cost does not depend on the content.
     rng = np.random.default_rng(config.seed)

@@ -13,6 +13,7 @@ import optax
 from flax import nnx
 
 from tiqa.models.dlinknet import DLinkNet, DLinkNetConfig
+from tiqa.models.forward import eval_forward
 from tiqa.benchmark import timing
 from tiqa.train import loop
 from tiqa.train import segmentation as seg
@@ -44,12 +45,9 @@ def ours(*, batch: int, size: int, dtype: str, steps: int, encoder: str = "resne
     compile_seconds = time.perf_counter() - start
     train_seconds = timing.best_seconds(train, steps)
 
-    @jax.jit
-    def forward(params, stats, x):
-        return nnx.merge(graphdef, params, stats)(x, train=False)
-
     params, stats = holder["state"].params, holder["state"].batch_stats
-    inference_seconds = timing.best_seconds(lambda: forward(params, stats, batch_data["images"]), steps)
+    inference_seconds = timing.best_seconds(
+        lambda: eval_forward(graphdef, params, stats, batch_data["images"]), steps)
     return {"name": f"ours D-LinkNet34 ({dtype})", "train_images_per_s": batch / train_seconds,
             "inference_images_per_s": batch / inference_seconds, "compile_s": compile_seconds}
 

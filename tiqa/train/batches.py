@@ -55,36 +55,12 @@ def build_pool(slices: Sequence[np.ndarray], scores: Sequence[float], resize: in
         scores=jnp.asarray(np.asarray(scores, np.float32)))
 
 
-def load_reference_slices(config) -> tuple[list[np.ndarray], list[str]]:
-    """Slices from `config.input` (a slice, volume or folder) and/or phantom slices.
-
-    The phantom (a simulated scan of a synthetic electrode, `config.phantom`) is used alone
-    when `input` is empty (smoke runs, demos) and added to the input's slices when
-    `config.phantom.mix_with_input` is set. Returns (slices in [0, 1], source names).
-    """
-    slices, sources = [], []
-    if config.input:
-        for path in io.split_paths(config.input):
-            for source, index in io.list_inputs(path):
-                slices.append(io.read_item((source, index)))
-                sources.append(str(source))
-    if not config.input or config.phantom.mix_with_input:
-        reconstruction, _, _ = phantom.phantom_volume(
-            config.seed, n_slices=config.phantom.slices, size=config.phantom.size,
-            photons=config.phantom.photons, gain_error_std=config.phantom.gain_error_std)
-        low, high = np.percentile(reconstruction, [0.5, 99.5])
-        volume = np.clip((reconstruction - low) / (high - low), 0.0, 1.0)
-        slices += list(volume)
-        sources += [f"phantom-{config.seed}"] * len(volume)
-    return slices, sources
-
-
 def first_originals(pool: ReferencePool, count: int) -> ReferencePool:
     """The pool limited to its first `count` slices (0: all of them).
 
-    The order is `load_reference_slices`'s: the input's slices in the order listed, then the
-    phantom's, so with the phantom mixed in the input's slices are kept first. A count beyond
-    the pool keeps the whole pool, with a warning.
+    The order is `phantom.load_reference_slices`'s: the input's slices in the order listed,
+    then the phantom's, so with the phantom mixed in the input's slices are kept first. A
+    count beyond the pool keeps the whole pool, with a warning.
     """
     size = pool.images.shape[0]
     if count < 0:
@@ -98,7 +74,7 @@ def first_originals(pool: ReferencePool, count: int) -> ReferencePool:
 
 
 def pool_from_config(config, scores_for_sources) -> ReferencePool:
-    slices, sources = load_reference_slices(config)
+    slices, sources = phantom.load_reference_slices(config)
     scores = scores_for_sources(sources)
     logging.info("reference pool: %d slices from %s", len(slices), config.input or "the phantom")
     pool = build_pool(slices, scores, config.resize, config.crop)

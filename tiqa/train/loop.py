@@ -8,7 +8,8 @@
 - Data parallelism with `jax.sharding`: a 1-D mesh named `data` over every device (every host's
   with `jax.distributed.initialize`), batches split along it, the state replicated.
 - `run`: the loop: Orbax checkpoints (keep N, asynchronous), exact resume from the latest one,
-  metrics every N steps to the log, a JSONL file and a progress bar.
+  metrics every N steps to the log, a JSONL file and a progress bar. Reading a finished run's
+  network back is `tiqa.checkpoints`'s job.
 """
 
 from __future__ import annotations
@@ -29,11 +30,10 @@ import tqdm
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from tiqa import errors, io
+from tiqa import checkpoints, errors, io
 
 DATA_AXIS = "data"
 METRICS_FILE = "metrics.jsonl"
-CHECKPOINTS = "checkpoints"
 
 Batch = Mapping[str, jax.Array]
 LossFn = Callable[[jax.Array, Batch], tuple[jax.Array, dict]]
@@ -202,13 +202,13 @@ def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
 
 def checkpoint_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(
-        (workdir / CHECKPOINTS).absolute(),
+        (workdir / checkpoints.CHECKPOINTS).absolute(),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
 
 
 def has_checkpoint(workdir: str | pathlib.Path) -> bool:
     """Whether `workdir` holds a finished checkpoint (Orbax names each step's folder by number)."""
-    directory = pathlib.Path(workdir) / CHECKPOINTS
+    directory = pathlib.Path(workdir) / checkpoints.CHECKPOINTS
     return directory.is_dir() and any(p.name.isdigit() for p in directory.iterdir())
 
 
@@ -262,38 +262,6 @@ def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> TrainSt
         return None
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     return manager.restore(step, args=ocp.args.StandardRestore(abstract))
-
-
-def _strip_variable_values(tree):
-    """Orbax's raw restore keeps each nnx Variable as {'value': array}; unwrap to arrays."""
-    if isinstance(tree, dict):
-        if set(tree) == {"value"}:
-            return tree["value"]
-        return {key: _strip_variable_values(value) for key, value in tree.items()}
-    return tree
-
-
-def restore_variables(checkpoint_dir: str | pathlib.Path, params: nnx.State,
-                      batch_stats: nnx.State) -> tuple[nnx.State, nnx.State]:
-    """Parameters and statistics of the latest checkpoint, whatever optimiser made it.
-
-    `params` and `batch_stats` (abstract or concrete) give the structure to fill.
-    """
-    path = pathlib.Path(checkpoint_dir)
-    if (path / CHECKPOINTS).is_dir():
-        path = path / CHECKPOINTS
-    manager = ocp.CheckpointManager(path.absolute())
-    step = manager.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"{checkpoint_dir}: no checkpoint found")
-    raw = manager.restore(step, args=ocp.args.StandardRestore())
-    manager.close()
-    for state, name in ((params, "params"), (batch_stats, "batch_stats")):
-        try:
-            nnx.replace_by_pure_dict(state, _strip_variable_values(raw[name]))
-        except (KeyError, ValueError) as error:
-            raise errors.InputError(f"{checkpoint_dir}: checkpoint does not fit the network ({error})") from error
-    return params, batch_stats
 
 
 # --- The loop --------------------------------------------------------------------------------
@@ -375,16 +343,3 @@ def run(*, workdir: pathlib.Path, state: TrainState, train_step: Callable,
     manager.wait_until_finished()
     manager.close()
     return state
-
-
-def write_run_info(workdir: pathlib.Path, info: dict) -> None:
-    """What a later phase needs to rebuild the model (its config), written whole."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    io.write_json(workdir / "model.json", info)
-
-
-def read_run_info(workdir: str | pathlib.Path) -> dict[str, Any]:
-    path = pathlib.Path(workdir) / "model.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{workdir}: no model.json; is this a training work directory?")
-    return json.loads(path.read_text())

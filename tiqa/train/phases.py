@@ -11,7 +11,6 @@ Both build their batches on the accelerator, train with `loop.run` and write `mo
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import pathlib
@@ -21,11 +20,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from tiqa import errors, labels
-from tiqa.models.iqa import IQAConfig, IQANet
+from tiqa import checkpoints, errors, labels
+from tiqa.models.forward import eval_forward
+from tiqa.models.iqa import IQAConfig, IQANet, build_model
 from tiqa.train import batches, loop, losses
-
-MODEL_INFO_KEY = "model"
 
 
 def model_config(config) -> IQAConfig:
@@ -33,19 +31,6 @@ def model_config(config) -> IQAConfig:
     values = dict(config.model)
     overrides = {k: v for k, v in dict(values.pop("trunk_overrides", {})).items() if v is not None}
     return IQAConfig.from_mapping(dict(values, trunk_overrides=overrides))
-
-
-def build_model(model_cfg: IQAConfig, key: jax.Array) -> IQANet:
-    if model_cfg.pretrained:
-        return IQANet(model_cfg, rngs=nnx.Rngs(params=key))  # the trunk comes from its file
-    # One compiled initialisation instead of one small compilation per layer.
-    return nnx.jit(lambda: IQANet(model_cfg, rngs=nnx.Rngs(params=key)))()
-
-
-def abstract_model(model_cfg: IQAConfig) -> IQANet:
-    """The model's structure without computing (or loading) weights, for restoring a checkpoint."""
-    structure_only = dataclasses.replace(model_cfg, pretrained=False)
-    return nnx.eval_shape(lambda: IQANet(structure_only, rngs=nnx.Rngs(0)))
 
 
 def _reference_scores(config):
@@ -111,13 +96,12 @@ def calibrate_output(graphdef, state: loop.TrainState, pool, make_batch, steps: 
     label ~ a * score + c on a few fine-tune batches, folded into the last layer, starts the
     fine-tune where only the finer structure remains to learn. The order is unchanged (a > 0).
     """
-    forward = jax.jit(lambda params, stats, images: nnx.merge(graphdef, params, stats)(
-        images, train=False))
     batch_fn = jax.jit(make_batch)
     scores, targets = [], []
     for step in range(steps):
         batch = batch_fn(pool, jax.numpy.int32(step))
-        scores.append(np.asarray(forward(state.params, state.batch_stats, batch["images"])))
+        images = batch["images"]
+        scores.append(np.asarray(eval_forward(graphdef, state.params, state.batch_stats, images)))
         targets.append(np.asarray(batch["labels"]))
     scores, targets = np.concatenate(scores), np.concatenate(targets)
     if np.std(scores) < 1e-3 * (1.0 + abs(np.mean(scores))):
@@ -146,8 +130,7 @@ def train_rank(config) -> pathlib.Path:
     mesh, pool = _mesh_and_pool(config, rank.originals_per_batch, len(kinds))
     model_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
     if rank.init_model:
-        from tiqa import scoring  # scoring builds on this module
-        initial = scoring.load_any(rank.init_model)
+        initial = checkpoints.load_model(rank.init_model)
         model_cfg = initial.config
         model = nnx.merge(initial.graphdef, initial.params, initial.batch_stats)
         logging.info("rank: starting from the network in %s", rank.init_model)
@@ -160,9 +143,9 @@ def train_rank(config) -> pathlib.Path:
     optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=schedule)
     frozen = _frozen_batch_norm(rank.batch_norm, "rank.batch_norm")
     graphdef, state = loop.init_state(model, optimizer)
-    loop.write_run_info(workdir, {MODEL_INFO_KEY: model_cfg.to_dict(), "phase": "rank",
-                                  "crop": config.crop, "resize": config.resize,
-                                  "init_model": rank.init_model})
+    checkpoints.write_run_info(workdir, {checkpoints.MODEL_INFO_KEY: model_cfg.to_dict(),
+                                         "phase": "rank", "crop": config.crop,
+                                         "resize": config.resize, "init_model": rank.init_model})
     make_batch = functools.partial(batches.rank_batch, key=data_key,
                                    originals_per_batch=rank.originals_per_batch,
                                    crop=config.crop, kinds=kinds,
@@ -195,8 +178,8 @@ def finetune(config) -> pathlib.Path:
     if config.rank_checkpoint:
         # The network is the rank phase's: its config comes from the rank work directory.
         model_cfg = IQAConfig.from_mapping(
-            loop.read_run_info(config.rank_checkpoint)[MODEL_INFO_KEY])
-        model = abstract_model(model_cfg)
+            checkpoints.read_run_info(config.rank_checkpoint)[checkpoints.MODEL_INFO_KEY])
+        model = checkpoints.abstract_network(IQANet, model_cfg)
     else:
         logging.warning("finetune: no rank_checkpoint given; starting from %s weights",
                         "ImageNet" if config.model.pretrained else "random")
@@ -215,8 +198,8 @@ def finetune(config) -> pathlib.Path:
     starting = not loop.has_checkpoint(workdir)  # a resumed run has measured and calibrated
     if config.rank_checkpoint:
         # Parameters and statistics only: the step and the optimiser start afresh.
-        params, batch_stats = loop.restore_variables(config.rank_checkpoint, state.params,
-                                                     state.batch_stats)
+        params, batch_stats = checkpoints.restore_variables(config.rank_checkpoint,
+                                                            state.params, state.batch_stats)
         state = state.replace(params=params, batch_stats=batch_stats)
     make_batch = functools.partial(batches.finetune_batch, key=data_key,
                                    originals_per_batch=tune.originals_per_batch,
@@ -232,10 +215,11 @@ def finetune(config) -> pathlib.Path:
         calibration_batch = functools.partial(make_batch, key=jax.random.fold_in(data_key, 999))
         state = calibrate_output(graphdef, state, pool, calibration_batch,
                                  steps=tune.calibration_steps)
-    loop.write_run_info(workdir, {MODEL_INFO_KEY: model_cfg.to_dict(), "phase": "finetune",
-                                  "crop": config.crop, "resize": config.resize,
-                                  "rank_checkpoint": config.rank_checkpoint,
-                                  "originals": int(pool.images.shape[0])})
+    checkpoints.write_run_info(workdir, {checkpoints.MODEL_INFO_KEY: model_cfg.to_dict(),
+                                         "phase": "finetune", "crop": config.crop,
+                                         "resize": config.resize,
+                                         "rank_checkpoint": config.rank_checkpoint,
+                                         "originals": int(pool.images.shape[0])})
     loop.run(workdir=workdir, state=state,
              train_step=loop.make_train_step(graphdef, optimizer, mse_loss_fn,
                                              frozen_batch_norm=frozen),

@@ -8,7 +8,6 @@ from a pool of slices and their label maps.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import pathlib
@@ -23,11 +22,9 @@ import tifffile
 from flax import nnx
 from PIL import Image
 
-from tiqa import errors, io, phantom
+from tiqa import checkpoints, errors, io, phantom
 from tiqa.models.dlinknet import DLinkNet, DLinkNetConfig
 from tiqa.train import loop
-
-MODEL_INFO_KEY = "segmentation_model"
 
 
 class LabelledPool(NamedTuple):
@@ -200,8 +197,9 @@ def train_segmentation(config) -> pathlib.Path:
     model = nnx.jit(lambda: DLinkNet(model_cfg, rngs=nnx.Rngs(params=model_key)))()
     optimizer = _optimizer(config.optimizer, config.steps_per_epoch)
     graphdef, state = loop.init_state(model, optimizer)
-    loop.write_run_info(workdir, {MODEL_INFO_KEY: model_cfg.to_dict(),
-                                  "positive_class": config.positive_class, "phase": "segmentation"})
+    checkpoints.write_run_info(workdir, {checkpoints.SEGMENTATION_INFO_KEY: model_cfg.to_dict(),
+                                         "positive_class": config.positive_class,
+                                         "phase": "segmentation"})
     loss_fn = functools.partial(segmentation_loss, bce_weight=config.loss.bce_weight,
                                 dice_weight=config.loss.dice_weight)
     make_batch = functools.partial(augmented_batch, key=data_key, batch_size=config.batch_size,
@@ -215,44 +213,3 @@ def train_segmentation(config) -> pathlib.Path:
              checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
              description="segmentation")
     return workdir
-
-
-@dataclasses.dataclass(frozen=True)
-class Segmenter:
-    graphdef: nnx.GraphDef
-    params: nnx.State
-    batch_stats: nnx.State
-    config: DLinkNetConfig
-
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W) slices in [0, 1] -> class probabilities (N, H, W, C) (C = 2 for binary:
-        [rest, positive]); slices are padded to a multiple of 32 by edge replication."""
-        images = np.asarray(images, np.float32)
-        height, width = images.shape[-2:]
-        pad_h, pad_w = -height % 32, -width % 32
-        padded = np.pad(images, ((0, 0), (0, pad_h), (0, pad_w)), mode="edge")
-        logits = np.asarray(_forward(self.graphdef, self.params, self.batch_stats, padded))
-        logits = logits[:, :height, :width]
-        if logits.shape[-1] == 1:
-            positive = 1.0 / (1.0 + np.exp(-logits[..., 0]))
-            return np.stack([1.0 - positive, positive], axis=-1)
-        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return exp / exp.sum(axis=-1, keepdims=True)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _forward(graphdef, params, batch_stats, images):
-    return nnx.merge(graphdef, params, batch_stats)(images, train=False)
-
-
-def load_segmenter(workdir: str | pathlib.Path) -> Segmenter:
-    model_cfg = DLinkNetConfig.from_mapping(loop.read_run_info(workdir)[MODEL_INFO_KEY])
-    model = nnx.eval_shape(lambda: DLinkNet(model_cfg, rngs=nnx.Rngs(0)))
-    graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    params, batch_stats = loop.restore_variables(workdir, params, batch_stats)
-    return Segmenter(graphdef, params, batch_stats, model_cfg)
-
-
-def positive_class(workdir: str | pathlib.Path) -> int:
-    """The label a run segments against the rest (particle = 0 by default)."""
-    return int(loop.read_run_info(workdir).get("positive_class", 0))

@@ -1,0 +1,211 @@
+"""Trained networks on disk: the one loader, export and the checkpoint restore.
+
+A network lives in a training work directory (`model.json` with its config, Orbax checkpoints
+under `checkpoints/`) or in an exported folder (`model.json` + `params.npz`, float32, a few MB;
+the shipped default model is one). `load_model` (score network) and `load_segmenter` (D-LinkNet)
+read either through the same code path, `_load_network`; `export_model` writes the second
+form from the first. Nothing here imports the training package: inference needs none of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from tiqa import errors, io
+from tiqa.models.dlinknet import DLinkNet, DLinkNetConfig
+from tiqa.models.forward import eval_forward
+from tiqa.models.iqa import IQAConfig, IQANet
+
+CHECKPOINTS = "checkpoints"
+RUN_INFO = "model.json"
+MODEL_INFO_KEY = "model"  # the score network's config in model.json
+SEGMENTATION_INFO_KEY = "segmentation_model"
+EXPORTED_PARAMS = "params.npz"
+DEFAULT_MODEL = pathlib.Path(__file__).resolve().parent / "assets" / "default_model"
+
+
+def write_run_info(workdir: pathlib.Path, info: dict) -> None:
+    """What a later phase needs to rebuild the model (its config), written whole."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    io.write_json(workdir / RUN_INFO, info)
+
+
+def read_run_info(workdir: str | pathlib.Path) -> dict[str, Any]:
+    path = pathlib.Path(workdir) / RUN_INFO
+    if not path.exists():
+        raise FileNotFoundError(f"{workdir}: no model.json; is this a training work directory?")
+    return json.loads(path.read_text())
+
+
+def _strip_variable_values(tree):
+    """Orbax's raw restore keeps each nnx Variable as {'value': array}; unwrap to arrays."""
+    if isinstance(tree, dict):
+        if set(tree) == {"value"}:
+            return tree["value"]
+        return {key: _strip_variable_values(value) for key, value in tree.items()}
+    return tree
+
+
+def restore_variables(checkpoint_dir: str | pathlib.Path, params: nnx.State,
+                      batch_stats: nnx.State) -> tuple[nnx.State, nnx.State]:
+    """Parameters and statistics of the latest checkpoint, whatever optimiser made it.
+
+    `params` and `batch_stats` (abstract or concrete) give the structure to fill.
+    """
+    path = pathlib.Path(checkpoint_dir)
+    if (path / CHECKPOINTS).is_dir():
+        path = path / CHECKPOINTS
+    manager = ocp.CheckpointManager(path.absolute())
+    step = manager.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"{checkpoint_dir}: no checkpoint found")
+    raw = manager.restore(step, args=ocp.args.StandardRestore())
+    manager.close()
+    for state, name in ((params, "params"), (batch_stats, "batch_stats")):
+        try:
+            nnx.replace_by_pure_dict(state, _strip_variable_values(raw[name]))
+        except (KeyError, ValueError) as error:
+            raise errors.InputError(f"{checkpoint_dir}: checkpoint does not fit the network ({error})") from error
+    return params, batch_stats
+
+
+def abstract_network(network_type: type[nnx.Module], config) -> nnx.Module:
+    """The network's structure, shapes only: nothing computed and no file read, to fill."""
+    return nnx.eval_shape(lambda: network_type(config, rngs=nnx.Rngs(0)))
+
+
+def _flat(tree) -> dict[str, np.ndarray]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def _read_exported(file: pathlib.Path, params: nnx.State, batch_stats: nnx.State
+                   ) -> tuple[nnx.State, nnx.State]:
+    """`params` and `batch_stats` (abstract) filled from an exported `params.npz`, each array
+    checked by name and shape."""
+    try:
+        stored = np.load(file)
+    except (OSError, ValueError) as error:
+        raise errors.InputError(f"{file}: unreadable parameter file ({error})") from error
+
+    def fill(prefix, abstract):
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+        values = []
+        for key_path, leaf in leaves:
+            name = prefix + jax.tree_util.keystr(key_path)
+            if name not in stored:
+                raise errors.InputError(f"{file}: missing {name}")
+            value = stored[name]
+            if value.shape != leaf.shape:
+                raise errors.InputError(f"{file}: {name} has shape {value.shape}, "
+                                        f"the network needs {leaf.shape}")
+            values.append(jnp.asarray(value, leaf.dtype))
+        return jax.tree_util.tree_unflatten(treedef, values)
+
+    return fill("params", params), fill("batch_stats", batch_stats)
+
+
+def _load_network(path: pathlib.Path, info_key: str, config_type, network_type):
+    """(graphdef, params, batch_stats, config, model.json) of the network in `path`: an
+    exported folder or a training work directory (its latest checkpoint)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model folder or training work directory")
+    info = read_run_info(path)
+    config = config_type.from_mapping(info[info_key])
+    graphdef, params, batch_stats = nnx.split(abstract_network(network_type, config),
+                                              nnx.Param, nnx.BatchStat)
+    if (path / EXPORTED_PARAMS).exists():
+        params, batch_stats = _read_exported(path / EXPORTED_PARAMS, params, batch_stats)
+    else:
+        params, batch_stats = restore_variables(path, params, batch_stats)
+    return graphdef, params, batch_stats, config, info
+
+
+# --- The score network --------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    graphdef: nnx.GraphDef
+    params: nnx.State
+    batch_stats: nnx.State
+    config: IQAConfig
+    crop: int
+    resize: int
+
+
+def load_model(path: str | pathlib.Path | None = None) -> LoadedModel:
+    """The score network of an exported folder, a training work directory (rank or fine-tune,
+    at its latest checkpoint), or (None / '') the shipped default."""
+    graphdef, params, batch_stats, config, info = _load_network(
+        pathlib.Path(path) if path else DEFAULT_MODEL, MODEL_INFO_KEY, IQAConfig, IQANet)
+    return LoadedModel(graphdef, params, batch_stats, config, int(info.get("crop", 224)),
+                       int(info.get("resize", 255)))
+
+
+def save_exported(loaded: LoadedModel, destination: str | pathlib.Path,
+                  card: dict | None = None) -> pathlib.Path:
+    """Writes a network as `model.json` + `params.npz` (float32): all `load_model` needs, no
+    optimiser state and no Orbax layout, a few MB."""
+    destination = pathlib.Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    arrays = {f"params{k}": v for k, v in _flat(loaded.params).items()}
+    arrays.update({f"batch_stats{k}": v for k, v in _flat(loaded.batch_stats).items()})
+    with io.atomic_write(destination / EXPORTED_PARAMS) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+    info = {MODEL_INFO_KEY: loaded.config.to_dict(), "crop": loaded.crop,
+            "resize": loaded.resize, "card": card or {}}
+    io.write_json(destination / RUN_INFO, info)
+    return destination
+
+
+def export_model(workdir: str | pathlib.Path, destination: str | pathlib.Path,
+                 card: dict | None = None) -> pathlib.Path:
+    """A training run's latest network, exported with `save_exported`."""
+    return save_exported(load_model(workdir), destination, card)
+
+
+# --- The segmentation network -------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Segmenter:
+    graphdef: nnx.GraphDef
+    params: nnx.State
+    batch_stats: nnx.State
+    config: DLinkNetConfig
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W) slices in [0, 1] -> class probabilities (N, H, W, C) (C = 2 for binary:
+        [rest, positive]); slices are padded to a multiple of 32 by edge replication."""
+        images = np.asarray(images, np.float32)
+        height, width = images.shape[-2:]
+        pad_h, pad_w = -height % 32, -width % 32
+        padded = np.pad(images, ((0, 0), (0, pad_h), (0, pad_w)), mode="edge")
+        logits = np.asarray(eval_forward(self.graphdef, self.params, self.batch_stats, padded))
+        logits = logits[:, :height, :width]
+        if logits.shape[-1] == 1:
+            positive = 1.0 / (1.0 + np.exp(-logits[..., 0]))
+            return np.stack([1.0 - positive, positive], axis=-1)
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def load_segmenter(workdir: str | pathlib.Path) -> Segmenter:
+    """The D-LinkNet of a segmentation work directory (or an exported folder)."""
+    graphdef, params, batch_stats, config, _ = _load_network(
+        pathlib.Path(workdir), SEGMENTATION_INFO_KEY, DLinkNetConfig, DLinkNet)
+    return Segmenter(graphdef, params, batch_stats, config)
+
+
+def positive_class(workdir: str | pathlib.Path) -> int:
+    """The label a run segments against the rest (particle = 0 by default)."""
+    return int(read_run_info(workdir).get("positive_class", 0))

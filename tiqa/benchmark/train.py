@@ -1,10 +1,12 @@
-"""Training and inference throughput of the score network, beside the timm peer when present.
+"""Training and inference throughput of the score network, beside a PyTorch peer when present.
 
 Ours: the real rank-phase step (`loop.make_train_step` with the hinge loss, Adam, dropout,
 the IQA head), on a fixed batch and with the on-device batch generation of the rank phase;
 inference is the jitted eval forward pass. The peer: timm's efficientnet_b0 with bf16
 autocast and channels-last, eager and torch.compile, run in the same process when torch,
-timm and a CUDA device are available (the GPU machine), and skipped with a note otherwise.
+timm and a CUDA device are available (the GPU machine). On the CPU the peer is the same Lite0
+score network in plain PyTorch (`torch_peer`), when torch is importable. Otherwise skipped
+with a note.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import optax
 
 from tiqa.models.forward import eval_forward
 from tiqa.models.iqa import IQAConfig, build_model
-from tiqa.benchmark import timing
+from tiqa.benchmark import timing, torch_peer
 from tiqa.train import batches, loop, phases
 
 
@@ -144,6 +146,10 @@ def run(config) -> dict:
                     dtype=cfg.dtype, steps=cfg.steps, seed=config.seed)
                for variant in cfg.variants]
     peers = []
+    if jax.default_backend() == "cpu":
+        peer = torch_peer.cpu_peer(batch=cfg.batch, inference_batch=cfg.inference_batch,
+                                   size=cfg.size, steps=cfg.steps, seed=config.seed)
+        return {"ours": results, "peers": [peer] if peer else []}
     for compile_model in (False, True):
         peer = timm_peer("efficientnet_b0", batch=cfg.batch, inference_batch=cfg.inference_batch,
                          size=cfg.size, steps=cfg.steps, compile_model=compile_model)
@@ -166,12 +172,15 @@ def format_result(result: dict, config) -> str:
         lines.append(f"  {peer['variant']:<26s}{peer['train_images_per_s']:13.1f}{'':>17s}"
                      f"{peer['inference_images_per_s']:13.1f}{peer['compile_s']:11.1f}")
     if result["peers"]:
-        b0 = next((r for r in result["ours"] if r["variant"] == "b0"), None)
+        # The CPU peer is a Lite0; the GPU peer is timm's B0.
+        same = "lite0" if "lite0" in result["peers"][0]["variant"] else "b0"
+        b0 = next((r for r in result["ours"] if r["variant"] == same), None)
         if b0:
             for peer in result["peers"]:
-                lines.append(f"  ratio ours b0 / {peer['variant']}: train "
+                lines.append(f"  ratio ours {same} / {peer['variant']}: train "
                              f"{b0['train_images_per_s'] / peer['train_images_per_s']:.2f}x, inference "
                              f"{b0['inference_images_per_s'] / peer['inference_images_per_s']:.2f}x")
     else:
-        lines.append("  timm peer: not run (needs torch, timm and a CUDA device; the GPU machine has them)")
+        lines.append("  peer: not run (the CPU peer needs torch importable; the GPU peer needs torch, "
+                     "timm and a CUDA device, which the GPU machine has)")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from configs import evaluate_acquisition as ladder_config
 from configs import finetune as finetune_config
 from tests.tiny_models import export_tiny_score_model
 from tiqa import acquisition, acquisition_ladder, labels, objects
+from tiqa.phases import evaluate_acquisition
 from tiqa.train import batches
 
 
@@ -165,7 +166,7 @@ def test_evaluate_acquisition_smoke_writes_its_tables(tmp_path):
     config.checkpoint = str(tmp_path / "tiny")
     config.output = str(tmp_path / "ladder")
     config.brisque = False
-    rows = acquisition_ladder.run(config)
+    rows = evaluate_acquisition.run(config)
     assert {row["contender"] for row in rows} == {"TIQA", acquisition_ladder.ORACLE}
     oracle = [row for row in rows if row["contender"] == acquisition_ladder.ORACLE]
     # Full-reference SSIM against the ideal orders the phantom's ladders (the model's ceiling).

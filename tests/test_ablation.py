@@ -11,7 +11,7 @@ import pytest
 from configs import ablate as ablate_config
 from configs import finetune as finetune_config
 from tiqa import checkpoints, evaluation, io, phantom
-from tiqa.phases import ablate as ablation, evaluate, finetune, train_rank
+from tiqa.phases import ablate as ablation, evaluate, finetune, settings, train_rank
 from tiqa.train import batches
 
 
@@ -107,7 +107,8 @@ def test_originals_keeps_the_first_slices_input_first(tmp_path, caplog):
     config = finetune_config.get_config("smoke")
     config.input = str(tmp_path / "input.png")
     config.phantom.mix_with_input = True  # two phantom slices after the input's one
-    slices, sources = phantom.load_reference_slices(config)
+    slices, sources = phantom.load_reference_slices(
+        config.input, settings.data_source(config).phantom, config.seed)
     pool = batches.build_pool(slices, [4.0, 3.0, 3.0], config.resize, config.crop)
     first = batches.first_originals(pool, 1)
     assert first.images.shape[0] == 1 and float(first.scores[0]) == 4.0

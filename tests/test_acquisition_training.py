@@ -2,6 +2,7 @@
 acquisition-ladder benchmark's statistics and phase."""
 
 import csv
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -103,23 +104,21 @@ def test_finetune_batch_labels_ladders_against_their_ideal_acquisition():
 
 @pytest.mark.slow
 def test_ladder_bank_is_cached_and_refreshed_when_settings_change(tmp_path):
-    config = finetune_config.get_config("smoke").acquisition
-    config.phantoms, config.objects_per_batch = 1, 1
-    config.output_size, config.factors = 32, ("photons",)
-    config.cache = str(tmp_path / "bank.npz")
+    config = batches.LadderSettings(phantoms=1, objects_per_batch=1, output_size=32,
+                                    factors=("photons",), max_views=180,
+                                    cache=str(tmp_path / "bank.npz"))
     first = batches.ladder_bank(config, seed=0)
     assert first.shape == (1, 1, 6, 32, 32)
     stamp = (tmp_path / "bank.npz").stat().st_mtime_ns
     np.testing.assert_array_equal(batches.ladder_bank(config, seed=0), first)
     assert (tmp_path / "bank.npz").stat().st_mtime_ns == stamp  # read, not simulated again
-    config.factors = ("gain_error",)
+    config = dataclasses.replace(config, factors=("gain_error",))
     changed = batches.ladder_bank(config, seed=0)
     assert not np.array_equal(changed, first)
 
 
 def test_ladder_bank_without_objects_is_refused():
-    config = finetune_config.get_config("smoke").acquisition
-    config.objects_per_batch = 1
+    config = batches.LadderSettings(objects_per_batch=1)
     with pytest.raises(ValueError, match="give no objects"):
         batches.ladder_bank(config, seed=0)
 

@@ -110,7 +110,7 @@ def test_a_lower_is_better_metric_is_read_the_right_way_round(tmp_path, monkeypa
              # A distance-like metric: lower is better, so the comparison must negate it.
              comparison.Contender("good, lower is better", lambda c: 10.0 - 3.0 * brightness(c),
                                   higher_is_better=False)]
-    monkeypatch.setattr(compare, "heldout_images", lambda config: (images, label_values, kinds))
+    monkeypatch.setattr(compare, "heldout_images", lambda *args: (images, label_values, kinds))
     monkeypatch.setattr(compare, "phantom_acquisitions",
                         lambda config: (phantom_crops, order, ["worst", "middle", "best"]))
     monkeypatch.setattr(compare, "contenders", lambda config, output: (stubs, []))

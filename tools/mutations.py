@@ -78,10 +78,10 @@ MUTATIONS = (
                "        model = checkpoints.abstract_network(IQANet, model_cfg)\n",
                "        model = build_model(model_cfg, model_key)\n"),
               ("tiqa/phases/finetune.py",
-               "        params, batch_stats = checkpoints.restore_variables(config.rank_checkpoint,\n"
+               "        params, batch_stats = checkpoints.restore_variables(rank_checkpoint,\n"
                "                                                            state.params, "
                "state.batch_stats)\n",
-               "        params, batch_stats = checkpoints.restore_variables(config.rank_checkpoint,\n"
+               "        params, batch_stats = checkpoints.restore_variables(rank_checkpoint,\n"
                "                                                            jax.tree.map(lambda x: x, "
                "state.params), state.batch_stats)\n"),
               ("tiqa/phases/finetune.py",

@@ -57,7 +57,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from tiqa import checkpoints, errors, evaluation, io, labels
+from tiqa import checkpoints, errors, evaluation, io
 from tiqa.models import EfficientNetConfig, pretrained_variants
 from tiqa.phases import evaluate, finetune, train_rank, training
 
@@ -318,12 +318,11 @@ def _check_model(phase_config, where: str) -> None:
 
 
 def _check_pipeline(pipeline: ml_collections.ConfigDict) -> None:
-    """Catches bad swept values before any training (the phases would, hours later)."""
-    labels.ProjectionConfig(kinds=tuple(pipeline.rank.rank.kinds))
-    labels.ProjectionConfig.from_mapping(pipeline.finetune.projection)
-    if pipeline.finetune.finetune.originals < 0:
-        raise errors.InputError("finetune.finetune.originals must be 0 (all) or positive, got "
-                                f"{pipeline.finetune.finetune.originals}")
+    """Catches bad swept values before any training (the phases would, hours later): each
+    phase config goes through the conversion its phase starts with, then the model is checked."""
+    train_rank.read_settings(pipeline.rank)
+    finetune.read_settings(pipeline.finetune)
+    evaluate.read_settings(pipeline.evaluate)
     if pipeline.rank_pretraining:
         _check_model(pipeline.rank, "rank")
     else:

@@ -15,7 +15,7 @@ import tqdm
 
 from tiqa import checkpoints, comparison, evaluation, io, labels, phantom, scoring
 from tiqa.baselines import brisque
-from tiqa.phases import evaluate
+from tiqa.phases import evaluate, settings
 from tiqa.train import batches
 
 
@@ -27,14 +27,15 @@ def _brisque_training_set(config) -> tuple[np.ndarray, np.ndarray]:
     """Crops of the training slices distorted at every training kind and level, with the
     labels TIQA's fine-tune learns: the same pool, projection and crop as that phase."""
     training = config.brisque_training
-    pool = batches.pool_from_config(training, lambda sources: labels.reference_scores_for(
-        sources, {}, training.default_reference_score))
-    projection = labels.ProjectionConfig.from_mapping(training.projection)
+    source = settings.data_source(training, "config.brisque_training")
+    pool = settings.reference_pool(source, lambda sources: labels.reference_scores_for(
+        sources, {}, source.default_reference_score))
+    projection = settings.projection(training, "config.brisque_training")
     make_batch = jax.jit(functools.partial(
-        batches.finetune_batch, key=jax.random.key(training.seed), originals_per_batch=1,
-        crop=training.crop, projection=projection,
-        objects_per_batch=training.acquisition.objects_per_batch))
-    steps = training.crops_per_slice * int(pool.images.shape[0])
+        batches.finetune_batch, key=jax.random.key(source.seed), originals_per_batch=1,
+        crop=source.crop, projection=projection,
+        objects_per_batch=source.ladders.objects_per_batch))
+    steps = int(training.crops_per_slice) * int(pool.images.shape[0])
     features, targets = [], []
     for step in tqdm.trange(steps, desc="BRISQUE features (training)", unit="crop"):
         batch = make_batch(pool, jax.numpy.int32(step))
@@ -72,11 +73,11 @@ def contenders(config, output: pathlib.Path) -> tuple[list[comparison.Contender]
     return found, notes
 
 
-def heldout_images(config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def heldout_images(source: settings.DataSource, projection: labels.ProjectionConfig,
+                   distortion_backend: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The held-out crops distorted at every kind and level 1..5: (images, labels, kinds)."""
-    projection = labels.ProjectionConfig.from_mapping(config.projection)
-    crops, _, reference_scores = evaluate.heldout_references(config)
-    distort = scoring.distorter(config.distortion_backend, projection, config.seed)
+    crops, _, reference_scores = evaluate.heldout_references(source)
+    distort = scoring.distorter(distortion_backend, projection, seed)
     result = distort(crops, reference_scores, 0)
     images = np.asarray(result.images)[:, :, 1:]  # the references' labels are the prior
     label_values = np.asarray(result.labels)[:, :, 1:]
@@ -109,7 +110,9 @@ def run(config) -> list[dict]:
     """Runs configs/compare.py: scores, tables (CSV and Markdown) and bar charts under output."""
     output = pathlib.Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
-    images, label_values, kinds = heldout_images(config)
+    images, label_values, kinds = heldout_images(
+        settings.data_source(config), settings.projection(config), str(config.distortion_backend),
+        int(config.seed))
     phantom_crops, phantom_order, acquisitions = phantom_acquisitions(config)
     metrics, notes = contenders(config, output)
     rows, timings, oriented_scores = [], {}, {}

@@ -6,31 +6,58 @@ overall), writing the table as CSV and Markdown, the per-image scores and a scat
 from __future__ import annotations
 
 import csv
+import dataclasses
 import pathlib
 
 import numpy as np
 import tqdm
 
-from tiqa import checkpoints, errors, evaluation, io, labels, phantom
+from tiqa import checkpoints, errors, evaluation, io, labels
+from tiqa.phases import settings
 from tiqa.scoring import distorter, make_scorer
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateSettings:
+    """configs/evaluate.py."""
+    checkpoint: str  # empty: the shipped default model
+    output: str
+    seed: int
+    distortion_backend: str
+    batch_size: int
+    projection_batch: int
+    source: settings.DataSource  # the held-out slices
+    projection: labels.ProjectionConfig
+
+
+def read_settings(config) -> EvaluateSettings:
+    """configs/evaluate.py as frozen settings; a bad key or value is refused here."""
+    errors.check_sizes(config, "batch_size", "projection_batch", "resize", "crop")
+    return settings.block(EvaluateSettings, config, source=settings.data_source(config),
+                          projection=settings.projection(config))
 
 
 def run(config) -> dict:
     """Runs the evaluation phase described by configs/evaluate.py; returns the table rows."""
-    errors.check_sizes(config, "batch_size", "projection_batch", "resize", "crop")
-    output = io.check_output(config.output, "config.output", folder=True)
+    evaluation_settings = read_settings(config)
+    output = io.check_output(evaluation_settings.output, "config.output", folder=True)
     output.mkdir(parents=True, exist_ok=True)
-    loaded = checkpoints.load_model(config.checkpoint)  # empty: the shipped default model
-    score = make_scorer(loaded, config.batch_size)
-    projection = labels.ProjectionConfig.from_mapping(config.projection)
-    crops, sources, reference_scores = heldout_references(config)
-    distort_and_label = distorter(config.distortion_backend, projection, config.seed)
+    return evaluate(evaluation_settings, output)
+
+
+def evaluate(setup: EvaluateSettings, output: pathlib.Path) -> dict:
+    """The evaluation of `setup.checkpoint` on the held-out slices, written under `output`."""
+    loaded = checkpoints.load_model(setup.checkpoint)  # empty: the shipped default model
+    score = make_scorer(loaded, setup.batch_size)
+    projection = setup.projection
+    crops, sources, reference_scores = heldout_references(setup.source)
+    distort_and_label = distorter(setup.distortion_backend, projection, setup.seed)
     rows = []
     # A `with` closes the bar however the loop ends, so an error gets a line of its own.
-    with tqdm.trange(0, len(crops), config.projection_batch, desc="evaluate",
+    with tqdm.trange(0, len(crops), setup.projection_batch, desc="evaluate",
                      unit="batch") as progress:
         for start in progress:
-            stop = min(start + config.projection_batch, len(crops))
+            stop = min(start + setup.projection_batch, len(crops))
             result = distort_and_label(crops[start:stop], reference_scores[start:stop], start)
             images = np.asarray(result.images)
             predicted = score(images.reshape((-1,) + images.shape[-2:])).reshape(images.shape[:3])
@@ -59,7 +86,7 @@ def run(config) -> dict:
             writer.writeheader()
             writer.writerows(rows)
     evaluation.scatter_plot(predicted, reference, kinds, output / "scatter.png",
-                            title=f"TIQA scores against projected labels ({pathlib.Path(config.checkpoint).name if config.checkpoint else 'default model'})")
+                            title=f"TIQA scores against projected labels ({pathlib.Path(setup.checkpoint).name if setup.checkpoint else 'default model'})")
     print("score against projected label\n" + evaluation.format_table(table))
     print("\nscore against distortion level (1 = the score falls with every level)\n"
           + evaluation.format_table(level_rows))
@@ -67,14 +94,12 @@ def run(config) -> dict:
     return {"correlations": table, "levels": level_rows}
 
 
-def heldout_references(config) -> tuple[np.ndarray, list[str], np.ndarray]:
+def heldout_references(source: settings.DataSource) -> tuple[np.ndarray, list[str], np.ndarray]:
     """The evaluation's reference crops (the centre crop of each slice after the paper's
     resize), their sources and their reference scores (human, or the documented prior)."""
-    slices, sources = phantom.load_reference_slices(config)
-    annotations = labels.read_annotations(config.annotations) if config.annotations else {}
-    reference_scores = labels.reference_scores_for(sources, annotations,
-                                                   config.default_reference_score)
-    crops = np.stack([np.asarray(io.preprocess(s, key=None, resize=config.resize, crop=config.crop))
+    slices, sources = settings.reference_slices(source)
+    reference_scores = settings.annotated_scores(source)(sources)
+    crops = np.stack([np.asarray(io.preprocess(s, key=None, resize=source.resize, crop=source.crop))
                       for s in slices])
     return crops, sources, np.asarray(reference_scores, np.float32)
 

@@ -5,6 +5,7 @@ writes `model.json` beside its checkpoints, as the rank phase does.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import pathlib
@@ -16,7 +17,7 @@ import optax
 from tiqa import checkpoints, errors, labels
 from tiqa.models.forward import eval_forward
 from tiqa.models.iqa import IQAConfig, IQANet, build_model
-from tiqa.phases import training
+from tiqa.phases import settings, training
 from tiqa.train import batches, loop, losses
 
 
@@ -53,28 +54,74 @@ def calibrate_output(graphdef, state: loop.TrainState, pool, make_batch, steps: 
     return state.replace(params=params)
 
 
-def run(config) -> pathlib.Path:
-    """Runs the fine-tune phase described by configs/finetune.py; returns the work directory."""
-    workdir = pathlib.Path(config.workdir)
-    tune = config.finetune
-    projection = labels.ProjectionConfig.from_mapping(config.projection)
-    loop.check_resume(workdir, config.to_dict(), config.resume_with_changes)
-    mesh, pool = training.mesh_and_pool(config, tune.originals_per_batch, len(projection.kinds))
-    pool = batches.first_originals(pool, tune.originals)  # the annotated originals it may use
-    model_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
-    if config.rank_checkpoint:
-        # The network is the rank phase's: its config comes from the rank work directory.
-        model_cfg = IQAConfig.from_mapping(
-            checkpoints.read_run_info(config.rank_checkpoint)[checkpoints.MODEL_INFO_KEY])
-        model = checkpoints.abstract_network(IQANet, model_cfg)
-    else:
-        logging.warning("finetune: no rank_checkpoint given; starting from %s weights",
-                        "ImageNet" if config.model.pretrained else "random")
-        model_cfg = training.model_config(config)
-        model = build_model(model_cfg, model_key)
+@dataclasses.dataclass(frozen=True)
+class FinetuneSettings:
+    """The `finetune` block of configs/finetune.py."""
+    originals: int
+    epoch_steps: int
+    originals_per_batch: int
+    epochs: int
+    learning_rate: float
+    decay_every_epochs: int
+    decay_factor: float
+    calibrate_head: bool
+    calibration_steps: int
+    batch_norm: str
+    population_batches: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetunePhase:
+    run: training.Runtime
+    source: settings.DataSource
+    model: IQAConfig  # used only without a rank checkpoint
+    projection: labels.ProjectionConfig
+    finetune: FinetuneSettings
+    rank_checkpoint: str
+    config: dict  # the whole config as data, for the resume check
+
+
+def read_settings(config) -> FinetunePhase:
+    """configs/finetune.py as frozen settings; a bad key or value is refused here."""
+    tune = settings.block(FinetuneSettings, config.finetune, "config.finetune")
+    if tune.originals < 0:
+        raise errors.InputError(f"finetune.originals must be 0 (all) or a positive number of slices, got "
+                                f"{tune.originals}")
     if tune.epoch_steps < 0:
         raise errors.InputError(f"finetune.epoch_steps must be 0 (one pass over the pool) or positive, "
                                 f"got {tune.epoch_steps}")
+    training.frozen_batch_norm(tune.batch_norm, "finetune.batch_norm")
+    return FinetunePhase(training.runtime(config), settings.data_source(config),
+                         training.model_config(config), settings.projection(config), tune,
+                         settings.block(_Checkpoint, config).rank_checkpoint, config.to_dict())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Checkpoint:
+    rank_checkpoint: str
+
+
+def run(config) -> pathlib.Path:
+    """Runs the fine-tune phase described by configs/finetune.py; returns the work directory."""
+    phase = read_settings(config)
+    run_, source, tune, projection = phase.run, phase.source, phase.finetune, phase.projection
+    rank_checkpoint = phase.rank_checkpoint
+    workdir = pathlib.Path(run_.workdir)
+    loop.check_resume(workdir, phase.config, run_.resume_with_changes)
+    mesh, pool = training.mesh_and_pool(run_, source, tune.originals_per_batch,
+                                        len(projection.kinds))
+    pool = batches.first_originals(pool, tune.originals)  # the annotated originals it may use
+    model_key, data_key, train_key = jax.random.split(jax.random.key(run_.seed), 3)
+    if rank_checkpoint:
+        # The network is the rank phase's: its config comes from the rank work directory.
+        model_cfg = IQAConfig.from_mapping(
+            checkpoints.read_run_info(rank_checkpoint)[checkpoints.MODEL_INFO_KEY])
+        model = checkpoints.abstract_network(IQANet, model_cfg)
+    else:
+        logging.warning("finetune: no rank_checkpoint given; starting from %s weights",
+                        "ImageNet" if phase.model.pretrained else "random")
+        model_cfg = phase.model
+        model = build_model(model_cfg, model_key)
     epoch_steps = tune.epoch_steps or batches.steps_per_epoch(pool.images.shape[0],
                                                               tune.originals_per_batch)
     schedule = loop.step_decay(tune.learning_rate, tune.decay_every_epochs * epoch_steps,
@@ -83,37 +130,37 @@ def run(config) -> pathlib.Path:
     frozen = training.frozen_batch_norm(tune.batch_norm, "finetune.batch_norm")
     graphdef, state = loop.init_state(model, optimizer)
     starting = not loop.has_checkpoint(workdir)  # a resumed run has measured and calibrated
-    if config.rank_checkpoint:
+    if rank_checkpoint:
         # Parameters and statistics only: the step and the optimiser start afresh.
-        params, batch_stats = checkpoints.restore_variables(config.rank_checkpoint,
+        params, batch_stats = checkpoints.restore_variables(rank_checkpoint,
                                                             state.params, state.batch_stats)
         state = state.replace(params=params, batch_stats=batch_stats)
     make_batch = functools.partial(batches.finetune_batch, key=data_key,
                                    originals_per_batch=tune.originals_per_batch,
-                                   crop=config.crop, projection=projection,
-                                   objects_per_batch=config.acquisition.objects_per_batch)
+                                   crop=source.crop, projection=projection,
+                                   objects_per_batch=source.ladders.objects_per_batch)
     # Measuring and calibrating draw batches of their own (other keys), not training's.
     if frozen and starting:
         measuring_batch = functools.partial(make_batch, key=jax.random.fold_in(data_key, 998))
         state = loop.with_population_statistics(graphdef, state, pool, measuring_batch,
-                                           tune.population_batches,
-                                           jax.random.fold_in(train_key, 998))
-    if config.rank_checkpoint and starting and tune.calibrate_head:
+                                                tune.population_batches,
+                                                jax.random.fold_in(train_key, 998))
+    if rank_checkpoint and starting and tune.calibrate_head:
         calibration_batch = functools.partial(make_batch, key=jax.random.fold_in(data_key, 999))
         state = calibrate_output(graphdef, state, pool, calibration_batch,
                                  steps=tune.calibration_steps)
     checkpoints.write_run_info(workdir, {checkpoints.MODEL_INFO_KEY: model_cfg.to_dict(),
-                                         "phase": "finetune", "crop": config.crop,
-                                         "resize": config.resize,
-                                         "rank_checkpoint": config.rank_checkpoint,
+                                         "phase": "finetune", "crop": source.crop,
+                                         "resize": source.resize,
+                                         "rank_checkpoint": rank_checkpoint,
                                          "originals": int(pool.images.shape[0])})
     loop.run(workdir=workdir, state=state,
              train_step=loop.make_train_step(graphdef, optimizer, losses.mse_loss_fn,
                                              frozen_batch_norm=frozen),
              make_batch=make_batch, batch_inputs=pool, num_steps=tune.epochs * epoch_steps,
              key=train_key, mesh=mesh,
-             images_per_step=training.images_per_batch(config, tune.originals_per_batch,
-                                               len(projection.kinds)),
-             log_every=config.log_every, checkpoint_every=config.checkpoint_every,
-             keep_checkpoints=config.keep_checkpoints, description="finetune")
+             images_per_step=training.images_per_batch(source.ladders, tune.originals_per_batch,
+                                                       len(projection.kinds)),
+             log_every=run_.log_every, checkpoint_every=run_.checkpoint_every,
+             keep_checkpoints=run_.keep_checkpoints, description="finetune")
     return workdir

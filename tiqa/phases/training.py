@@ -1,11 +1,31 @@
 """What the rank and fine-tune phases (and the ablation and comparison built on them) share:
-the network's config, the reference pool and the device mesh."""
+their runtime keys, the network's config, the reference pool and the device mesh."""
 
 from __future__ import annotations
 
-from tiqa import errors, labels
+import dataclasses
+
+from tiqa import errors
 from tiqa.models.iqa import IQAConfig
+from tiqa.phases import settings
 from tiqa.train import batches, loop
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """configs/common.add_runtime and the phase's work directory."""
+    workdir: str
+    seed: int
+    log_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    num_devices: int
+    distributed: bool
+    resume_with_changes: bool
+
+
+def runtime(config) -> Runtime:
+    return settings.block(Runtime, config)
 
 
 def model_config(config) -> IQAConfig:
@@ -15,49 +35,16 @@ def model_config(config) -> IQAConfig:
     return IQAConfig.from_mapping(dict(values, trunk_overrides=overrides))
 
 
-def _reference_scores(config):
-    annotations = labels.read_annotations(config.annotations) if config.annotations else {}
-    return lambda sources: labels.reference_scores_for(sources, annotations,
-                                                       config.default_reference_score)
-
-
-def _images_per_batch(config, per_batch: int, num_kinds: int) -> int:
-    ladders = config.acquisition
+def images_per_batch(ladders: batches.LadderSettings, per_batch: int, num_kinds: int) -> int:
     return batches.images_per_batch(per_batch, num_kinds, ladders.objects_per_batch,
                                     len(ladders.factors))
 
 
-def _mesh_and_pool(config, per_batch: int, num_kinds: int):
-    loop.initialise_distributed(config.distributed)
-    mesh = loop.data_mesh(config.num_devices)
-    if config.acquisition.objects_per_batch < 0:
-        raise errors.InputError("acquisition.objects_per_batch must be 0 (no ladders) or positive, got "
-                                f"{config.acquisition.objects_per_batch}")
-    loop.check_batch_divides(_images_per_batch(config, per_batch, num_kinds), mesh)
-    pool = batches.pool_from_config(config, _reference_scores(config))
-    return mesh, pool
-
-
-def reference_scores(config):
-    annotations = labels.read_annotations(config.annotations) if config.annotations else {}
-    return lambda sources: labels.reference_scores_for(sources, annotations,
-                                                       config.default_reference_score)
-
-
-def images_per_batch(config, per_batch: int, num_kinds: int) -> int:
-    ladders = config.acquisition
-    return batches.images_per_batch(per_batch, num_kinds, ladders.objects_per_batch,
-                                    len(ladders.factors))
-
-
-def mesh_and_pool(config, per_batch: int, num_kinds: int):
-    loop.initialise_distributed(config.distributed)
-    mesh = loop.data_mesh(config.num_devices)
-    if config.acquisition.objects_per_batch < 0:
-        raise errors.InputError("acquisition.objects_per_batch must be 0 (no ladders) or positive, got "
-                                f"{config.acquisition.objects_per_batch}")
-    loop.check_batch_divides(images_per_batch(config, per_batch, num_kinds), mesh)
-    pool = batches.pool_from_config(config, reference_scores(config))
+def mesh_and_pool(run: Runtime, source: settings.DataSource, per_batch: int, num_kinds: int):
+    loop.initialise_distributed(run.distributed)
+    mesh = loop.data_mesh(run.num_devices)
+    loop.check_batch_divides(images_per_batch(source.ladders, per_batch, num_kinds), mesh)
+    pool = settings.reference_pool(source, settings.annotated_scores(source))
     return mesh, pool
 
 

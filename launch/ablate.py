@@ -3,14 +3,14 @@
 from absl import app
 
 from launch import common
-from tiqa import ablation
+from tiqa.phases import ablate
 
 _CONFIG = common.define_config("ablate", "Ablation configuration: a base pipeline and sweeps.")
 
 
 def main(argv):
     del argv
-    common.run_cleanly(ablation.run_ablation, _CONFIG.value)
+    common.run_cleanly(ablate.run, _CONFIG.value)
 
 
 if __name__ == "__main__":

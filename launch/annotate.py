@@ -4,7 +4,7 @@
 from absl import app
 
 from launch import common
-from tiqa import annotate
+from tiqa.phases import annotate
 
 _CONFIG = common.define_config("annotate", "Annotation survey configuration.")
 

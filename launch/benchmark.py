@@ -3,14 +3,14 @@
 from absl import app
 
 from launch import common
-from tiqa.benchmark import suites
+from tiqa.phases import benchmark
 
 _CONFIG = common.define_config("benchmark", "Benchmark configuration.")
 
 
 def main(argv):
     del argv
-    common.run_cleanly(suites.run_benchmark, _CONFIG.value)
+    common.run_cleanly(benchmark.run, _CONFIG.value)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,14 @@
 from absl import app
 
 from launch import common
-from tiqa import comparison
+from tiqa.phases import compare
 
 _CONFIG = common.define_config("compare", "Comparison configuration.")
 
 
 def main(argv):
     del argv
-    common.run_cleanly(comparison.run_comparison, _CONFIG.value)
+    common.run_cleanly(compare.run, _CONFIG.value)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,14 @@
 from absl import app
 
 from launch import common
-from tiqa import demo
+from tiqa.phases import demo
 
 _CONFIG = common.define_config("demo", "Demo configuration.")
 
 
 def main(argv):
     del argv
-    common.run_cleanly(demo.run_demo, _CONFIG.value)
+    common.run_cleanly(demo.run, _CONFIG.value)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,14 @@
 from absl import app
 
 from launch import common
-from tiqa import scoring
+from tiqa.phases import evaluate
 
 _CONFIG = common.define_config("evaluate", "Evaluation configuration.")
 
 
 def main(argv):
     del argv
-    common.run_cleanly(scoring.evaluate_checkpoint, _CONFIG.value)
+    common.run_cleanly(evaluate.run, _CONFIG.value)
 
 
 if __name__ == "__main__":

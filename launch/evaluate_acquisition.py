@@ -7,14 +7,14 @@ as the physics does?
 from absl import app
 
 from launch import common
-from tiqa import acquisition_ladder
+from tiqa.phases import evaluate_acquisition
 
 _CONFIG = common.define_config("evaluate_acquisition", "Acquisition-ladder configuration.")
 
 
 def main(argv):
     del argv
-    common.run_cleanly(acquisition_ladder.run, _CONFIG.value)
+    common.run_cleanly(evaluate_acquisition.run, _CONFIG.value)
 
 
 if __name__ == "__main__":

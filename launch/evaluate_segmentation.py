@@ -3,14 +3,14 @@
 from absl import app
 
 from launch import common
-from tiqa import segmentation_study
+from tiqa.phases import evaluate_segmentation
 
 _CONFIG = common.define_config("evaluate_segmentation", "Configuration of evaluate_segmentation.")
 
 
 def main(argv):
     del argv
-    common.run_cleanly(segmentation_study.evaluate_segmentation, _CONFIG.value)
+    common.run_cleanly(evaluate_segmentation.run, _CONFIG.value)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,14 @@
 from absl import app
 
 from launch import common
-from tiqa.train import phases
+from tiqa.phases import finetune
 
 _CONFIG = common.define_config("finetune", "Fine-tune-phase configuration.")
 
 
 def main(argv):
     del argv
-    workdir = common.run_cleanly(phases.finetune, _CONFIG.value)
+    workdir = common.run_cleanly(finetune.run, _CONFIG.value)
     print(f"checkpoints and metrics.jsonl written to {workdir}")
 
 

@@ -3,14 +3,14 @@
 from absl import app
 
 from launch import common
-from tiqa import generate
+from tiqa.phases import generate
 
 _CONFIG = common.define_config("generate", "Data-phase configuration.")
 
 
 def main(argv):
     del argv
-    output = common.run_cleanly(generate.generate_dataset, _CONFIG.value)
+    output = common.run_cleanly(generate.run, _CONFIG.value)
     print(f"data set written to {output} (manifest.csv, images/, summary.json)")
 
 

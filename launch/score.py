@@ -3,14 +3,14 @@
 from absl import app
 
 from launch import common
-from tiqa import scoring
+from tiqa.phases import score
 
 _CONFIG = common.define_config("score", "Scoring configuration.")
 
 
 def main(argv):
     del argv
-    common.run_cleanly(scoring.run_scoring, _CONFIG.value)
+    common.run_cleanly(score.run, _CONFIG.value)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,14 @@
 from absl import app
 
 from launch import common
-from tiqa import select_filter
+from tiqa.phases import select_filter
 
 _CONFIG = common.define_config("select_filter", "Filter selection configuration.")
 
 
 def main(argv):
     del argv
-    common.run_cleanly(select_filter.rank_filters, _CONFIG.value)
+    common.run_cleanly(select_filter.run, _CONFIG.value)
 
 
 if __name__ == "__main__":

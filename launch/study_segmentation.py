@@ -3,14 +3,14 @@
 from absl import app
 
 from launch import common
-from tiqa import segmentation_study
+from tiqa.phases import study_segmentation
 
 _CONFIG = common.define_config("study_segmentation", "Configuration of study_segmentation.")
 
 
 def main(argv):
     del argv
-    common.run_cleanly(segmentation_study.study_segmentation, _CONFIG.value)
+    common.run_cleanly(study_segmentation.run, _CONFIG.value)
 
 
 if __name__ == "__main__":

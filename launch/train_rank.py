@@ -3,14 +3,14 @@
 from absl import app
 
 from launch import common
-from tiqa.train import phases
+from tiqa.phases import train_rank
 
 _CONFIG = common.define_config("train_rank", "Rank-phase configuration.")
 
 
 def main(argv):
     del argv
-    workdir = common.run_cleanly(phases.train_rank, _CONFIG.value)
+    workdir = common.run_cleanly(train_rank.run, _CONFIG.value)
     print(f"checkpoints and metrics.jsonl written to {workdir}")
 
 

@@ -3,14 +3,14 @@
 from absl import app
 
 from launch import common
-from tiqa.train import segmentation
+from tiqa.phases import train_segmentation
 
 _CONFIG = common.define_config("segmentation", "Segmentation training configuration.")
 
 
 def main(argv):
     del argv
-    workdir = common.run_cleanly(segmentation.train_segmentation, _CONFIG.value)
+    workdir = common.run_cleanly(train_segmentation.run, _CONFIG.value)
     print(f"checkpoints and metrics.jsonl written to {workdir}")
 
 

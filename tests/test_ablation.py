@@ -10,8 +10,9 @@ import pytest
 
 from configs import ablate as ablate_config
 from configs import finetune as finetune_config
-from tiqa import ablation, checkpoints, evaluation, io, phantom, scoring
-from tiqa.train import batches, phases
+from tiqa import checkpoints, evaluation, io, phantom
+from tiqa.phases import ablate as ablation, evaluate, finetune, settings, train_rank
+from tiqa.train import batches
 
 
 def _smoke(tmp_path, *sweeps, **top):
@@ -66,7 +67,7 @@ def test_bad_sweeps_name_the_key_and_the_problem(tmp_path, spec, message):
 
 
 def test_bad_values_are_caught_before_any_training(tmp_path, monkeypatch):
-    monkeypatch.setattr(phases, "train_rank", _fail)
+    monkeypatch.setattr(train_rank, "run", _fail)
     for spec, message in (("observers=ssim+colour", "trial observers=ssim\\+colour: observers"),
                           ("backbone=b2", "no ImageNet weights ship for 'b2'"),
                           ("rank.model.trunk_overrides.width=0.5,'wide'", "trunk_overrides.width")):
@@ -74,11 +75,11 @@ def test_bad_values_are_caught_before_any_training(tmp_path, monkeypatch):
         if spec == "backbone=b2":  # the base has ImageNet weights, the swept b2 has none
             config.rank.model.backbone, config.rank.model.pretrained = "lite0", True
         with pytest.raises(ValueError, match=message):
-            ablation.run_ablation(config)
+            ablation.run(config)
     with pytest.raises(ValueError, match="seeds"):
-        ablation.run_ablation(_smoke(tmp_path, seeds=()))
+        ablation.run(_smoke(tmp_path, seeds=()))
     with pytest.raises(ValueError, match="plot_metric"):
-        ablation.run_ablation(_smoke(tmp_path, plot_metric="accuracy"))
+        ablation.run(_smoke(tmp_path, plot_metric="accuracy"))
 
 
 def test_one_at_a_time_and_grid_trials(tmp_path):
@@ -106,7 +107,8 @@ def test_originals_keeps_the_first_slices_input_first(tmp_path, caplog):
     config = finetune_config.get_config("smoke")
     config.input = str(tmp_path / "input.png")
     config.phantom.mix_with_input = True  # two phantom slices after the input's one
-    slices, sources = phantom.load_reference_slices(config)
+    slices, sources = phantom.load_reference_slices(
+        config.input, settings.data_source(config).phantom, config.seed)
     pool = batches.build_pool(slices, [4.0, 3.0, 3.0], config.resize, config.crop)
     first = batches.first_originals(pool, 1)
     assert first.images.shape[0] == 1 and float(first.scores[0]) == 4.0
@@ -127,9 +129,9 @@ class _FakePhases:
 
     def __init__(self, monkeypatch):
         self.rank, self.finetune, self.evaluate = [], [], []
-        monkeypatch.setattr(phases, "train_rank", self.train_rank)
-        monkeypatch.setattr(phases, "finetune", self.train_finetune)
-        monkeypatch.setattr(scoring, "evaluate_checkpoint", self.evaluate_checkpoint)
+        monkeypatch.setattr(train_rank, "run", self.train_rank)
+        monkeypatch.setattr(finetune, "run", self.train_finetune)
+        monkeypatch.setattr(evaluate, "run", self.evaluate_checkpoint)
 
     def train_rank(self, config):
         self.rank.append(config)
@@ -154,7 +156,7 @@ def test_wiring_rank_sharing_resume_and_changed_config(tmp_path, monkeypatch):
     fake = _FakePhases(monkeypatch)
     config = _smoke(tmp_path, "rank_pretraining=True,False", "originals=1,2", "margin=4",
                     seeds=(0, 1))
-    summary = ablation.run_ablation(config)
+    summary = ablation.run(config)
     workdir = pathlib.Path(config.workdir)
     names = ["base", "rank_pretraining=False", "originals=1", "originals=2", "margin=4"]
     assert [row["trial"] for row in summary] == names and all(r["seeds"] == 2 for r in summary)
@@ -188,7 +190,7 @@ def test_wiring_rank_sharing_resume_and_changed_config(tmp_path, monkeypatch):
     before = finished.stat().st_mtime_ns
     (workdir / "originals=2" / "seed0" / ablation.RESULT_FILE).unlink()
     (workdir / "originals=2" / "seed0" / "finetune" / ablation.PHASE_DONE).unlink()
-    ablation.run_ablation(config)
+    ablation.run(config)
     assert (len(fake.rank), len(fake.finetune), len(fake.evaluate)) == (
         counts[0], counts[1] + 1, counts[2] + 1)
     assert finished.stat().st_mtime_ns == before
@@ -196,7 +198,7 @@ def test_wiring_rank_sharing_resume_and_changed_config(tmp_path, monkeypatch):
     # The same work directory with another base configuration is refused before any work.
     config.finetune.finetune.learning_rate = 0.5
     with pytest.raises(ValueError, match="finetune.finetune.learning_rate"):
-        ablation.run_ablation(config)
+        ablation.run(config)
     assert len(fake.finetune) == counts[1] + 1
 
 
@@ -207,7 +209,7 @@ def test_smoke_sweep_end_to_end(tmp_path, monkeypatch):
     config = _smoke(tmp_path, "originals=1,2", "finetune_epochs=1", rank_pretraining=False)
     config.finetune.finetune.originals = 2  # the smoke phantom's two slices
     config.finetune.finetune.batch_norm = "batch"
-    summary = ablation.run_ablation(config)
+    summary = ablation.run(config)
     workdir = pathlib.Path(config.workdir)
     assert [row["trial"] for row in summary] == ["base", "originals=1"]
     with open(workdir / "results.csv") as handle:
@@ -224,9 +226,9 @@ def test_smoke_sweep_end_to_end(tmp_path, monkeypatch):
         assert (directory / "evaluation" / "correlations.csv").exists()
         assert json.loads((directory / ablation.RESULT_FILE).read_text())["trial"] == trial
     before = (workdir / "base" / "seed0" / ablation.RESULT_FILE).stat().st_mtime_ns
-    monkeypatch.setattr(phases, "finetune", _fail)
-    monkeypatch.setattr(scoring, "evaluate_checkpoint", _fail)
-    assert str(ablation.run_ablation(config)) == str(summary)  # NaN std: compared as text
+    monkeypatch.setattr(finetune, "run", _fail)
+    monkeypatch.setattr(evaluate, "run", _fail)
+    assert str(ablation.run(config)) == str(summary)  # NaN std: compared as text
     assert (workdir / "base" / "seed0" / ablation.RESULT_FILE).stat().st_mtime_ns == before
 
 
@@ -249,7 +251,7 @@ class _KnownEvaluations(_FakePhases):
 def test_summary_is_the_mean_and_sample_std_over_seeds(tmp_path, monkeypatch):
     _KnownEvaluations(monkeypatch)
     config = _smoke(tmp_path, "margin=4", seeds=(0, 1, 2))
-    summary = {row["trial"]: row for row in ablation.run_ablation(config)}
+    summary = {row["trial"]: row for row in ablation.run(config)}
     # Seeds give 0.2, 0.5, 0.9: mean 1.6 / 3; deviations -1/3, -1/30, 11/30, so the sample
     # variance (ddof 1) is (100 + 1 + 121) / 900 / 2 = 111 / 900.
     for trial, shift in (("base", 0.0), ("margin=4", 0.05)):

@@ -178,7 +178,7 @@ def test_percentile_normalisation_matches_numpy():
 @pytest.mark.slow
 def test_acquisition_benchmark_suite_times_both_paths():
     from configs import benchmark as benchmark_config
-    from tiqa.benchmark import suites
+    from tiqa.phases import benchmark
 
     config = benchmark_config.get_config()
     config.suite = "acquisition"
@@ -186,7 +186,7 @@ def test_acquisition_benchmark_suite_times_both_paths():
     settings.objects, settings.output_size, settings.max_views = 2, 32, 90
     settings.factors = ("photons", "detector_blur")
     settings.reference_acquisitions = 2
-    result = suites.run_benchmark(config)
+    result = benchmark.run(config)
     assert result["per_object"] == 11 and result["object_size"] == acquisition.object_size(32)
     assert result["ladder_rate"] > 0 and result["reference_rate"] > 0
     assert result["ratio"] == pytest.approx(result["ladder_rate"] / result["reference_rate"])

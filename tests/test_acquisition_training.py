@@ -2,6 +2,7 @@
 acquisition-ladder benchmark's statistics and phase."""
 
 import csv
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,7 @@ from configs import evaluate_acquisition as ladder_config
 from configs import finetune as finetune_config
 from tests.tiny_models import export_tiny_score_model
 from tiqa import acquisition, acquisition_ladder, labels, objects
+from tiqa.phases import evaluate_acquisition
 from tiqa.train import batches
 
 
@@ -102,23 +104,21 @@ def test_finetune_batch_labels_ladders_against_their_ideal_acquisition():
 
 @pytest.mark.slow
 def test_ladder_bank_is_cached_and_refreshed_when_settings_change(tmp_path):
-    config = finetune_config.get_config("smoke").acquisition
-    config.phantoms, config.objects_per_batch = 1, 1
-    config.output_size, config.factors = 32, ("photons",)
-    config.cache = str(tmp_path / "bank.npz")
+    config = batches.LadderSettings(phantoms=1, objects_per_batch=1, output_size=32,
+                                    factors=("photons",), max_views=180,
+                                    cache=str(tmp_path / "bank.npz"))
     first = batches.ladder_bank(config, seed=0)
     assert first.shape == (1, 1, 6, 32, 32)
     stamp = (tmp_path / "bank.npz").stat().st_mtime_ns
     np.testing.assert_array_equal(batches.ladder_bank(config, seed=0), first)
     assert (tmp_path / "bank.npz").stat().st_mtime_ns == stamp  # read, not simulated again
-    config.factors = ("gain_error",)
+    config = dataclasses.replace(config, factors=("gain_error",))
     changed = batches.ladder_bank(config, seed=0)
     assert not np.array_equal(changed, first)
 
 
 def test_ladder_bank_without_objects_is_refused():
-    config = finetune_config.get_config("smoke").acquisition
-    config.objects_per_batch = 1
+    config = batches.LadderSettings(objects_per_batch=1)
     with pytest.raises(ValueError, match="give no objects"):
         batches.ladder_bank(config, seed=0)
 
@@ -165,7 +165,7 @@ def test_evaluate_acquisition_smoke_writes_its_tables(tmp_path):
     config.checkpoint = str(tmp_path / "tiny")
     config.output = str(tmp_path / "ladder")
     config.brisque = False
-    rows = acquisition_ladder.run(config)
+    rows = evaluate_acquisition.run(config)
     assert {row["contender"] for row in rows} == {"TIQA", acquisition_ladder.ORACLE}
     oracle = [row for row in rows if row["contender"] == acquisition_ladder.ORACLE]
     # Full-reference SSIM against the ideal orders the phantom's ladders (the model's ceiling).

@@ -9,6 +9,7 @@ import pytest
 from configs import compare as compare_config
 from tests.tiny_models import export_tiny_score_model
 from tiqa import comparison
+from tiqa.phases import compare
 
 import cv2  # noqa: E402,F401  (pinned: the comparison's BRISQUE needs OpenCV; fails if missing)
 
@@ -64,7 +65,7 @@ def test_comparison_smoke_writes_its_tables_and_chart(tmp_path):
     config.checkpoint = str(tmp_path / "tiny")
     config.output = str(tmp_path / "compare")
     config.bootstrap = 10
-    rows = comparison.run_comparison(config)
+    rows = compare.run(config)
     metrics = {row["metric"] for row in rows}
     assert metrics == {"TIQA", "BRISQUE (LIVE)", "BRISQUE (retrained)"}
     sets = [row["set"] for row in rows if row["metric"] == "TIQA"]
@@ -78,7 +79,7 @@ def test_comparison_smoke_writes_its_tables_and_chart(tmp_path):
     # The saved retrained model is used as it is on a second run (no new fit).
     config.brisque_model = str(tmp_path / "compare" / "brisque_retrained")
     config.output = str(tmp_path / "again")
-    again = comparison.run_comparison(config)
+    again = compare.run(config)
     assert not (tmp_path / "again" / "brisque_retrained").exists()
     first = [r["srocc"] for r in rows if r["metric"] == "BRISQUE (retrained)"]
     second = [r["srocc"] for r in again if r["metric"] == "BRISQUE (retrained)"]
@@ -109,14 +110,14 @@ def test_a_lower_is_better_metric_is_read_the_right_way_round(tmp_path, monkeypa
              # A distance-like metric: lower is better, so the comparison must negate it.
              comparison.Contender("good, lower is better", lambda c: 10.0 - 3.0 * brightness(c),
                                   higher_is_better=False)]
-    monkeypatch.setattr(comparison, "heldout_images", lambda config: (images, label_values, kinds))
-    monkeypatch.setattr(comparison, "phantom_acquisitions",
+    monkeypatch.setattr(compare, "heldout_images", lambda *args: (images, label_values, kinds))
+    monkeypatch.setattr(compare, "phantom_acquisitions",
                         lambda config: (phantom_crops, order, ["worst", "middle", "best"]))
-    monkeypatch.setattr(comparison, "contenders", lambda config, output: (stubs, []))
+    monkeypatch.setattr(compare, "contenders", lambda config, output: (stubs, []))
     config = compare_config.get_config("smoke")
     config.output = str(tmp_path / "compare")
     config.bootstrap = 5
-    rows = comparison.run_comparison(config)
+    rows = compare.run(config)
     for row in rows:
         assert row["srocc"] == pytest.approx(1.0), (
             f"{row['metric']} on {row['set']}: SROCC {row['srocc']}; a perfect metric must read "

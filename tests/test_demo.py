@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from configs import demo as demo_config
-from tiqa import checkpoints, demo, phantom, scoring
+from tiqa import checkpoints, phantom, scoring
+from tiqa.phases import demo
 from tests.tiny_models import export_tiny_score_model
 
 
@@ -17,7 +18,7 @@ def test_demo_runs_on_its_own_phantoms(tmp_path, capsys):
     config.workdir = str(tmp_path / "demo")
     config.slices, config.size = 2, 96
     config.score.checkpoint = str(tmp_path / "model")
-    result = demo.run_demo(config)
+    result = demo.run(config)
     printed = capsys.readouterr().out
     assert "index.html" in printed and "median score: good acquisition" in printed
     assert pathlib.Path(result["report"]).exists()

@@ -11,7 +11,8 @@ from PIL import Image
 from skimage import metrics
 
 from configs import generate as generate_config
-from tiqa import errors, generate, io, phantom
+from tiqa import errors, io, phantom
+from tiqa.phases import generate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -45,7 +46,7 @@ def _rows(output):
 
 @pytest.mark.slow
 def test_data_phase_writes_images_manifest_and_labels_that_match_the_files(volume_path, tmp_path):
-    output = generate.generate_dataset(_config(volume_path, tmp_path / "out"))
+    output = generate.run(_config(volume_path, tmp_path / "out"))
     rows = _rows(output)
     assert len(rows) == 3 * 2 * 16  # slices x crops x (reference + 3 kinds x 5 levels)
     assert not (output / generate.PARTIAL_MANIFEST).exists()
@@ -73,7 +74,7 @@ def test_data_phase_writes_images_manifest_and_labels_that_match_the_files(volum
 
 
 def test_interrupted_run_resumes_to_the_same_result(volume_path, tmp_path, monkeypatch):
-    reference = generate.generate_dataset(_config(volume_path, tmp_path / "whole"))
+    reference = generate.run(_config(volume_path, tmp_path / "whole"))
     calls = {"n": 0}
     original = generate._write_batch
 
@@ -85,11 +86,11 @@ def test_interrupted_run_resumes_to_the_same_result(volume_path, tmp_path, monke
 
     monkeypatch.setattr(generate, "_write_batch", failing_write)
     with pytest.raises(KeyboardInterrupt):
-        generate.generate_dataset(_config(volume_path, tmp_path / "resumed"))
+        generate.run(_config(volume_path, tmp_path / "resumed"))
     assert (tmp_path / "resumed" / generate.PARTIAL_MANIFEST).exists()
     assert not (tmp_path / "resumed" / generate.MANIFEST).exists()
     monkeypatch.setattr(generate, "_write_batch", original)
-    resumed = generate.generate_dataset(_config(volume_path, tmp_path / "resumed"))
+    resumed = generate.run(_config(volume_path, tmp_path / "resumed"))
     key = lambda r: r["file"]
     whole_rows, resumed_rows = sorted(_rows(reference), key=key), sorted(_rows(resumed), key=key)
     assert whole_rows == resumed_rows
@@ -100,23 +101,23 @@ def test_interrupted_run_resumes_to_the_same_result(volume_path, tmp_path, monke
 @pytest.mark.slow
 def test_existing_output_is_refused_unless_told(volume_path, tmp_path):
     output = tmp_path / "out"
-    generate.generate_dataset(_config(volume_path, output, crops_per_image=1))
+    generate.run(_config(volume_path, output, crops_per_image=1))
     with pytest.raises(generate.OutputExistsError, match="already holds a complete data set"):
-        generate.generate_dataset(_config(volume_path, output, crops_per_image=1))
-    generate.generate_dataset(_config(volume_path, output, crops_per_image=1, overwrite=True))
+        generate.run(_config(volume_path, output, crops_per_image=1))
+    generate.run(_config(volume_path, output, crops_per_image=1, overwrite=True))
     assert len(_rows(output)) == 3 * 16
     foreign = tmp_path / "precious"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("do not delete")
     with pytest.raises(generate.OutputExistsError, match="refusing to delete"):
-        generate.generate_dataset(_config(volume_path, foreign, overwrite=True))
+        generate.run(_config(volume_path, foreign, overwrite=True))
     assert (foreign / "thesis.tex").exists()
 
 
 def test_annotations_set_the_reference_scores(volume_path, tmp_path):
     annotations = tmp_path / "annotations.csv"
     annotations.write_text(f"path,score\n{volume_path.name},2.5\n")
-    output = generate.generate_dataset(
+    output = generate.run(
         _config(volume_path, tmp_path / "out", crops_per_image=1, annotations=str(annotations)))
     rows = _rows(output)
     assert {float(r["label"]) for r in rows if r["kind"] == "reference"} == {2.5}
@@ -127,12 +128,12 @@ def test_bad_input_gives_clear_errors_and_no_output(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(io.ImageError, match="empty"):
-        generate.generate_dataset(_config(empty, tmp_path / "out"))
+        generate.run(_config(empty, tmp_path / "out"))
     assert not (tmp_path / "out").exists()
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
     with pytest.raises(io.ImageError, match="broken.png"):
-        generate.generate_dataset(_config(broken, tmp_path / "out2"))
+        generate.run(_config(broken, tmp_path / "out2"))
 
 
 @pytest.mark.slow
@@ -146,20 +147,20 @@ def test_launch_names_a_wrong_config_key(tmp_path):
 
 
 def test_a_kill_before_the_summary_is_completed_by_a_rerun(volume_path, tmp_path):
-    output = generate.generate_dataset(_config(volume_path, tmp_path / "out", crops_per_image=1))
+    output = generate.run(_config(volume_path, tmp_path / "out", crops_per_image=1))
     summary = (output / generate.SUMMARY).read_text()
     manifest = (output / generate.MANIFEST).read_bytes()
     (output / generate.SUMMARY).unlink()  # as if killed after the manifest's rename
-    assert generate.generate_dataset(_config(volume_path, output, crops_per_image=1)) == output
+    assert generate.run(_config(volume_path, output, crops_per_image=1)) == output
     assert (output / generate.SUMMARY).read_text() == summary
     assert (output / generate.MANIFEST).read_bytes() == manifest
     with pytest.raises(generate.OutputExistsError, match="already holds a complete data set"):
-        generate.generate_dataset(_config(volume_path, output, crops_per_image=1))
+        generate.run(_config(volume_path, output, crops_per_image=1))
 
 
 def test_a_torn_last_row_is_redone_and_stale_temporaries_removed(volume_path, tmp_path,
                                                                   monkeypatch):
-    reference = generate.generate_dataset(_config(volume_path, tmp_path / "whole"))
+    reference = generate.run(_config(volume_path, tmp_path / "whole"))
     original = generate._write_batch
     calls = {"n": 0}
 
@@ -172,7 +173,7 @@ def test_a_torn_last_row_is_redone_and_stale_temporaries_removed(volume_path, tm
     monkeypatch.setattr(generate, "_write_batch", failing_write)
     output = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        generate.generate_dataset(_config(volume_path, output))
+        generate.run(_config(volume_path, output))
     monkeypatch.setattr(generate, "_write_batch", original)
     partial = output / generate.PARTIAL_MANIFEST
     text = partial.read_text()
@@ -182,7 +183,7 @@ def test_a_torn_last_row_is_redone_and_stale_temporaries_removed(volume_path, tm
              output / "images" / ".000000-0_blur_1.png.tmp-99-0123abcd"]
     for path in stale:
         path.write_bytes(b"half written")
-    resumed = generate.generate_dataset(_config(volume_path, output))
+    resumed = generate.run(_config(volume_path, output))
     key = lambda r: r["file"]
     assert sorted(_rows(resumed), key=key) == sorted(_rows(reference), key=key)
     assert not any(path.exists() for path in stale)
@@ -193,20 +194,20 @@ def test_a_torn_last_row_is_redone_and_stale_temporaries_removed(volume_path, tm
 def test_sizes_are_validated_by_name_before_anything_is_written(volume_path, tmp_path, key, value):
     output = tmp_path / "out"
     with pytest.raises(errors.InputError, match=f"config.{key} must be a positive whole number"):
-        generate.generate_dataset(_config(volume_path, output, **{key: value}))
+        generate.run(_config(volume_path, output, **{key: value}))
     assert not output.exists()
 
 
 def test_a_config_error_leaves_nothing_that_blocks_the_corrected_run(volume_path, tmp_path):
     output = tmp_path / "out"
     with pytest.raises(errors.InputError, match="config.crop=100 is larger than config.resize=80"):
-        generate.generate_dataset(_config(volume_path, output, crop=100, crops_per_image=1))
+        generate.run(_config(volume_path, output, crop=100, crops_per_image=1))
     assert not output.exists()
     with pytest.raises(errors.InputError, match="percentiles"):
-        generate.generate_dataset(_config(volume_path, output, crops_per_image=1,
+        generate.run(_config(volume_path, output, crops_per_image=1,
                                           low_percentile=60.0, high_percentile=50.0))
     assert not output.exists()
-    generate.generate_dataset(_config(volume_path, output, crops_per_image=1))
+    generate.run(_config(volume_path, output, crops_per_image=1))
     assert len(_rows(output)) == 3 * 16
 
 
@@ -214,7 +215,7 @@ def test_output_that_is_a_file_is_refused_by_name(volume_path, tmp_path):
     taken = tmp_path / "taken"
     taken.write_text("a file")
     with pytest.raises(errors.InputError, match=f"config.output={taken} is a file"):
-        generate.generate_dataset(_config(volume_path, taken))
+        generate.run(_config(volume_path, taken))
 
 
 @pytest.mark.slow
@@ -230,6 +231,6 @@ def test_batches_are_never_padded_past_the_input(volume_path, tmp_path, monkeypa
         return project(pixels, *args)
 
     monkeypatch.setattr(labels, "project", recording_project)
-    output = generate.generate_dataset(_config(volume_path, tmp_path / "out", crops_per_image=1,
+    output = generate.run(_config(volume_path, tmp_path / "out", crops_per_image=1,
                                                batch_size=100_000_000))
     assert shapes == [3] and len(_rows(output)) == 3 * 16

@@ -11,6 +11,7 @@ from flax import nnx
 
 from configs import score as score_config
 from tiqa import checkpoints, errors, io, phantom, scoring
+from tiqa.phases import score
 from tests.tiny_models import TINY, export_tiny_score_model
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def test_score_volume_and_folder_with_report(tiny_model, tmp_path):
         io.write_png(folder / f"slice_{index}.png", np.clip(volume[index] / volume.max(), 0, 1))
     config = _config(tiny_model, f"{tmp_path / 'scan.tif'},{folder}", tmp_path,
                      report=str(tmp_path / "report"))
-    result = scoring.run_scoring(config)
+    result = score.run(config)
     with open(tmp_path / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 8
@@ -103,14 +104,14 @@ def test_score_volume_and_folder_with_report(tiny_model, tmp_path):
 def test_centre_crop_mode_and_bad_input(tiny_model, tmp_path):
     image = tmp_path / "one.png"
     io.write_png(image, np.random.default_rng(0).random((80, 80)))
-    scoring.run_scoring(_config(tiny_model, str(image), tmp_path, crops="center"))
+    score.run(_config(tiny_model, str(image), tmp_path, crops="center"))
     rows = list(csv.DictReader(open(tmp_path / "results.csv")))
     assert len(rows) == 1 and rows[0]["n_crops"] == "1" and rows[0]["slice"] == ""
     empty = tmp_path / "empty"
     empty.mkdir()
     output = tmp_path / "never.csv"
     with pytest.raises(io.ImageError, match="empty"):
-        scoring.run_scoring(_config(tiny_model, str(empty), tmp_path, output=str(output)))
+        score.run(_config(tiny_model, str(empty), tmp_path, output=str(output)))
     assert not output.exists()
     small = tmp_path / "small.png"
     io.write_png(small, np.random.default_rng(0).random((20, 20)))
@@ -118,14 +119,14 @@ def test_centre_crop_mode_and_bad_input(tiny_model, tmp_path):
     broken = tmp_path / "broken.tif"
     broken.write_bytes(b"II*\x00garbage")
     with pytest.raises(io.ImageError, match="broken.tif"):
-        scoring.run_scoring(_config(tiny_model, str(broken), tmp_path, output=str(output)))
+        score.run(_config(tiny_model, str(broken), tmp_path, output=str(output)))
     assert not output.exists()
 
 
 @pytest.mark.slow
 def test_select_filter_ranks_candidates(tiny_model, tmp_path):
     from configs import select_filter as select_config
-    from tiqa import select_filter
+    from tiqa.phases import select_filter
 
     assert select_filter.sample_indices(10, 3) == [0, 4, 9]
     assert select_filter.sample_indices(2, 8) == [0, 1]
@@ -137,7 +138,7 @@ def test_select_filter_ranks_candidates(tiny_model, tmp_path):
     config.checkpoint = str(tiny_model[0])
     config.samples = 2
     config.candidates = "median:radius=1,2;ring_removal:radial_window=9:sectors=2;identity"
-    rows = select_filter.rank_filters(config)
+    rows = select_filter.run(config)
     assert [row["rank"] for row in rows] == [1, 2, 3, 4]
     assert {row["filter"] for row in rows} == {"median(radius=1)", "median(radius=2)",
                                                "ring_removal(radial_window=9, sectors=2)", "identity"}
@@ -147,7 +148,7 @@ def test_select_filter_ranks_candidates(tiny_model, tmp_path):
         assert (tmp_path / "filters" / name).stat().st_size > 0
     config.candidates = "sharpen:amount=2"
     with pytest.raises(ValueError, match="sharpen"):
-        select_filter.rank_filters(config)
+        select_filter.run(config)
 
 
 def _never_score(*args, **kwargs):
@@ -157,18 +158,18 @@ def _never_score(*args, **kwargs):
 def test_output_is_checked_before_scoring(tiny_model, tmp_path, monkeypatch):
     image = tmp_path / "one.png"
     io.write_png(image, np.random.default_rng(0).random((80, 80)))
-    monkeypatch.setattr(scoring, "score_inputs", _never_score)
+    monkeypatch.setattr(score, "score_inputs", _never_score)
     folder = tmp_path / "existing_folder"
     folder.mkdir()
     with pytest.raises(errors.InputError, match=f"config.output={folder} is a folder"):
-        scoring.run_scoring(_config(tiny_model, str(image), tmp_path, output=str(folder)))
+        score.run(_config(tiny_model, str(image), tmp_path, output=str(folder)))
     not_a_folder = tmp_path / "notes.txt"
     not_a_folder.write_text("a file, not a folder")
     with pytest.raises(errors.InputError, match="config.output=.*notes.txt/results.csv"):
-        scoring.run_scoring(_config(tiny_model, str(image), tmp_path,
+        score.run(_config(tiny_model, str(image), tmp_path,
                                     output=str(not_a_folder / "results.csv")))
     with pytest.raises(errors.InputError, match=f"config.report={not_a_folder} is a file"):
-        scoring.run_scoring(_config(tiny_model, str(image), tmp_path,
+        score.run(_config(tiny_model, str(image), tmp_path,
                                     report=str(not_a_folder)))
 
 
@@ -177,7 +178,7 @@ def test_batch_size_is_validated_by_name(tiny_model, tmp_path, size):
     image = tmp_path / "one.png"
     io.write_png(image, np.random.default_rng(0).random((80, 80)))
     with pytest.raises(errors.InputError, match="config.batch_size must be a positive whole"):
-        scoring.run_scoring(_config(tiny_model, str(image), tmp_path, batch_size=size))
+        score.run(_config(tiny_model, str(image), tmp_path, batch_size=size))
     assert not (tmp_path / "results.csv").exists()
 
 
@@ -204,14 +205,14 @@ def test_a_path_with_a_comma_is_given_escaped(tiny_model, tmp_path):
     other = tmp_path / "scan2.png"
     io.write_png(other, np.random.default_rng(1).random((80, 80)))
     escaped = str(image).replace(",", "\\,")
-    scoring.run_scoring(_config(tiny_model, f"{escaped}, {other}", tmp_path))
+    score.run(_config(tiny_model, f"{escaped}, {other}", tmp_path))
     rows = list(csv.DictReader(open(tmp_path / "results.csv")))
     assert [r["file"] for r in rows] == [str(image), str(other)]
 
 
 def test_select_filter_checks_sizes_and_output_first(tiny_model, tmp_path):
     from configs import select_filter as select_config
-    from tiqa import select_filter
+    from tiqa.phases import select_filter
 
     io.write_png(tmp_path / "one.png", np.random.default_rng(0).random((80, 80)))
     config = select_config.get_config()
@@ -221,12 +222,12 @@ def test_select_filter_checks_sizes_and_output_first(tiny_model, tmp_path):
     config.candidates = "identity"
     config.batch_size = 0
     with pytest.raises(errors.InputError, match="config.batch_size"):
-        select_filter.rank_filters(config)
+        select_filter.run(config)
     config.batch_size = 2
     (tmp_path / "taken").write_text("a file")
     config.output = str(tmp_path / "taken")
     with pytest.raises(errors.InputError, match=f"config.output={tmp_path / 'taken'} is a file"):
-        select_filter.rank_filters(config)
+        select_filter.run(config)
 
 
 @pytest.mark.slow
@@ -237,9 +238,9 @@ def test_a_three_page_stack_in_tifffile_defaults_is_scored_as_three_slices(tiny_
     path = tmp_path / "three.tif"
     with pytest.warns(DeprecationWarning):  # one page of planar samples, photometric RGB
         tifffile.imwrite(path, (np.clip(volume / volume.max(), 0, 1) * 65535).astype(np.uint16))
-    result = scoring.run_scoring(_config(tiny_model, str(path), tmp_path))
+    result = score.run(_config(tiny_model, str(path), tmp_path))
     assert [r["slice"] for r in result["records"]] == [0, 1, 2]
-    result = scoring.run_scoring(_config(tiny_model, str(path), tmp_path, tiff_planes="colour"))
+    result = score.run(_config(tiny_model, str(path), tmp_path, tiff_planes="colour"))
     assert [r["slice"] for r in result["records"]] == [None]
 
 
@@ -256,7 +257,8 @@ def _roughness_scorer(calls):
 
 def test_select_filter_ranks_by_a_known_scorer(tmp_path, monkeypatch):
     from configs import select_filter as select_config
-    from tiqa import filters, select_filter
+    from tiqa import filters
+    from tiqa.phases import select_filter
 
     calls = []
     monkeypatch.setattr(checkpoints, "load_model", lambda path: None)
@@ -269,7 +271,7 @@ def test_select_filter_ranks_by_a_known_scorer(tmp_path, monkeypatch):
     config.output = str(tmp_path / "filters")
     config.samples = 0
     config.candidates = "identity;median:radius=1,2"
-    rows = select_filter.rank_filters(config)
+    rows = select_filter.run(config)
     assert [row["filter"] for row in rows] == ["median(radius=2)", "median(radius=1)", "identity"], \
         f"candidates must be ranked by the score of their filtered slices: {rows}"
     # The known answers: numpy's whole-volume normalisation, each filter, the stub's score.

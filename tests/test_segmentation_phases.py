@@ -10,7 +10,8 @@ import pytest
 from configs import evaluate_segmentation as evaluate_config
 from configs import segmentation as segmentation_config
 from configs import study_segmentation as study_config
-from tiqa import io, phantom, segmentation_study
+from tiqa import io, phantom
+from tiqa.phases import evaluate_segmentation, study_segmentation, train_segmentation
 from tiqa.train import segmentation as seg
 from tests.tiny_models import export_tiny_score_model
 
@@ -79,14 +80,14 @@ def test_segmentation_phases_end_to_end(tmp_path, labelled_phantom):
     config = segmentation_config.get_config("smoke")
     config.workdir = str(tmp_path / "segmentation")
     config.images, config.labels = images, label_dir
-    seg.train_segmentation(config)
+    train_segmentation.run(config)
     info = json.loads((tmp_path / "segmentation" / "model.json").read_text())
     assert info["segmentation_model"]["encoder"] == "resnet18"
     evaluation = evaluate_config.get_config()
     evaluation.checkpoint = config.workdir
     evaluation.images, evaluation.labels = images, label_dir
     evaluation.output = str(tmp_path / "evaluation")
-    result = segmentation_study.evaluate_segmentation(evaluation)
+    result = evaluate_segmentation.run(evaluation)
     assert 0.0 <= result["pooled"]["f1"] <= 1.0
     for name in ("segmentation.csv", "segmentation.md", "segmentation_0.png", "two_point.png"):
         assert (tmp_path / "evaluation" / name).stat().st_size > 0
@@ -97,7 +98,7 @@ def test_segmentation_phases_end_to_end(tmp_path, labelled_phantom):
     study.segmentation_checkpoint = config.workdir
     study.images, study.labels = images, label_dir
     study.output = str(tmp_path / "study")
-    outcome = segmentation_study.study_segmentation(study)
+    outcome = study_segmentation.run(study)
     assert [row["kind"] for row in outcome["table"]] == ["blur", "noise", "ring", "overall"]
     assert len(outcome["rows"]) == 2 * (1 + 3 * 5)
     for name in ("table1.csv", "table1.md", "study.csv", "score_vs_f1.png", "two_point_levels.png"):
@@ -116,7 +117,7 @@ def test_table_one_counts_and_correlates_its_rows():
                 rows.append({"slice": str(n), "kind": kind, "level": level,
                              "score": score0 - slope[0] * level + 0.01 * n,
                              "f1": f10 - slope[1] * level * (1 + n)})
-    table = {row["kind"]: row for row in segmentation_study.table_one(rows, ("blur", "noise"))}
+    table = {row["kind"]: row for row in study_segmentation.table_one(rows, ("blur", "noise"))}
     assert list(table) == ["blur", "noise", "overall"]
     # Each kind's series: its 4 distorted slices and the 2 originals; overall: all 10 rows.
     assert [table[k]["n"] for k in ("blur", "noise", "overall")] == [6, 6, 10], table

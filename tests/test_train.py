@@ -18,9 +18,10 @@ from flax import nnx
 from configs import evaluate as evaluate_config
 from configs import finetune as finetune_config
 from configs import train_rank as train_rank_config
-from tiqa import checkpoints, scoring
+from tiqa import checkpoints
 from tiqa.models.iqa import IQAConfig, IQANet, build_model, load_pretrained_trunk
-from tiqa.train import batches, loop, losses, phases
+from tiqa.phases import evaluate, finetune, train_rank
+from tiqa.train import batches, loop, losses
 from tests.tiny_models import TINY
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -98,7 +99,7 @@ _SHARDING_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np, optax
     from flax import nnx
     from tiqa.models.iqa import IQAConfig, IQANet
-    from tiqa.train import batches, loop, phases
+    from tiqa.train import batches, loop, losses
     assert jax.device_count() == 4, jax.devices()
     config = IQAConfig(backbone="b0", pretrained=False, hidden=(8,),
                        trunk_overrides=(("depth", 0.25), ("width", 0.25)))
@@ -119,7 +120,7 @@ _SHARDING_SCRIPT = textwrap.dedent("""
                        out_shardings=loop.batch_sharded(mesh))
         batch = make(jax.device_put(pool, loop.replicated(mesh)), jnp.int32(0))
         assert len(batch["images"].sharding.device_set) == devices
-        step = loop.make_train_step(graphdef, optimizer, phases.rank_loss_fn(6.0))
+        step = loop.make_train_step(graphdef, optimizer, losses.rank_loss_fn(6.0))
         state, metrics = step(state, batch, jax.random.key(2))
         leaves = [np.asarray(x) for x in jax.tree.leaves((state.params, state.batch_stats))]
         results[devices] = (float(metrics["loss"]), leaves)
@@ -156,11 +157,11 @@ def _params(workdir):
 
 @pytest.mark.slow
 def test_resumed_run_reaches_the_same_parameters(tmp_path):
-    phases.train_rank(_smoke_rank(tmp_path / "whole", epochs=4))
-    phases.train_rank(_smoke_rank(tmp_path / "split", epochs=2))  # stops after 2 steps
+    train_rank.run(_smoke_rank(tmp_path / "whole", epochs=4))
+    train_rank.run(_smoke_rank(tmp_path / "split", epochs=2))  # stops after 2 steps
     lines = (tmp_path / "split" / loop.METRICS_FILE).read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2]
-    phases.train_rank(_smoke_rank(tmp_path / "split", epochs=4))  # resumes at step 2
+    train_rank.run(_smoke_rank(tmp_path / "split", epochs=4))  # resumes at step 2
     lines = (tmp_path / "split" / loop.METRICS_FILE).read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
     for whole, split in zip(_params(tmp_path / "whole"), _params(tmp_path / "split")):
@@ -170,19 +171,19 @@ def test_resumed_run_reaches_the_same_parameters(tmp_path):
 @pytest.mark.slow
 def test_phases_end_to_end_smoke(tmp_path):
     rank = _smoke_rank(tmp_path / "rank", epochs=2)
-    phases.train_rank(rank)
+    train_rank.run(rank)
     record = json.loads((tmp_path / "rank" / loop.METRICS_FILE).read_text().splitlines()[-1])
     assert np.isfinite(record["loss"]) and 0 <= record["pair_accuracy"] <= 1
     tune = finetune_config.get_config("smoke")
     tune.workdir = str(tmp_path / "finetune")
     tune.rank_checkpoint = str(tmp_path / "rank")
-    phases.finetune(tune)
+    finetune.run(tune)
     info = json.loads((tmp_path / "finetune" / "model.json").read_text())
     assert info["model"]["backbone"] == "b0" and info["phase"] == "finetune"
     evaluation = evaluate_config.get_config("smoke")
     evaluation.checkpoint = str(tmp_path / "finetune")
     evaluation.output = str(tmp_path / "evaluation")
-    result = scoring.evaluate_checkpoint(evaluation)
+    result = evaluate.run(evaluation)
     assert [row["kind"] for row in result["correlations"]] == ["blur", "noise", "ring", "overall"]
     for name in ("correlations.csv", "correlations.md", "score_vs_level.csv", "scores.csv", "scatter.png"):
         assert (tmp_path / "evaluation" / name).stat().st_size > 0
@@ -193,7 +194,7 @@ def test_finetune_refuses_a_missing_rank_checkpoint(tmp_path):
     tune.workdir = str(tmp_path / "finetune")
     tune.rank_checkpoint = str(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        phases.finetune(tune)
+        finetune.run(tune)
 
 
 class _Normalised(nnx.Module):
@@ -240,7 +241,7 @@ def test_frozen_batch_norm_trains_the_function_that_evaluation_runs():
 @pytest.mark.slow
 def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_path):
     rank = _smoke_rank(tmp_path / "rank", epochs=1)
-    phases.train_rank(rank)
+    train_rank.run(rank)
     tune = finetune_config.get_config("smoke")
     assert tune.finetune.batch_norm == "frozen"
     tune.workdir = str(tmp_path / "finetune")
@@ -250,7 +251,7 @@ def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_pa
     # No update and no head calibration: the parameters must stay exactly the rank phase's.
     tune.finetune.learning_rate = 0.0
     tune.finetune.calibrate_head = False
-    phases.finetune(tune)
+    finetune.run(tune)
     lines = (tmp_path / "finetune" / loop.METRICS_FILE).read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 3 * tune.finetune.epochs
     rank_params = jax.tree.leaves(checkpoints.load_model(tmp_path / "rank").params)
@@ -266,7 +267,7 @@ def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_pa
     tune.finetune.batch_norm = "sometimes"
     tune.workdir = str(tmp_path / "other")
     with pytest.raises(ValueError, match="finetune.batch_norm"):
-        phases.finetune(tune)
+        finetune.run(tune)
 
 
 class _Line(nnx.Module):
@@ -360,7 +361,7 @@ def test_rank_phase_starts_from_the_given_model(tmp_path):
     config = _smoke_rank(tmp_path / "rank", epochs=1)
     config.rank.init_model = str(tmp_path / "start")
     config.rank.learning_rate = 0.0  # no update: the checkpoint must hold the start's weights
-    phases.train_rank(config)
+    train_rank.run(config)
     info = json.loads((tmp_path / "rank" / "model.json").read_text())
     assert info["model"]["hidden"] == list(TINY.hidden)  # the start's network, not the config's
     # BatchNorm statistics move in a 'batch' rank step; the parameters must not.
@@ -375,26 +376,26 @@ def test_rank_phase_starts_from_the_given_model(tmp_path):
 def test_resume_with_a_changed_config_is_refused_unless_asked_for(tmp_path):
     from tiqa import errors
 
-    phases.train_rank(_smoke_rank(tmp_path / "rank", epochs=1))
+    train_rank.run(_smoke_rank(tmp_path / "rank", epochs=1))
     model_json = (tmp_path / "rank" / "model.json").read_text()
     changed = _smoke_rank(tmp_path / "rank", epochs=2)
     changed.rank.learning_rate = 0.5
     changed.model.hidden = (32,)
     with pytest.raises(errors.InputError, match=r"rank.learning_rate: 0.001 -> 0.5") as raised:
-        phases.train_rank(changed)
+        train_rank.run(changed)
     assert "model.hidden" in str(raised.value)
     # Nothing was touched: the network description is the first run's.
     assert (tmp_path / "rank" / "model.json").read_text() == model_json
     # How often to log or checkpoint may change; a longer run of the same config resumes.
     same = _smoke_rank(tmp_path / "rank", epochs=2)
     same.log_every = 2
-    phases.train_rank(same)
+    train_rank.run(same)
     lines = (tmp_path / "rank" / loop.METRICS_FILE).read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines][-1] == 2
     bolder = _smoke_rank(tmp_path / "rank", epochs=3)
     bolder.rank.learning_rate = 0.5
     bolder.resume_with_changes = True
-    phases.train_rank(bolder)
+    train_rank.run(bolder)
     recorded = json.loads((tmp_path / "rank" / loop.RUN_CONFIG).read_text())
     assert recorded["rank"]["learning_rate"] == 0.5
 
@@ -418,7 +419,7 @@ def test_rank_training_learns_the_order_of_a_fixed_batch():
     schedule = optax.constant_schedule(0.05)
     optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=schedule)
     graphdef, state = loop.init_state(_Pixels(), optimizer)
-    step = loop.make_train_step(graphdef, optimizer, phases.rank_loss_fn(1.0))
+    step = loop.make_train_step(graphdef, optimizer, losses.rank_loss_fn(1.0))
     history = []
     for _ in range(8):
         state, metrics = step(state, batch, jax.random.key(0))

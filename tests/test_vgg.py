@@ -9,7 +9,7 @@ from flax import nnx
 
 from tiqa.models.iqa import IQAConfig, IQANet, build_model
 from tiqa.models.vgg import VGG, VGGConfig, count_conv_params
-from tiqa.train import loop, phases
+from tiqa.train import loop, losses
 
 VGG_TINY = IQAConfig(backbone="vgg16", pretrained=False, hidden=(8,))
 
@@ -68,7 +68,7 @@ def test_vgg16_one_rank_train_step_is_finite():
     optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=1e-4)
     graphdef, state = loop.init_state(model, optimizer)
     assert len(jax.tree.leaves(state.batch_stats)) == 0
-    step = loop.make_train_step(graphdef, optimizer, phases.rank_loss_fn(6.0))
+    step = loop.make_train_step(graphdef, optimizer, losses.rank_loss_fn(6.0))
     # rank_batch's layout: 3 groups (original x kind) of levels 0..5, flattened.
     groups, levels = 3, 6
     batch = {

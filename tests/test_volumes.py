@@ -14,6 +14,7 @@ from PIL import Image
 
 from configs import score as score_config
 from tiqa import checkpoints, errors, io, phantom, scoring, volumes
+from tiqa.phases import score
 from tests.tiny_models import export_tiny_score_model
 
 
@@ -240,7 +241,7 @@ def _in_memory_scores(model, data, indices):
 def test_formats_score_like_the_volume_in_memory(tiny_model, written, data, tmp_path, kind, given):
     selection = "1:12:3"
     config = _config(tiny_model, given.format(**written), tmp_path / "out.csv", slices=selection)
-    records, _ = scoring.score_inputs(config)
+    records, _ = score.score_inputs(config)
     indices = [1, 4, 7, 10]
     means, spreads = _in_memory_scores(tiny_model, data, indices)
     assert [r["slice"] for r in records] == (indices if kind != "folder" else [None] * 4)
@@ -252,23 +253,23 @@ def test_formats_score_like_the_volume_in_memory(tiny_model, written, data, tmp_
 def test_a_single_slice_and_a_bad_selection_through_run_scoring(tiny_model, written, data,
                                                                 tmp_path):
     output = tmp_path / "one.csv"
-    scoring.run_scoring(_config(tiny_model, written["h5"], output, slices="-2"))
+    score.run(_config(tiny_model, written["h5"], output, slices="-2"))
     rows = list(csv.DictReader(open(output)))
     assert [(r["file"], r["slice"]) for r in rows] == [(f"{written['h5']}:/exchange/data", "10")]
     means, _ = _in_memory_scores(tiny_model, data, [10])
     np.testing.assert_allclose(float(rows[0]["score"]), means[0], rtol=1e-5, atol=1e-6)
     never = tmp_path / "never.csv"
     with pytest.raises(errors.InputError, match="config.slices='0:x'"):
-        scoring.run_scoring(_config(tiny_model, written["tiff"], never, slices="0:x"))
+        score.run(_config(tiny_model, written["tiff"], never, slices="0:x"))
     with pytest.raises(errors.InputError, match=f"config.slices=40.*{written['zarr']}"):
-        scoring.run_scoring(_config(tiny_model, written["zarr"], never, slices="40"))
+        score.run(_config(tiny_model, written["zarr"], never, slices="40"))
     assert not never.exists()
 
 
 @pytest.mark.slow
 def test_select_filter_reads_sampled_hdf5_slices(tiny_model, written, data, tmp_path):
     from configs import select_filter as select_config
-    from tiqa import select_filter
+    from tiqa.phases import select_filter
 
     config = select_config.get_config()
     config.input = str(written["h5"])
@@ -280,7 +281,7 @@ def test_select_filter_reads_sampled_hdf5_slices(tiny_model, written, data, tmp_
     slices, chosen = select_filter._read_slices(config.input, config.samples, "auto", "4:")
     assert [index for _, index in chosen] == [4, 8, 11]
     np.testing.assert_array_equal(slices, _whole_volume_reference(data)[[4, 8, 11]])
-    rows = select_filter.rank_filters(config)
+    rows = select_filter.run(config)
     assert rows[0]["slices"] == 3
 
 
@@ -339,7 +340,8 @@ def test_two_processes_write_the_csv_of_one(tiny_model, written, tmp_path):
 @pytest.mark.slow
 def test_scale_suite_scores_each_size_in_a_child(tiny_model, capsys):
     from configs import benchmark as benchmark_config
-    from tiqa.benchmark import scale, suites
+    from tiqa.benchmark import scale
+    from tiqa.phases import benchmark
 
     config = benchmark_config.get_config()
     config.suite = "scale"
@@ -347,7 +349,7 @@ def test_scale_suite_scores_each_size_in_a_child(tiny_model, capsys):
     config.scale.slice_size = 64
     config.scale.batch_size = 4
     config.scale.checkpoint = str(tiny_model)
-    result = suites.run_benchmark(config)
+    result = benchmark.run(config)
     assert [row["slices"] for row in result["rows"]] == [scale.depth_for(2e-4, 64),
                                                          scale.depth_for(6e-4, 64)] == [26, 79]
     for row in result["rows"]:

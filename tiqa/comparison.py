@@ -1,4 +1,5 @@
-"""TIQA against its peers on the same held-out images (configs/compare.py).
+"""TIQA against its peers on the same held-out images: the statistics and tables of the
+comparison phase (`tiqa.phases.compare`, configs/compare.py).
 
 The metrics compared:
 - TIQA: a score-network checkpoint, or the shipped default model.
@@ -25,21 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
-import logging
 import pathlib
-import time
 import warnings
 from typing import Callable
 
-import jax
 import numpy as np
 import scipy.stats
-import tqdm
 
-from tiqa import checkpoints, evaluation, io, labels, phantom, scoring
-from tiqa.baselines import brisque
-from tiqa.train import batches
+from tiqa import evaluation, io
 
 Metric = Callable[[np.ndarray], np.ndarray]  # (N, H, W) crops in [0, 1] -> (N,) scores
 
@@ -54,60 +48,7 @@ class Contender:
     higher_is_better: bool = True
 
 
-def _network(name: str, checkpoint: str, batch_size: int) -> Contender:
-    return Contender(name, scoring.make_scorer(checkpoints.load_model(checkpoint), batch_size))
-
-
-def _brisque_training_set(config) -> tuple[np.ndarray, np.ndarray]:
-    """Crops of the training slices distorted at every training kind and level, with the
-    labels TIQA's fine-tune learns: the same pool, projection and crop as that phase."""
-    training = config.brisque_training
-    pool = batches.pool_from_config(training, lambda sources: labels.reference_scores_for(
-        sources, {}, training.default_reference_score))
-    projection = labels.ProjectionConfig.from_mapping(training.projection)
-    make_batch = jax.jit(functools.partial(
-        batches.finetune_batch, key=jax.random.key(training.seed), originals_per_batch=1,
-        crop=training.crop, projection=projection,
-        objects_per_batch=training.acquisition.objects_per_batch))
-    steps = training.crops_per_slice * int(pool.images.shape[0])
-    features, targets = [], []
-    for step in tqdm.trange(steps, desc="BRISQUE features (training)", unit="crop"):
-        batch = make_batch(pool, jax.numpy.int32(step))
-        features.append(brisque.features_of(np.asarray(batch["images"], np.float64)))
-        targets.append(np.asarray(batch["labels"], np.float64))
-    return np.concatenate(features), np.concatenate(targets)
-
-
-def retrained_brisque(config, output: pathlib.Path) -> brisque.RetrainedBrisque:
-    """The retrained BRISQUE model: loaded from `config.brisque_model`, or fitted now (and
-    saved under output/brisque_retrained)."""
-    if config.brisque_model:
-        return brisque.RetrainedBrisque.load(config.brisque_model)
-    started = time.perf_counter()
-    features, targets = _brisque_training_set(config)
-    model = brisque.fit_brisque(features, targets)
-    model.save(output / "brisque_retrained")
-    logging.info("retrained BRISQUE: %d crops, C=%g gamma=%g, CV MSE %.3f, %.0f s",
-                 len(targets), model.hyper["C"], model.hyper["gamma"], model.hyper["cv_mse"],
-                 time.perf_counter() - started)
-    return model
-
-
-def contenders(config, output: pathlib.Path) -> tuple[list[Contender], list[str]]:
-    """The metrics to compare, and notes on any left out."""
-    found = [_network("TIQA", config.checkpoint, config.batch_size)]
-    notes = []
-    if config.rankiqa_checkpoint:
-        found.append(_network("RankIQA (VGG16)", config.rankiqa_checkpoint, config.batch_size))
-    else:
-        notes.append("RankIQA left out: no rankiqa_checkpoint given")
-    live = brisque.LiveBrisque()
-    found.append(Contender("BRISQUE (LIVE)", live, higher_is_better=False))
-    found.append(Contender("BRISQUE (retrained)", retrained_brisque(config, output)))
-    return found, notes
-
-
-def _oriented(contender: Contender, scores: np.ndarray) -> np.ndarray:
+def oriented(contender: Contender, scores: np.ndarray) -> np.ndarray:
     return scores if contender.higher_is_better else -scores
 
 
@@ -145,7 +86,7 @@ def rank_agreement(objective: np.ndarray, known_order: np.ndarray) -> dict:
     return row
 
 
-def _resampled(function, objective, subjective, indices, **options) -> dict:
+def resampled(function, objective, subjective, indices, **options) -> dict:
     return function(objective[indices], subjective[indices], **options)
 
 
@@ -179,7 +120,7 @@ def _quiet():
         yield
 
 
-def _rows_for(set_name: str, metric_name: str, point: dict, interval: dict, n: int) -> dict:
+def table_row(set_name: str, metric_name: str, point: dict, interval: dict, n: int) -> dict:
     row = {"set": set_name, "metric": metric_name, "n": n}
     for column in COLUMNS:
         row[column] = point[column]
@@ -188,98 +129,7 @@ def _rows_for(set_name: str, metric_name: str, point: dict, interval: dict, n: i
     return row
 
 
-def heldout_images(config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The held-out crops distorted at every kind and level 1..5: (images, labels, kinds)."""
-    projection = labels.ProjectionConfig.from_mapping(config.projection)
-    crops, _, reference_scores = scoring.heldout_references(config)
-    distort = scoring.distorter(config.distortion_backend, projection, config.seed)
-    result = distort(crops, reference_scores, 0)
-    images = np.asarray(result.images)[:, :, 1:]  # the references' labels are the prior
-    label_values = np.asarray(result.labels)[:, :, 1:]
-    kinds = np.broadcast_to(np.asarray(projection.kinds)[None, :, None], label_values.shape)
-    return (images.reshape((-1,) + images.shape[-2:]), label_values.reshape(-1),
-            kinds.reshape(-1))
-
-
-def phantom_acquisitions(config) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Centre crops of phantom scans from the worst acquisition to the best: (crops, the
-    acquisition's rank per crop (0 = worst), a description of each acquisition)."""
-    acquisitions = config.phantom_acquisitions
-    crops, order, names = [], [], []
-    for rank, (photons, gain_error) in enumerate(zip(acquisitions.photons,
-                                                     acquisitions.gain_error_std)):
-        reconstruction, _, _ = phantom.phantom_volume(
-            acquisitions.seed, n_slices=acquisitions.slices, size=acquisitions.size,
-            photons=photons, gain_error_std=gain_error)
-        low, high = np.percentile(reconstruction, [0.5, 99.5])
-        volume = np.clip((reconstruction - low) / (high - low), 0.0, 1.0)
-        for image in volume:
-            crops.append(np.asarray(io.preprocess(image, key=None, resize=config.resize,
-                                                  crop=config.crop)))
-            order.append(rank)
-        names.append(f"{photons:g} photons, gain error std {gain_error:g}")
-    return np.stack(crops), np.asarray(order, np.float64), names
-
-
-def run_comparison(config) -> list[dict]:
-    """Runs configs/compare.py: scores, tables (CSV and Markdown) and bar charts under output."""
-    output = pathlib.Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
-    images, label_values, kinds = heldout_images(config)
-    phantom_crops, phantom_order, acquisitions = phantom_acquisitions(config)
-    metrics, notes = contenders(config, output)
-    rows, timings, oriented_scores = [], {}, {}
-    for contender in metrics:
-        started = time.perf_counter()
-        held = _oriented(contender, np.asarray(contender.score(images), np.float64))
-        oriented_scores[contender.name] = held
-        made = _oriented(contender, np.asarray(contender.score(phantom_crops), np.float64))
-        timings[contender.name] = time.perf_counter() - started
-        for set_name in list(dict.fromkeys(kinds.tolist())) + [evaluation.OVERALL]:
-            overall = set_name == evaluation.OVERALL
-            chosen = np.ones(len(held), bool) if overall else kinds == set_name
-            objective, subjective = held[chosen], label_values[chosen]
-            statistic = functools.partial(_resampled, agreement, objective, subjective,
-                                          dmos_threshold=config.dmos_threshold)
-            rows.append(_rows_for(set_name, contender.name,
-                                  agreement(objective, subjective, config.dmos_threshold),
-                                  bootstrap_interval(statistic, len(objective), config.bootstrap,
-                                                     config.seed), len(objective)))
-        statistic = functools.partial(_resampled, rank_agreement, made, phantom_order)
-        rows.append(_rows_for(PHANTOM_SET, contender.name, rank_agreement(made, phantom_order),
-                              bootstrap_interval(statistic, len(made), config.bootstrap,
-                                                 config.seed), len(made)))
-    evaluation.write_table(rows, output / "comparison.csv", output / "comparison.md")
-    bar_charts(rows, output / "comparison.png")
-    summary = _summary(rows)
-    first = metrics[0].name
-    tests = [(other.name, better_worse_delong(label_values, oriented_scores[first],
-                                              oriented_scores[other.name], config.dmos_threshold))
-             for other in metrics[1:]]
-    if tests:
-        summary += (f"\n\nDeLong's test, AUC_BW over all held-out images, {first} against each:\n"
-                    + "\n".join(f"- {name}: AUC {t['auc_a']:.3f} vs {t['auc_b']:.3f}, "
-                                 f"z = {t['z']:.2f}, p = {t['p_value']:.2g}" for name, t in tests))
-    io.write_text(output / "summary.md", "\n".join([
-        "# TIQA against its peers", "",
-        f"Held-out: {config.input or 'a phantom (no input given)'} "
-        f"({len(label_values)} distorted crops, kinds "
-        f"{', '.join(dict.fromkeys(kinds.tolist()))}, distortions by {config.distortion_backend}).",
-        f"Phantom acquisitions, worst to best: {'; '.join(acquisitions)} "
-        f"({config.phantom_acquisitions.slices} slices each).",
-        f"Intervals: bootstrap 95% over images, {config.bootstrap} resamples. Krasula pairs "
-        f"differ when their labels are more than {config.dmos_threshold} apart.",
-        *[f"Note: {note}." for note in notes],
-        "Seconds to score both sets: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()),
-        "", summary, ""]))
-    print(summary)
-    for note in notes:
-        print(f"note: {note}")
-    print(f"\nwritten to {output}: comparison.csv/.md, summary.md, comparison.png")
-    return rows
-
-
-def _summary(rows: list[dict]) -> str:
+def summary_table(rows: list[dict]) -> str:
     """Markdown: point estimate [95% interval] per metric and set."""
     lines = ["| set | metric | n | " + " | ".join(COLUMNS) + " |",
              "|---|---|---:|" + "---:|" * len(COLUMNS)]

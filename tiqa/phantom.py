@@ -24,6 +24,7 @@ training and evaluation phases their reference slices: the input's, the phantom'
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Sequence
@@ -358,26 +359,37 @@ def phantom_volume(seed: int, n_slices: int = 16, size: int = 256,
     return reconstruction, labels, clean
 
 
-def load_reference_slices(config) -> tuple[list[np.ndarray], list[str]]:
-    """Slices from `config.input` (a slice, volume or folder) and/or phantom slices: the
-    reference slices of the training and evaluation phases.
+@dataclasses.dataclass(frozen=True)
+class PhantomSettings:
+    """The project's phantom as a source of reference slices (configs/common.add_phantom)."""
+    slices: int = 8
+    size: int = 288
+    photons: float = 2e4
+    gain_error_std: float = 0.002
+    mix_with_input: bool = False  # also with an input: its slices first, then the phantom's
 
-    The phantom (a simulated scan of a synthetic electrode, `config.phantom`) is used alone
-    when `input` is empty (smoke runs, demos) and added to the input's slices when
-    `config.phantom.mix_with_input` is set. Returns (slices in [0, 1], source names).
+
+def load_reference_slices(inputs: str, settings: PhantomSettings, seed: int
+                          ) -> tuple[list[np.ndarray], list[str]]:
+    """Slices from `inputs` (comma-separated slices, volumes or folders) and/or phantom slices:
+    the reference slices of the training and evaluation phases.
+
+    The phantom (a simulated scan of a synthetic electrode, drawn from `seed`) is used alone
+    when `inputs` is empty (smoke runs, demos) and added to the input's slices when
+    `settings.mix_with_input` is set. Returns (slices in [0, 1], source names).
     """
     slices, sources = [], []
-    if config.input:
-        for path in io.split_paths(config.input):
+    if inputs:
+        for path in io.split_paths(inputs):
             for source, index in io.list_inputs(path):
                 slices.append(io.read_item((source, index)))
                 sources.append(str(source))
-    if not config.input or config.phantom.mix_with_input:
+    if not inputs or settings.mix_with_input:
         reconstruction, _, _ = phantom_volume(
-            config.seed, n_slices=config.phantom.slices, size=config.phantom.size,
-            photons=config.phantom.photons, gain_error_std=config.phantom.gain_error_std)
+            seed, n_slices=settings.slices, size=settings.size,
+            photons=settings.photons, gain_error_std=settings.gain_error_std)
         low, high = np.percentile(reconstruction, [0.5, 99.5])
         volume = np.clip((reconstruction - low) / (high - low), 0.0, 1.0)
         slices += list(volume)
-        sources += [f"phantom-{config.seed}"] * len(volume)
+        sources += [f"phantom-{seed}"] * len(volume)
     return slices, sources

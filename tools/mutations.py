@@ -9,6 +9,7 @@ fail, SURVIVED when they pass. The exit code is non-zero if any survived (or err
 
     .venv/bin/python tools/mutations.py            # every mutation
     .venv/bin/python tools/mutations.py --list     # their names and tests
+    .venv/bin/python tools/mutations.py --check    # every edit applies exactly once (no tests)
     .venv/bin/python tools/mutations.py --only rank_loss_reversed,comparison_no_flip
 """
 
@@ -40,19 +41,19 @@ class Mutation:
 MUTATIONS = (
     # --- The audit's seven (issue 13) ---------------------------------------------------------
     Mutation("select_filter_scores_unfiltered", "select_filter scores the unfiltered slices",
-             (("tiqa/select_filter.py", "            scores = score_all(filtered)\n",
+             (("tiqa/phases/select_filter.py", "            scores = score_all(filtered)\n",
                "            scores = score_all(slices)\n"),),
              ("tests/test_scoring.py::test_select_filter_ranks_by_a_known_scorer",)),
     Mutation("ablation_summary_max", "the ablation summary takes the max instead of the mean",
-             (("tiqa/ablation.py", 'entry[f"{metric}_mean"] = float(np.mean(values))',
+             (("tiqa/phases/ablate.py", 'entry[f"{metric}_mean"] = float(np.mean(values))',
                'entry[f"{metric}_mean"] = float(np.max(values))'),),
              ("tests/test_ablation.py::test_summary_is_the_mean_and_sample_std_over_seeds",)),
     Mutation("ablation_summary_ddof0", "the ablation summary's std has ddof 0",
-             (("tiqa/ablation.py", "np.std(values, ddof=1)", "np.std(values, ddof=0)"),),
+             (("tiqa/phases/ablate.py", "np.std(values, ddof=1)", "np.std(values, ddof=0)"),),
              ("tests/test_ablation.py::test_summary_is_the_mean_and_sample_std_over_seeds",)),
     Mutation("rank_loss_reversed", "the rank loss is applied to -scores (learns the reverse order)",
-             (("tiqa/train/phases.py", 'loss = losses.hinge_rank_loss(scores, batch["levels"]',
-               'loss = losses.hinge_rank_loss(-scores, batch["levels"]'),),
+             (("tiqa/train/losses.py", 'loss = hinge_rank_loss(scores, batch["levels"]',
+               'loss = hinge_rank_loss(-scores, batch["levels"]'),),
              ("tests/test_train.py::test_rank_training_learns_the_order_of_a_fixed_batch",)),
     Mutation("comparison_no_flip", "the comparison never flips lower-is-better metrics",
              (("tiqa/comparison.py",
@@ -73,17 +74,17 @@ MUTATIONS = (
              ("tests/test_dlinknet.py::test_centre_block_equals_a_numpy_reference",)),
     Mutation("finetune_discards_rank_weights",
              "the fine-tune restores the rank weights, then trains fresh ones",
-             (("tiqa/train/phases.py",
+             (("tiqa/phases/finetune.py",
                "        model = checkpoints.abstract_network(IQANet, model_cfg)\n",
                "        model = build_model(model_cfg, model_key)\n"),
-              ("tiqa/train/phases.py",
-               "        params, batch_stats = checkpoints.restore_variables(config.rank_checkpoint,\n"
+              ("tiqa/phases/finetune.py",
+               "        params, batch_stats = checkpoints.restore_variables(rank_checkpoint,\n"
                "                                                            state.params, "
                "state.batch_stats)\n",
-               "        params, batch_stats = checkpoints.restore_variables(config.rank_checkpoint,\n"
+               "        params, batch_stats = checkpoints.restore_variables(rank_checkpoint,\n"
                "                                                            jax.tree.map(lambda x: x, "
                "state.params), state.batch_stats)\n"),
-              ("tiqa/train/phases.py",
+              ("tiqa/phases/finetune.py",
                "        state = state.replace(params=params, batch_stats=batch_stats)\n",
                "        state = state.replace(batch_stats=batch_stats)\n")),
              ("tests/test_train.py::test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics",)),
@@ -93,7 +94,7 @@ MUTATIONS = (
              ("tests/test_scoring.py::test_slice_scores_equal_a_step_by_step_reference",)),
     # --- Table 1 ------------------------------------------------------------------------------
     Mutation("table1_drops_originals", "Table 1's per-kind series leave out the originals",
-             (("tiqa/segmentation_study.py",
+             (("tiqa/phases/study_segmentation.py",
                'chosen = [r for r in rows if r["kind"] in (kind, "original") or kind == "overall"]',
                'chosen = [r for r in rows if r["kind"] == kind or kind == "overall"]'),),
              ("tests/test_segmentation_phases.py::test_table_one_counts_and_correlates_its_rows",)),
@@ -219,6 +220,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated mutation names")
     parser.add_argument("--list", action="store_true", help="list the mutations and stop")
+    parser.add_argument("--check", action="store_true",
+                        help="check that every edit applies exactly once, run no tests")
     args = parser.parse_args(argv)
     chosen = list(MUTATIONS)
     if args.only:
@@ -232,6 +235,15 @@ def main(argv=None) -> int:
             selection = " ".join(mutation.tests) + (f" -k {mutation.keyword!r}" if mutation.keyword else "")
             print(f"{mutation.name}: {mutation.why}\n    {selection}")
         return 0
+    if args.check:
+        problems = []
+        for mutation in chosen:
+            for file, original, _ in mutation.edits:
+                count = (ROOT / file).read_text().count(original) if (ROOT / file).is_file() else 0
+                if count != 1:
+                    problems.append(f"{mutation.name}: {file} holds the snippet {count} times")
+        print("\n".join(problems) or f"all {len(chosen)} mutations apply exactly once")
+        return 1 if problems else 0
     verdicts = []
     for mutation in chosen:
         verdict, evidence, seconds = run_one(mutation, ROOT)

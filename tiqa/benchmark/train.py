@@ -22,7 +22,7 @@ import optax
 from tiqa.models.forward import eval_forward
 from tiqa.models.iqa import IQAConfig, build_model
 from tiqa.benchmark import timing, torch_peer
-from tiqa.train import batches, loop, phases
+from tiqa.train import batches, loop, losses
 
 
 
@@ -36,7 +36,7 @@ def ours(variant: str, *, batch: int, inference_batch: int, size: int, dtype: st
     graphdef, state = loop.init_state(model, optimizer)
     mesh = loop.data_mesh()
     state = jax.device_put(state, loop.replicated(mesh))
-    train_step = loop.make_train_step(graphdef, optimizer, phases.rank_loss_fn(6.0))
+    train_step = loop.make_train_step(graphdef, optimizer, losses.rank_loss_fn(6.0))
 
     originals = max(1, batch // 18)
     pool = batches.build_pool(

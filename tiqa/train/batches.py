@@ -7,6 +7,7 @@ function of the step, which is what makes resuming exact.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tiqa import acquisition, distortions, errors, io, labels, objects, phantom
+from tiqa import acquisition, distortions, errors, io, labels, objects
 
 
 class ReferencePool(NamedTuple):
@@ -73,23 +74,38 @@ def first_originals(pool: ReferencePool, count: int) -> ReferencePool:
                          widths=pool.widths[:count], scores=pool.scores[:count])
 
 
-def pool_from_config(config, scores_for_sources) -> ReferencePool:
-    slices, sources = phantom.load_reference_slices(config)
-    scores = scores_for_sources(sources)
-    logging.info("reference pool: %d slices from %s", len(slices), config.input or "the phantom")
-    pool = build_pool(slices, scores, config.resize, config.crop)
-    if "acquisition" in config and config.acquisition.objects_per_batch:
-        ladders = ladder_bank(config.acquisition, config.seed)
-        if ladders.shape[-1] < config.crop:
-            raise errors.InputError(f"acquisition.output_size={ladders.shape[-1]} is smaller than the "
-                                    f"{config.crop} px crop")
-        pool = pool._replace(ladders=jnp.asarray(ladders), ladder_scores=jnp.full(
-            (ladders.shape[0],), config.default_reference_score, jnp.float32))
-    return pool
+@dataclasses.dataclass(frozen=True)
+class LadderSettings:
+    """Simulated acquisition ladders of training objects added to every batch (the
+    `acquisition` block of configs/common.add_acquisition)."""
+    objects_per_batch: int = 0  # 0: no ladders
+    grey: str = ""  # comma-separated grey slices
+    label_maps: str = ""  # comma-separated label maps
+    label_map_slices: int = 4
+    phantoms: int = 0
+    phantom_seed: int = 100
+    factors: tuple[str, ...] = ("photons", "gain_error", "views", "centre_offset", "detector_blur")
+    output_size: int = 256
+    max_views: int = 720
+    cache: str = ""  # an .npz the phases share the simulated bank through
 
 
-def training_objects(settings, seed: int) -> tuple[np.ndarray, list[str]]:
-    """The attenuation objects of the `acquisition` config block, and a name for each."""
+def with_ladders(pool: ReferencePool, settings: LadderSettings, seed: int, crop: int,
+                 score: float) -> ReferencePool:
+    """The pool with the ladder bank of `settings` (each ideal acquisition scored `score`),
+    or as it is when `settings.objects_per_batch` is 0."""
+    if not settings.objects_per_batch:
+        return pool
+    ladders = ladder_bank(settings, seed)
+    if ladders.shape[-1] < crop:
+        raise errors.InputError(f"acquisition.output_size={ladders.shape[-1]} is smaller than the "
+                                f"{crop} px crop")
+    return pool._replace(ladders=jnp.asarray(ladders), ladder_scores=jnp.full(
+        (ladders.shape[0],), score, jnp.float32))
+
+
+def training_objects(settings: LadderSettings, seed: int) -> tuple[np.ndarray, list[str]]:
+    """The attenuation objects of the ladder settings, and a name for each."""
     found = objects.collect(settings.grey, settings.label_maps, settings.phantoms,
                             settings.phantom_seed, acquisition.object_size(settings.output_size),
                             seed, label_map_slices=settings.label_map_slices)
@@ -101,15 +117,15 @@ def training_objects(settings, seed: int) -> tuple[np.ndarray, list[str]]:
                                for kind, source in zip(found.kinds, found.sources)]
 
 
-def ladder_bank(settings, seed: int) -> np.ndarray:
+def ladder_bank(settings: LadderSettings, seed: int) -> np.ndarray:
     """(M, F, 6, A, A) acquisition ladders of the training objects, simulated once.
 
     With `settings.cache` set, the bank is read from that .npz when it was made from the same
     settings, and written there otherwise, so the rank and fine-tune phases share one.
     """
-    description = {key: settings[key] for key in ("grey", "label_maps", "label_map_slices",
-                                                  "phantoms", "phantom_seed", "output_size",
-                                                  "max_views")}
+    description = {key: getattr(settings, key) for key in (
+        "grey", "label_maps", "label_map_slices", "phantoms", "phantom_seed", "output_size",
+        "max_views")}
     description.update(factors=list(settings.factors), seed=seed)
     cache = pathlib.Path(settings.cache) if settings.cache else None
     if cache is not None and cache.exists():

@@ -158,6 +158,16 @@ def population_batch_stats(graphdef: nnx.GraphDef, params: nnx.State, batch_stat
     return result
 
 
+def with_population_statistics(graphdef, state: TrainState, pool, make_batch,
+                               batches_to_measure: int, key: jax.Array) -> TrainState:
+    """The state with BatchNorm statistics measured on `batches_to_measure` training batches."""
+    batch_fn = jax.jit(make_batch)
+    images = (batch_fn(pool, jax.numpy.int32(step))["images"] for step in range(batches_to_measure))
+    stats = population_batch_stats(graphdef, state.params, state.batch_stats, images, key)
+    logging.info("BatchNorm statistics measured on %d batches, then frozen", batches_to_measure)
+    return state.replace(batch_stats=stats)
+
+
 def _pool_statistics(per_batch: list[dict]) -> dict:
     """Pools per-batch BatchNorm {'mean', 'var'} dicts (nested by layer) over equal-size batches."""
     first = per_batch[0]

@@ -27,3 +27,15 @@ def pair_accuracy(scores: jnp.ndarray, levels: jnp.ndarray, group_ids: jnp.ndarr
 def mse_loss(scores: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray:
     """Mean squared error of the fine-tune phase."""
     return jnp.mean((scores - targets) ** 2)
+
+
+def rank_loss_fn(margin: float):
+    def loss_fn(scores, batch):
+        loss = hinge_rank_loss(scores, batch["levels"], batch["group_ids"], margin)
+        return loss, {"score_mean": scores.mean(), "pair_accuracy": pair_accuracy(
+            scores, batch["levels"], batch["group_ids"])}
+    return loss_fn
+
+
+def mse_loss_fn(scores, batch):
+    return mse_loss(scores, batch["labels"]), {"score_mean": scores.mean()}

@@ -1,7 +1,7 @@
 """Training D-LinkNet on labelled slices: the segmentation half of the paper (SPEC.md 1.8).
 
-Same machinery as the score network (`loop.make_train_step`, `loop.run`: sharding,
-checkpoints, logging); only the batches and the loss differ. Batches are random crops
+The phase itself is `tiqa.phases.train_segmentation`, with the score network's machinery
+(`loop.make_train_step`, `loop.run`); here are its batches and its loss. Batches are random crops
 (a multiple of 32) with flips, 90-degree rotations and intensity jitter, made on the device
 from a pool of slices and their label maps.
 """
@@ -9,7 +9,6 @@ from a pool of slices and their label maps.
 from __future__ import annotations
 
 import functools
-import logging
 import pathlib
 from typing import NamedTuple
 
@@ -19,12 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import tifffile
-from flax import nnx
 from PIL import Image
 
-from tiqa import checkpoints, errors, io, phantom
-from tiqa.models.dlinknet import DLinkNet, DLinkNetConfig
-from tiqa.train import loop
+from tiqa import errors, io
 
 
 class LabelledPool(NamedTuple):
@@ -145,71 +141,3 @@ def segmentation_loss(logits: jax.Array, labels: jax.Array, *, bce_weight: float
     bce = jnp.sum(cross_entropy * valid) / jnp.maximum(jnp.sum(valid), 1.0)
     loss = bce_weight * bce + dice_weight * (1.0 - dice)
     return loss, {"cross_entropy": bce, "dice": dice}
-
-
-def _optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
-    schedule = optax.piecewise_constant_schedule(
-        config.learning_rate,
-        {int(step): config.lr_drop_factor for step in config.lr_drop_steps}
-    ) if config.lr_drop_steps else optax.constant_schedule(config.learning_rate)
-    transforms = [optax.inject_hyperparams(optax.adam)(learning_rate=schedule)]
-    if config.plateau_patience > 0:
-        # lr / 5 when the loss stops improving for `plateau_patience` logged windows of steps.
-        transforms.append(optax.contrib.reduce_on_plateau(
-            factor=config.lr_drop_factor, patience=config.plateau_patience,
-            accumulation_size=steps_per_epoch))
-    return optax.chain(*transforms)
-
-
-def model_config(config) -> DLinkNetConfig:
-    return DLinkNetConfig.from_mapping(config.model)
-
-
-def load_training_pool(config) -> LabelledPool:
-    images, label_maps = [], []
-    if config.images:
-        paths = io.split_paths(config.images)
-        images, label_maps = read_labelled_slices(paths, config.labels, config.label_suffix)
-    if not config.images or config.phantom.mix_with_input:
-        volume, labels, _ = phantom.phantom_volume(
-            config.seed, n_slices=config.phantom.slices, size=config.phantom.size,
-            photons=config.phantom.photons, gain_error_std=config.phantom.gain_error_std)
-        low, high = np.percentile(volume, [0.5, 99.5])
-        images += list(np.clip((volume - low) / (high - low), 0, 1))
-        label_maps += list(labels)
-    targets = [target_classes(label_map, config.model.num_classes, config.positive_class)
-               for label_map in label_maps]
-    return build_labelled_pool(images, targets)
-
-
-def train_segmentation(config) -> pathlib.Path:
-    """Runs the D-LinkNet training described by configs/segmentation.py."""
-    workdir = pathlib.Path(config.workdir)
-    if config.crop % 32:
-        raise errors.InputError(f"config.crop={config.crop} must be a multiple of 32 (D-LinkNet)")
-    loop.initialise_distributed(config.distributed)
-    mesh = loop.data_mesh(config.num_devices)
-    loop.check_batch_divides(config.batch_size, mesh)
-    pool = load_training_pool(config)
-    logging.info("segmentation pool: %d slices", pool.images.shape[0])
-    model_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
-    model_cfg = model_config(config)
-    model = nnx.jit(lambda: DLinkNet(model_cfg, rngs=nnx.Rngs(params=model_key)))()
-    optimizer = _optimizer(config.optimizer, config.steps_per_epoch)
-    graphdef, state = loop.init_state(model, optimizer)
-    checkpoints.write_run_info(workdir, {checkpoints.SEGMENTATION_INFO_KEY: model_cfg.to_dict(),
-                                         "positive_class": config.positive_class,
-                                         "phase": "segmentation"})
-    loss_fn = functools.partial(segmentation_loss, bce_weight=config.loss.bce_weight,
-                                dice_weight=config.loss.dice_weight)
-    make_batch = functools.partial(augmented_batch, key=data_key, batch_size=config.batch_size,
-                                   crop=config.crop, jitter=config.intensity_jitter)
-    loop.run(workdir=workdir, state=state,
-             train_step=loop.make_train_step(graphdef, optimizer,
-                                             lambda logits, batch: loss_fn(logits, batch["labels"])),
-             make_batch=make_batch, batch_inputs=pool,
-             num_steps=config.epochs * config.steps_per_epoch, key=train_key, mesh=mesh,
-             images_per_step=config.batch_size, log_every=config.log_every,
-             checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
-             description="segmentation")
-    return workdir

@@ -6,10 +6,11 @@ import pathlib
 
 import numpy as np
 
-from tiqa import io, phantom, scoring
+from tiqa import io, phantom
+from tiqa.phases import score
 
 
-def run_demo(config) -> dict:
+def run(config) -> dict:
     """Simulates a good and a poor scan of the same phantom, scores both with the model and
     writes the report; returns the two medians and the report's path."""
     workdir = pathlib.Path(config.workdir)
@@ -32,7 +33,7 @@ def run_demo(config) -> dict:
         scoring_config.input = ",".join(str(paths[name]) for name in ("good", "poor"))
         scoring_config.output = str(workdir / "scores.csv")
         scoring_config.report = str(workdir / "report")
-    result = scoring.run_scoring(scoring_config)
+    result = score.run(scoring_config)
     medians = {name: next(row["median"] for row in result["summary"]
                           if row["volume"] == str(paths[name])) for name in paths}
     verdict = "as expected" if medians["good"] > medians["poor"] else "UNEXPECTED"

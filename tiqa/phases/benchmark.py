@@ -25,7 +25,7 @@ def load_originals(config, count: int) -> np.ndarray:
     return np.stack([crops[i % len(crops)] for i in range(count)]).astype(np.float32)
 
 
-def run_benchmark(config) -> dict:
+def run(config) -> dict:
     """Runs `config.suite` and prints its table; returns the figures."""
     if config.suite not in SUITES:
         raise errors.InputError(f"config.suite={config.suite!r} is not one of {SUITES}")

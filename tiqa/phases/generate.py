@@ -262,7 +262,7 @@ def _check_config(config) -> None:
     _normalisation(config)  # a bad mode or percentiles
 
 
-def generate_dataset(config) -> pathlib.Path:
+def run(config) -> pathlib.Path:
     """Runs the data phase described by `config` (configs/generate.py); returns the output folder."""
     if not config.input:
         raise errors.InputError("config.input is empty: give a slice, a volume or a folder of slices")

@@ -52,7 +52,7 @@ def _read_slices(path: str, samples: int, normalisation: str, selection: str = "
     return np.stack(slices), chosen
 
 
-def rank_filters(config) -> list[dict]:
+def run(config) -> list[dict]:
     """Runs the selection described by configs/select_filter.py; returns the ranked rows."""
     if not config.input:
         raise errors.InputError("config.input is empty: give a volume, a folder of slices or a slice")

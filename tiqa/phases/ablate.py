@@ -1,8 +1,8 @@
 """Ablations: a base pipeline and sweeps of overrides, run trial by trial, resumable.
 
-A trial is the whole pipeline with some overrides: the rank phase (`phases.train_rank`), the
-fine-tune from its work directory (`phases.finetune`; from the model's initial weights when
-`rank_pretraining` is False) and the held-out evaluation (`scoring.evaluate_checkpoint`), which
+A trial is the whole pipeline with some overrides: the rank phase (`tiqa.phases.train_rank`), the
+fine-tune from its work directory (`tiqa.phases.finetune`; from the model's initial weights when
+`rank_pretraining` is False) and the held-out evaluation (`tiqa.phases.evaluate`), which
 is the same for every trial so that the numbers compare. The ablation config
 (configs/ablate.py) holds the three phase configs as `rank`, `finetune` and `evaluate`, plus
 `rank_pretraining`, `workdir`, `sweeps`, `seeds`, `grid` and `plot_metric`.
@@ -57,9 +57,9 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from tiqa import checkpoints, errors, evaluation, io, labels, scoring
+from tiqa import checkpoints, errors, evaluation, io
 from tiqa.models import EfficientNetConfig, pretrained_variants
-from tiqa.train import phases
+from tiqa.phases import evaluate, finetune, train_rank, training
 
 # Friendly names and the pipeline keys each sets.
 PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -309,7 +309,7 @@ def _assign(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
 
 
 def _check_model(phase_config, where: str) -> None:
-    model = phases.model_config(phase_config)
+    model = training.model_config(phase_config)
     if model.backbone != "vgg16":
         EfficientNetConfig.from_name(model.backbone)
     if model.pretrained and model.backbone not in pretrained_variants():
@@ -318,12 +318,11 @@ def _check_model(phase_config, where: str) -> None:
 
 
 def _check_pipeline(pipeline: ml_collections.ConfigDict) -> None:
-    """Catches bad swept values before any training (the phases would, hours later)."""
-    labels.ProjectionConfig(kinds=tuple(pipeline.rank.rank.kinds))
-    labels.ProjectionConfig.from_mapping(pipeline.finetune.projection)
-    if pipeline.finetune.finetune.originals < 0:
-        raise errors.InputError("finetune.finetune.originals must be 0 (all) or positive, got "
-                                f"{pipeline.finetune.finetune.originals}")
+    """Catches bad swept values before any training (the phases would, hours later): each
+    phase config goes through the conversion its phase starts with, then the model is checked."""
+    train_rank.read_settings(pipeline.rank)
+    finetune.read_settings(pipeline.finetune)
+    evaluate.read_settings(pipeline.evaluate)
     if pipeline.rank_pretraining:
         _check_model(pipeline.rank, "rank")
     else:
@@ -421,10 +420,10 @@ def _share_rank_runs(pipelines: list[ml_collections.ConfigDict]) -> None:
 def run_trial(pipeline: ml_collections.ConfigDict, trial: Trial, seed: int,
               directory: pathlib.Path) -> dict:
     """Rank phase (unless off), fine-tune, held-out evaluation; writes and returns result.json."""
-    rank_seconds = (_run_phase(phases.train_rank, pipeline.rank)
+    rank_seconds = (_run_phase(train_rank.run, pipeline.rank)
                     if pipeline.rank_pretraining else 0.0)
-    finetune_seconds = _run_phase(phases.finetune, pipeline.finetune)
-    evaluated = scoring.evaluate_checkpoint(pipeline.evaluate)
+    finetune_seconds = _run_phase(finetune.run, pipeline.finetune)
+    evaluated = evaluate.run(pipeline.evaluate)
     overall = next(row for row in evaluated["correlations"] if row["kind"] == evaluation.OVERALL)
     result = {
         "trial": trial.name, "seed": seed, "values": dict(trial.values),
@@ -557,7 +556,7 @@ def _seeds(config) -> tuple[int, ...]:
     return tuple(int(s) for s in seeds)
 
 
-def run_ablation(config: ml_collections.ConfigDict) -> list[dict]:
+def run(config: ml_collections.ConfigDict) -> list[dict]:
     """Runs every trial and seed not finished yet; writes the tables and plots; returns the
     summary rows (one per trial, mean and std over seeds)."""
     workdir = pathlib.Path(config.workdir)

@@ -1,0 +1,182 @@
+"""The scoring phase (configs/score.py): every selected slice of the inputs scored, a CSV of
+scores and optionally the report; with `distributed`, each process scores its share and process
+0 merges the parts.
+"""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+import time
+
+from tiqa import checkpoints, errors, io, volumes
+from tiqa.scoring import (cut_batches, plan_slices, report_thumbnails, score_batches, share,
+                          write_scores_csv)
+
+
+def _check_config(config) -> None:
+    """Every check that needs no pixels, before any work."""
+    if not config.input:
+        raise errors.InputError("config.input is empty: give an image, a folder of slices or a volume")
+    errors.check_sizes(config, "batch_size")
+    volumes.check_slices(config.slices, "config.slices")
+    if config.distributed:
+        if config.num_processes < 0:
+            raise errors.InputError(f"config.num_processes must be >= 0 (0: from the "
+                                    f"environment), got {config.num_processes}")
+        if config.num_processes and not -1 <= config.process_id < config.num_processes:
+            raise errors.InputError(f"config.process_id={config.process_id} is not in "
+                                    f"0..{config.num_processes - 1} (config.num_processes)")
+        if config.merge_timeout <= 0:
+            raise errors.InputError(f"config.merge_timeout must be positive, got "
+                                    f"{config.merge_timeout}")
+
+
+def score_inputs(config, process: int = 0, processes: int = 1) -> tuple[list[dict], dict]:
+    """Scores every selected slice of every input (comma-separated paths, `\\,` for a comma in
+    a path) that falls to process `process` of `processes`; returns (records, thumbnails).
+
+    Slices are read a batch at a time (`tiqa.volumes`), so memory is set by the batch, not the
+    volume. Thumbnails (only with `config.report`, and only in a single process) are those of
+    the slices the report shows."""
+    _check_config(config)
+    loaded = checkpoints.load_model(config.checkpoint)
+    work = plan_slices(config)
+    batches = share(cut_batches(work, config.batch_size), process, processes)
+    desc = "scoring" if processes == 1 else f"scoring (process {process} of {processes})"
+    records = [record for _, record in
+               sorted(score_batches(config, loaded, batches, desc), key=lambda item: item[0])]
+    thumbnails = {}
+    if config.report and processes == 1 and records:
+        thumbnails = report_thumbnails(config, records, work)
+    return records, thumbnails
+
+
+# --- More than one process ----------------------------------------------------------------------
+
+_PART_FIELDS = ["order", "file", "slice", "volume", "score", "spread", "n_crops"]
+
+
+def _join_processes(config) -> tuple[int, int]:
+    """(this process, number of processes): (0, 1) unless `config.distributed`, when
+    jax.distributed is started from the config's keys (those left empty or -1 come from the
+    environment jax.distributed reads: Slurm, Open MPI, a TPU pod...)."""
+    if not config.distributed:
+        return 0, 1
+    import jax
+
+    if not jax.distributed.is_initialized():
+        arguments = {}
+        if config.coordinator_address:
+            arguments["coordinator_address"] = config.coordinator_address
+        if config.num_processes:
+            arguments["num_processes"] = config.num_processes
+        if config.process_id >= 0:
+            arguments["process_id"] = config.process_id
+        jax.distributed.initialize(**arguments, initialization_timeout=int(config.merge_timeout))
+    return jax.process_index(), jax.process_count()
+
+
+def _part_path(output: pathlib.Path, process: int, processes: int) -> pathlib.Path:
+    return output.with_name(f".{output.name}.part-{process:05d}-of-{processes:05d}")
+
+
+def _write_part(path: pathlib.Path, records: list[dict], orders: list[int]) -> None:
+    with io.atomic_write(path) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=_PART_FIELDS)
+            writer.writeheader()
+            for order, record in zip(orders, records):
+                writer.writerow({"order": order, **{k: ("" if record[k] is None else record[k])
+                                                    for k in _PART_FIELDS[1:]}})
+
+
+def _read_part(path: pathlib.Path) -> list[tuple[int, dict]]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    # str(float) is the shortest repr that reads back the same number, so nothing is lost.
+    return [(int(row["order"]), {"file": row["file"],
+                                 "slice": None if row["slice"] == "" else int(row["slice"]),
+                                 "volume": row["volume"], "score": float(row["score"]),
+                                 "spread": float(row["spread"]), "n_crops": int(row["n_crops"])})
+            for row in rows]
+
+
+def _merge_parts(output: pathlib.Path, processes: int, expected: int,
+                 timeout: float) -> list[dict]:
+    """Process 0, after the barrier: every part (waiting up to `timeout` s for a slow shared
+    file system to show them), merged in output order; the parts are then removed."""
+    parts = [_part_path(output, p, processes) for p in range(processes)]
+    deadline = time.monotonic() + timeout
+    while not all(part.exists() for part in parts):
+        if time.monotonic() > deadline:
+            missing = [str(part) for part in parts if not part.exists()]
+            raise errors.InputError(f"config.output={output}: part file(s) {', '.join(missing)} "
+                                    f"did not appear within config.merge_timeout={timeout} s; is "
+                                    "the output on a file system every host shares?")
+        time.sleep(0.5)
+    merged = sorted((item for part in parts for item in _read_part(part)), key=lambda x: x[0])
+    if [order for order, _ in merged] != list(range(expected)):
+        raise RuntimeError(f"{output}: the parts hold {len(merged)} slices, expected {expected}")
+    return [record for _, record in merged]
+
+
+def _score_distributed(config, output: pathlib.Path, process: int, processes: int) -> list[dict] | None:
+    """This process's share scored and written as a part file; after a barrier across all
+    processes, process 0 merges the parts into `output` (atomically) and removes them. Returns
+    the merged records on process 0, None elsewhere."""
+    from jax.experimental import multihost_utils
+
+    _check_config(config)
+    loaded = checkpoints.load_model(config.checkpoint)
+    work = plan_slices(config)
+    batches = share(cut_batches(work, config.batch_size), process, processes)
+    scored = sorted(score_batches(config, loaded, batches,
+                                   f"scoring (process {process} of {processes})"),
+                    key=lambda item: item[0])
+    part = _part_path(output, process, processes)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _write_part(part, [record for _, record in scored], [order for order, _ in scored])
+    multihost_utils.sync_global_devices("tiqa-score-parts-written")
+    if process != 0:
+        print(f"process {process} of {processes}: {len(scored)} slice(s) scored; process 0 "
+              f"writes {output}")
+        return None
+    records = _merge_parts(output, processes, len(work), config.merge_timeout)
+    write_scores_csv(records, output)
+    for p in range(processes):
+        _part_path(output, p, processes).unlink(missing_ok=True)
+    return records
+
+
+def run(config) -> dict:
+    """The scoring phase (configs/score.py): CSV of scores, optionally the report."""
+    from tiqa import report  # matplotlib is only needed for reports
+    # The outputs are checked first, so a bad one fails before the scoring, not after it.
+    output = io.check_output(config.output, "config.output")
+    if config.report:
+        io.check_output(config.report, "config.report", folder=True)
+    _check_config(config)
+    process, processes = _join_processes(config)
+    if processes > 1:
+        records = _score_distributed(config, output, process, processes)
+        if records is None:
+            return {"records": None, "process": process, "processes": processes}
+        thumbnails = report_thumbnails(config, records, plan_slices(config)) if config.report else {}
+    else:
+        records, thumbnails = score_inputs(config)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_scores_csv(records, output)
+    summary = report.summarise(records)
+    for row in summary:
+        print(f"{row['volume']}: {row['slices']} slice(s), median score {row['median']:.2f} "
+              f"(min {row['min']:.2f}, max {row['max']:.2f})")
+    print(f"scores written to {output}")
+    result = {"records": records, "summary": summary, "csv": output}
+    if config.report:
+        model = str(config.checkpoint) if config.checkpoint else "the shipped default model"
+        index = report.write_report(records, config.report, thumbnails,
+                                    notes=(f"Scored with {model}, crops: {config.crops}.",))
+        print(f"report: {index}")
+        result["report"] = index
+    return result

@@ -1,0 +1,109 @@
+"""From a phase's ConfigDict to frozen settings: the one place the drivers read config blocks.
+
+`block(cls, config_block)` builds a frozen dataclass from the keys of a config block named like
+its fields (sequences become tuples); a missing key or a value of the wrong type is an
+`InputError` naming the key, raised before any work. The blocks several phases share (the
+reference data, the phantom, the acquisition ladders) are read here; each driver reads its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from tiqa import errors, labels, phantom
+from tiqa.train import batches
+
+_SCALARS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _checked(value: Any, annotation: str, key: str) -> Any:
+    """`value` as the field's type: a sequence for a tuple, an int for a float; else an error."""
+    if annotation.startswith("tuple"):
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise errors.InputError(f"{key} must be a tuple, got {value!r}")
+        return tuple(value)
+    allowed = _SCALARS.get(annotation.split(" |")[0])
+    if allowed is None:
+        return value
+    if (not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool))):
+        raise errors.InputError(f"{key} must be a {annotation}, got {value!r}")
+    return float(value) if annotation == "float" else value
+
+
+def block(cls: type, values: Any, where: str = "config", **given: Any):
+    """A frozen `cls` from the keys of `values` (a ConfigDict block or a mapping) named like its
+    fields; `given` supplies fields that are not plain keys of the block (nested settings)."""
+    hints = {field.name: field.type if isinstance(field.type, str) else field.type.__name__
+             for field in dataclasses.fields(cls)}
+    found = {}
+    for name, annotation in hints.items():
+        if name in given:
+            continue
+        key = f"{where}.{name}"
+        try:
+            value = values[name]
+        except (KeyError, AttributeError) as error:
+            raise errors.InputError(f"{key} is missing") from error
+        found[name] = _checked(value, annotation, key)
+    return cls(**found, **given)
+
+
+# --- Shared blocks ----------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """Where reference slices come from and how they become crops (configs/common.add_data_source)."""
+    input: str
+    annotations: str
+    default_reference_score: float
+    resize: int
+    crop: int
+    seed: int  # draws the phantom (and the ladders' acquisitions)
+    phantom: phantom.PhantomSettings
+    ladders: batches.LadderSettings
+
+
+def data_source(config, where: str = "config") -> DataSource:
+    """The data-source keys of a phase config (or of a block holding them, e.g. brisque_training)."""
+    source = block(DataSource, config, where,
+                   phantom=block(phantom.PhantomSettings, config.phantom, f"{where}.phantom"),
+                   ladders=block(batches.LadderSettings, config.acquisition,
+                                 f"{where}.acquisition"))
+    if source.ladders.objects_per_batch < 0:
+        raise errors.InputError("acquisition.objects_per_batch must be 0 (no ladders) or positive, "
+                                f"got {source.ladders.objects_per_batch}")
+    return source
+
+
+def projection(config, where: str = "config") -> labels.ProjectionConfig:
+    """The label projection of a phase config's `projection` block."""
+    try:
+        return labels.ProjectionConfig.from_mapping(config.projection)
+    except (TypeError, KeyError) as error:
+        raise errors.InputError(f"{where}.projection: {error}") from error
+
+
+def reference_slices(source: DataSource) -> tuple[list[np.ndarray], list[str]]:
+    return phantom.load_reference_slices(source.input, source.phantom, source.seed)
+
+
+def annotated_scores(source: DataSource) -> Callable[[list[str]], list[float]]:
+    """sources -> reference scores: the human ones of `source.annotations`, else the prior."""
+    annotations = labels.read_annotations(source.annotations) if source.annotations else {}
+    return lambda sources: labels.reference_scores_for(sources, annotations,
+                                                       source.default_reference_score)
+
+
+def reference_pool(source: DataSource, scores_for_sources) -> batches.ReferencePool:
+    """The training pool of `source`: its slices resized, their scores, and the ladder bank."""
+    slices, sources = reference_slices(source)
+    scores = scores_for_sources(sources)
+    logging.info("reference pool: %d slices from %s", len(slices), source.input or "the phantom")
+    pool = batches.build_pool(slices, scores, source.resize, source.crop)
+    return batches.with_ladders(pool, source.ladders, source.seed, source.crop,
+                                source.default_reference_score)
+

@@ -1,0 +1,82 @@
+"""The study that ties the TIQA score to segmentation accuracy: every held-out slice at every
+distortion kind and level is scored by the quality network and segmented; the table of SROCC
+and PLCC between score and F1, per kind and overall, is the paper's Table 1.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import numpy as np
+import tqdm
+
+from tiqa import checkpoints, distortions, evaluation, scoring, segmentation
+from tiqa.phases.evaluate_segmentation import binary_prediction, held_out
+
+
+def table_one(rows: list[dict], kinds) -> list[dict]:
+    """The paper's Table 1 from the study's rows: per kind (its distorted slices and the
+    originals, which belong to every kind's series) and overall, n and the SROCC and PLCC
+    between score and F1."""
+    table = []
+    for kind in list(kinds) + ["overall"]:
+        chosen = [r for r in rows if r["kind"] in (kind, "original") or kind == "overall"]
+        scores = np.asarray([r["score"] for r in chosen])
+        f1s = np.asarray([r["f1"] for r in chosen])
+        table.append({"kind": kind, "n": len(chosen), "srocc": evaluation.srocc(scores, f1s),
+                      "plcc": evaluation.plcc(scores, f1s),
+                      "mean_f1": float(f1s.mean()), "mean_score": float(scores.mean())})
+    return table
+
+
+def run(config) -> dict:
+    """Runs the study described by configs/study_segmentation.py: the paper's Table 1."""
+    output = pathlib.Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    segmenter = checkpoints.load_segmenter(config.segmentation_checkpoint)
+    positive = checkpoints.positive_class(config.segmentation_checkpoint)
+    score = scoring.make_slice_scorer(checkpoints.load_model(config.score_checkpoint), config.crops)
+    paths, images, label_maps = held_out(config)
+    base_key = jax.random.key(config.seed)
+    rows, curves, examples = [], {}, {}
+    work = [(n, kind, level) for n in range(len(images)) for kind in config.kinds
+            for level in range(distortions.NUM_LEVELS)]
+    for n, kind, level in tqdm.tqdm(work, desc="study", unit="image"):
+        if level == 0 and kind != config.kinds[0]:
+            continue  # the undistorted slice is one image, shared by every kind
+        key = jax.random.fold_in(jax.random.fold_in(base_key, n), config.kinds.index(kind))
+        distorted = np.asarray(distortions.apply(kind, images[n], level, key))
+        tiqa_score = float(score(distorted[None])[0][0])
+        probabilities = segmenter.probabilities(distorted[None])[0]
+        if segmenter.config.num_classes > 1:
+            mask = segmentation.argmax_labels(probabilities) == positive
+        else:
+            mask = binary_prediction(probabilities, config.threshold)
+        target = label_maps[n] == positive
+        rows.append({"slice": pathlib.Path(paths[n]).stem, "kind": kind if level else "original",
+                     "level": level, "score": tiqa_score,
+                     "f1": segmentation.f1(mask, target), "iou": segmentation.iou(mask, target),
+                     "uncertainty_mean": float(segmentation.entropy(probabilities).mean())})
+        if n == 0 and kind == config.figure_kind:
+            curves[f"level {level}"] = segmentation.two_point_correlation(mask, axis=1)
+            curves.setdefault("ground truth", segmentation.two_point_correlation(target, axis=1))
+            if level in (0, 3, 5):
+                examples[level] = (distorted, target, mask, probabilities)
+    table = table_one(rows, config.kinds)
+    evaluation.write_table(table, output / "table1.csv", output / "table1.md")
+    evaluation.write_table(rows, output / "study.csv", output / "study.md")
+    segmentation.figure_score_vs_f1([r["score"] for r in rows], [r["f1"] for r in rows],
+                                    [r["kind"] for r in rows], output / "score_vs_f1.png")
+    segmentation.figure_two_point(curves, output / "two_point_levels.png",
+                                  title=f"S2 along X, {config.figure_kind} levels, "
+                                        f"{pathlib.Path(paths[0]).stem}")
+    for level, (image, target, mask, probabilities) in examples.items():
+        segmentation.figure_segmentation(image, target, mask, probabilities[..., 1]
+                                         if probabilities.shape[-1] == 2 else probabilities,
+                                         output / f"segmentation_{config.figure_kind}_level{level}.png",
+                                         title=f"{config.figure_kind} level {level}")
+    print("TIQA score against segmentation F1 (the paper's Table 1)")
+    print(evaluation.format_table(table))
+    print(f"written to {output}: table1.csv/.md, study.csv/.md, score_vs_f1.png, two_point_levels.png")
+    return {"table": table, "rows": rows}

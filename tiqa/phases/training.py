@@ -1,0 +1,57 @@
+"""What the rank and fine-tune phases (and the ablation and comparison built on them) share:
+their runtime keys, the network's config, the reference pool and the device mesh."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tiqa import errors
+from tiqa.models.iqa import IQAConfig
+from tiqa.phases import settings
+from tiqa.train import batches, loop
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """configs/common.add_runtime and the phase's work directory."""
+    workdir: str
+    seed: int
+    log_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    num_devices: int
+    distributed: bool
+    resume_with_changes: bool
+
+
+def runtime(config) -> Runtime:
+    return settings.block(Runtime, config)
+
+
+def model_config(config) -> IQAConfig:
+    """The IQAConfig of a phase config's `model` block (placeholders left unset are dropped)."""
+    values = dict(config.model)
+    overrides = {k: v for k, v in dict(values.pop("trunk_overrides", {})).items() if v is not None}
+    return IQAConfig.from_mapping(dict(values, trunk_overrides=overrides))
+
+
+def images_per_batch(ladders: batches.LadderSettings, per_batch: int, num_kinds: int) -> int:
+    return batches.images_per_batch(per_batch, num_kinds, ladders.objects_per_batch,
+                                    len(ladders.factors))
+
+
+def mesh_and_pool(run: Runtime, source: settings.DataSource, per_batch: int, num_kinds: int):
+    loop.initialise_distributed(run.distributed)
+    mesh = loop.data_mesh(run.num_devices)
+    loop.check_batch_divides(images_per_batch(source.ladders, per_batch, num_kinds), mesh)
+    pool = settings.reference_pool(source, settings.annotated_scores(source))
+    return mesh, pool
+
+
+BATCH_NORM_MODES = ("batch", "frozen")
+
+
+def frozen_batch_norm(mode: str, key_name: str) -> bool:
+    if mode not in BATCH_NORM_MODES:
+        raise errors.InputError(f"{key_name} must be one of {BATCH_NORM_MODES}, got {mode!r}")
+    return mode == "frozen"

@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
@@ -441,8 +440,8 @@ def test_restore_variables_reads_the_latest_checkpoint(tmp_path):
     for step in (1, 2):
         changed = jax.tree.map(lambda x: x + step, (state.params, state.batch_stats))
         saved[step] = [np.asarray(x) for x in jax.tree.leaves(changed)]
-        manager.save(step, args=ocp.args.StandardSave(
-            state.replace(step=jnp.int32(step), params=changed[0], batch_stats=changed[1])))
+        loop.save_checkpoint(manager, step, state.replace(
+            step=jnp.int32(step), params=changed[0], batch_stats=changed[1]))
     manager.wait_until_finished()
     manager.close()
     _, params, stats = nnx.split(_Normalised(), nnx.Param, nnx.BatchStat)

@@ -1,29 +1,11 @@
 """A parallel-beam acquisition model: object -> sinogram -> detector physics -> FBP.
 
-Each factor of a real scan that degrades its reconstruction is a number of `Settings`:
-
-* `photons`: incident photons per detector pixel and projection (Poisson counts, flat field
-  I0); inf is a noise-free scan.
-* `gain_error`: std of the relative per-detector gains that a unit-gain flat field leaves in
-  (ring artefacts).
-* `views`: projections kept out of the `max_views` of the angle grid (sparse views); must
-  divide `max_views`.
-* `centre_offset`: px by which the true rotation axis misses the detector centre that FBP
-  assumes (arc and doubling artefacts).
-* `detector_blur`: sigma (px) of a Gaussian point-spread function of the detector, applied to
-  the intensity before counting (scintillator and optics).
-* `zingers`: fraction of sinogram pixels hit by a direct event that adds 0.5 to 3 I0 counts
-  (streaks).
-* `drift`: px by which the sample moves sideways, linearly, over the scan.
-
-Settings are arrays, so one jitted call simulates a batch of different acquisitions (vmap over
-objects and settings). The line integrals of an object are computed once at `max_views`
-angles (`project`), and every acquisition of that object is made from them (`acquire`): the
-acquisition model is then a per-sinogram operation plus one FBP. Everything random comes from
-the key, so a result is a pure function of (object, settings, key).
-
-`LEVELS` holds, for each factor, the ideal (level 0) and five levels from best to worst;
-`ladder(factor)` is the six acquisitions that vary that factor alone, the others ideal.
+The factors, their units and levels are in the README ("Acquisition model"); `Settings` holds
+them as arrays, so one jitted call simulates a batch of different acquisitions. An object is
+projected once at `max_views` angles (`project`) and every acquisition is made from those line
+integrals (`acquire`): a per-sinogram operation plus one FBP. A result is a pure function of
+(object, settings, key). `views` must divide `max_views` (sparse views are angle weights on
+the one grid).
 """
 
 from __future__ import annotations
@@ -162,13 +144,9 @@ def _shift_detector(sinogram: jax.Array, shifts: jax.Array) -> jax.Array:
 
 
 def measure(line_integrals: jax.Array, settings: Settings, key: jax.Array) -> jax.Array:
-    """The detector: measured line integrals (D, max_views) of one acquisition.
-
-    The sample moves (centre offset, drift), the beam I0 = photons is attenuated, spread by the
-    PSF, scaled by the detector gains, counted (Poisson) and hit by zingers; a flat field that
-    assumes unit gains and the logarithm give the line integrals FBP reconstructs. `key` is
-    split into the gains', counts', zinger positions' and zinger amounts' keys, in that order.
-    """
+    """The detector: measured line integrals (D, max_views) of one acquisition. `key` splits
+    into the gains', counts', zinger positions' and zinger amounts' keys, in that order (the
+    tests rebuild the same gains from it)."""
     num_detectors, max_views = line_integrals.shape
     gain_key, count_key, zinger_key, amount_key = jax.random.split(key, 4)
     # The sample's position on the detector: a fixed axis offset plus a linear drift.
@@ -244,17 +222,10 @@ def ladder_settings(factors: tuple[str, ...], max_views: int = MAX_VIEWS) -> Set
 
 def ladders(attenuation, factors: tuple[str, ...], key: jax.Array, *, output_size: int,
             max_views: int = MAX_VIEWS, objects_per_call: int = 2) -> np.ndarray:
-    """Every factor's ladder for each object, each acquisition normalised by its percentiles.
-
-    Args:
-      attenuation: (M, N, N) objects (N >= `object_size(output_size)`).
-      factors: names from `LEVELS`.
-      key: object m draws from fold_in(key, m), so results do not depend on the chunking.
-      objects_per_call: objects simulated per jitted call (memory against call overhead).
-
-    Returns:
-      (M, F, 6, output_size, output_size) float32 numpy array in [0, 1]; [:, f, 0] is the
-      ideal acquisition of the object (the same for every factor).
+    """(M, N, N) objects (N >= `object_size(output_size)`) -> (M, F, 6, output_size,
+    output_size) ladders in [0, 1], each acquisition normalised by its percentiles; [:, f, 0] is
+    the object's ideal acquisition. Object m draws from fold_in(key, m), so results do not
+    depend on `objects_per_call` (memory against call overhead).
     """
     attenuation = np.asarray(attenuation, np.float32)
     count = attenuation.shape[0]

@@ -46,36 +46,70 @@ def read_run_info(workdir: str | pathlib.Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _strip_variable_values(tree):
-    """Orbax's raw restore keeps each nnx Variable as {'value': array}; unwrap to arrays."""
-    if isinstance(tree, dict):
-        if set(tree) == {"value"}:
-            return tree["value"]
-        return {key: _strip_variable_values(value) for key, value in tree.items()}
-    return tree
+# A checkpoint is an Orbax composite of these named items, so that a reader restores only
+# what it needs by name (the weights, without the optimiser state that made them).
+PARAMS, BATCH_STATS, OPT_STATE, STEP = "params", "batch_stats", "opt_state", "step"
+
+
+def restore_target(tree):
+    """`tree` (concrete or abstract) as the shapes, dtypes and shardings to restore into; a leaf
+    without a sharding (an abstract network's) goes to the first device."""
+    first_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+    def leaf(x):
+        x = ocp.utils.to_shape_dtype_struct(x)
+        if x.sharding is None:
+            x = jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=first_device)
+        return x
+
+    return jax.tree.map(leaf, tree)
+
+
+def save_items(manager: ocp.CheckpointManager, step: int, trees: dict[str, Any],
+               others: dict[str, ocp.args.CheckpointArgs]) -> None:
+    """Saves checkpoint `step` (asynchronously): each named tree, and the `others` args. A tree
+    without arrays is left out (Orbax refuses an empty item; a network without BatchNorm has
+    no statistics)."""
+    args = {name: ocp.args.StandardSave(tree) for name, tree in trees.items() if jax.tree.leaves(tree)}
+    manager.save(step, args=ocp.args.Composite(**args, **others))
+
+
+def restore_items(manager: ocp.CheckpointManager, step: int, trees: dict[str, Any],
+                  others: dict[str, ocp.args.CheckpointArgs] | None = None) -> dict[str, Any]:
+    """Checkpoint `step`'s named trees, each restored by name onto the structure and shardings
+    of its entry in `trees` (one without arrays comes back as given), and the `others` args.
+    Items not asked for (say, the optimiser state) stay on disk."""
+    others = others or {}
+    args = {name: ocp.args.StandardRestore(restore_target(tree))
+            for name, tree in trees.items() if jax.tree.leaves(tree)}
+    try:
+        restored = manager.restore(step, args=ocp.args.Composite(**args, **others))
+    except (KeyError, ValueError, FileNotFoundError) as error:
+        raise errors.InputError(f"{manager.directory}: checkpoint {step} does not fit the network, "
+                                f"or predates the named-item layout ({error})") from error
+    return {name: restored[name] if name in args else tree for name, tree in trees.items()
+            } | {name: restored[name] for name in others}
 
 
 def restore_variables(checkpoint_dir: str | pathlib.Path, params: nnx.State,
                       batch_stats: nnx.State) -> tuple[nnx.State, nnx.State]:
     """Parameters and statistics of the latest checkpoint, whatever optimiser made it.
 
-    `params` and `batch_stats` (abstract or concrete) give the structure to fill.
+    `params` and `batch_stats` (abstract or concrete) give the structure to fill; the
+    optimiser state stays on disk.
     """
     path = pathlib.Path(checkpoint_dir)
     if (path / CHECKPOINTS).is_dir():
         path = path / CHECKPOINTS
     manager = ocp.CheckpointManager(path.absolute())
-    step = manager.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"{checkpoint_dir}: no checkpoint found")
-    raw = manager.restore(step, args=ocp.args.StandardRestore())
-    manager.close()
-    for state, name in ((params, "params"), (batch_stats, "batch_stats")):
-        try:
-            nnx.replace_by_pure_dict(state, _strip_variable_values(raw[name]))
-        except (KeyError, ValueError) as error:
-            raise errors.InputError(f"{checkpoint_dir}: checkpoint does not fit the network ({error})") from error
-    return params, batch_stats
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"{checkpoint_dir}: no checkpoint found")
+        restored = restore_items(manager, step, {PARAMS: params, BATCH_STATS: batch_stats})
+    finally:
+        manager.close()
+    return restored[PARAMS], restored[BATCH_STATS]
 
 
 def abstract_network(network_type: type[nnx.Module], config) -> nnx.Module:

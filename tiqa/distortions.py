@@ -1,12 +1,8 @@
-"""The distortions of the data phase: blur, noise and ring artefacts, five levels each.
+"""The distortions of the data phase: blur, noise and ring artefacts, five levels each
+(README "Distortion levels", SPEC.md section 2).
 
-Every function is pure and jittable, works on images in [0, 1] and returns images in [0, 1].
-Level 0 is the identity; the level tables of the reference code (SPEC.md section 2) are data
-below, so an ablation can swap them without touching code.
-
-`apply(kind, image, level, key)` is the public entry: `image` is (H, W) or (N, H, W), `level`
-a Python int or an integer array (scalar, or (N,) for a batch), and a batch draws independent
-noise and rings for every image from the one key.
+Pure, jittable, [0, 1] in and out; level 0 is the identity. The level tables are data, so an
+ablation can swap them without touching code. `apply` is the public entry.
 """
 
 from __future__ import annotations
@@ -65,12 +61,8 @@ def _gaussian_weights(sigma: float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def gaussian_blur_matrix(size: int, sigma: float) -> np.ndarray:
-    """The (size, size) linear operator of a 1-D Gaussian filter with edge ('nearest') padding.
-
-    Writing the filter as a matrix keeps it exact for any sigma, however large against the
-    image (sigma 33.2 has a 267-tap kernel, wider than a 224 crop), and turns a batch of blurs
-    into matrix products, which every accelerator runs at full speed.
-    """
+    """The (size, size) operator of a 1-D Gaussian filter with edge ('nearest') padding: exact
+    for a kernel wider than the image, and a batch of blurs becomes matrix products."""
     if sigma <= 0:
         return np.eye(size, dtype=np.float32)
     weights = _gaussian_weights(sigma)
@@ -94,10 +86,7 @@ def _separable_apply(image: jnp.ndarray, rows: jnp.ndarray, cols: jnp.ndarray) -
 
 
 def gaussian_blur(image: jnp.ndarray, sigma: float) -> jnp.ndarray:
-    """Gaussian blur equal to `skimage.filters.gaussian(image, sigma)` (mode 'nearest').
-
-    `sigma` is a Python float; `image` is (..., H, W).
-    """
+    """(..., H, W) blurred as `skimage.filters.gaussian(image, sigma)`; `sigma` a Python float."""
     height, width = image.shape[-2:]
     rows = jnp.asarray(gaussian_blur_matrix(height, float(sigma)))
     cols = jnp.asarray(gaussian_blur_matrix(width, float(sigma)))
@@ -105,22 +94,15 @@ def gaussian_blur(image: jnp.ndarray, sigma: float) -> jnp.ndarray:
 
 
 def gaussian_noise(image: jnp.ndarray, key: jax.Array, variance, clip: bool = True) -> jnp.ndarray:
-    """Additive zero-mean Gaussian noise of the given variance, then clipped to [0, 1].
-
-    The same model as `skimage.util.random_noise(image, mode='gaussian', var=variance)`;
-    `clip=False` exposes the noise before clipping (for checking its variance).
-    """
+    """As `skimage.util.random_noise(image, mode='gaussian', var=variance)`; `clip=False` keeps
+    the noise before clipping (to check its variance)."""
     noise = jnp.sqrt(jnp.asarray(variance, image.dtype)) * jax.random.normal(
         key, image.shape, image.dtype)
     return jnp.clip(image + noise, 0.0, 1.0) if clip else image + noise
 
 
 def ring_radii(key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Inner radii of the rings of the image-domain model and which of them are drawn.
-
-    The first ring starts at radius 20, each next one 5..25 px further out; at most 20 rings,
-    none past radius 400. Returns (radii, drawn), both of shape (RING_MAX_COUNT,).
-    """
+    """(radii, drawn), each (RING_MAX_COUNT,): the rings' inner radii and which are drawn."""
     low, high = RING_STEP_RANGE
     steps = jax.random.randint(key, (RING_MAX_COUNT - 1,), low, high + 1)
     radii = RING_FIRST_RADIUS + jnp.concatenate([jnp.zeros((1,), steps.dtype), jnp.cumsum(steps)])
@@ -128,12 +110,8 @@ def ring_radii(key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
 
 
 def ring_artifact(image: jnp.ndarray, key: jax.Array, coefficient) -> jnp.ndarray:
-    """Image-domain ring artefacts: concentric annuli around the image centre.
-
-    Ring i (counting from 0) covers r_i <= distance < r_i + 2 from pixel (H // 2, W // 2) and
-    subtracts (i even) or adds (i odd) `coefficient` times the image there. Every ring is kept
-    (the reference label script kept only the last one, SPEC.md section 3).
-    """
+    """Image-domain rings about pixel (H // 2, W // 2). Every ring is kept (the reference label
+    script kept only the last one, SPEC.md section 3)."""
     height, width = image.shape[-2:]
     radii, drawn = ring_radii(key)
     rows = np.arange(height)[:, None] - height // 2
@@ -151,11 +129,8 @@ def ring_artifact(image: jnp.ndarray, key: jax.Array, coefficient) -> jnp.ndarra
 
 
 def detector_gain_offsets(key: jax.Array, num_detectors: int, gain_std) -> jnp.ndarray:
-    """Per-detector-pixel line-integral offsets -log(gain) for relative gain errors of std `gain_std`.
-
-    A flat field that assumes unit gain leaves each detector pixel's error in every projection;
-    the floor on the gain only guards the logarithm at absurd error levels.
-    """
+    """Line-integral offsets -log(gain) that a unit-gain flat field leaves in every projection;
+    the floor on the gain only guards the logarithm at absurd error levels."""
     gains = 1.0 + gain_std * jax.random.normal(key, (num_detectors,))
     return -jnp.log(jnp.maximum(gains, 0.05))
 
@@ -163,14 +138,10 @@ def detector_gain_offsets(key: jax.Array, num_detectors: int, gain_std) -> jnp.n
 def sinogram_ring_artifact(image: jnp.ndarray, key: jax.Array, gain_std,
                            num_angles: int = SINOGRAM_ANGLES,
                            attenuation_per_pixel: float = ATTENUATION_PER_PIXEL) -> jnp.ndarray:
-    """Physically made ring artefacts: detector gain errors in the sinogram, then FBP.
-
-    Filtered back-projection is linear, so reconstructing (sinogram + offsets) equals the
-    image plus the reconstruction of the offsets alone; only that second term is computed,
-    which keeps level 0 the exact identity and avoids re-projecting the image.
-
-    `image` is (H, W) with one key, or (N, H, W) with (N,) keys and (N,) or scalar `gain_std`;
-    a batch goes through the back-projection in one pass (several times faster than vmap).
+    """Rings from detector gain errors in the sinogram, then FBP. FBP is linear, so only the
+    offsets are reconstructed and added: level 0 stays the exact identity, and the image is
+    never re-projected. `image` is (H, W) with one key, or (N, H, W) with (N,) keys (one pass,
+    several times faster than vmap) and (N,) or scalar `gain_std`.
     """
     height, width = image.shape[-2:]
     num_detectors = tomography.min_detectors((height, width))  # covers the image's diagonal
@@ -217,11 +188,8 @@ def _check_level(level) -> None:
 
 
 def apply(kind: str, image: jnp.ndarray, level, key: jax.Array) -> jnp.ndarray:
-    """Distort `image` ((H, W) or (N, H, W), values in [0, 1]) with `kind` at `level` (0..5).
-
-    `level` may be a Python int, a traced integer, or an (N,) integer array for a batch. For a
-    batch, `key` is one key (split into independent draws per image) or (N,) keys, one per
-    image. The result has the shape of `image` and lies in [0, 1].
+    """`image` ((H, W) or (N, H, W)) distorted by `kind` at `level` (0..5): a Python int, a
+    traced integer or (N,) levels. A batch takes one key (split per image) or (N,) keys.
     """
     if kind not in _SINGLE_IMAGE:
         raise ValueError(f"unknown distortion kind {kind!r}; expected one of {ALL_KINDS}")

@@ -1,25 +1,8 @@
 """Candidate pre-processing filters for tomography slices, to be ranked by the quality score.
 
-The paper uses the score to guide pre-processing: apply candidate denoising / artefact-removal
-filters to sampled slices of a volume, score every result and keep the best. This module holds
-those candidates. Every filter is a pure numpy function `fn(image, **params) -> image` on a
-float32 (H, W) image in [0, 1]; `apply` validates the image and the parameters, runs the filter
-and clips the result to [0, 1] float32.
-
-Filters (`FILTERS`)
-    identity         the unfiltered baseline.
-    median           skimage.filters.median with a disk footprint of `radius` px.
-    gaussian         skimage.filters.gaussian with `sigma` px, mode 'nearest'.
-    nl_means         skimage.restoration.denoise_nl_means, fast mode, h = `h` times the noise
-                     sigma estimated from the image (see `estimate_noise_sigma`).
-    total_variation  skimage.restoration.denoise_tv_chambolle with `weight`.
-    bilateral        skimage.restoration.denoise_bilateral (`sigma_color`, `sigma_spatial`).
-    ring_removal     image-domain ring-artefact removal around `centre` (see `ring_removal`).
-
-Grids
-    `CANDIDATES` is the default grid of (name, params) pairs; `parse_candidates` expands a compact
-    command-line spec such as "median:radius=1,2;ring_removal:radial_window=9,21:sectors=1,2;
-    identity" into every combination per filter; `describe` names one, e.g. "median(radius=2)".
+Every filter (`FILTERS`) is a pure numpy `fn(image, **params) -> image` on a float32 (H, W)
+image in [0, 1], mostly scikit-image's; `apply` checks the image and parameters and clips the
+result. `CANDIDATES` is the default grid; `parse_candidates` reads a command-line grid.
 """
 
 from __future__ import annotations
@@ -78,12 +61,8 @@ def _dwt_detail(data: np.ndarray, axis: int) -> np.ndarray:
 
 
 def estimate_noise_sigma(image: np.ndarray) -> float:
-    """Noise standard deviation by Donoho's robust wavelet estimator.
-
-    The same estimator as skimage.restoration.estimate_sigma (median absolute value of the
-    finest diagonal db2 detail coefficients over the 0.75 normal quantile, exact zeros dropped),
-    written out here because skimage needs PyWavelets for it, which the project does not depend on.
-    """
+    """Noise std as `skimage.restoration.estimate_sigma` (Donoho's db2 estimator), written out
+    because skimage needs PyWavelets for it, which the project does not depend on."""
     detail = _dwt_detail(_dwt_detail(np.asarray(image, np.float64), 0), 1)
     detail = detail[detail != 0]  # flat regions (padding, saturation) carry no noise
     if detail.size == 0:
@@ -168,13 +147,8 @@ def _fill_gaps(profile: np.ndarray) -> np.ndarray:
 def _polar_background(image: np.ndarray, centre: tuple[float, float],
                       radial_window: int) -> np.ndarray:
     """The image with every radial line through `centre` median-filtered: mostly ring-free.
-
-    Resampled to polar coordinates (bilinear; 1 px radial steps, about 1 px arc steps at the
-    largest radius), median-filtered along the radius over `radial_window` px and interpolated
-    back to the pixels. Edges that cross a radial line survive a running median; rings, thin
-    along it, mostly do not (on a steep slope a ring on the centre sample keeps its rank and
-    passes, so on textured slices part of a ring leaks into the background).
-    """
+    Edges crossing a radial line survive a running median, thin rings mostly do not (on a steep
+    slope a ring keeps its rank and passes: on textured slices part of it leaks through)."""
     height, width = image.shape
     centre_row, centre_col = centre
     corner_rows, corner_cols = np.array([0, height - 1]), np.array([0, width - 1])
@@ -246,17 +220,11 @@ def ring_correction(image: np.ndarray, radial_window: int = 15, sectors: int = 1
 
 def ring_removal(image: np.ndarray, radial_window: int = 15, sectors: int = 1,
                  centre: Sequence[float] | None = None, sector_offset: float = 0.0) -> np.ndarray:
-    """Removes ring artefacts centred on `centre` (default the image centre (H // 2, W // 2)).
-
-    The standard image-domain approach. In polar coordinates around the rotation axis a ring
-    is a line of constant radius. The image less a ring-free background (each radial line
-    median-filtered over `radial_window` px) holds the rings; the median of that over the
-    angles at each radius (bins of `RING_BIN_PX` px, per sector) is the ring profile, less its
-    own running median along the radius, and shrunk where it is within its standard error.
-    Every pixel then has the profile value of its radius bin and sector subtracted.
+    """Removes ring artefacts about `centre` (default (H // 2, W // 2)): the standard
+    image-domain approach, the angular median profile of the image less its ring-free
+    background subtracted per radius bin and sector (`ring_correction`).
 
     Args:
-      image: (H, W) image.
       radial_window: running-median width in px along the radius; wider than the rings
         (5..31 typical), narrower than the radial structures to keep.
       sectors: profiles estimated separately in this many equal angular sectors: 1 for full
@@ -437,12 +405,9 @@ def _parse_value(text: str) -> Any:
 def parse_candidates(spec: str) -> list[Candidate]:
     """Expands a compact grid spec into (name, params) candidates, every combination per filter.
 
-    Syntax: entries separated by ';', each `name` or `name:param=v1,v2:param=v1,...`, e.g.
-    "median:radius=1,2;gaussian:sigma=0.5,1;ring_removal:radial_window=9,21:sectors=1,2;
-    identity". Values are integers, floats, 'none' or ROWxCOL (a `centre`). Duplicates are
-    dropped, order is kept.
-
-    Raises ValueError naming the unknown filter, the unknown parameter, or the bad value.
+    Entries separated by ';', each `name` or `name:param=v1,v2:param=v1,...`, e.g.
+    "median:radius=1,2;ring_removal:radial_window=9,21:sectors=1,2;identity". Values are
+    integers, floats, 'none' or ROWxCOL (a `centre`). Duplicates are dropped, order is kept.
     """
     candidates: list[Candidate] = []
     for entry in spec.split(";"):

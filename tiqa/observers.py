@@ -4,19 +4,11 @@ Every metric has the signature ``fn(reference, distorted, data_range=1.0, ...)``
 ``(H, W)`` (one image, scalar result) or ``(N, H, W)`` (a batch, result of shape ``(N,)``). GMSD and
 MDSI also take RGB, ``(H, W, 3)`` or ``(N, H, W, 3)``: a trailing axis of size 3 is read as colour.
 
-Each metric follows a named original exactly, so that its value can be checked against published
-numbers (docs/SPEC.md section 4):
-
-* ``mse`` / ``psnr``: scikit-image ``metrics.mean_squared_error`` / ``peak_signal_noise_ratio``.
-* ``ssim``: Wang et al. 2004, as in Wang's ``ssim.m`` (which scikit-image reproduces with
-  ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``).
-* ``gmsd``: Xue et al. 2014, their MATLAB ``GMSD.m``.
-* ``mdsi``: Nafchi et al. 2016, their MATLAB ``MDSI.m``.
-
-Filters are written as sums of shifted slices, which is short, exact about alignment, and runs
-unchanged under ``jax.jit`` and ``jax.vmap``. Options that change array shapes (``downsample``,
-``combination``) must be Python values; ``data_range`` may be a Python float or an array. Means
-over an image are taken one axis at a time, which keeps float32 sums accurate to ~1e-7.
+Each follows a named original exactly (scikit-image for mse/psnr, the authors' MATLAB for
+ssim/gmsd/mdsi; README "Observers", docs/SPEC.md section 4), so values check against published
+numbers. Filters are sums of shifted slices: exact about alignment, and unchanged under jit and
+vmap. Shape-changing options (``downsample``, ``combination``) must be Python values;
+``data_range`` may be an array. Image means go one axis at a time (float32 sums to ~1e-7).
 """
 
 import math
@@ -99,12 +91,8 @@ def _correlate_valid(image: chex.Array, taps, axis: int) -> chex.Array:
 
 
 def _banded_correlate_valid(image: chex.Array, taps, axis: int, tile: int = 32) -> chex.Array:
-    """The same 'valid' correlation as `_correlate_valid`, as small dense matrix products.
-
-    The filter is a banded Toeplitz matrix; cutting the output into tiles of `tile` rows, each
-    tile is one (tile, tile + k - 1) matrix times the input rows it sees. On a CPU this runs
-    several times faster than k shifted slices, and on a GPU it is a batched matmul.
-    """
+    """`_correlate_valid` as tiles of a banded Toeplitz matrix product: several times faster
+    than k shifted slices on a CPU, and a batched matmul on a GPU."""
     size = image.shape[axis]
     length = size - len(taps) + 1
     if length <= tile:
@@ -124,12 +112,8 @@ def _banded_correlate_valid(image: chex.Array, taps, axis: int, tile: int = 32) 
 
 
 def _box_downsample(image: chex.Array, factor: int, pad_mode: str) -> chex.Array:
-    """Mean over factor x factor boxes in MATLAB 'same' alignment, then every factor-th pixel.
-
-    MATLAB's ``conv2(x, ones(f)/f^2, 'same')`` and ``imfilter(x, ones(f)/f^2, ..., 'same')`` both
-    put output pixel i over input rows i - (f-1)//2 .. i + f//2: for f = 2, the pixel and its
-    right, lower and lower-right neighbours. ``pad_mode`` is 'constant' for conv2 (zeros beyond
-    the edge; GMSD, MDSI) and 'symmetric' for imfilter(..., 'symmetric') (ssim.m).
+    """f x f box mean, then every f-th pixel, in MATLAB 'same' alignment (rows i - (f-1)//2 ..
+    i + f//2). ``pad_mode``: 'constant' as conv2 (GMSD, MDSI), 'symmetric' as ssim.m's imfilter.
     """
     if factor == 1:
         return image
@@ -140,10 +124,7 @@ def _box_downsample(image: chex.Array, factor: int, pad_mode: str) -> chex.Array
 
 
 def _prewitt_magnitude(image: chex.Array) -> chex.Array:
-    """|gradient| with Prewitt kernels [[1, 0, -1]] x 3 / 3 and its transpose, MATLAB conv2 'same'.
-
-    Zero padding, as in GMSD.m and MDSI.m (the sign flip of convolution does not change |g|).
-    """
+    """Prewitt |gradient| (kernels / 3), zero-padded as conv2 'same' in GMSD.m and MDSI.m."""
     padded = _pad_last_two(image, 1, 1, "constant")
     smooth_rows = padded[..., :-2, :] + padded[..., 1:-1, :] + padded[..., 2:, :]
     smooth_cols = padded[..., :, :-2] + padded[..., :, 1:-1] + padded[..., :, 2:]
@@ -187,16 +168,10 @@ def psnr(reference, distorted, data_range=1.0):
 
 
 def ssim(reference, distorted, data_range=1.0, downsample=False):
-    """Mean SSIM (Wang, Bovik, Sheikh & Simoncelli 2004), as Wang's MATLAB ``ssim.m``.
-
-    11 x 11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, C1 = (K1 R)^2, C2 = (K2 R)^2 with
-    R = ``data_range``; local statistics by separable 'valid' filtering (no border padding) and
-    population (1/n) covariances, the mean of the SSIM map as score. This equals scikit-image's
-    ``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``.
-
-    ``downsample=True`` adds ssim.m's automatic down-sampling, which the published MATLAB values
-    include: f = max(1, round(min(H, W) / 256)); for f > 1 an f x f box mean with
-    ``imfilter(..., 'symmetric', 'same')`` alignment, then every f-th row and column from the first.
+    """Mean SSIM (Wang et al. 2004), as Wang's ``ssim.m``: 'valid' filtering, 1/n covariances;
+    equal to scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False)``. ``downsample=True`` adds ssim.m's automatic down-sampling,
+    which the published MATLAB values include.
     """
     reference, distorted = _checked_pair(reference, distorted)
     return _ssim(reference, distorted, data_range, downsample)
@@ -236,15 +211,9 @@ def _ssim(reference, distorted, data_range, downsample):
 
 
 def gmsd(reference, distorted, data_range=1.0):
-    """Gradient magnitude similarity deviation (Xue, Zhang, Mou & Bovik 2014), as their ``GMSD.m``.
-
-    Pixels are scaled to 0..255 (``x * 255 / data_range``, so the score depends on contrast, unlike
-    the old reference code that rescaled by 255/max); RGB goes to grey with
-    Y = 0.299 R + 0.587 G + 0.114 B. Then the MATLAB steps: a 2 x 2 mean in ``conv2(..., 'same')``
-    alignment (zeros beyond the edge) and every second pixel from the first; Prewitt gradient
-    magnitudes (zero padding); GMS = (2 g1 g2 + T) / (g1^2 + g2^2 + T) with T = 170; the score is
-    the standard deviation of GMS normalised by n - 1 (MATLAB ``std2``). Lower is better; 0 for
-    identical images.
+    """Gradient magnitude similarity deviation (Xue et al. 2014), as their ``GMSD.m``; lower is
+    better, 0 for identical images. Pixels scale by ``255 / data_range``, so the score depends
+    on contrast (the old reference code rescaled by 255 / max).
     """
     reference, distorted = _checked_pair(reference, distorted, allow_rgb=True)
     return _gmsd(reference, distorted, data_range)
@@ -279,18 +248,9 @@ def _polar_power(value: chex.Array, exponent: float):
 
 
 def mdsi(reference, distorted, data_range=1.0, combination="sum", alpha=0.6):
-    """Mean deviation similarity index (Nafchi, Shahkolaei, Hedjam & Cheriet 2016), as ``MDSI.m``.
-
-    Pixels are scaled to 0..255; grey images count as R = G = B. Both images are box-averaged and
-    down-sampled by f = max(1, round(min(H, W) / 256)) in ``conv2(..., 'same')`` alignment (zeros
-    beyond the edge), then split into L, H, M. With Prewitt gradient magnitudes g of L_ref, L_dist
-    and of the fused F = (L_ref + L_dist) / 2,
-    GS = sim(g_ref, g_dist, C1) + sim(g_dist, g_F, C2) - sim(g_ref, g_F, C2),
-    CS = (2 (H1 H2 + M1 M2) + C3) / (H1^2 + H2^2 + M1^2 + M2^2 + C3), C1, C2, C3 = 140, 55, 550.
-    ``combination='sum'``: GCS = alpha GS + (1 - alpha) CS; ``'mult'``: GCS = GS^0.2 CS^0.1.
-    Deviation pooling: z = GCS^0.25, score = mean(|z - mean(z)|)^0.25. GS (and CS) can be negative,
-    where MATLAB's powers turn complex; this keeps them as (magnitude, angle) pairs on the same
-    principal branch, so the score stays real arithmetic. Lower is better; 0 for identical images.
+    """Mean deviation similarity index (Nafchi et al. 2016), as ``MDSI.m``; lower is better, 0
+    for identical images; grey images count as R = G = B. Where GS or CS is negative MATLAB's
+    powers turn complex: here they are (magnitude, angle) pairs on the same principal branch.
     """
     if combination not in ("sum", "mult"):
         raise ValueError(f"combination must be 'sum' or 'mult', got {combination!r}")
@@ -348,12 +308,8 @@ _CORES = {"mse": _mse, "ssim": _ssim, "gmsd": _gmsd, "mdsi": _mdsi}
 
 
 def one_to_many(metric: str, reference, distorted, data_range=1.0, **options):
-    """``metric`` between each reference and each of its distorted versions.
-
-    ``reference`` is (N, H, W) grey and ``distorted`` (N, M, H, W); returns (N, M). Everything
-    that depends on the reference alone (its local statistics, its gradients) is computed once
-    per reference instead of M times, which is what the data phase needs: one reference, 15
-    distorted versions. Equal to calling ``metric`` on every pair.
+    """``metric`` of (N, H, W) references against their (N, M, H, W) distorted versions, (N, M);
+    equal to every pair, with what depends on the reference alone computed once, not M times.
     """
     reference, distorted = jnp.asarray(reference), jnp.asarray(distorted)
     if reference.ndim != 3 or distorted.ndim != 4 or distorted.shape[:1] + distorted.shape[2:] != reference.shape:

@@ -1,29 +1,17 @@
 """Parallel-beam tomography in JAX: Radon transform, ramp filter and filtered back-projection.
 
-The geometry is scikit-image's (`skimage.transform.radon` with `circle=True` and `iradon` with
-`filter_name='ramp', interpolation='linear', circle=True`), so results can be checked against it:
+The geometry is scikit-image's (`radon(circle=True)`, `iradon(filter_name='ramp',
+interpolation='linear', circle=True)`), so results are checked against it: an (N, N) image
+rotates about pixel (N // 2, N // 2) and is zero outside the inscribed circle; a sinogram is
+(detectors, angles), detector j at j - detectors // 2, angles in degrees. Everything is
+jittable, float32, and scans over the angles so memory holds one angle's samples.
 
-* An image is (N, N); its rotation centre is the pixel (N // 2, N // 2) and it is assumed zero
-  outside the inscribed circle of radius N // 2.
-* A sinogram is (detectors, angles), detector j at position j - detectors // 2, angles in degrees.
-* Projection at angle a (radians) sums, over the ray coordinate t, the bilinear sample of the
-  image at column = c + s cos a + t sin a, row = c - s sin a + t cos a (s the detector position,
-  zero outside the image).
-* Back-projection gives the pixel (row, col) the linearly interpolated filtered projection at
-  t = (col - c) cos a - (row - c) sin a (zero beyond the outermost detectors), summed over the
-  angles and scaled by pi / (2 n_angles).
-
-All functions are jittable and vmappable, compute in float32 and keep memory bounded by
-scanning over the angles (one angle's worth of samples is alive at a time).
-
-Sample coordinates are computed in fixed point (int32 with `_frac_bits` fractional bits), not
-in float32: XLA on the CPU duplicates the coordinate arithmetic into several fusions, and the
-copies can round differently, so when a coordinate falls on an integer (e.g. every other ray
-at 60 or 120 degrees) the floor used for the gather and the fraction used for the weights
-disagree and a whole neighbouring pixel is read (float32 coordinates, as in
-`jax.scipy.ndimage.map_coordinates`, gave errors up to ~0.5 % of a projection value on a random
-image). Integer arithmetic is exact, so every copy agrees; the quantisation (2**-22 px, down to
-2**-18 px for 2000-pixel images) is below float32's own resolution of such coordinates.
+Sample coordinates are int32 fixed point, not float32: XLA:CPU duplicates the coordinate
+arithmetic into several fusions whose copies can round differently, so on an integer coordinate
+(every other ray at 60 or 120 degrees) the gather's floor and the weights' fraction disagreed
+and read a neighbouring pixel (errors to ~0.5 % of a projection with float32, as in
+`jax.scipy.ndimage.map_coordinates`). Integer arithmetic is exact; its quantisation (2**-22 px,
+2**-18 px at 2000 px) is below float32's own resolution there.
 """
 
 from __future__ import annotations
@@ -45,10 +33,7 @@ __all__ = [
 
 
 def _frac_bits(extent: float) -> int:
-    """Fractional bits of a fixed-point coordinate whose magnitude never exceeds `extent` px.
-
-    Leaves one bit of head-room below int32's range for the sums of products.
-    """
+    """Fractional bits for coordinates up to `extent` px, one bit of int32 head-room kept."""
     integer_bits = max(1, math.ceil(math.log2(extent + 2.0)))
     bits = 30 - integer_bits
     if bits < 8:
@@ -71,15 +56,10 @@ def _split_fixed(position: jnp.ndarray, bits: int) -> tuple[jnp.ndarray, jnp.nda
 
 
 def radon(image: jnp.ndarray, angles_deg) -> jnp.ndarray:
-    """Parallel-beam projections of a square image, as `skimage.transform.radon(circle=True)`.
+    """(N, N) image -> (N, n_angles) sinogram, as `skimage.transform.radon(circle=True)`.
 
-    Args:
-      image: (N, N) array, assumed zero outside the inscribed circle (not checked; mass
-        outside it is projected too, but is then outside the detector range for some angles).
-      angles_deg: (n_angles,) projection angles in degrees.
-
-    Returns:
-      (N, n_angles) float32 sinogram; detector j is at position j - N // 2.
+    Mass outside the inscribed circle is not checked: it is projected, but leaves the detector
+    range at some angles.
     """
     image = jnp.asarray(image, jnp.float32)
     if image.ndim != 2 or image.shape[0] != image.shape[1]:
@@ -118,12 +98,8 @@ def radon(image: jnp.ndarray, angles_deg) -> jnp.ndarray:
 
 
 def ramp_filter_response(padded_size: int) -> np.ndarray:
-    """Frequency response of skimage's 'ramp' filter for an FFT of `padded_size` points.
-
-    The Kak & Slaney spatial-domain Ram-Lak kernel (f[0] = 1/4, f[n odd] = -1/(pi n)^2 with n
-    the circular distance, 0 at even n), transformed: 2 * real(fft(f)), as
-    `skimage.transform.radon_transform._get_fourier_filter`.
-    """
+    """skimage's 'ramp' response for an FFT of `padded_size` points: the FFT of Kak & Slaney's
+    spatial Ram-Lak kernel (`radon_transform._get_fourier_filter`), not |f| sampled."""
     n = np.concatenate((np.arange(1, padded_size / 2 + 1, 2, dtype=int),
                         np.arange(padded_size / 2 - 1, 0, -2, dtype=int)))
     kernel = np.zeros(padded_size)
@@ -138,13 +114,8 @@ def _padded_size(num_detectors: int) -> int:
 
 
 def ramp_filter(sinogram: jnp.ndarray) -> jnp.ndarray:
-    """Ramp-filter projections along axis 0 (detectors), as skimage's `iradon` does.
-
-    Zero-pads the detector axis to max(64, 2**ceil(log2(2 D))), multiplies the FFT by
-    `ramp_filter_response` and keeps the first D samples of the real inverse. Since the padding
-    is at least twice the data, this is the exact linear (not circular) convolution with the
-    Ram-Lak kernel. Works for (D,) profiles and (D, ...) sinograms alike.
-    """
+    """Ramp-filters (D, ...) projections along the detectors, as skimage's `iradon`; the padding
+    to at least 2 D makes it a linear, not circular, convolution."""
     sinogram = jnp.asarray(sinogram, jnp.float32)
     num_detectors = sinogram.shape[0]
     padded = _padded_size(num_detectors)
@@ -158,13 +129,9 @@ def ramp_filter(sinogram: jnp.ndarray) -> jnp.ndarray:
 
 def _backproject(columns, cos_sin: jnp.ndarray, shape: tuple[int, int], num_detectors: int,
                  bits: int, per_angle: bool) -> jnp.ndarray:
-    """Sum over angles of linearly interpolated detector profiles at t = x cos a - y sin a.
-
-    `columns` is (n_angles, D, *batch) when `per_angle`, else one (D, *batch) profile used for
-    every angle. Pixels are (row, col) of an (H, W) grid with x = col - W // 2, y = row - H // 2;
-    detector j sits at j - D // 2 and positions beyond the outermost detectors read 0
-    (numpy.interp with left=right=0). Returns (H, W, *batch), unscaled.
-    """
+    """Unscaled (H, W, *batch) back-projection of `columns`: (n_angles, D, *batch) when
+    `per_angle`, else one (D, *batch) profile for every angle. Beyond the outermost detectors
+    reads 0, as skimage's `numpy.interp(left=0, right=0)`."""
     height, width = shape
     batch_shape = columns.shape[2:] if per_angle else columns.shape[1:]
     x = (jnp.arange(width, dtype=jnp.int32) - width // 2)[None, :]
@@ -192,25 +159,14 @@ def _backproject(columns, cos_sin: jnp.ndarray, shape: tuple[int, int], num_dete
 
 def fbp(sinogram: jnp.ndarray, angles_deg, output_size: int | None = None, *,
         angle_weights: jnp.ndarray | None = None, circle: bool = True) -> jnp.ndarray:
-    """Filtered back-projection, as `skimage.transform.iradon(theta=angles_deg,
-    filter_name='ramp', interpolation='linear', circle=True)`.
+    """(D, n_angles) sinogram -> (output_size, output_size) image, as
+    `skimage.transform.iradon(filter_name='ramp', interpolation='linear', circle=True)`.
 
-    Like skimage, the (D, n_angles) sinogram is first zero-padded to ceil(sqrt(2) D) detectors
-    (keeping detector D // 2 on the axis), ramp-filtered, back-projected onto an
-    (output_size, output_size) grid centred at output_size // 2, scaled by pi / (2 n_angles),
-    and pixels farther than output_size // 2 from the centre are set to 0.
-
-    Args:
-      sinogram: (D, n_angles) projections.
-      angles_deg: (n_angles,) angles in degrees.
-      output_size: side of the reconstruction; default D. A smaller side reconstructs the
-        centred square only (with `circle=False`, a crop of the field of view at its cost).
-      angle_weights: optional (n_angles,) weights of the filtered projections (0 drops an
-        angle), so that sparse-view scans of different densities batch on one angle grid.
-      circle: zero the pixels outside the inscribed circle, as skimage does.
-
-    Returns:
-      (output_size, output_size) float32 image.
+    output_size: default D; a smaller side reconstructs the centred square only (with
+      `circle=False`, a crop of the field of view at its cost).
+    angle_weights: (n_angles,) weights of the filtered projections (0 drops an angle), so that
+      sparse-view scans of different densities batch on one angle grid.
+    circle: zero the pixels outside the inscribed circle, as skimage does.
     """
     sinogram = jnp.asarray(sinogram, jnp.float32)
     if sinogram.ndim != 2:
@@ -248,25 +204,13 @@ def min_detectors(shape: tuple[int, int]) -> int:
 
 def detector_offset_rings(offsets: jnp.ndarray, shape: tuple[int, int],
                           angles_deg) -> jnp.ndarray:
-    """Reconstruction of constant per-detector offsets: the ring artefacts of gain errors.
+    """FBP of a sinogram whose every angle holds the same (..., D) detector offsets (gain
+    errors g_j under a unit-gain flat field: -log g_j), i.e. their ring artefacts, as (..., H, W).
 
-    A sinogram whose every angle has the same detector offsets (for gain errors g_j left in by a
-    flat field that assumes unit gain, offsets_j = -log g_j) is ramp-filtered and
-    back-projected exactly as `fbp` does (same filter, interpolation and pi / (2 n_angles)
-    scaling), on an arbitrary (H, W) grid centred at (H // 2, W // 2) and without the circular
-    mask. FBP is linear, so adding the result to a reconstruction equals reconstructing the
-    sinogram with the offsets added. Since every angle sees the same profile, it is filtered
-    once and only back-projected per angle.
-
-    Args:
-      offsets: (..., D) offsets, detector j at position j - D // 2; leading axes are a batch
-        done in one pass (faster than jax.vmap, which also works). D must cover the
-        half-diagonal: D >= `min_detectors(shape)` for odd D.
-      shape: (H, W) of the output.
-      angles_deg: (n_angles,) angles in degrees.
-
-    Returns:
-      (..., H, W) float32 ring images.
+    The same filter, interpolation and scaling as `fbp`, on any (H, W) grid, without the circle
+    mask; FBP is linear, so adding it to a reconstruction equals reconstructing with the offsets.
+    The profile is filtered once, not per angle. Leading axes batch in one pass (faster than
+    vmap). D must be at least `min_detectors(shape)`.
     """
     offsets = jnp.asarray(offsets, jnp.float32)
     height, width = shape

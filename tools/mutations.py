@@ -131,10 +131,10 @@ MUTATIONS = (
              ("tests/test_volumes.py",), keyword="every_format_reads and h5"),
     Mutation("restore_earliest_checkpoint", "checkpoint restore reads the earliest checkpoint",
              (("tiqa/checkpoints.py",
-               "    step = manager.latest_step()\n    if step is None:\n"
-               "        raise FileNotFoundError",
-               "    step = min(manager.all_steps(), default=None)\n    if step is None:\n"
-               "        raise FileNotFoundError"),),
+               "        step = manager.latest_step()\n        if step is None:\n"
+               "            raise FileNotFoundError",
+               "        step = min(manager.all_steps(), default=None)\n        if step is None:\n"
+               "            raise FileNotFoundError"),),
              ("tests/test_train.py::test_restore_variables_reads_the_latest_checkpoint",)),
     Mutation("logged_rate_ignores_plateau", "the logged learning rate ignores reduce-on-plateau",
              (("tiqa/train/loop.py", "        rate = rate * plateau.scale",

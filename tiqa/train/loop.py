@@ -265,13 +265,28 @@ def check_resume(workdir: str | pathlib.Path, settings: dict, allow_changes: boo
     io.write_json(path, settings)
 
 
+def _trees(state: TrainState) -> dict[str, Any]:
+    return {checkpoints.PARAMS: state.params, checkpoints.BATCH_STATS: state.batch_stats,
+            checkpoints.OPT_STATE: state.opt_state}
+
+
+def save_checkpoint(manager: ocp.CheckpointManager, step: int, state: TrainState) -> None:
+    """Saves `state` (asynchronously) as the named items of `tiqa.checkpoints`."""
+    checkpoints.save_items(manager, step, _trees(state),
+                           {checkpoints.STEP: ocp.args.ArraySave(state.step)})
+
+
 def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> TrainState | None:
     """The latest checkpoint laid onto `state`'s structure and shardings, or None."""
     step = manager.latest_step()
     if step is None:
         return None
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    restored = checkpoints.restore_items(manager, step, _trees(state), {
+        checkpoints.STEP: ocp.args.ArrayRestore(restore_args=ocp.ArrayRestoreArgs(
+            sharding=state.step.sharding, global_shape=(), dtype=state.step.dtype))})
+    return TrainState(step=restored[checkpoints.STEP], params=restored[checkpoints.PARAMS],
+                      batch_stats=restored[checkpoints.BATCH_STATS],
+                      opt_state=restored[checkpoints.OPT_STATE])
 
 
 # --- The loop --------------------------------------------------------------------------------
@@ -347,7 +362,7 @@ def run(*, workdir: pathlib.Path, state: TrainState, train_step: Callable,
                                  img_s=f"{metrics.get('images_per_s', 0.0):.1f}")
             window_start, window_steps = time.perf_counter(), 0
         if done % checkpoint_every == 0 or done == num_steps:
-            manager.save(done, args=ocp.args.StandardSave(state))
+            save_checkpoint(manager, done, state)
         progress.update(1)
     progress.close()
     manager.wait_until_finished()

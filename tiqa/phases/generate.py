@@ -27,6 +27,7 @@ import numpy as np
 import tqdm
 
 from tiqa import distortions, errors, io, labels, volumes
+from tiqa.phases import settings
 
 MANIFEST = "manifest.csv"
 PARTIAL_MANIFEST = "manifest.partial.csv"
@@ -255,7 +256,7 @@ def _summary(manifest: pathlib.Path, kinds) -> dict:
 def _check_config(config) -> None:
     """Every check that needs no pixels, made before anything is written: a failed run must
     not leave a config.json that refuses the corrected one."""
-    errors.check_sizes(config, "crops_per_image", "resize", "crop", "batch_size")
+    settings.check_sizes(config, "crops_per_image", "resize", "crop", "batch_size")
     if config.crop > config.resize:
         raise errors.InputError(f"config.crop={config.crop} is larger than config.resize="
                                 f"{config.resize}, the shorter side of every resized slice")

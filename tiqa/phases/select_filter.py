@@ -14,6 +14,7 @@ import numpy as np
 import tqdm
 
 from tiqa import checkpoints, errors, evaluation, filters, io, scoring, volumes
+from tiqa.phases import settings
 
 
 def sample_indices(count: int, samples: int) -> list[int]:
@@ -56,7 +57,7 @@ def run(config) -> list[dict]:
     """Runs the selection described by configs/select_filter.py; returns the ranked rows."""
     if not config.input:
         raise errors.InputError("config.input is empty: give a volume, a folder of slices or a slice")
-    errors.check_sizes(config, "batch_size")
+    settings.check_sizes(config, "batch_size")
     if isinstance(config.samples, bool) or not isinstance(config.samples, int) or config.samples < 0:
         raise errors.InputError(f"config.samples must be 0 (all) or a positive whole number, "
                                 f"got {config.samples!r}")

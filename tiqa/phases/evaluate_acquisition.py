@@ -28,7 +28,8 @@ def _contenders(config, output: pathlib.Path) -> list[comparison.Contender]:
         found.append(comparison.Contender("BRISQUE (LIVE)", brisque.LiveBrisque(),
                                           higher_is_better=False))
         found.append(comparison.Contender("BRISQUE (retrained)",
-                                          compare.retrained_brisque(config, output)))
+                                          compare.retrained_brisque(
+                                              compare.brisque_training(config), output)))
     if config.niqe_pristine:
         found.append(comparison.Contender("NIQE (fitted here)", pristine_niqe(config, output),
                                           higher_is_better=False))

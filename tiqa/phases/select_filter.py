@@ -84,7 +84,12 @@ def read_settings(config) -> SelectFilterSettings:
 
 def run(config) -> list[dict]:
     """Runs the selection described by configs/select_filter.py; returns the ranked rows."""
-    selection = read_settings(config)
+    return select(read_settings(config))
+
+
+def select(selection: SelectFilterSettings) -> list[dict]:
+    """Ranks the candidate filters on the sampled slices of `selection.input`; writes the
+    table and figure under `selection.output` and returns the ranked rows."""
     output = io.check_output(selection.output, "config.output", folder=True)
     candidates = (filters.parse_candidates(selection.candidates) if selection.candidates
                   else list(filters.CANDIDATES))

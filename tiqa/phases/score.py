@@ -194,8 +194,12 @@ def _score_distributed(config: ScoreSettings, output: pathlib.Path, process: int
 
 def run(config) -> dict:
     """The scoring phase (configs/score.py): CSV of scores, optionally the report."""
+    return score_phase(read_settings(config))
+
+
+def score_phase(config: ScoreSettings) -> dict:
+    """The scoring phase on its settings: CSV of scores, optionally the report."""
     from tiqa import report  # matplotlib is only needed for reports
-    config = read_settings(config)
     # The outputs are checked first, so a bad one fails before the scoring, not after it.
     output = io.check_output(config.output, "config.output")
     if config.report:

@@ -27,6 +27,7 @@ from PIL import Image
 from configs import annotate as annotate_config
 from tiqa import errors, labels
 from tiqa.annotate import export, server, store as store_lib
+from tiqa.phases import annotate as annotate_phase
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Student's t, 97.5th percentile, 2 degrees of freedom, in closed form: (2p - 1) / sqrt(2p(1 - p)).
@@ -59,6 +60,10 @@ def large_folder(tmp_path_factory) -> pathlib.Path:
     return _write_images(tmp_path_factory.mktemp("large"), 182, seed=2)
 
 
+def _survey(images, store, **overrides):
+    return annotate_phase.survey_settings(_config(images, store, **overrides))
+
+
 def _config(images, store, **overrides):
     config = annotate_config.get_config()
     config.images, config.store, config.port = str(images), str(store), 0
@@ -70,7 +75,7 @@ def _config(images, store, **overrides):
 @contextlib.contextmanager
 def _running(config):
     """An in-process survey server on a free port; yields it, then shuts it down."""
-    httpd = server.make_server(config)
+    httpd = server.make_server(annotate_phase.survey_settings(config))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -280,9 +285,9 @@ def test_bad_input_is_refused_with_json_errors(small_folder, tmp_path):
 
 def test_token_is_required_off_loopback_and_checked_on_every_request(small_folder, tmp_path):
     with pytest.raises(ValueError, match="token"):
-        server.Survey(_config(small_folder, tmp_path / "a.sqlite", host="0.0.0.0"))
+        server.Survey(_survey(small_folder, tmp_path / "a.sqlite", host="0.0.0.0"))
     with pytest.raises(ValueError, match="token"):
-        server.Survey(_config(small_folder, tmp_path / "a.sqlite", token="short"))
+        server.Survey(_survey(small_folder, tmp_path / "a.sqlite", token="short"))
     token = "s3cret-token-for-tests"
     with _running(_config(small_folder, tmp_path / "b.sqlite", token=token)) as httpd:
         port = httpd.server_address[1]
@@ -685,7 +690,7 @@ def test_export_hand_computed_mos_std_ci95_and_consistency(tmp_path):
         in result.stdout
     assert "nobody dropped" in result.stdout and "A: 1 pair(s), 2.00, 0%, 0%" in result.stdout
     # The same through the library, with the details the report is made from.
-    exported = export.export_annotations(config)
+    exported = annotate_phase.run(config)
     assert exported.screening.rules == ("correlation",) and not exported.screening.dropped
     assert exported.consistency["A"] == export.Consistency(1, 2.0, 0.0, 0.0)
     assert exported.consistency["B"].pairs == 0
@@ -693,7 +698,7 @@ def test_export_hand_computed_mos_std_ci95_and_consistency(tmp_path):
     assert (row.path, row.n) == ("imgs/x.png", 3)
     assert row.ci95 == pytest.approx(T_975_DF2 / math.sqrt(3), rel=1e-12)
     with pytest.raises(FileNotFoundError, match="no such ratings store"):
-        export.export_annotations(_config("", tmp_path / "absent.sqlite", export=str(output)))
+        annotate_phase.run(_config("", tmp_path / "absent.sqlite", export=str(output)))
 
 
 def _planted(observers: int, images: int, seed: int, noise: float) -> export.ScoreMatrix:
@@ -764,10 +769,10 @@ def test_damaged_pages_are_one_clear_error_when_serving_and_exporting(small_fold
     data[15 * page:16 * page] = b"\xa5" * page
     store_path.write_bytes(bytes(data))
     with pytest.raises(store_lib.StoreError, match="ratings.sqlite"):
-        export.export_annotations(_config("", store_path, export=str(tmp_path / "a.csv")))
+        annotate_phase.run(_config("", store_path, export=str(tmp_path / "a.csv")))
     assert not (tmp_path / "a.csv").exists()
     with pytest.raises(store_lib.StoreError, match="ratings.sqlite"):
-        server.Survey(_config(small_folder, store_path))
+        server.Survey(_survey(small_folder, store_path))
     result = subprocess.run([sys.executable, "-m", "launch.annotate",
                              f"--config.store={store_path}", f"--config.export={tmp_path / 'a.csv'}"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -791,7 +796,7 @@ def test_a_read_only_store_is_exported(tmp_path):
         pytest.fail(f"chattr +i refused (a file system without immutable files?): "
                     f"{frozen.stderr!r}")
     try:
-        result = export.export_annotations(_config("", store_path, export=str(output)))
+        result = annotate_phase.run(_config("", store_path, export=str(output)))
     finally:
         subprocess.run(["chattr", "-i", str(store_path), str(folder)], check=True)
     assert len(result.rows) == 300 and output.exists()

@@ -112,7 +112,7 @@ def test_a_lower_is_better_metric_is_read_the_right_way_round(tmp_path, monkeypa
                                   higher_is_better=False)]
     monkeypatch.setattr(compare, "heldout_images", lambda *args: (images, label_values, kinds))
     monkeypatch.setattr(compare, "phantom_acquisitions",
-                        lambda config: (phantom_crops, order, ["worst", "middle", "best"]))
+                        lambda *args: (phantom_crops, order, ["worst", "middle", "best"]))
     monkeypatch.setattr(compare, "contenders", lambda config, output: (stubs, []))
     config = compare_config.get_config("smoke")
     config.output = str(tmp_path / "compare")

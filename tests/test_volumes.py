@@ -241,7 +241,7 @@ def _in_memory_scores(model, data, indices):
 def test_formats_score_like_the_volume_in_memory(tiny_model, written, data, tmp_path, kind, given):
     selection = "1:12:3"
     config = _config(tiny_model, given.format(**written), tmp_path / "out.csv", slices=selection)
-    records, _ = score.score_inputs(config)
+    records, _ = score.score_inputs(score.read_settings(config))
     indices = [1, 4, 7, 10]
     means, spreads = _in_memory_scores(tiny_model, data, indices)
     assert [r["slice"] for r in records] == (indices if kind != "folder" else [None] * 4)

@@ -20,8 +20,3 @@ def check_positive(value, key: str) -> int:
         raise InputError(f"{key} must be a positive whole number, got {value!r}")
     return int(value)
 
-
-def check_sizes(config, *keys: str) -> None:
-    """Every `config.<key>` of `keys` is a positive whole number (batch sizes, crops...)."""
-    for key in keys:
-        check_positive(config[key], f"config.{key}")

@@ -175,22 +175,22 @@ class _Work:
     shape: tuple[int, int]
 
 
-def plan_slices(config) -> list[_Work]:
+def plan_slices(inputs: str, slices, tiff_planes: str) -> list[_Work]:
     """Every slice to score, in output order, from the headers only: each input's items (an
-    image, the slices of a volume, a folder's items), narrowed by `config.slices` when the
-    input lists more than one."""
+    image, the slices of a volume, a folder's items) of the comma-separated `inputs`, narrowed
+    by `slices` (checked as config.slices) when the input lists more than one."""
     work, shapes = [], {}
-    for given in [pathlib.Path(p) for p in io.split_paths(config.input)]:
-        items = io.list_inputs(given, tiff_planes=config.tiff_planes)
+    for given in [pathlib.Path(p) for p in io.split_paths(inputs)]:
+        items = io.list_inputs(given, tiff_planes=tiff_planes)
         if len(items) > 1:
-            items = [items[i] for i in volumes.parse_slices(config.slices, len(items),
+            items = [items[i] for i in volumes.parse_slices(slices, len(items),
                                                             "config.slices", str(given))]
         for source, index in items:
             if source not in shapes:
                 if index is None and not volumes.is_container(source):
-                    shape, _ = io._header(io._check_file(source), config.tiff_planes)
+                    shape, _ = io._header(io._check_file(source), tiff_planes)
                 else:
-                    with volumes.open_volume(source, config.tiff_planes) as volume:
+                    with volumes.open_volume(source, tiff_planes) as volume:
                         shape = volume.shape
                 shapes[source] = tuple(int(n) for n in shape[-2:])
             work.append(_Work(len(work), _volume_name(source, index, given), source, index,
@@ -221,16 +221,16 @@ class _Reader:
     """Reads the slices of batches, keeping each volume open (with its shared normalisation,
     measured once) until the last batch that needs it."""
 
-    def __init__(self, config, batches: list[list[_Work]]):
-        self.config = config
-        self.normalisation = io.Normalisation(mode=config.normalisation)
+    def __init__(self, normalisation: str, tiff_planes: str, batches: list[list[_Work]]):
+        self.tiff_planes = tiff_planes
+        self.normalisation = io.Normalisation(mode=normalisation)
         self.open: dict = {}
         self.last_use = {item.source: b for b, batch in enumerate(batches) for item in batch}
 
     def _volume(self, source) -> volumes.StreamedVolume:
         if source not in self.open:
             self.open[source] = volumes.StreamedVolume(
-                volumes.open_volume(source, self.config.tiff_planes), self.normalisation)
+                volumes.open_volume(source, self.tiff_planes), self.normalisation)
         return self.open[source]
 
     def read(self, batch: list[_Work], position: int | None = None) -> np.ndarray:
@@ -240,7 +240,7 @@ class _Reader:
             item = batch[k]
             if item.index is None and not volumes.is_container(item.source):
                 images[k] = io.read_slice(item.source, normalisation=self.normalisation,
-                                          tiff_planes=self.config.tiff_planes)
+                                          tiff_planes=self.tiff_planes)
                 k += 1
                 continue
             # The batch's run of slices of this volume, read together.
@@ -262,11 +262,13 @@ class _Reader:
         self.open.clear()
 
 
-def score_batches(config, loaded: checkpoints.LoadedModel, batches: list[list[_Work]],
-                   desc: str = "scoring") -> list[tuple[int, dict]]:
-    """(order, record) of every slice of `batches`, read a batch at a time."""
-    score = make_slice_scorer(loaded, config.crops)
-    reader = _Reader(config, batches)
+def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *, crops: str,
+                  batch_size: int, normalisation: str, tiff_planes: str,
+                  desc: str = "scoring") -> list[tuple[int, dict]]:
+    """(order, record) of every slice of `batches`, read a batch at a time and scored
+    `batch_size` slices per call on `crops` ('center' or 'grid')."""
+    score = make_slice_scorer(loaded, crops)
+    reader = _Reader(normalisation, tiff_planes, batches)
     records = []
     # Closed however the loop ends, so an error is printed on a line of its own.
     with tqdm.tqdm(total=sum(len(b) for b in batches), desc=desc, unit="slice") as progress:
@@ -280,7 +282,7 @@ def score_batches(config, loaded: checkpoints.LoadedModel, batches: list[list[_W
                     counts.append(count)
                     return means, spreads
 
-                means, spreads = in_fixed_batches(score_chunk, images, config.batch_size)
+                means, spreads = in_fixed_batches(score_chunk, images, batch_size)
                 del images
                 for offset, item in enumerate(batch):
                     records.append((item.order, {
@@ -293,7 +295,8 @@ def score_batches(config, loaded: checkpoints.LoadedModel, batches: list[list[_W
     return records
 
 
-def report_thumbnails(config, records: list[dict], work: list[_Work]) -> dict:
+def report_thumbnails(records: list[dict], work: list[_Work], *, normalisation: str,
+                      tiff_planes: str) -> dict:
     """Thumbnails of the slices the report shows (the lowest- and highest-scoring), read again
     after scoring, so no more than those are ever held."""
     from tiqa import report
@@ -301,7 +304,7 @@ def report_thumbnails(config, records: list[dict], work: list[_Work]) -> dict:
     ranked = sorted(range(len(records)), key=lambda i: records[i]["score"])
     shown = sorted(set(ranked[:report.MAX_THUMBNAILS] + ranked[-report.MAX_THUMBNAILS:]))
     chosen = [work[i] for i in shown]
-    reader = _Reader(config, [[item] for item in chosen])
+    reader = _Reader(normalisation, tiff_planes, [[item] for item in chosen])
     try:
         # One at a time: the slices may differ in shape; each volume is opened once.
         return {(str(item.source), item.index): _thumbnail(reader.read([item], position)[0])

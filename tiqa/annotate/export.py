@@ -342,18 +342,16 @@ def _report(matrix: ScoreMatrix, screening: Screening, rows: Sequence[Annotation
     return "\n".join(lines)
 
 
-def export_annotations(config) -> ExportResult:
-    """The export (configs/annotate.py with `export` set): screens, writes the CSV, reports."""
-    store_path = pathlib.Path(str(config.store))
+def export_annotations(store_path: Union[str, pathlib.Path], output: Union[str, pathlib.Path],
+                       settings: ScreeningSettings) -> ExportResult:
+    """The export: the ratings of `store_path` screened by `settings`, their annotations CSV
+    written to `output`, and the report."""
+    store_path = pathlib.Path(store_path)
     if not store_path.is_file():
         raise FileNotFoundError(f"{store_path}: no such ratings store")
-    output = pathlib.Path(str(config.export))
+    output = pathlib.Path(output)
     if not output.parent.is_dir():
         raise FileNotFoundError(f"{output}: the folder {output.parent} does not exist")
-    settings = ScreeningSettings(rule=str(config.screening),
-                                 min_correlation=float(config.min_correlation),
-                                 bt500_min_observers=int(config.bt500_min_observers),
-                                 min_common_images=int(config.min_common_images))
     # Read-only: the export never changes the store, and reads one it may not write.
     with store_lib.RatingStore(store_path, read_only=True) as store:
         ratings = store.ratings()

@@ -172,33 +172,48 @@ def example_images(item: io.Item, size: int, seed: int,
     return examples
 
 
+@dataclasses.dataclass(frozen=True)
+class SurveySettings:
+    """The survey's keys of configs/annotate.py (see there)."""
+    images: str
+    store: str
+    host: str
+    port: int
+    token: str
+    repeat_fraction: float
+    seed: int
+    examples: str
+    example_size: int
+    normalisation: str
+
+
 class Survey:
     """The survey's state: its images, the store, and rendered PNGs (the HTTP layer is apart)."""
 
-    def __init__(self, config) -> None:
-        self.token = str(config.token)
-        host = str(config.host)
+    def __init__(self, settings: SurveySettings) -> None:
+        self.token = str(settings.token)
+        host = str(settings.host)
         if self.token and not TOKEN_PATTERN.fullmatch(self.token):
             raise errors.InputError("config.token: use 12 to 128 characters from A-Z a-z 0-9 . _ ~ -")
         if not is_loopback(host) and not self.token:
             raise errors.InputError(f"config.host={host} is reachable from other machines: set "
                                     f"config.token (e.g. --config.token={secrets.token_urlsafe(16)})")
-        if not 0.0 <= float(config.repeat_fraction) <= 1.0:
+        if not 0.0 <= float(settings.repeat_fraction) <= 1.0:
             raise errors.InputError(f"config.repeat_fraction must lie in [0, 1], got "
                                     f"{config.repeat_fraction}")
-        if not str(config.store):
+        if not str(settings.store):
             raise errors.InputError("config.store: name the SQLite file that keeps the ratings")
         self.loopback = is_loopback(host)
-        self.seed = int(config.seed)
-        self.repeat_fraction = float(config.repeat_fraction)
-        self.normalisation = str(config.normalisation)
-        self.example_size = int(config.example_size)
-        images = scan_images(config.images)
+        self.seed = int(settings.seed)
+        self.repeat_fraction = float(settings.repeat_fraction)
+        self.normalisation = str(settings.normalisation)
+        self.example_size = int(settings.example_size)
+        images = scan_images(settings.images)
         self.images = {image.image_id: image for image in images}
         self.image_ids = [image.image_id for image in images]
-        self.example_item = (io.list_inputs(config.examples)[0] if config.examples
+        self.example_item = (io.list_inputs(settings.examples)[0] if settings.examples
                              else images[0].item)
-        self.store = store_lib.RatingStore(config.store)
+        self.store = store_lib.RatingStore(settings.store)
         self.store.add_images((image.image_id, image.path) for image in images)
         self._pngs: collections.OrderedDict[str, tuple[bytes, int, int]] = (
             collections.OrderedDict())
@@ -762,19 +777,19 @@ class SurveyServer(http.server.ThreadingHTTPServer):
         return f"http://{host}:{port}/{suffix}"
 
 
-def make_server(config) -> SurveyServer:
-    """A bound, not yet serving, survey server (config: configs/annotate.py); port 0 = any."""
-    survey = Survey(config)
+def make_server(settings: SurveySettings) -> SurveyServer:
+    """A bound, not yet serving, survey server; port 0 = any."""
+    survey = Survey(settings)
     try:
-        return SurveyServer((str(config.host), int(config.port)), survey)
+        return SurveyServer((settings.host, settings.port), survey)
     except OSError as error:
         survey.close()
-        raise errors.InputError(f"cannot listen on {config.host}:{config.port}: {error}") from error
+        raise errors.InputError(f"cannot listen on {settings.host}:{settings.port}: {error}") from error
 
 
-def serve(config) -> None:
+def serve(settings: SurveySettings) -> None:
     """Runs the survey until interrupted; prints the address to open first."""
-    server = make_server(config)
+    server = make_server(settings)
     survey = server.survey
     print(f"survey of {len(survey.image_ids)} images at {server.url} "
           f"(ratings in {survey.store.path}); Ctrl-C stops it", flush=True)

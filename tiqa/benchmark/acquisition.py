@@ -9,6 +9,7 @@ integrals are computed once and acquired 1 + 5 F times) and one acquisition per 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
@@ -24,14 +25,24 @@ def _objects(count: int, output_size: int, seed: int) -> np.ndarray:
     return np.stack([objects.from_phantom(seed + i, size, rng) for i in range(count)])
 
 
-def run(config) -> dict:
-    settings = config.acquisition
+@dataclasses.dataclass(frozen=True)
+class AcquisitionBenchmark:
+    """configs/benchmark.py's `acquisition` block."""
+    objects: int
+    factors: tuple[str, ...]
+    output_size: int
+    max_views: int
+    repeats: int
+    reference_acquisitions: int
+
+
+def run(settings: AcquisitionBenchmark, seed: int) -> dict:
     factors = tuple(settings.factors)
-    attenuation = _objects(settings.objects, settings.output_size, config.seed)
+    attenuation = _objects(settings.objects, settings.output_size, seed)
     ladder = acquisition.ladder_settings(factors, settings.max_views)
     per_object = ladder.photons.shape[0]
     count = attenuation.shape[0]
-    key = jax.random.key(config.seed)
+    key = jax.random.key(seed)
 
     def batched(settings_per_object):
         width = settings_per_object.photons.shape[0]
@@ -47,7 +58,7 @@ def run(config) -> dict:
     single_rate = count / timing.best_seconds(single, settings.repeats)
 
     rows = reference_acquisition.ladder_settings(factors[-1], settings.max_views)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(seed)
     start = time.perf_counter()
     for index in range(settings.reference_acquisitions):
         reference_acquisition.simulate(attenuation[index % count].astype(np.float64),

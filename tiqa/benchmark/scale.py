@@ -10,6 +10,7 @@ series, as scanners write them) into a temporary folder that is removed afterwar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import subprocess
@@ -51,7 +52,18 @@ def depth_for(gigabytes: float, size: int) -> int:
     return max(1, round(gigabytes * 2**30 / (size * size * 2)))
 
 
-def _score_in_child(volume: pathlib.Path, output: pathlib.Path, cfg) -> dict:
+@dataclasses.dataclass(frozen=True)
+class ScaleBenchmark:
+    """configs/benchmark.py's `scale` block."""
+    sizes_gb: tuple[float, ...]
+    slice_size: int
+    batch_size: int
+    crops: str
+    checkpoint: str
+    folder: str
+
+
+def _score_in_child(volume: pathlib.Path, output: pathlib.Path, cfg: ScaleBenchmark) -> dict:
     command = [sys.executable, "-m", "launch.score", f"--config.input={volume}",
                f"--config.output={output}", f"--config.batch_size={cfg.batch_size}",
                f"--config.crops={cfg.crops}", f"--config.checkpoint={cfg.checkpoint}"]
@@ -63,12 +75,12 @@ def _score_in_child(volume: pathlib.Path, output: pathlib.Path, cfg) -> dict:
     return result
 
 
-def run(config) -> dict:
-    cfg = config.scale
+def run(cfg: ScaleBenchmark, seed: int) -> dict:
     sizes = tuple(float(s) for s in cfg.sizes_gb)
     if not sizes or min(sizes) <= 0:
         raise errors.InputError(f"config.scale.sizes_gb must be positive sizes, got {cfg.sizes_gb}")
-    errors.check_sizes(cfg, "slice_size", "batch_size")
+    for key in ("slice_size", "batch_size"):
+        errors.check_positive(getattr(cfg, key), f"config.scale.{key}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="tiqa-scale-", dir=cfg.folder or None) as folder:
         folder = pathlib.Path(folder)
@@ -76,7 +88,7 @@ def run(config) -> dict:
             depth = depth_for(gigabytes, cfg.slice_size)
             volume = folder / f"volume_{depth}x{cfg.slice_size}x{cfg.slice_size}.tif"
             start = time.perf_counter()
-            write_volume(volume, depth, cfg.slice_size, config.seed)
+            write_volume(volume, depth, cfg.slice_size, seed)
             write_seconds = time.perf_counter() - start
             output = folder / f"scores_{depth}.csv"
             child = _score_in_child(volume, output, cfg)

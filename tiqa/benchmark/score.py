@@ -3,6 +3,7 @@ scoring pipeline (area resize, grid crops, network) as `launch.score` runs it.""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
@@ -13,17 +14,25 @@ from tiqa.models.forward import eval_forward
 from tiqa.benchmark import timing
 
 
+@dataclasses.dataclass(frozen=True)
+class ScoreBenchmark:
+    """configs/benchmark.py's `score` block."""
+    checkpoint: str
+    crop_batch: int
+    volume_slices: int
+    volume_size: int
+    batch_size: int
+    repeats: int
 
 
-def run(config) -> dict:
-    cfg = config.score
+def run(cfg: ScoreBenchmark, seed: int) -> dict:
     loaded = checkpoints.load_model(cfg.checkpoint)
     crops = jax.random.uniform(jax.random.key(0), (cfg.crop_batch, loaded.crop, loaded.crop))
     crop_seconds = timing.best_seconds(
         lambda: eval_forward(loaded.graphdef, loaded.params, loaded.batch_stats, crops), cfg.repeats)
 
     # Smooth random slices: the cost does not depend on the content.
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(seed)
     base = rng.random((cfg.batch_size, cfg.volume_size, cfg.volume_size)).astype(np.float32)
     score = scoring.make_slice_scorer(loaded, "grid")
     start = time.perf_counter()
@@ -47,8 +56,7 @@ def run(config) -> dict:
     }
 
 
-def format_result(result: dict, config) -> str:
-    cfg = config.score
+def format_result(result: dict, cfg: ScoreBenchmark) -> str:
     return "\n".join([
         f"score benchmark on {result['device']} ({result['backbone']} default model)",
         f"  224x224 crops through the network : {result['crop_images_per_s']:9.1f} crops/s "

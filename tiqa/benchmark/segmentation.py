@@ -4,6 +4,7 @@ same process when torch and a CUDA device are present."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 
@@ -161,15 +162,22 @@ def torch_peer(*, batch: int, size: int, steps: int) -> dict | None:
             "inference_images_per_s": batch / inference_seconds, "compile_s": 0.0}
 
 
-def run(config) -> dict:
-    cfg = config.segmentation
+@dataclasses.dataclass(frozen=True)
+class SegmentationBenchmark:
+    """configs/benchmark.py's `segmentation` block."""
+    batch: int
+    size: int
+    dtype: str
+    steps: int
+
+
+def run(cfg: SegmentationBenchmark) -> dict:
     result = {"ours": ours(batch=cfg.batch, size=cfg.size, dtype=cfg.dtype, steps=cfg.steps)}
     result["peer"] = torch_peer(batch=cfg.batch, size=cfg.size, steps=cfg.steps)
     return result
 
 
-def format_result(result: dict, config) -> str:
-    cfg = config.segmentation
+def format_result(result: dict, cfg: SegmentationBenchmark) -> str:
     lines = [f"segmentation benchmark: D-LinkNet34, batch {cfg.batch} at {cfg.size}x{cfg.size} on "
              f"{jax.devices()[0].device_kind} x{jax.device_count()}",
              f"  {'network':<52s}{'train img/s':>12s}{'infer img/s':>13s}"]

@@ -11,6 +11,7 @@ with a note.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 
@@ -140,15 +141,25 @@ def timm_peer(model_name: str, *, batch: int, inference_batch: int, size: int, s
             "compile_s": compile_seconds}
 
 
-def run(config) -> dict:
-    cfg = config.train
+@dataclasses.dataclass(frozen=True)
+class TrainBenchmark:
+    """configs/benchmark.py's `train` block."""
+    variants: tuple[str, ...]
+    batch: int
+    inference_batch: int
+    size: int
+    dtype: str
+    steps: int
+
+
+def run(cfg: TrainBenchmark, seed: int) -> dict:
     results = [ours(variant, batch=cfg.batch, inference_batch=cfg.inference_batch, size=cfg.size,
-                    dtype=cfg.dtype, steps=cfg.steps, seed=config.seed)
+                    dtype=cfg.dtype, steps=cfg.steps, seed=seed)
                for variant in cfg.variants]
     peers = []
     if jax.default_backend() == "cpu":
         peer = torch_peer.cpu_peer(batch=cfg.batch, inference_batch=cfg.inference_batch,
-                                   size=cfg.size, steps=cfg.steps, seed=config.seed)
+                                   size=cfg.size, steps=cfg.steps, seed=seed)
         return {"ours": results, "peers": [peer] if peer else []}
     for compile_model in (False, True):
         peer = timm_peer("efficientnet_b0", batch=cfg.batch, inference_batch=cfg.inference_batch,
@@ -158,8 +169,7 @@ def run(config) -> dict:
     return {"ours": results, "peers": peers}
 
 
-def format_result(result: dict, config) -> str:
-    cfg = config.train
+def format_result(result: dict, cfg: TrainBenchmark) -> str:
     lines = [f"train benchmark: {cfg.size}x{cfg.size}, rank-phase step (hinge loss, Adam, IQA head), "
              f"compute {cfg.dtype}, on {jax.devices()[0].device_kind} x{jax.device_count()}",
              f"  {'network':<26s}{'train img/s':>13s}{'rank step img/s':>17s}{'infer img/s':>13s}"

@@ -7,6 +7,7 @@ import numpy as np
 
 from tiqa import errors, io, phantom
 from tiqa.benchmark import acquisition, datagen, scale, score, segmentation, train
+from tiqa.phases import settings
 
 SUITES = ("datagen", "train", "score", "segmentation", "acquisition", "scale")
 
@@ -37,23 +38,29 @@ def run(config) -> dict:
         print(datagen.format_result(result))
         return result
     if config.suite == "train":
-        result = train.run(config)
-        print(train.format_result(result, config))
+        bench = settings.block(train.TrainBenchmark, config.train, "config.train")
+        result = train.run(bench, config.seed)
+        print(train.format_result(result, bench))
         return result
     if config.suite == "score":
-        result = score.run(config)
-        print(score.format_result(result, config))
+        bench = settings.block(score.ScoreBenchmark, config.score, "config.score")
+        result = score.run(bench, config.seed)
+        print(score.format_result(result, bench))
         return result
     if config.suite == "segmentation":
-        result = segmentation.run(config)
-        print(segmentation.format_result(result, config))
+        bench = settings.block(segmentation.SegmentationBenchmark, config.segmentation,
+                               "config.segmentation")
+        result = segmentation.run(bench)
+        print(segmentation.format_result(result, bench))
         return result
     if config.suite == "acquisition":
-        result = acquisition.run(config)
+        result = acquisition.run(settings.block(
+            acquisition.AcquisitionBenchmark, config.acquisition, "config.acquisition"), config.seed)
         print(acquisition.format_result(result))
         return result
     if config.suite == "scale":
-        result = scale.run(config)
+        result = scale.run(settings.block(scale.ScaleBenchmark, config.scale, "config.scale"),
+                           config.seed)
         print(scale.format_result(result))
         return result
     raise AssertionError("unreachable")

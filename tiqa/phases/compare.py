@@ -4,6 +4,7 @@ RankIQA on held-out slices and phantom scans; the statistics are `tiqa.compariso
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import pathlib
@@ -13,7 +14,7 @@ import jax
 import numpy as np
 import tqdm
 
-from tiqa import checkpoints, comparison, evaluation, io, labels, phantom, scoring
+from tiqa import checkpoints, comparison, errors, evaluation, io, labels, phantom, scoring
 from tiqa.baselines import brisque
 from tiqa.phases import evaluate, settings
 from tiqa.train import batches
@@ -23,14 +24,71 @@ def _network(name: str, checkpoint: str, batch_size: int) -> comparison.Contende
     return comparison.Contender(name, scoring.make_scorer(checkpoints.load_model(checkpoint), batch_size))
 
 
-def _brisque_training_set(config) -> tuple[np.ndarray, np.ndarray]:
+@dataclasses.dataclass(frozen=True)
+class BrisqueTraining:
+    """What the retrained BRISQUE learns from (configs/common.add_brisque_training)."""
+    model: str  # a saved model to load instead (`brisque_model`); empty: fit one
+    source: settings.DataSource
+    projection: labels.ProjectionConfig
+    crops_per_slice: int
+
+
+def brisque_training(config) -> BrisqueTraining:
+    """The `brisque_model` and `brisque_training` keys of a phase config."""
+    where = "config.brisque_training"
+    training = config.brisque_training
+    try:
+        crops_per_slice = errors.check_positive(training.crops_per_slice,
+                                                f"{where}.crops_per_slice")
+    except (KeyError, AttributeError) as error:
+        raise errors.InputError(f"{where}.crops_per_slice is missing") from error
+    return BrisqueTraining(str(config.brisque_model), settings.data_source(training, where),
+                           settings.projection(training, where), crops_per_slice)
+
+
+@dataclasses.dataclass(frozen=True)
+class PhantomAcquisitions:
+    """Phantom scans from the worst acquisition to the best (configs/compare.py)."""
+    photons: tuple[float, ...]
+    gain_error_std: tuple[float, ...]
+    slices: int
+    size: int
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareSettings:
+    """configs/compare.py, read once."""
+    checkpoint: str
+    rankiqa_checkpoint: str
+    output: str
+    distortion_backend: str
+    seed: int
+    batch_size: int
+    bootstrap: int
+    dmos_threshold: float
+    source: settings.DataSource  # the held-out slices
+    projection: labels.ProjectionConfig
+    phantom_acquisitions: PhantomAcquisitions
+    brisque_training: BrisqueTraining
+
+
+def read_settings(config) -> CompareSettings:
+    """configs/compare.py as frozen settings; a bad key or value is refused here."""
+    return settings.block(
+        CompareSettings, config, source=settings.data_source(config),
+        projection=settings.projection(config),
+        phantom_acquisitions=settings.block(PhantomAcquisitions, config.phantom_acquisitions,
+                                            "config.phantom_acquisitions"),
+        brisque_training=brisque_training(config))
+
+
+def _brisque_training_set(training: BrisqueTraining) -> tuple[np.ndarray, np.ndarray]:
     """Crops of the training slices distorted at every training kind and level, with the
     labels TIQA's fine-tune learns: the same pool, projection and crop as that phase."""
-    training = config.brisque_training
-    source = settings.data_source(training, "config.brisque_training")
+    source, projection = training.source, training.projection
     pool = settings.reference_pool(source, lambda sources: labels.reference_scores_for(
         sources, {}, source.default_reference_score))
-    projection = settings.projection(training, "config.brisque_training")
     make_batch = jax.jit(functools.partial(
         batches.finetune_batch, key=jax.random.key(source.seed), originals_per_batch=1,
         crop=source.crop, projection=projection,
@@ -44,13 +102,13 @@ def _brisque_training_set(config) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(features), np.concatenate(targets)
 
 
-def retrained_brisque(config, output: pathlib.Path) -> brisque.RetrainedBrisque:
-    """The retrained BRISQUE model: loaded from `config.brisque_model`, or fitted now (and
-    saved under output/brisque_retrained)."""
-    if config.brisque_model:
-        return brisque.RetrainedBrisque.load(config.brisque_model)
+def retrained_brisque(training: BrisqueTraining, output: pathlib.Path) -> brisque.RetrainedBrisque:
+    """The retrained BRISQUE model: loaded from `training.model`, or fitted now (and saved
+    under output/brisque_retrained)."""
+    if training.model:
+        return brisque.RetrainedBrisque.load(training.model)
     started = time.perf_counter()
-    features, targets = _brisque_training_set(config)
+    features, targets = _brisque_training_set(training)
     model = brisque.fit_brisque(features, targets)
     model.save(output / "brisque_retrained")
     logging.info("retrained BRISQUE: %d crops, C=%g gamma=%g, CV MSE %.3f, %.0f s",
@@ -59,7 +117,7 @@ def retrained_brisque(config, output: pathlib.Path) -> brisque.RetrainedBrisque:
     return model
 
 
-def contenders(config, output: pathlib.Path) -> tuple[list[comparison.Contender], list[str]]:
+def contenders(config: CompareSettings, output: pathlib.Path) -> tuple[list[comparison.Contender], list[str]]:
     """The metrics to compare, and notes on any left out."""
     found = [_network("TIQA", config.checkpoint, config.batch_size)]
     notes = []
@@ -69,7 +127,7 @@ def contenders(config, output: pathlib.Path) -> tuple[list[comparison.Contender]
         notes.append("RankIQA left out: no rankiqa_checkpoint given")
     live = brisque.LiveBrisque()
     found.append(comparison.Contender("BRISQUE (LIVE)", live, higher_is_better=False))
-    found.append(comparison.Contender("BRISQUE (retrained)", retrained_brisque(config, output)))
+    found.append(comparison.Contender("BRISQUE (retrained)", retrained_brisque(config.brisque_training, output)))
     return found, notes
 
 
@@ -86,10 +144,10 @@ def heldout_images(source: settings.DataSource, projection: labels.ProjectionCon
             kinds.reshape(-1))
 
 
-def phantom_acquisitions(config) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def phantom_acquisitions(acquisitions: PhantomAcquisitions, resize: int,
+                         crop: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Centre crops of phantom scans from the worst acquisition to the best: (crops, the
     acquisition's rank per crop (0 = worst), a description of each acquisition)."""
-    acquisitions = config.phantom_acquisitions
     crops, order, names = [], [], []
     for rank, (photons, gain_error) in enumerate(zip(acquisitions.photons,
                                                      acquisitions.gain_error_std)):
@@ -99,8 +157,7 @@ def phantom_acquisitions(config) -> tuple[np.ndarray, np.ndarray, list[str]]:
         low, high = np.percentile(reconstruction, [0.5, 99.5])
         volume = np.clip((reconstruction - low) / (high - low), 0.0, 1.0)
         for image in volume:
-            crops.append(np.asarray(io.preprocess(image, key=None, resize=config.resize,
-                                                  crop=config.crop)))
+            crops.append(np.asarray(io.preprocess(image, key=None, resize=resize, crop=crop)))
             order.append(rank)
         names.append(f"{photons:g} photons, gain error std {gain_error:g}")
     return np.stack(crops), np.asarray(order, np.float64), names
@@ -108,12 +165,13 @@ def phantom_acquisitions(config) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 def run(config) -> list[dict]:
     """Runs configs/compare.py: scores, tables (CSV and Markdown) and bar charts under output."""
+    config = read_settings(config)
     output = pathlib.Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     images, label_values, kinds = heldout_images(
-        settings.data_source(config), settings.projection(config), str(config.distortion_backend),
-        int(config.seed))
-    phantom_crops, phantom_order, acquisitions = phantom_acquisitions(config)
+        config.source, config.projection, config.distortion_backend, config.seed)
+    phantom_crops, phantom_order, acquisitions = phantom_acquisitions(
+        config.phantom_acquisitions, config.source.resize, config.source.crop)
     metrics, notes = contenders(config, output)
     rows, timings, oriented_scores = [], {}, {}
     for contender in metrics:
@@ -149,7 +207,7 @@ def run(config) -> list[dict]:
                                  f"z = {t['z']:.2f}, p = {t['p_value']:.2g}" for name, t in tests))
     io.write_text(output / "summary.md", "\n".join([
         "# TIQA against its peers", "",
-        f"Held-out: {config.input or 'a phantom (no input given)'} "
+        f"Held-out: {config.source.input or 'a phantom (no input given)'} "
         f"({len(label_values)} distorted crops, kinds "
         f"{', '.join(dict.fromkeys(kinds.tolist()))}, distortions by {config.distortion_backend}).",
         f"Phantom acquisitions, worst to best: {'; '.join(acquisitions)} "

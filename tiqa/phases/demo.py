@@ -2,38 +2,64 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import numpy as np
 
 from tiqa import io, phantom
-from tiqa.phases import score
+from tiqa.phases import score, settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Acquisition:
+    photons: float
+    gain_error_std: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """configs/demo.py, read once."""
+    workdir: str
+    seed: int
+    slices: int
+    size: int
+    angles: int
+    good: Acquisition
+    poor: Acquisition
+    score: score.ScoreSettings  # input, output and report are set by the demo
+
+
+def read_settings(config) -> DemoSettings:
+    return settings.block(
+        DemoSettings, config,
+        good=settings.block(Acquisition, config.good, "config.good"),
+        poor=settings.block(Acquisition, config.poor, "config.poor"),
+        score=score.read_settings(config.score))
 
 
 def run(config) -> dict:
     """Simulates a good and a poor scan of the same phantom, scores both with the model and
     writes the report; returns the two medians and the report's path."""
-    workdir = pathlib.Path(config.workdir)
+    demo = read_settings(config)
+    workdir = pathlib.Path(demo.workdir)
     volumes = workdir / "volumes"
     volumes.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name in ("good", "poor"):
-        settings = config[name]
-        print(f"simulating the {name} acquisition: {config.slices} slices of {config.size}x"
-              f"{config.size}, {settings.photons:g} photons per detector pixel, detector gain "
-              f"errors {settings.gain_error_std:g}")
+        acquisition = getattr(demo, name)
+        print(f"simulating the {name} acquisition: {demo.slices} slices of {demo.size}x"
+              f"{demo.size}, {acquisition.photons:g} photons per detector pixel, detector gain "
+              f"errors {acquisition.gain_error_std:g}")
         reconstruction, _, _ = phantom.phantom_volume(
-            config.seed, config.slices, config.size, settings.photons, settings.gain_error_std,
-            n_angles=config.angles)
+            demo.seed, demo.slices, demo.size, acquisition.photons, acquisition.gain_error_std,
+            n_angles=demo.angles)
         paths[name] = volumes / f"{name}_acquisition.tif"
         io.write_tiff(paths[name], reconstruction.astype(np.float32))
 
-    scoring_config = config.score
-    with scoring_config.unlocked():
-        scoring_config.input = ",".join(str(paths[name]) for name in ("good", "poor"))
-        scoring_config.output = str(workdir / "scores.csv")
-        scoring_config.report = str(workdir / "report")
-    result = score.run(scoring_config)
+    result = score.score_phase(dataclasses.replace(
+        demo.score, input=",".join(str(paths[name]) for name in ("good", "poor")),
+        output=str(workdir / "scores.csv"), report=str(workdir / "report")))
     medians = {name: next(row["median"] for row in result["summary"]
                           if row["volume"] == str(paths[name])) for name in paths}
     verdict = "as expected" if medians["good"] > medians["poor"] else "UNEXPECTED"

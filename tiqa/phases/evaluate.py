@@ -12,7 +12,7 @@ import pathlib
 import numpy as np
 import tqdm
 
-from tiqa import checkpoints, errors, evaluation, io, labels
+from tiqa import checkpoints, evaluation, io, labels
 from tiqa.phases import settings
 from tiqa.scoring import distorter, make_scorer
 
@@ -32,7 +32,7 @@ class EvaluateSettings:
 
 def read_settings(config) -> EvaluateSettings:
     """configs/evaluate.py as frozen settings; a bad key or value is refused here."""
-    errors.check_sizes(config, "batch_size", "projection_batch", "resize", "crop")
+    settings.check_sizes(config, "batch_size", "projection_batch", "resize", "crop")
     return settings.block(EvaluateSettings, config, source=settings.data_source(config),
                           projection=settings.projection(config))
 

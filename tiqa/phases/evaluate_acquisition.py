@@ -6,6 +6,7 @@ objects' noisy acquisitions and is checked against the SSIM each candidate gains
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pathlib
 import time
@@ -18,24 +19,61 @@ from scipy import stats
 from tiqa import (acquisition, acquisition_ladder, checkpoints, comparison, errors, evaluation,
                   filters, io, observers, scoring)
 from tiqa.baselines import brisque, niqe
-from tiqa.phases import compare, select_filter
+from tiqa.phases import compare, select_filter, settings
 
 
-def _contenders(config, output: pathlib.Path) -> list[comparison.Contender]:
+@dataclasses.dataclass(frozen=True)
+class EvaluateAcquisitionSettings:
+    """configs/evaluate_acquisition.py, read once."""
+    checkpoint: str
+    output: str
+    grey: str
+    label_maps: str
+    phantoms: int
+    phantom_seed: int
+    factors: tuple[str, ...]
+    output_size: int
+    max_views: int
+    resize: int
+    crop: int
+    seed: int
+    batch_size: int
+    bootstrap: int
+    brisque: bool
+    niqe_pristine: str
+    filter_check: bool
+    filter_photons: float
+    brisque_training: compare.BrisqueTraining
+    filter_selection: select_filter.SelectFilterSettings | None  # None without filter_check
+
+
+def read_settings(config) -> EvaluateAcquisitionSettings:
+    """configs/evaluate_acquisition.py as frozen settings; a bad key or value is refused here."""
+    selection = None
+    if config.filter_check:
+        selection = select_filter.read_settings(
+            _selection_config(config, pathlib.Path(config.output) / "filter_check"))
+    return settings.block(EvaluateAcquisitionSettings, config,
+                          brisque_training=compare.brisque_training(config),
+                          filter_selection=selection)
+
+
+def _contenders(config: EvaluateAcquisitionSettings, output: pathlib.Path) -> list[comparison.Contender]:
     found = [comparison.Contender("TIQA", scoring.make_scorer(
         checkpoints.load_model(config.checkpoint), config.batch_size))]
     if config.brisque:
         found.append(comparison.Contender("BRISQUE (LIVE)", brisque.LiveBrisque(),
                                           higher_is_better=False))
         found.append(comparison.Contender("BRISQUE (retrained)",
-                                          compare.retrained_brisque(config, output)))
+                                          compare.retrained_brisque(config.brisque_training,
+                                                                    output)))
     if config.niqe_pristine:
         found.append(comparison.Contender("NIQE (fitted here)", pristine_niqe(config, output),
                                           higher_is_better=False))
     return found
 
 
-def pristine_niqe(config, output: pathlib.Path) -> niqe.Niqe:
+def pristine_niqe(config: EvaluateAcquisitionSettings, output: pathlib.Path) -> niqe.Niqe:
     """NIQE's pristine model fitted on the ideal acquisitions of a training ladder bank (the
     `acquisition.cache` .npz of the training phases), centre crops as scored."""
     with np.load(config.niqe_pristine) as stored:
@@ -45,7 +83,7 @@ def pristine_niqe(config, output: pathlib.Path) -> niqe.Niqe:
     return model
 
 
-def filter_check(config, images: np.ndarray, output: pathlib.Path) -> dict:
+def filter_check(config: EvaluateAcquisitionSettings, images: np.ndarray, output: pathlib.Path) -> dict:
     """Filter selection on noisy acquisitions of the held-out objects, against the truth.
 
     `images` is (M, F, 6, S, S) with photons as factor 0. Writes the noisy and ideal stacks
@@ -59,7 +97,7 @@ def filter_check(config, images: np.ndarray, output: pathlib.Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     io.write_tiff(folder / "noisy.tif", noisy)
     io.write_tiff(folder / "ideal.tif", ideal)
-    selection = select_filter.run(_selection_config(config, folder))
+    selection = select_filter.select(config.filter_selection)
     read = io.read_volume(folder / "noisy.tif")  # what the selection saw
     reference = io.read_volume(folder / "ideal.tif")
     before = np.asarray(observers.ssim(reference, read))
@@ -92,6 +130,7 @@ def _selection_config(config, folder: pathlib.Path) -> ml_collections.ConfigDict
 
 def run(config) -> list[dict]:
     """Runs the benchmark (configs/evaluate_acquisition.py); writes ladder.csv/.md, scores.csv/.md and ladder.png under output."""
+    config = read_settings(config)
     output = pathlib.Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     factors = tuple(config.factors)

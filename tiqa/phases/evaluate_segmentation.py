@@ -5,21 +5,39 @@ the two-point correlation of the particle phase (Fig. 7), as CSV, Markdown and P
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import numpy as np
 import tqdm
 
 from tiqa import checkpoints, errors, evaluation, io, segmentation
+from tiqa.phases import settings
 from tiqa.train import segmentation as segmentation_training
 
 
-def held_out(config) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
-    paths = io.split_paths(config.images)
+@dataclasses.dataclass(frozen=True)
+class EvaluateSegmentationSettings:
+    """configs/evaluate_segmentation.py, read once."""
+    checkpoint: str
+    output: str
+    images: str
+    labels: str
+    label_suffix: str
+    threshold: float
+
+
+def read_settings(config) -> EvaluateSegmentationSettings:
+    return settings.block(EvaluateSegmentationSettings, config)
+
+
+def held_out(images: str, labels: str,
+             label_suffix: str) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """The held-out slices `images` (comma-separated) and their label maps under `labels`."""
+    paths = io.split_paths(images)
     if not paths:
         raise errors.InputError("config.images is empty: give the held-out slices (comma-separated)")
-    images, label_maps = segmentation_training.read_labelled_slices(
-        paths, config.labels, config.label_suffix)
+    images, label_maps = segmentation_training.read_labelled_slices(paths, labels, label_suffix)
     return paths, images, label_maps
 
 
@@ -29,12 +47,13 @@ def binary_prediction(probabilities: np.ndarray, level: float) -> np.ndarray:
 
 def run(config) -> dict:
     """Runs the evaluation described by configs/evaluate_segmentation.py."""
+    config = read_settings(config)
     output = pathlib.Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     segmenter = checkpoints.load_segmenter(config.checkpoint)
     multi_class = segmenter.config.num_classes > 1
     positive = checkpoints.positive_class(config.checkpoint)
-    paths, images, label_maps = held_out(config)
+    paths, images, label_maps = held_out(config.images, config.labels, config.label_suffix)
     rows, predictions, targets, curves = [], [], [], {}
     for path, image, labels in tqdm.tqdm(list(zip(paths, images, label_maps)), desc="segmenting"):
         probabilities = segmenter.probabilities(image[None])[0]

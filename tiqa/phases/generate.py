@@ -27,6 +27,7 @@ import numpy as np
 import tqdm
 
 from tiqa import distortions, errors, io, labels, volumes
+from tiqa.phases import settings
 
 MANIFEST = "manifest.csv"
 PARTIAL_MANIFEST = "manifest.partial.csv"
@@ -129,12 +130,12 @@ def _completed_groups(output: pathlib.Path, config_dict: dict) -> set[str]:
     return complete
 
 
-def _normalisation(config) -> io.Normalisation:
+def _normalisation(config: GenerateSettings) -> io.Normalisation:
     return io.Normalisation(mode=config.normalisation, low_percentile=config.low_percentile,
                             high_percentile=config.high_percentile)
 
 
-def _slices(config, items, done: Callable[[int], bool]
+def _slices(config: GenerateSettings, items, done: Callable[[int], bool]
             ) -> Iterator[tuple[int, str, int | None, np.ndarray]]:
     """(slice number, source, index in volume, image) for every slice of the input, in order,
     except those `done` says a resumed run already finished (they are not even read)."""
@@ -166,7 +167,7 @@ def _crop_key(seed: int, number: int, crop: int) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), number), crop)
 
 
-def _references(config, items, completed: set[str], scores: Mapping[str, float]
+def _references(config: GenerateSettings, items, completed: set[str], scores: Mapping[str, float]
                 ) -> Iterator[tuple[Reference, jax.Array]]:
     def done(number: int) -> bool:
         return all(f"{number:06d}-{crop}" in completed for crop in range(config.crops_per_image))
@@ -203,7 +204,7 @@ def _file_name(group: str, kind: str, level: int) -> str:
 
 
 def _write_batch(output: pathlib.Path, batch: list[Reference], projection: labels.Projection,
-                 config) -> list[dict]:
+                 config: GenerateSettings) -> list[dict]:
     images = np.asarray(projection.images)
     label_values = np.asarray(projection.labels)
     raw = np.asarray(projection.observer_scores)
@@ -252,27 +253,53 @@ def _summary(manifest: pathlib.Path, kinds) -> dict:
     return summary
 
 
-def _check_config(config) -> None:
-    """Every check that needs no pixels, made before anything is written: a failed run must
-    not leave a config.json that refuses the corrected one."""
-    errors.check_sizes(config, "crops_per_image", "resize", "crop", "batch_size")
-    if config.crop > config.resize:
-        raise errors.InputError(f"config.crop={config.crop} is larger than config.resize="
-                                f"{config.resize}, the shorter side of every resized slice")
-    _normalisation(config)  # a bad mode or percentiles
+@dataclasses.dataclass(frozen=True)
+class GenerateSettings:
+    """configs/generate.py, read once."""
+    input: str
+    output: str
+    annotations: str
+    default_reference_score: float
+    seed: int
+    crops_per_image: int
+    resize: int
+    crop: int
+    batch_size: int
+    normalisation: str
+    low_percentile: float
+    high_percentile: float
+    overwrite: bool
+    projection: labels.ProjectionConfig
 
 
-def run(config) -> pathlib.Path:
-    """Runs the data phase described by `config` (configs/generate.py); returns the output folder."""
+def read_settings(config) -> GenerateSettings:
+    """configs/generate.py as frozen settings, with every check that needs no pixels, made
+    before anything is written: a failed run must not leave a config.json that refuses the
+    corrected one."""
     if not config.input:
         raise errors.InputError("config.input is empty: give a slice, a volume or a folder of slices")
     if not config.output:
         raise errors.InputError("config.output is empty: give a folder for the generated data set")
-    _check_config(config)
-    projection_config = labels.ProjectionConfig.from_mapping(config.projection)
-    output = io.check_output(config.output, "config.output", folder=True)
-    config_dict = _config_to_dict(config)
+    settings.check_sizes(config, "crops_per_image", "resize", "crop", "batch_size")
+    if config.crop > config.resize:
+        raise errors.InputError(f"config.crop={config.crop} is larger than config.resize="
+                                f"{config.resize}, the shorter side of every resized slice")
+    generation = settings.block(GenerateSettings, config, projection=settings.projection(config))
+    _normalisation(generation)  # a bad mode or percentiles
+    return generation
+
+
+def run(config) -> pathlib.Path:
+    """Runs the data phase described by `config` (configs/generate.py); returns the output folder."""
+    generation = read_settings(config)
+    config_dict = _config_to_dict(config)  # what config.json records, to resume by
     config_dict.pop("overwrite", None)  # not part of what defines the data set
+    return _generate(generation, config_dict)
+
+
+def _generate(config: GenerateSettings, config_dict: dict) -> pathlib.Path:
+    projection_config = config.projection
+    output = io.check_output(config.output, "config.output", folder=True)
     items = io.list_inputs(config.input)  # fails early, naming the input, when it is unusable
     annotations = labels.read_annotations(config.annotations) if config.annotations else {}
     sources = sorted({str(source) for source, _ in items})

@@ -6,19 +6,47 @@ scores and optionally the report; with `distributed`, each process scores its sh
 from __future__ import annotations
 
 import csv
+import dataclasses
 import pathlib
 import time
+from typing import Any
 
 from tiqa import checkpoints, errors, io, volumes
+from tiqa.phases import settings
 from tiqa.scoring import (cut_batches, plan_slices, report_thumbnails, score_batches, share,
                           write_scores_csv)
 
 
-def _check_config(config) -> None:
+@dataclasses.dataclass(frozen=True)
+class ScoreSettings:
+    """configs/score.py, read once."""
+    input: str
+    output: str
+    report: str
+    checkpoint: str
+    crops: str
+    batch_size: int
+    normalisation: str
+    tiff_planes: str
+    slices: Any  # '' (all), an index or a Python slice, checked by volumes.check_slices
+    distributed: bool
+    coordinator_address: str
+    num_processes: int
+    process_id: int
+    merge_timeout: float
+
+
+def read_settings(config) -> ScoreSettings:
+    """configs/score.py as frozen settings; a bad key or value is refused here."""
+    settings.check_sizes(config, "batch_size")
+    return settings.block(ScoreSettings, config)
+
+
+def _check_config(config: ScoreSettings) -> None:
     """Every check that needs no pixels, before any work."""
     if not config.input:
         raise errors.InputError("config.input is empty: give an image, a folder of slices or a volume")
-    errors.check_sizes(config, "batch_size")
+    errors.check_positive(config.batch_size, "config.batch_size")
     volumes.check_slices(config.slices, "config.slices")
     if config.distributed:
         if config.num_processes < 0:
@@ -32,7 +60,22 @@ def _check_config(config) -> None:
                                     f"{config.merge_timeout}")
 
 
-def score_inputs(config, process: int = 0, processes: int = 1) -> tuple[list[dict], dict]:
+def _plan(config: ScoreSettings):
+    return plan_slices(config.input, config.slices, config.tiff_planes)
+
+
+def _score(config: ScoreSettings, loaded, batches, desc: str) -> list[tuple[int, dict]]:
+    return score_batches(loaded, batches, crops=config.crops, batch_size=config.batch_size,
+                         normalisation=config.normalisation, tiff_planes=config.tiff_planes,
+                         desc=desc)
+
+
+def _thumbnails(config: ScoreSettings, records: list[dict], work) -> dict:
+    return report_thumbnails(records, work, normalisation=config.normalisation,
+                             tiff_planes=config.tiff_planes)
+
+
+def score_inputs(config: ScoreSettings, process: int = 0, processes: int = 1) -> tuple[list[dict], dict]:
     """Scores every selected slice of every input (comma-separated paths, `\\,` for a comma in
     a path) that falls to process `process` of `processes`; returns (records, thumbnails).
 
@@ -41,14 +84,14 @@ def score_inputs(config, process: int = 0, processes: int = 1) -> tuple[list[dic
     the slices the report shows."""
     _check_config(config)
     loaded = checkpoints.load_model(config.checkpoint)
-    work = plan_slices(config)
+    work = _plan(config)
     batches = share(cut_batches(work, config.batch_size), process, processes)
     desc = "scoring" if processes == 1 else f"scoring (process {process} of {processes})"
     records = [record for _, record in
-               sorted(score_batches(config, loaded, batches, desc), key=lambda item: item[0])]
+               sorted(_score(config, loaded, batches, desc), key=lambda item: item[0])]
     thumbnails = {}
     if config.report and processes == 1 and records:
-        thumbnails = report_thumbnails(config, records, work)
+        thumbnails = _thumbnails(config, records, work)
     return records, thumbnails
 
 
@@ -57,7 +100,7 @@ def score_inputs(config, process: int = 0, processes: int = 1) -> tuple[list[dic
 _PART_FIELDS = ["order", "file", "slice", "volume", "score", "spread", "n_crops"]
 
 
-def _join_processes(config) -> tuple[int, int]:
+def _join_processes(config: ScoreSettings) -> tuple[int, int]:
     """(this process, number of processes): (0, 1) unless `config.distributed`, when
     jax.distributed is started from the config's keys (those left empty or -1 come from the
     environment jax.distributed reads: Slurm, Open MPI, a TPU pod...)."""
@@ -121,7 +164,7 @@ def _merge_parts(output: pathlib.Path, processes: int, expected: int,
     return [record for _, record in merged]
 
 
-def _score_distributed(config, output: pathlib.Path, process: int, processes: int) -> list[dict] | None:
+def _score_distributed(config: ScoreSettings, output: pathlib.Path, process: int, processes: int) -> list[dict] | None:
     """This process's share scored and written as a part file; after a barrier across all
     processes, process 0 merges the parts into `output` (atomically) and removes them. Returns
     the merged records on process 0, None elsewhere."""
@@ -129,10 +172,10 @@ def _score_distributed(config, output: pathlib.Path, process: int, processes: in
 
     _check_config(config)
     loaded = checkpoints.load_model(config.checkpoint)
-    work = plan_slices(config)
+    work = _plan(config)
     batches = share(cut_batches(work, config.batch_size), process, processes)
-    scored = sorted(score_batches(config, loaded, batches,
-                                   f"scoring (process {process} of {processes})"),
+    scored = sorted(_score(config, loaded, batches,
+                           f"scoring (process {process} of {processes})"),
                     key=lambda item: item[0])
     part = _part_path(output, process, processes)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -151,6 +194,11 @@ def _score_distributed(config, output: pathlib.Path, process: int, processes: in
 
 def run(config) -> dict:
     """The scoring phase (configs/score.py): CSV of scores, optionally the report."""
+    return score_phase(read_settings(config))
+
+
+def score_phase(config: ScoreSettings) -> dict:
+    """The scoring phase on its settings: CSV of scores, optionally the report."""
     from tiqa import report  # matplotlib is only needed for reports
     # The outputs are checked first, so a bad one fails before the scoring, not after it.
     output = io.check_output(config.output, "config.output")
@@ -162,7 +210,7 @@ def run(config) -> dict:
         records = _score_distributed(config, output, process, processes)
         if records is None:
             return {"records": None, "process": process, "processes": processes}
-        thumbnails = report_thumbnails(config, records, plan_slices(config)) if config.report else {}
+        thumbnails = _thumbnails(config, records, _plan(config)) if config.report else {}
     else:
         records, thumbnails = score_inputs(config)
         output.parent.mkdir(parents=True, exist_ok=True)

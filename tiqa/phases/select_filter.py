@@ -8,12 +8,15 @@ score, in a table (CSV, Markdown) and a figure.
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+from typing import Any
 
 import numpy as np
 import tqdm
 
 from tiqa import checkpoints, errors, evaluation, filters, io, scoring, volumes
+from tiqa.phases import settings
 
 
 def sample_indices(count: int, samples: int) -> list[int]:
@@ -52,25 +55,51 @@ def _read_slices(path: str, samples: int, normalisation: str, selection: str = "
     return np.stack(slices), chosen
 
 
-def run(config) -> list[dict]:
-    """Runs the selection described by configs/select_filter.py; returns the ranked rows."""
+@dataclasses.dataclass(frozen=True)
+class SelectFilterSettings:
+    """configs/select_filter.py, read once."""
+    input: str
+    output: str
+    samples: int
+    slices: Any  # as configs/score.py's
+    candidates: str
+    checkpoint: str
+    crops: str
+    batch_size: int
+    normalisation: str
+    tiff_planes: str
+
+
+def read_settings(config) -> SelectFilterSettings:
+    """configs/select_filter.py as frozen settings; a bad key or value is refused here."""
     if not config.input:
         raise errors.InputError("config.input is empty: give a volume, a folder of slices or a slice")
-    errors.check_sizes(config, "batch_size")
+    settings.check_sizes(config, "batch_size")
     if isinstance(config.samples, bool) or not isinstance(config.samples, int) or config.samples < 0:
         raise errors.InputError(f"config.samples must be 0 (all) or a positive whole number, "
                                 f"got {config.samples!r}")
     volumes.check_slices(config.slices, "config.slices")
-    output = io.check_output(config.output, "config.output", folder=True)
-    candidates = (filters.parse_candidates(config.candidates) if config.candidates
+    return settings.block(SelectFilterSettings, config)
+
+
+def run(config) -> list[dict]:
+    """Runs the selection described by configs/select_filter.py; returns the ranked rows."""
+    return select(read_settings(config))
+
+
+def select(selection: SelectFilterSettings) -> list[dict]:
+    """Ranks the candidate filters on the sampled slices of `selection.input`; writes the
+    table and figure under `selection.output` and returns the ranked rows."""
+    output = io.check_output(selection.output, "config.output", folder=True)
+    candidates = (filters.parse_candidates(selection.candidates) if selection.candidates
                   else list(filters.CANDIDATES))
-    slices, chosen = _read_slices(config.input, config.samples, config.normalisation,
-                                  config.slices, config.tiff_planes)
-    score = scoring.make_slice_scorer(checkpoints.load_model(config.checkpoint), config.crops)
+    slices, chosen = _read_slices(selection.input, selection.samples, selection.normalisation,
+                                  selection.slices, selection.tiff_planes)
+    score = scoring.make_slice_scorer(checkpoints.load_model(selection.checkpoint), selection.crops)
     output.mkdir(parents=True, exist_ok=True)
 
     def score_all(images: np.ndarray) -> np.ndarray:
-        return scoring.in_fixed_batches(lambda chunk: score(chunk)[0], images, config.batch_size)
+        return scoring.in_fixed_batches(lambda chunk: score(chunk)[0], images, selection.batch_size)
 
     rows, examples = [], {}
     # A `with` closes the bar however the loop ends, so an error gets a line of its own.

@@ -52,6 +52,12 @@ def block(cls: type, values: Any, where: str = "config", **given: Any):
     return cls(**found, **given)
 
 
+def check_sizes(config, *keys: str, where: str = "config") -> None:
+    """Every `<where>.<key>` of `keys` is a positive whole number (batch sizes, crops...)."""
+    for key in keys:
+        errors.check_positive(config[key], f"{where}.{key}")
+
+
 # --- Shared blocks ----------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)

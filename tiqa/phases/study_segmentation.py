@@ -5,6 +5,7 @@ and PLCC between score and F1, per kind and overall, is the paper's Table 1.
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import jax
@@ -12,6 +13,7 @@ import numpy as np
 import tqdm
 
 from tiqa import checkpoints, distortions, evaluation, scoring, segmentation
+from tiqa.phases import settings
 from tiqa.phases.evaluate_segmentation import binary_prediction, held_out
 
 
@@ -30,52 +32,73 @@ def table_one(rows: list[dict], kinds) -> list[dict]:
     return table
 
 
+@dataclasses.dataclass(frozen=True)
+class StudySegmentationSettings:
+    """configs/study_segmentation.py, read once."""
+    score_checkpoint: str
+    segmentation_checkpoint: str
+    output: str
+    images: str
+    labels: str
+    label_suffix: str
+    threshold: float
+    kinds: tuple[str, ...]
+    crops: str
+    seed: int
+    figure_kind: str
+
+
+def read_settings(config) -> StudySegmentationSettings:
+    return settings.block(StudySegmentationSettings, config)
+
+
 def run(config) -> dict:
     """Runs the study described by configs/study_segmentation.py: the paper's Table 1."""
-    output = pathlib.Path(config.output)
+    study = read_settings(config)
+    output = pathlib.Path(study.output)
     output.mkdir(parents=True, exist_ok=True)
-    segmenter = checkpoints.load_segmenter(config.segmentation_checkpoint)
-    positive = checkpoints.positive_class(config.segmentation_checkpoint)
-    score = scoring.make_slice_scorer(checkpoints.load_model(config.score_checkpoint), config.crops)
-    paths, images, label_maps = held_out(config)
-    base_key = jax.random.key(config.seed)
+    segmenter = checkpoints.load_segmenter(study.segmentation_checkpoint)
+    positive = checkpoints.positive_class(study.segmentation_checkpoint)
+    score = scoring.make_slice_scorer(checkpoints.load_model(study.score_checkpoint), study.crops)
+    paths, images, label_maps = held_out(study.images, study.labels, study.label_suffix)
+    base_key = jax.random.key(study.seed)
     rows, curves, examples = [], {}, {}
-    work = [(n, kind, level) for n in range(len(images)) for kind in config.kinds
+    work = [(n, kind, level) for n in range(len(images)) for kind in study.kinds
             for level in range(distortions.NUM_LEVELS)]
     for n, kind, level in tqdm.tqdm(work, desc="study", unit="image"):
-        if level == 0 and kind != config.kinds[0]:
+        if level == 0 and kind != study.kinds[0]:
             continue  # the undistorted slice is one image, shared by every kind
-        key = jax.random.fold_in(jax.random.fold_in(base_key, n), config.kinds.index(kind))
+        key = jax.random.fold_in(jax.random.fold_in(base_key, n), study.kinds.index(kind))
         distorted = np.asarray(distortions.apply(kind, images[n], level, key))
         tiqa_score = float(score(distorted[None])[0][0])
         probabilities = segmenter.probabilities(distorted[None])[0]
         if segmenter.config.num_classes > 1:
             mask = segmentation.argmax_labels(probabilities) == positive
         else:
-            mask = binary_prediction(probabilities, config.threshold)
+            mask = binary_prediction(probabilities, study.threshold)
         target = label_maps[n] == positive
         rows.append({"slice": pathlib.Path(paths[n]).stem, "kind": kind if level else "original",
                      "level": level, "score": tiqa_score,
                      "f1": segmentation.f1(mask, target), "iou": segmentation.iou(mask, target),
                      "uncertainty_mean": float(segmentation.entropy(probabilities).mean())})
-        if n == 0 and kind == config.figure_kind:
+        if n == 0 and kind == study.figure_kind:
             curves[f"level {level}"] = segmentation.two_point_correlation(mask, axis=1)
             curves.setdefault("ground truth", segmentation.two_point_correlation(target, axis=1))
             if level in (0, 3, 5):
                 examples[level] = (distorted, target, mask, probabilities)
-    table = table_one(rows, config.kinds)
+    table = table_one(rows, study.kinds)
     evaluation.write_table(table, output / "table1.csv", output / "table1.md")
     evaluation.write_table(rows, output / "study.csv", output / "study.md")
     segmentation.figure_score_vs_f1([r["score"] for r in rows], [r["f1"] for r in rows],
                                     [r["kind"] for r in rows], output / "score_vs_f1.png")
     segmentation.figure_two_point(curves, output / "two_point_levels.png",
-                                  title=f"S2 along X, {config.figure_kind} levels, "
+                                  title=f"S2 along X, {study.figure_kind} levels, "
                                         f"{pathlib.Path(paths[0]).stem}")
     for level, (image, target, mask, probabilities) in examples.items():
         segmentation.figure_segmentation(image, target, mask, probabilities[..., 1]
                                          if probabilities.shape[-1] == 2 else probabilities,
-                                         output / f"segmentation_{config.figure_kind}_level{level}.png",
-                                         title=f"{config.figure_kind} level {level}")
+                                         output / f"segmentation_{study.figure_kind}_level{level}.png",
+                                         title=f"{study.figure_kind} level {level}")
     print("TIQA score against segmentation F1 (the paper's Table 1)")
     print(evaluation.format_table(table))
     print(f"written to {output}: table1.csv/.md, study.csv/.md, score_vs_f1.png, two_point_levels.png")

@@ -5,6 +5,7 @@ the paper (SPEC.md 1.8), with the score network's machinery (`loop.make_train_st
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import pathlib
@@ -16,10 +17,60 @@ from flax import nnx
 
 from tiqa import checkpoints, errors, io, phantom
 from tiqa.models.dlinknet import DLinkNet, DLinkNetConfig
+from tiqa.phases import settings
 from tiqa.train import loop, segmentation
 
 
-def _optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
+@dataclasses.dataclass(frozen=True)
+class OptimizerSettings:
+    learning_rate: float
+    lr_drop_factor: float
+    lr_drop_steps: tuple[int, ...]
+    plateau_patience: int
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSettings:
+    bce_weight: float
+    dice_weight: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationSettings:
+    """configs/segmentation.py, read once."""
+    workdir: str
+    images: str
+    labels: str
+    label_suffix: str
+    positive_class: int
+    crop: int
+    batch_size: int
+    intensity_jitter: float
+    epochs: int
+    steps_per_epoch: int
+    seed: int
+    log_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    num_devices: int
+    distributed: bool
+    phantom: phantom.PhantomSettings
+    model: DLinkNetConfig
+    loss: LossSettings
+    optimizer: OptimizerSettings
+
+
+def read_settings(config) -> SegmentationSettings:
+    """configs/segmentation.py as frozen settings; a bad key or value is refused here."""
+    return settings.block(
+        SegmentationSettings, config,
+        phantom=settings.block(phantom.PhantomSettings, config.phantom, "config.phantom"),
+        model=model_config(config),
+        loss=settings.block(LossSettings, config.loss, "config.loss"),
+        optimizer=settings.block(OptimizerSettings, config.optimizer, "config.optimizer"))
+
+
+def _optimizer(config: OptimizerSettings, steps_per_epoch: int) -> optax.GradientTransformation:
     schedule = optax.piecewise_constant_schedule(
         config.learning_rate,
         {int(step): config.lr_drop_factor for step in config.lr_drop_steps}
@@ -37,7 +88,7 @@ def model_config(config) -> DLinkNetConfig:
     return DLinkNetConfig.from_mapping(config.model)
 
 
-def load_training_pool(config) -> segmentation.LabelledPool:
+def load_training_pool(config: SegmentationSettings) -> segmentation.LabelledPool:
     images, label_maps = [], []
     if config.images:
         paths = io.split_paths(config.images)
@@ -49,13 +100,15 @@ def load_training_pool(config) -> segmentation.LabelledPool:
         low, high = np.percentile(volume, [0.5, 99.5])
         images += list(np.clip((volume - low) / (high - low), 0, 1))
         label_maps += list(labels)
-    targets = [segmentation.target_classes(label_map, config.model.num_classes, config.positive_class)
+    targets = [segmentation.target_classes(label_map, config.model.num_classes,
+                                           config.positive_class)
                for label_map in label_maps]
     return segmentation.build_labelled_pool(images, targets)
 
 
 def run(config) -> pathlib.Path:
     """Runs the D-LinkNet training described by configs/segmentation.py."""
+    config = read_settings(config)
     workdir = pathlib.Path(config.workdir)
     if config.crop % 32:
         raise errors.InputError(f"config.crop={config.crop} must be a multiple of 32 (D-LinkNet)")
@@ -65,7 +118,7 @@ def run(config) -> pathlib.Path:
     pool = load_training_pool(config)
     logging.info("segmentation pool: %d slices", pool.images.shape[0])
     model_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
-    model_cfg = model_config(config)
+    model_cfg = config.model
     model = nnx.jit(lambda: DLinkNet(model_cfg, rngs=nnx.Rngs(params=model_key)))()
     optimizer = _optimizer(config.optimizer, config.steps_per_epoch)
     graphdef, state = loop.init_state(model, optimizer)

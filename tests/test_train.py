@@ -132,7 +132,8 @@ _SHARDING_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_one_step_on_four_devices_equals_one_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+               + " --xla_force_host_platform_device_count=4")
     result = subprocess.run([sys.executable, "-c", _SHARDING_SCRIPT], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,12 +1,12 @@
-"""Ablation: python -m launch.ablate --config=configs/ablate.py[:smoke] --config.sweeps='("margin=2,4",)'
+"""Ablation: python -m launch.ablate --config=configs/ablate.py[:smoke] \
+    --config.sweeps='({"rank.rank.margin": 4.0}, {"finetune.finetune.originals": 2})'
 
-A base pipeline (the rank, fine-tune and evaluation configs below) plus a list of sweeps. Each
-sweep is "name=value1,value2,...": a name of tiqa.ablation.PARAMETERS (margin, observers,
-kinds, backbone, pretrained, rank_pretraining, originals, rank_epochs, finetune_epochs) or any
-dotted key of this config under rank. or finetune. (e.g. "rank.rank.learning_rate=1e-4,3e-5").
-Values are separated by commas outside brackets; each is a Python literal or a bare word (a
-string), and for a tuple-valued key a bare "ssim+gmsd" is the tuple ('ssim', 'gmsd'):
-"observers=ssim+gmsd,mse+psnr+ssim" or "observers=('ssim','gmsd'),('mse',)".
+A base pipeline (the rank, fine-tune and evaluation configs below) plus `sweeps`: a tuple of
+flattened override dicts, one trial each, applied to the base with
+`ConfigDict.update_from_flattened_dict` (keys: dotted keys under rank. or finetune., or
+rank_pretraining). On the command line `--config.sweeps` is a Python literal of that tuple (a
+list works too; strings quoted, True/False, tuples for tuple-valued keys:
+`{"finetune.projection.observers": ("ssim", "gmsd")}`). The base trial always runs first.
 """
 
 import ml_collections
@@ -26,11 +26,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.evaluate = evaluate.get_config(variant)
     # False: fine-tune from the model's initial weights (ImageNet for pretrained Lite trunks).
     config.rank_pretraining = True
-    config.sweeps = ("rank_pretraining=True,False", "originals=2,5,11")
+    config.sweeps = ({"rank_pretraining": False}, {"finetune.finetune.originals": 2},
+                     {"finetune.finetune.originals": 5})  # the base: 11 originals
     config.seeds = (0, 1)  # every trial runs once per seed (the training phases' seed)
-    # False: one parameter at a time from the base (the base trial run once and shared);
-    # True: every combination of the swept values.
-    config.grid = False
     # The result column plotted against each swept parameter (overall SROCC against the
     # projected labels; also plcc, krocc, rmse, srocc_level_<kind>, train_seconds).
     config.plot_metric = "srocc"
@@ -38,7 +36,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.evaluate.seed = 100
     if variant == "smoke":
         config.workdir = "runs/smoke/ablation"
-        config.sweeps = ("rank_pretraining=True,False",)
+        config.sweeps = ({"rank_pretraining": False},)
         config.seeds = (0,)
         config.rank.rank.epochs = 1
         config.finetune.finetune.epochs = 1

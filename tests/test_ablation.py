@@ -1,4 +1,4 @@
-"""The ablation runner: sweep parsing, trial plans, the pipeline wiring, resume, a smoke sweep."""
+"""The ablation runner: override sweeps, trial plans, the pipeline wiring, resume, a smoke sweep."""
 
 import csv
 import json
@@ -18,61 +18,73 @@ from tiqa.train import batches
 def _smoke(tmp_path, *sweeps, **top):
     config = ablate_config.get_config("smoke")
     config.workdir = str(tmp_path / "ablation")
-    config.sweeps = tuple(sweeps)
+    config.sweeps = tuple(sweeps)  # override dicts
     for key, value in top.items():
         config[key] = value
     return config
 
 
-def test_sweeps_parse_friendly_names_dotted_keys_and_tuples(tmp_path):
-    config = _smoke(tmp_path)
-    margin = ablation.parse_sweep("margin=2,4,6,10", config)
-    assert margin.keys == ("rank.rank.margin",) and margin.values == (2.0, 4.0, 6.0, 10.0)
-    assert all(isinstance(v, float) for v in margin.values) and margin.base == 6.0
-    dotted = ablation.parse_sweep("rank.rank.learning_rate=1e-4, 3e-5", config)
-    assert dotted.keys == ("rank.rank.learning_rate",) and dotted.values == (1e-4, 3e-5)
-    kinds = ablation.parse_sweep("kinds=blur+noise,('ring',)", config)
+MARGIN, ORIGINALS = "rank.rank.margin", "finetune.finetune.originals"
+
+
+def test_sweeps_are_override_dicts_checked_against_the_base(tmp_path):
+    config = _smoke(tmp_path, {MARGIN: 2.0}, {"rank.rank.learning_rate": 3e-5},
+                    {"rank.rank.kinds": ("blur", "noise"), "finetune.projection.kinds": ("blur", "noise")},
+                    {"finetune.projection.observers": ("ssim", "gmsd")},
+                    {"rank.model.backbone": "lite0", "finetune.model.backbone": "lite0"},
+                    {"rank_pretraining": False}, {ORIGINALS: 2}, {"finetune.model.hidden": (32, 8)})
+    swept, trials = ablation.plan_trials(config)
+    assert {s.key: s.base for s in swept}[MARGIN] == 6.0
+    assert {s.key: s.base for s in swept}["rank_pretraining"] is True
+    assert [t.name for t in trials] == [
+        "base", "rank.margin=2", "rank.learning_rate=3e-05",
+        "rank.kinds=blur+noise,finetune.projection.kinds=blur+noise",
+        "finetune.projection.observers=ssim+gmsd",
+        "rank.model.backbone=lite0,finetune.model.backbone=lite0", "rank_pretraining=False",
+        "finetune.originals=2", "finetune.model.hidden=32+8"]
     # Training only: the evaluation keeps its kinds.
-    assert kinds.keys == ("rank.rank.kinds", "finetune.projection.kinds")
-    assert kinds.values == (("blur", "noise"), ("ring",))
-    observers = ablation.parse_sweep("observers=('ssim','gmsd'),mse+psnr,mdsi", config)
-    assert observers.keys == ("finetune.projection.observers",)
-    assert observers.values == (("ssim", "gmsd"), ("mse", "psnr"), ("mdsi",))
-    assert ablation.parse_sweep("backbone=b0,'lite0'", config).values == ("b0", "lite0")
-    pretraining = ablation.parse_sweep("rank_pretraining=True,false", config)
-    assert pretraining.values == (True, False) and pretraining.base is True
-    assert ablation.parse_sweep("originals=2,5,11", config).keys == ("finetune.finetune.originals",)
-    hidden = ablation.parse_sweep("finetune.model.hidden=(16,),32+8", config)
-    assert hidden.values == ((16,), (32, 8))
+    pipeline = ablation.trial_pipeline(config, trials[3], 0, tmp_path / "t")
+    assert tuple(pipeline.rank.rank.kinds) == ("blur", "noise")
+    assert tuple(pipeline.evaluate.projection.kinds) == tuple(config.evaluate.projection.kinds)
+    assert ablation.trial_pipeline(config, trials[1], 0, tmp_path / "t").rank.rank.margin == 2.0
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("marginn=2,4", "unknown sweep parameter 'marginn'; did you mean 'margin'"),
-    ("rank.rank.margn=2", "rank.rank has no 'margn'; did you mean 'margin'"),
-    ("finetune.nothing.x=1", "finetune has no 'nothing'"),
-    ("evaluate.projection.kinds=blur", "same for every trial"),
-    ("finetune.rank_checkpoint=x", "set by the ablation"),
-    ("rank.rank=1", "is a block"),
-    ("margin=2,big", "'margin': value 'big' is not a number"),
-    ("originals=2.5", "'originals': value '2.5' is not an integer"),
-    ("rank_pretraining=1", "'rank_pretraining': value '1' is not True or False"),
-    ("observers=3", "'observers': value '3' is not a tuple"),
-    ("margin=2,2", "listed twice"),
-    ("margin=(2,", "unclosed"),
-    ("margin", "is not name=value1,value2"),
+@pytest.mark.parametrize("sweep, message", [
+    ({"marginn": 2}, "unknown sweep key 'marginn'"),
+    ({"rank.rank.margn": 2}, "rank.rank has no 'margn'; did you mean 'margin'"),
+    ({"finetune.nothing.x": 1}, "finetune has no 'nothing'"),
+    ({"evaluate.projection.kinds": ("blur",)}, "same for every trial"),
+    ({"finetune.rank_checkpoint": "x"}, "set by the ablation"),
+    ({"rank.rank": 1}, "is a block"),
+    ("margin=2", "is not a dict of overrides"),
 ])
-def test_bad_sweeps_name_the_key_and_the_problem(tmp_path, spec, message):
+def test_bad_sweeps_name_the_key_and_the_problem(tmp_path, sweep, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        ablation.plan_trials(_smoke(tmp_path, spec))
+        ablation.plan_trials(_smoke(tmp_path, sweep))
+
+
+@pytest.mark.parametrize("sweeps, message", [
+    (({MARGIN: "big"},), "'rank.rank.margin': cannot set 'big'"),
+    (({ORIGINALS: 2.5},), "'finetune.finetune.originals': cannot set 2.5"),
+    (({"rank_pretraining": 1},), "'rank_pretraining': cannot set 1"),
+    (({"finetune.projection.observers": 3},), "'finetune.projection.observers': cannot set 3"),
+    (({MARGIN: 2.0}, {MARGIN: 2.0}), "would share the directory"),
+])
+def test_bad_values_name_the_key(tmp_path, monkeypatch, sweeps, message):
+    monkeypatch.setattr(train_rank, "run", _fail)
+    with pytest.raises(ValueError, match=message):
+        ablation.run(_smoke(tmp_path, *sweeps))
 
 
 def test_bad_values_are_caught_before_any_training(tmp_path, monkeypatch):
     monkeypatch.setattr(train_rank, "run", _fail)
-    for spec, message in (("observers=ssim+colour", "trial observers=ssim\\+colour: observers"),
-                          ("backbone=b2", "no ImageNet weights ship for 'b2'"),
-                          ("rank.model.trunk_overrides.width=0.5,'wide'", "trunk_overrides.width")):
-        config = _smoke(tmp_path, spec)
-        if spec == "backbone=b2":  # the base has ImageNet weights, the swept b2 has none
+    for sweep, message in (
+            ({"finetune.projection.observers": ("ssim", "colour")},
+             "trial finetune.projection.observers=ssim\\+colour: observers"),
+            ({"rank.model.backbone": "b2"}, "no ImageNet weights ship for 'b2'"),
+            ({"rank.model.trunk_overrides.width": "wide"}, "trunk_overrides.width")):
+        config = _smoke(tmp_path, sweep)
+        if "rank.model.backbone" in sweep:  # the base has ImageNet weights, the swept b2 has none
             config.rank.model.backbone, config.rank.model.pretrained = "lite0", True
         with pytest.raises(ValueError, match=message):
             ablation.run(config)
@@ -82,18 +94,20 @@ def test_bad_values_are_caught_before_any_training(tmp_path, monkeypatch):
         ablation.run(_smoke(tmp_path, plot_metric="accuracy"))
 
 
-def test_one_at_a_time_and_grid_trials(tmp_path):
-    config = _smoke(tmp_path, "margin=2,4,6,10", "rank_pretraining=True,False")
-    _, trials = ablation.plan_trials(config)
-    # The base (margin 6, with rank pre-training) once, then each value that differs from it.
-    assert [t.name for t in trials] == ["base", "margin=2", "margin=4", "margin=10",
-                                        "rank_pretraining=False"]
-    assert dict(trials[4].values) == {"margin": 6.0, "rank_pretraining": False}
-    config.grid = True
-    _, trials = ablation.plan_trials(config)
-    assert len(trials) == 8 and trials[0].name == "margin=2,rank_pretraining=True"
-    with pytest.raises(ValueError, match="both set 'rank.rank.margin'"):
-        ablation.plan_trials(_smoke(tmp_path, "margin=2", "rank.rank.margin=4"))
+def test_base_first_and_combined_overrides(tmp_path):
+    config = _smoke(tmp_path, *({MARGIN: m} for m in (2.0, 4.0, 6.0, 10.0)),
+                    {"rank_pretraining": False})
+    swept, trials = ablation.plan_trials(config)
+    # The base (margin 6, with rank pre-training) once, then each override that differs from it.
+    assert [t.name for t in trials] == ["base", "rank.margin=2", "rank.margin=4",
+                                        "rank.margin=10", "rank_pretraining=False"]
+    assert ablation.trial_values(trials[4], swept) == {"rank.margin": 6.0,
+                                                       "rank_pretraining": False}
+    # A grid is the list of every combination.
+    grid = [{MARGIN: m, "rank_pretraining": p} for m in (2.0, 4.0, 6.0, 10.0) for p in (True, False)]
+    _, trials = ablation.plan_trials(_smoke(tmp_path, *grid))
+    assert len(trials) == 8 and trials[0].name == "base"
+    assert trials[1].name == "rank.margin=2,rank_pretraining=True"
 
 
 def _fail(config):
@@ -154,22 +168,23 @@ class _FakePhases:
 @pytest.mark.slow
 def test_wiring_rank_sharing_resume_and_changed_config(tmp_path, monkeypatch):
     fake = _FakePhases(monkeypatch)
-    config = _smoke(tmp_path, "rank_pretraining=True,False", "originals=1,2", "margin=4",
-                    seeds=(0, 1))
+    config = _smoke(tmp_path, {"rank_pretraining": True}, {"rank_pretraining": False},
+                    {ORIGINALS: 1}, {ORIGINALS: 2}, {MARGIN: 4.0}, seeds=(0, 1))
     summary = ablation.run(config)
     workdir = pathlib.Path(config.workdir)
-    names = ["base", "rank_pretraining=False", "originals=1", "originals=2", "margin=4"]
+    names = ["base", "rank_pretraining=False", "finetune.originals=1", "finetune.originals=2",
+             "rank.margin=4"]
     assert [row["trial"] for row in summary] == names and all(r["seeds"] == 2 for r in summary)
     # One rank run per rank config and seed: the originals trials fine-tune from the base's.
     assert sorted(c.workdir for c in fake.rank) == sorted(
-        str(workdir / name / f"seed{s}" / "rank") for name in ("base", "margin=4") for s in (0, 1))
+        str(workdir / name / f"seed{s}" / "rank") for name in ("base", "rank.margin=4") for s in (0, 1))
     assert [c.seed for c in fake.rank] == [0, 0, 1, 1]
     assert [c.rank.margin for c in fake.rank] == [6.0, 4.0, 6.0, 4.0]
     by_dir = {pathlib.Path(c.workdir).parent.relative_to(workdir).as_posix(): c
               for c in fake.finetune}
     assert len(by_dir) == 10
-    assert by_dir["originals=1/seed1"].rank_checkpoint == str(workdir / "base/seed1/rank")
-    assert by_dir["originals=1/seed1"].finetune.originals == 1
+    assert by_dir["finetune.originals=1/seed1"].rank_checkpoint == str(workdir / "base/seed1/rank")
+    assert by_dir["finetune.originals=1/seed1"].finetune.originals == 1
     assert by_dir["base/seed0"].finetune.originals == 0 and by_dir["base/seed0"].seed == 0
     assert by_dir["rank_pretraining=False/seed1"].rank_checkpoint == ""
     assert {c.seed for c in fake.evaluate} == {config.evaluate.seed}  # the same test for all
@@ -179,17 +194,17 @@ def test_wiring_rank_sharing_resume_and_changed_config(tmp_path, monkeypatch):
     assert len(rows) == 10 and rows[0]["trial"] == "base" and rows[0]["seed"] == "0"
     assert {"plcc", "srocc", "krocc", "rmse", "srocc_level_blur", "train_seconds",
             "originals_used"} <= set(rows[0])
-    assert [r["originals_used"] for r in rows if r["trial"] == "originals=1"] == ["1", "1"]
+    assert [r["originals_used"] for r in rows if r["trial"] == "finetune.originals=1"] == ["1", "1"]
     for name in ("results.md", "summary.csv", "summary.md", "sweep_rank_pretraining.png",
-                 "sweep_originals.png", "sweep_margin.png"):
+                 "sweep_finetune.originals.png", "sweep_rank.margin.png"):
         assert (workdir / name).stat().st_size > 0
 
     # A rerun trains and evaluates nothing; an unfinished trial resumes where it stopped.
     counts = (len(fake.rank), len(fake.finetune), len(fake.evaluate))
-    finished = workdir / "margin=4" / "seed1" / ablation.RESULT_FILE
+    finished = workdir / "rank.margin=4" / "seed1" / ablation.RESULT_FILE
     before = finished.stat().st_mtime_ns
-    (workdir / "originals=2" / "seed0" / ablation.RESULT_FILE).unlink()
-    (workdir / "originals=2" / "seed0" / "finetune" / ablation.PHASE_DONE).unlink()
+    (workdir / "finetune.originals=2" / "seed0" / ablation.RESULT_FILE).unlink()
+    (workdir / "finetune.originals=2" / "seed0" / "finetune" / ablation.PHASE_DONE).unlink()
     ablation.run(config)
     assert (len(fake.rank), len(fake.finetune), len(fake.evaluate)) == (
         counts[0], counts[1] + 1, counts[2] + 1)
@@ -206,21 +221,22 @@ def test_wiring_rank_sharing_resume_and_changed_config(tmp_path, monkeypatch):
 def test_smoke_sweep_end_to_end(tmp_path, monkeypatch):
     # Without rank pre-training and BatchNorm measuring, so the real phases stay within the
     # test's time: the rank wiring is tested above, the phases themselves in test_train.
-    config = _smoke(tmp_path, "originals=1,2", "finetune_epochs=1", rank_pretraining=False)
+    config = _smoke(tmp_path, {ORIGINALS: 1}, {ORIGINALS: 2}, {"finetune.finetune.epochs": 1},
+                    rank_pretraining=False)
     config.finetune.finetune.originals = 2  # the smoke phantom's two slices
     config.finetune.finetune.batch_norm = "batch"
     summary = ablation.run(config)
     workdir = pathlib.Path(config.workdir)
-    assert [row["trial"] for row in summary] == ["base", "originals=1"]
+    assert [row["trial"] for row in summary] == ["base", "finetune.originals=1"]
     with open(workdir / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["trial"], r["originals"], r["originals_used"]) for r in rows] == [
-        ("base", "2", "2"), ("originals=1", "1", "1")]
+    assert [(r["trial"], r["finetune.originals"], r["originals_used"]) for r in rows] == [
+        ("base", "2", "2"), ("finetune.originals=1", "1", "1")]
     assert all(np.isfinite(float(r["rmse"])) and -1 <= float(r["srocc"]) <= 1 for r in rows)
-    assert (workdir / "results.md").read_text().startswith("| trial | originals |")
-    for name in ("sweep_originals.png", "sweep_finetune_epochs.png"):
+    assert (workdir / "results.md").read_text().startswith("| trial | finetune.originals |")
+    for name in ("sweep_finetune.originals.png", "sweep_finetune.epochs.png"):
         assert (workdir / name).read_bytes()[:4] == b"\x89PNG"
-    for trial in ("base", "originals=1"):
+    for trial in ("base", "finetune.originals=1"):
         directory = workdir / trial / "seed0"
         assert not (directory / "rank").exists()
         assert (directory / "evaluation" / "correlations.csv").exists()
@@ -240,7 +256,7 @@ class _KnownEvaluations(_FakePhases):
     def evaluate_checkpoint(self, config):
         self.evaluate.append(config)
         seed = int(pathlib.Path(config.checkpoint).parent.name.removeprefix("seed"))
-        shift = 0.05 if "margin=4" in config.checkpoint else 0.0
+        shift = 0.05 if "rank.margin=4" in config.checkpoint else 0.0
         value = self.SROCC[seed] + shift
         rows = [{"kind": k, "n": 5, "plcc": 0.7, "srocc": value, "krocc": 0.4, "rmse": 1.0}
                 for k in tuple(config.projection.kinds) + (evaluation.OVERALL,)]
@@ -250,11 +266,11 @@ class _KnownEvaluations(_FakePhases):
 
 def test_summary_is_the_mean_and_sample_std_over_seeds(tmp_path, monkeypatch):
     _KnownEvaluations(monkeypatch)
-    config = _smoke(tmp_path, "margin=4", seeds=(0, 1, 2))
+    config = _smoke(tmp_path, {MARGIN: 4.0}, seeds=(0, 1, 2))
     summary = {row["trial"]: row for row in ablation.run(config)}
     # Seeds give 0.2, 0.5, 0.9: mean 1.6 / 3; deviations -1/3, -1/30, 11/30, so the sample
     # variance (ddof 1) is (100 + 1 + 121) / 900 / 2 = 111 / 900.
-    for trial, shift in (("base", 0.0), ("margin=4", 0.05)):
+    for trial, shift in (("base", 0.0), ("rank.margin=4", 0.05)):
         row = summary[trial]
         assert row["seeds"] == 3
         assert row["srocc_mean"] == pytest.approx(1.6 / 3 + shift), \

@@ -5,26 +5,24 @@ fine-tune from its work directory (`tiqa.phases.finetune`; from the model's init
 `rank_pretraining` is False) and the held-out evaluation (`tiqa.phases.evaluate`), which
 is the same for every trial so that the numbers compare. The ablation config
 (configs/ablate.py) holds the three phase configs as `rank`, `finetune` and `evaluate`, plus
-`rank_pretraining`, `workdir`, `sweeps`, `seeds`, `grid` and `plot_metric`.
+`rank_pretraining`, `workdir`, `sweeps`, `seeds` and `plot_metric`.
 
 Sweeps
-    Each sweep is "name=value1,value2,...". The name is one of PARAMETERS (a friendly name that
-    may set several keys: `backbone` sets the model of both training phases) or any dotted key
-    of the config under `rank.` or `finetune.` ("rank.rank.learning_rate=1e-4,3e-5"); keys
-    under `evaluate.` are refused (the held-out test must not change), as are the keys the
-    ablation sets per trial (work directories, checkpoints, training seeds).
-    Values are separated by commas outside brackets and quotes. Each value is a Python literal
-    (4, 2.5, True, 'b0', ('ssim', 'gmsd')) or a bare word, taken as a string (b0); for a
-    tuple-valued key a bare "ssim+gmsd" is the tuple ('ssim', 'gmsd') and "ssim" is ('ssim',).
-    So "observers=ssim+gmsd,mse+psnr" and "observers=('ssim','gmsd'),('mse','psnr')" are the
-    same sweep. A value must have the type of the key's value in the base config (an int is
-    accepted for a float key); anything else is a ValueError naming the key.
+    `sweeps` is a sequence of flattened override dicts, one trial each, applied to the base
+    pipeline with `ConfigDict.update_from_flattened_dict`: `{"finetune.finetune.originals": 2}`,
+    `{"rank.model.backbone": "b0", "finetune.model.backbone": "b0"}`. Keys are dotted keys
+    under `rank.` or `finetune.`, or `rank_pretraining`; keys under `evaluate.` are refused (the
+    held-out test must not change), as are the keys the ablation sets per trial (work
+    directories, checkpoints, training seeds) and keys the base config lacks
+    (`update_from_flattened_dict` would add them silently). A value must have the type of the
+    key's value in the base (ConfigDict's type check; an int is accepted for a float key).
 
 Trials
-    `grid=False` varies one parameter at a time from the base: the base trial, then one trial
-    per swept value that differs from the base's. `grid=True` runs every combination. Every
-    trial runs once per seed in `seeds` (the seed of both training phases, which also draws
-    their phantom; the evaluation's seed stays fixed).
+    The base trial first, then one trial per override dict, named from its overrides
+    (`finetune.originals=2`: a key's repeated phase name is dropped, `finetune.finetune.x` is
+    `finetune.x`; several overrides are joined by commas). A dict that only restates base values
+    is the base trial. Every trial runs once per seed in `seeds` (the seed of both training
+    phases, which also draws their phantom; the evaluation's seed stays fixed).
 
 Work directory
     `workdir/<trial>/seed<k>/` holds `trial.json` (its configuration), `rank/`, `finetune/`,
@@ -34,18 +32,16 @@ Work directory
     A phase that finished leaves `phase_done.json`. Running the same command again skips
     finished trials and resumes the others (the phases resume from their latest checkpoint);
     a trial directory made with a different configuration is refused, naming the keys that
-    differ. After each trial `results.csv/.md` (one row per trial and seed), `summary.csv/.md`
-    (mean and sample std over seeds) and `sweep_<parameter>.png` (`plot_metric` against the
-    parameter's values, error bars over seeds) are rewritten.
+    differ. After each trial `results.csv/.md` (one row per trial and seed, a column per swept
+    key), `summary.csv/.md` (mean and sample std over seeds) and `sweep_<key>.png`
+    (`plot_metric` against the key's values, error bars over seeds) are rewritten.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
 import dataclasses
 import difflib
-import itertools
 import json
 import logging
 import math
@@ -61,20 +57,6 @@ from tiqa import checkpoints, errors, evaluation, io
 from tiqa.models import EfficientNetConfig, pretrained_variants
 from tiqa.phases import evaluate, finetune, train_rank, training
 
-# Friendly names and the pipeline keys each sets.
-PARAMETERS: dict[str, tuple[str, ...]] = {
-    "margin": ("rank.rank.margin",),
-    "observers": ("finetune.projection.observers",),
-    # Training only: the evaluation keeps its kinds, so every trial is tested alike.
-    "kinds": ("rank.rank.kinds", "finetune.projection.kinds"),
-    "backbone": ("rank.model.backbone", "finetune.model.backbone"),
-    "pretrained": ("rank.model.pretrained", "finetune.model.pretrained"),
-    "rank_pretraining": ("rank_pretraining",),
-    # The number of annotated originals: the first N reference slices of the fine-tune's pool.
-    "originals": ("finetune.finetune.originals",),
-    "rank_epochs": ("rank.rank.epochs",),
-    "finetune_epochs": ("finetune.finetune.epochs",),
-}
 # Set by the ablation for every trial and seed.
 MANAGED_KEYS = ("rank.workdir", "rank.seed", "finetune.workdir", "finetune.seed",
                 "finetune.rank_checkpoint", "evaluate.checkpoint", "evaluate.output")
@@ -89,45 +71,40 @@ CORRELATION_METRICS = ("plcc", "srocc", "krocc", "rmse")
 
 
 @dataclasses.dataclass(frozen=True)
-class Sweep:
-    name: str  # as written in the spec: a PARAMETERS name or a dotted key
-    keys: tuple[str, ...]  # the pipeline keys it sets
-    values: tuple[Any, ...]
-    base: Any  # the value of its first key in the base config
+class Trial:
+    name: str  # its directory: 'base', 'rank.margin=4', 'rank.margin=4,finetune.originals=2'
+    overrides: tuple[tuple[str, Any], ...]  # (dotted key, value) as given; the base: none
 
 
 @dataclasses.dataclass(frozen=True)
-class Trial:
-    name: str  # its directory: 'base', 'margin=4', 'margin=4,originals=2' (grid)
-    values: tuple[tuple[str, Any], ...]  # (sweep name, value) for every sweep, base values too
-    varied: tuple[str, ...]  # the sweeps whose value differs from the base ('base': none)
+class Swept:
+    key: str  # a dotted key some trial overrides
+    base: Any  # its value in the base config
+
+    @property
+    def name(self) -> str:
+        return short_name(self.key)
 
 
-# --- Parsing ---------------------------------------------------------------------------------
+# --- Trials ----------------------------------------------------------------------------------
 
 def _suggestion(word: str, known) -> str:
     close = difflib.get_close_matches(word, list(known), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _keys_for(name: str) -> tuple[str, ...]:
-    if name in PARAMETERS:
-        return PARAMETERS[name]
-    root = name.split(".")[0]
-    if root == "evaluate":
-        raise errors.InputError(f"sweep key {name!r}: the held-out evaluation is the same for every "
-                                "trial so that the numbers compare; set evaluate.* in the base config")
-    if root not in _SWEEPABLE_ROOTS:
-        raise errors.InputError(f"unknown sweep parameter {name!r}{_suggestion(name, PARAMETERS)}; use "
-                                f"one of {sorted(PARAMETERS)} or a dotted key under rank. or finetune.")
-    if name in MANAGED_KEYS:
-        raise errors.InputError(f"sweep key {name!r} is set by the ablation for every trial "
-                                "(training seeds come from `seeds`)")
-    return (name,)
-
-
 def base_value(config: ml_collections.ConfigDict, key: str) -> Any:
-    """The value at a dotted key, or a ValueError naming the key and what is wrong with it."""
+    """The base value of a sweepable dotted key, or a ValueError naming the key and the problem."""
+    root = key.split(".")[0]
+    if root == "evaluate":
+        raise errors.InputError(f"sweep key {key!r}: the held-out evaluation is the same for every "
+                                "trial so that the numbers compare; set evaluate.* in the base config")
+    if key in MANAGED_KEYS:
+        raise errors.InputError(f"sweep key {key!r} is set by the ablation for every trial "
+                                "(training seeds come from `seeds`)")
+    if root not in _SWEEPABLE_ROOTS:
+        raise errors.InputError(f"unknown sweep key {key!r}{_suggestion(root, _SWEEPABLE_ROOTS)}; "
+                                "use a dotted key under rank. or finetune., or rank_pretraining")
     node, parts = config, key.split(".")
     for depth, part in enumerate(parts):
         if not isinstance(node, ml_collections.ConfigDict) or part not in node:
@@ -143,113 +120,10 @@ def base_value(config: ml_collections.ConfigDict, key: str) -> Any:
     return node
 
 
-def split_values(text: str) -> list[str]:
-    """`text` split at the commas outside brackets and quotes."""
-    parts, current, depth, quote = [], [], 0, None
-    for char in text:
-        if quote:
-            quote = None if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-            if depth < 0:
-                raise errors.InputError(f"unbalanced {char!r} in {text!r}")
-        elif char == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(char)
-    if depth or quote:
-        raise errors.InputError(f"unclosed bracket or quote in {text!r}")
-    parts.append("".join(current))
-    return [part.strip() for part in parts]
-
-
-def _literal_or_word(text: str) -> Any:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text  # a bare word: a string
-
-
-def _coerce(value: Any, base: Any, key: str, text: str) -> Any:
-    """`value` as the type of `base`, or a ValueError naming the key."""
-    def refuse(expected: str) -> ValueError:
-        return ValueError(f"sweep key {key!r}: value {text!r} is not {expected} "
-                          f"(the base config has {base!r})")
-
-    if isinstance(base, bool):
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        if not isinstance(value, bool):
-            raise refuse("True or False")
-        return value
-    if isinstance(base, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise refuse("an integer")
-        return value
-    if isinstance(base, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise refuse("a number")
-        return float(value)
-    if isinstance(base, str):
-        if not isinstance(value, str):
-            raise refuse("a string")
-        return value
-    if isinstance(base, (tuple, list)):
-        if isinstance(value, str):
-            value = tuple(_literal_or_word(part.strip()) for part in value.split("+"))
-        if not isinstance(value, (tuple, list)):
-            raise refuse("a tuple (a+b or (a, b))")
-        if base:
-            value = tuple(_coerce(item, base[0], key, text) for item in value)
-        return tuple(value)
-    if base is None:  # an unset placeholder: the config checks the type on assignment
-        return value
-    if type(value) is not type(base):
-        raise refuse(f"a {type(base).__name__}")
-    return value
-
-
-def parse_sweep(spec: str, config: ml_collections.ConfigDict) -> Sweep:
-    """One "name=value1,value2,..." against the ablation config (see the module docstring)."""
-    name, equals, values_text = str(spec).partition("=")
-    name = name.strip()
-    if not equals or not name:
-        raise errors.InputError(f"sweep {spec!r} is not name=value1,value2,...")
-    keys = _keys_for(name)
-    base = base_value(config, keys[0])
-    for key in keys[1:]:
-        base_value(config, key)
-    try:
-        texts = split_values(values_text)
-    except ValueError as error:
-        raise errors.InputError(f"sweep {spec!r}: {error}") from error
-    if not any(texts):
-        raise errors.InputError(f"sweep {spec!r} has no values")
-    values = []
-    for text in texts:
-        if not text:
-            raise errors.InputError(f"sweep {spec!r}: empty value (two commas in a row?)")
-        value = _coerce(_literal_or_word(text), base, name, text)
-        if value in values:
-            raise errors.InputError(f"sweep {spec!r}: value {text!r} is listed twice")
-        values.append(value)
-    return Sweep(name=name, keys=keys, values=tuple(values), base=base)
-
-
-def parse_sweeps(config: ml_collections.ConfigDict) -> list[Sweep]:
-    sweeps = [parse_sweep(spec, config) for spec in config.sweeps]
-    seen: dict[str, str] = {}
-    for sweep in sweeps:
-        for key in sweep.keys:
-            if key in seen:
-                raise errors.InputError(f"sweeps {seen[key]!r} and {sweep.name!r} both set {key!r}")
-            seen[key] = sweep.name
-    return sweeps
+def short_name(key: str) -> str:
+    """A key as trial names show it: a repeated phase name dropped (finetune.finetune.x -> finetune.x)."""
+    parts = key.split(".")
+    return ".".join(parts[1:]) if len(parts) > 2 and parts[0] == parts[1] else key
 
 
 def format_value(value: Any) -> str:
@@ -265,48 +139,37 @@ def _directory_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+=,-]", "_", text)
 
 
-def plan_trials(config: ml_collections.ConfigDict) -> tuple[list[Sweep], list[Trial]]:
-    """The sweeps and the trials they make (one at a time from the base, or the grid)."""
-    sweeps = parse_sweeps(config)
-    names = [sweep.name for sweep in sweeps]
-    base = tuple((sweep.name, sweep.base) for sweep in sweeps)
-    if config.grid:
-        trials = []
-        for combination in itertools.product(*(sweep.values for sweep in sweeps)):
-            varied = tuple(s.name for s, v in zip(sweeps, combination) if v != s.base)
-            label = ",".join(f"{n}={format_value(v)}" for n, v in zip(names, combination))
-            trials.append(Trial(_directory_name(label) or BASE_TRIAL,
-                                tuple(zip(names, combination)), varied))
-    else:
-        trials = [Trial(BASE_TRIAL, base, ())]
-        for index, sweep in enumerate(sweeps):
-            for value in sweep.values:
-                if value == sweep.base:
-                    continue  # the base trial, already planned
-                values = base[:index] + ((sweep.name, value),) + base[index + 1:]
-                trials.append(Trial(_directory_name(f"{sweep.name}={format_value(value)}"),
-                                    values, (sweep.name,)))
+def _same(value: Any, base: Any) -> bool:
+    """Equal and both or neither a bool (1 == True, but 1 is a wrong value for a bool key)."""
+    return value == base and isinstance(value, bool) == isinstance(base, bool)
+
+
+def plan_trials(config: ml_collections.ConfigDict) -> tuple[list[Swept], list[Trial]]:
+    """The swept keys (with their base values) and the trials: the base, then one per override
+    dict of `config.sweeps` that changes something."""
+    swept: dict[str, Swept] = {}
+    trials = [Trial(BASE_TRIAL, ())]
+    for overrides in config.sweeps:
+        if not isinstance(overrides, dict) or not all(isinstance(k, str) for k in overrides):
+            raise errors.InputError(f"sweep {overrides!r} is not a dict of overrides, e.g. "
+                                    '{"finetune.finetune.originals": 2}')
+        for key in overrides:
+            if key not in swept:
+                swept[key] = Swept(key, base_value(config, key))
+        if all(_same(value, swept[key].base) for key, value in overrides.items()):
+            continue  # the base trial, already planned
+        label = ",".join(f"{short_name(k)}={format_value(v)}" for k, v in overrides.items())
+        trials.append(Trial(_directory_name(label), tuple(overrides.items())))
     seen: dict[str, Trial] = {}
     for trial in trials:
         if trial.name in seen:
-            raise errors.InputError(f"trials {dict(seen[trial.name].values)} and {dict(trial.values)} "
-                                    f"would share the directory {trial.name!r}")
+            raise errors.InputError(f"trials {dict(seen[trial.name].overrides)} and "
+                                    f"{dict(trial.overrides)} would share the directory {trial.name!r}")
         seen[trial.name] = trial
-    return sweeps, trials
+    return list(swept.values()), trials
 
 
 # --- One trial -------------------------------------------------------------------------------
-
-def _assign(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
-    *parents, last = key.split(".")
-    node = config
-    for part in parents:
-        node = node[part]
-    try:
-        node[last] = value
-    except (TypeError, ValueError) as error:
-        raise errors.InputError(f"sweep key {key!r}: cannot set {value!r} ({error})") from error
-
 
 def _check_model(phase_config, where: str) -> None:
     model = training.model_config(phase_config)
@@ -314,7 +177,8 @@ def _check_model(phase_config, where: str) -> None:
         EfficientNetConfig.from_name(model.backbone)
     if model.pretrained and model.backbone not in pretrained_variants():
         raise errors.InputError(f"{where}.model: no ImageNet weights ship for {model.backbone!r} (only "
-                                f"{', '.join(pretrained_variants())}); sweep pretrained=False with it")
+                                f"{', '.join(pretrained_variants())}); override "
+                                f"{where}.model.pretrained=False with it")
 
 
 def _check_pipeline(pipeline: ml_collections.ConfigDict) -> None:
@@ -329,15 +193,17 @@ def _check_pipeline(pipeline: ml_collections.ConfigDict) -> None:
         _check_model(pipeline.finetune, "finetune")
 
 
-def trial_pipeline(config: ml_collections.ConfigDict, trial: Trial, sweeps: list[Sweep],
-                   seed: int, directory: pathlib.Path) -> ml_collections.ConfigDict:
+def trial_pipeline(config: ml_collections.ConfigDict, trial: Trial, seed: int,
+                   directory: pathlib.Path) -> ml_collections.ConfigDict:
     """The three phase configs of one trial and seed, with its overrides and directories."""
     pipeline = ml_collections.ConfigDict({key: copy.deepcopy(config[key])
                                           for key in _PIPELINE_KEYS})
-    by_name = {sweep.name: sweep for sweep in sweeps}
-    for name, value in trial.values:
-        for key in by_name[name].keys:
-            _assign(pipeline, key, value)
+    for key, value in trial.overrides:  # one at a time, so that an error names its key
+        try:
+            pipeline.update_from_flattened_dict({key: value})
+        except (TypeError, ValueError, KeyError) as error:
+            raise errors.InputError(f"trial {trial.name}: sweep key {key!r}: cannot set "
+                                    f"{value!r} ({error})") from error
     pipeline.rank.workdir = str(directory / "rank")
     pipeline.rank.seed = pipeline.finetune.seed = seed
     pipeline.finetune.workdir = str(directory / "finetune")
@@ -426,7 +292,7 @@ def run_trial(pipeline: ml_collections.ConfigDict, trial: Trial, seed: int,
     evaluated = evaluate.run(pipeline.evaluate)
     overall = next(row for row in evaluated["correlations"] if row["kind"] == evaluation.OVERALL)
     result = {
-        "trial": trial.name, "seed": seed, "values": dict(trial.values),
+        "trial": trial.name, "seed": seed, "overrides": dict(trial.overrides),
         "overall": {metric: overall[metric] for metric in ("n",) + CORRELATION_METRICS},
         "srocc_vs_level": {row["kind"]: row["srocc_vs_level"] for row in evaluated["levels"]},
         "originals": checkpoints.read_run_info(pipeline.finetune.workdir).get("originals"),
@@ -445,9 +311,16 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def result_row(result: dict, trial: Trial) -> dict:
+def trial_values(trial: Trial, swept: list[Swept]) -> dict[str, Any]:
+    """The trial's value of every swept key (the base's where it does not override it), by
+    short name."""
+    overrides = dict(trial.overrides)
+    return {s.name: overrides.get(s.key, s.base) for s in swept}
+
+
+def result_row(result: dict, trial: Trial, swept: list[Swept]) -> dict:
     row: dict[str, Any] = {"trial": trial.name}
-    row.update({name: _cell(value) for name, value in trial.values})
+    row.update({name: _cell(value) for name, value in trial_values(trial, swept).items()})
     row["seed"] = result["seed"]
     row.update({metric: float(result["overall"][metric]) for metric in CORRELATION_METRICS})
     row.update({f"srocc_level_{kind}": float(value)
@@ -462,7 +335,8 @@ def metric_columns(evaluate_config) -> tuple[str, ...]:
     return CORRELATION_METRICS + tuple(f"srocc_level_{kind}" for kind in kinds) + ("train_seconds",)
 
 
-def summarise(rows: list[dict], trials: list[Trial], metrics: tuple[str, ...]) -> list[dict]:
+def summarise(rows: list[dict], trials: list[Trial], metrics: tuple[str, ...],
+              swept: list[Swept]) -> list[dict]:
     """Per trial: mean and sample standard deviation over seeds (NaN for a single seed)."""
     summary = []
     for trial in trials:
@@ -470,7 +344,7 @@ def summarise(rows: list[dict], trials: list[Trial], metrics: tuple[str, ...]) -
         if not mine:
             continue
         entry: dict[str, Any] = {"trial": trial.name}
-        entry.update({name: _cell(value) for name, value in trial.values})
+        entry.update({name: _cell(value) for name, value in trial_values(trial, swept).items()})
         entry["seeds"] = len(mine)
         for metric in metrics:
             values = np.asarray([row[metric] for row in mine], np.float64)
@@ -484,25 +358,28 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def plot_sweep(sweep: Sweep, trials: list[Trial], summary: list[dict], metric: str,
-               path: pathlib.Path, grid: bool) -> None:
-    """`metric` (mean, error bars: std over seeds) against the sweep's values; one line per
-    setting of the other parameters on a grid."""
+def plot_sweep(swept: Swept, trials: list[Trial], summary: list[dict], metric: str,
+               path: pathlib.Path) -> None:
+    """`metric` (mean, error bars: std over seeds) against the key's values: the trials that
+    override it and the base; one line per setting of the other keys those trials override."""
     from matplotlib.figure import Figure  # evaluation has selected the Agg backend
 
     by_name = {entry["trial"]: entry for entry in summary}
-    order = list(sweep.values) + ([sweep.base] if sweep.base not in sweep.values else [])
+    lines: dict[tuple, list[tuple[Any, dict]]] = {}
+    for trial in trials:
+        overrides = dict(trial.overrides)
+        entry = by_name.get(trial.name)
+        if entry is None or (trial.overrides and swept.key not in overrides):
+            continue
+        others = tuple((short_name(k), format_value(v)) for k, v in trial.overrides
+                       if k != swept.key)
+        lines.setdefault(others, []).append((overrides.get(swept.key, swept.base), entry))
+    order: list[Any] = []
+    for points in lines.values():
+        order += [value for value, _ in points if value not in order]
     numeric = all(_is_number(value) for value in order)
     if numeric:
         order = sorted(order)
-    lines: dict[tuple, list[tuple[Any, dict]]] = {}
-    for trial in trials:
-        entry = by_name.get(trial.name)
-        if entry is None or (not grid and trial.varied not in ((), (sweep.name,))):
-            continue
-        values = dict(trial.values)
-        others = tuple((n, format_value(v)) for n, v in trial.values if n != sweep.name)
-        lines.setdefault(others if grid else (), []).append((values[sweep.name], entry))
     figure = Figure(figsize=(5.5, 4.0), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     for others, points in lines.items():
@@ -516,29 +393,28 @@ def plot_sweep(sweep: Sweep, trials: list[Trial], summary: list[dict], metric: s
                       linestyle="-" if numeric else "none")  # no line between categories
     if not numeric:
         axes.set_xticks(range(len(order)), [format_value(value) for value in order])
-    axes.set_xlabel(f"{sweep.name} (base {format_value(sweep.base)})")
+    axes.set_xlabel(f"{swept.name} (base {format_value(swept.base)})")
     axes.set_ylabel(f"{metric} (mean over seeds)")
-    axes.set_title(f"{metric} against {sweep.name}")
+    axes.set_title(f"{metric} against {swept.name}")
     axes.grid(True, alpha=0.3)
-    if grid and len(lines) > 1:
+    if len(lines) > 1:
         axes.legend(fontsize="small")
     io.save_figure(figure, path)
 
 
-def plot_path(workdir: pathlib.Path, sweep: Sweep) -> pathlib.Path:
-    return workdir / f"sweep_{_directory_name(sweep.name)}.png"
+def plot_path(workdir: pathlib.Path, swept: Swept) -> pathlib.Path:
+    return workdir / f"sweep_{_directory_name(swept.name)}.png"
 
 
-def write_outputs(workdir: pathlib.Path, sweeps: list[Sweep], trials: list[Trial],
-                  rows: list[dict], metrics: tuple[str, ...], plot_metric: str,
-                  grid: bool) -> list[dict]:
+def write_outputs(workdir: pathlib.Path, swept: list[Swept], trials: list[Trial],
+                  rows: list[dict], metrics: tuple[str, ...], plot_metric: str) -> list[dict]:
     order = {trial.name: index for index, trial in enumerate(trials)}
     rows = sorted(rows, key=lambda row: (order[row["trial"]], row["seed"]))
-    summary = summarise(rows, trials, metrics)
+    summary = summarise(rows, trials, metrics, swept)
     evaluation.write_table(rows, workdir / "results.csv", workdir / "results.md")
     evaluation.write_table(summary, workdir / "summary.csv", workdir / "summary.md")
-    for sweep in sweeps:
-        plot_sweep(sweep, trials, summary, plot_metric, plot_path(workdir, sweep), grid)
+    for key in swept:
+        plot_sweep(key, trials, summary, plot_metric, plot_path(workdir, key))
     return summary
 
 
@@ -560,7 +436,7 @@ def run(config: ml_collections.ConfigDict) -> list[dict]:
     """Runs every trial and seed not finished yet; writes the tables and plots; returns the
     summary rows (one per trial, mean and std over seeds)."""
     workdir = pathlib.Path(config.workdir)
-    sweeps, trials = plan_trials(config)
+    swept, trials = plan_trials(config)
     seeds = _seeds(config)
     metrics = metric_columns(config.evaluate)
     if config.plot_metric not in metrics:
@@ -572,9 +448,9 @@ def run(config: ml_collections.ConfigDict) -> list[dict]:
         for trial in trials:
             directory = workdir / trial.name / f"seed{seed}"
             planned.append((trial, seed, directory,
-                            trial_pipeline(config, trial, sweeps, seed, directory)))
+                            trial_pipeline(config, trial, seed, directory)))
     _share_rank_runs([pipeline for *_, pipeline in planned])
-    records = [(directory, {"trial": trial.name, "seed": seed, "values": dict(trial.values),
+    records = [(directory, {"trial": trial.name, "seed": seed, "overrides": dict(trial.overrides),
                             "pipeline": _without_paths(pipeline)})
                for trial, seed, directory, pipeline in planned]
     for directory, record in [(d, r) for d, r in records if _check_directory(d, r)]:
@@ -585,16 +461,15 @@ def run(config: ml_collections.ConfigDict) -> list[dict]:
         result_path = directory / RESULT_FILE
         if result_path.exists():
             logging.info("ablation: %s seed %d finished before; skipped", trial.name, seed)
-            rows.append(result_row(json.loads(result_path.read_text()), trial))
+            rows.append(result_row(json.loads(result_path.read_text()), trial, swept))
             continue
         logging.info("ablation: trial %d of %d: %s, seed %d", number, len(planned),
                      trial.name, seed)
-        rows.append(result_row(run_trial(pipeline, trial, seed, directory), trial))
+        rows.append(result_row(run_trial(pipeline, trial, seed, directory), trial, swept))
         if number < len(planned):  # rewritten after every trial, to follow a long sweep
-            write_outputs(workdir, sweeps, trials, rows, metrics, config.plot_metric, config.grid)
-    summary = write_outputs(workdir, sweeps, trials, rows, metrics, config.plot_metric,
-                            config.grid)
+            write_outputs(workdir, swept, trials, rows, metrics, config.plot_metric)
+    summary = write_outputs(workdir, swept, trials, rows, metrics, config.plot_metric)
     print("ablation summary (mean and std over seeds)\n" + evaluation.format_table(summary))
     print(f"\nwritten to {workdir}: results.csv/.md, summary.csv/.md, "
-          + ", ".join(plot_path(workdir, sweep).name for sweep in sweeps))
+          + ", ".join(plot_path(workdir, key).name for key in swept))
     return summary

@@ -116,6 +116,7 @@ def cpu_peer(*, batch: int, inference_batch: int, size: int, steps: int, seed: i
 
     inference_seconds = timing.best_seconds(infer, steps)
     return {"variant": f"PyTorch {torch.__version__} CPU lite0 (batch {groups * levels})",
+            "network": "lite0",
             "train_images_per_s": groups * levels / train_seconds,
             "inference_images_per_s": inference_batch / inference_seconds,
             "compile_s": 0.0, "threads": torch.get_num_threads()}

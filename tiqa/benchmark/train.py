@@ -136,6 +136,7 @@ def timm_peer(model_name: str, *, batch: int, inference_batch: int, size: int, s
 
     inference_seconds = timed(infer, steps)
     return {"variant": f"timm {model_name}{' compiled' if compile_model else ' eager'}",
+            "network": model_name.removeprefix("efficientnet_"),
             "train_images_per_s": batch / train_seconds,
             "inference_images_per_s": inference_batch / inference_seconds,
             "compile_s": compile_seconds}
@@ -182,14 +183,13 @@ def format_result(result: dict, cfg: TrainBenchmark) -> str:
         lines.append(f"  {peer['variant']:<26s}{peer['train_images_per_s']:13.1f}{'':>17s}"
                      f"{peer['inference_images_per_s']:13.1f}{peer['compile_s']:11.1f}")
     if result["peers"]:
-        # The CPU peer is a Lite0; the GPU peer is timm's B0.
-        same = "lite0" if "lite0" in result["peers"][0]["variant"] else "b0"
-        b0 = next((r for r in result["ours"] if r["variant"] == same), None)
-        if b0:
-            for peer in result["peers"]:
-                lines.append(f"  ratio ours {same} / {peer['variant']}: train "
-                             f"{b0['train_images_per_s'] / peer['train_images_per_s']:.2f}x, inference "
-                             f"{b0['inference_images_per_s'] / peer['inference_images_per_s']:.2f}x")
+        # Each peer is compared with our run of the same network (timm B0 on the GPU, Lite0 on the CPU).
+        for peer in result["peers"]:
+            ours = next((r for r in result["ours"] if r["variant"] == peer["network"]), None)
+            if ours:
+                lines.append(f"  ratio ours {peer['network']} / {peer['variant']}: train "
+                             f"{ours['train_images_per_s'] / peer['train_images_per_s']:.2f}x, inference "
+                             f"{ours['inference_images_per_s'] / peer['inference_images_per_s']:.2f}x")
     else:
         lines.append("  peer: not run (the CPU peer needs torch importable; the GPU peer needs torch, "
                      "timm and a CUDA device, which the GPU machine has)")

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from configs import annotate as annotate_config
-from tiqa import errors, labels
+from tiqa import annotations, errors, labels
 from tiqa.annotate import export, server, store as store_lib
 from tiqa.phases import annotate as annotate_phase
 
@@ -684,7 +684,7 @@ def test_export_hand_computed_mos_std_ci95_and_consistency(tmp_path):
         f"imgs/x.png,4.0000,1.0000,3,{T_975_DF2 / math.sqrt(3):.4f}\n"
         f"imgs/y.png,3.0000,{math.sqrt(3):.4f},3,{T_975_DF2:.4f}\n"
         "imgs/z.png,1.0000,,1,\n")
-    assert labels.read_annotations(output) == {"imgs/x.png": 4.0, "imgs/y.png": 3.0,
+    assert annotations.read_annotations(output) == {"imgs/x.png": 4.0, "imgs/y.png": 3.0,
                                                "imgs/z.png": 1.0}
     assert "screening: correlation with the others' mean (too few observers for ITU-R BT.500" \
         in result.stdout

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from configs import score as score_config
-from tiqa import checkpoints, errors, io, phantom, scoring
+from tiqa import checkpoints, errors, io, phantom, preprocessing, scoring
 from tiqa.phases import score
 from tests.tiny_models import TINY, export_tiny_score_model
 
@@ -55,7 +55,7 @@ def test_slice_scores_equal_a_step_by_step_reference(tiny_model):
     assert count == 4  # 72x88 after resizing: 2 x 2 crops of 64
     model = nnx.merge(loaded.graphdef, loaded.params, loaded.batch_stats)
     for n, image in enumerate(slices):
-        resized = np.asarray(io.resize_short_side(image, 72))
+        resized = np.asarray(preprocessing.resize_short_side(image, 72))
         assert resized.shape == (72, 88)
         crops = np.stack([resized[t:t + 64, l:l + 64]
                           for t, l in scoring.crop_positions(72, 88, 64, "grid")])

@@ -29,7 +29,7 @@ import pathlib
 import numpy as np
 from scipy import stats
 
-from tiqa import acquisition, errors, io, objects, observers
+from tiqa import acquisition, errors, io, objects, observers, preprocessing
 
 ORACLE = "SSIM vs ideal (oracle)"
 OBJECT_KINDS = ("grey", "label_map", "phantom")
@@ -105,7 +105,7 @@ def best_acquisition_scores(scores: np.ndarray, kinds: tuple[str, ...]) -> list[
 def centre_crops(images: np.ndarray, resize: int, crop: int) -> np.ndarray:
     """The scoring path's centre crop of every (..., H, W) acquisition."""
     flat = images.reshape((-1,) + images.shape[-2:])
-    crops = np.stack([np.asarray(io.preprocess(image, key=None, resize=resize, crop=crop))
+    crops = np.stack([np.asarray(preprocessing.preprocess(image, key=None, resize=resize, crop=crop))
                       for image in flat])
     return crops.reshape(images.shape[:-2] + crops.shape[-2:])
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from tiqa import checkpoints, errors, io, labels, reference_distortions, volumes
+from tiqa import checkpoints, errors, io, labels, preprocessing, reference_distortions, volumes
 from tiqa.models.forward import eval_forward
 
 Scorer = Callable[[np.ndarray], np.ndarray]
@@ -126,8 +126,8 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid"):
         if (height, width) not in forward_cache:
             out_h, out_w = _resized_shape(height, width, loaded.resize)
             positions = crop_positions(out_h, out_w, loaded.crop, crops)
-            rows = jnp.asarray(io.area_weights(height, out_h))
-            cols = jnp.asarray(io.area_weights(width, out_w))
+            rows = jnp.asarray(preprocessing.area_weights(height, out_h))
+            cols = jnp.asarray(preprocessing.area_weights(width, out_w))
 
             @jax.jit
             def forward(params, batch_stats, slices):
@@ -162,7 +162,7 @@ def _thumbnail(image: np.ndarray, size: int = 240) -> np.ndarray:
     if scale >= 1:
         return image
     shape = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
-    return np.asarray(io.area_resize(image, shape))
+    return np.asarray(preprocessing.area_resize(image, shape))
 
 
 @dataclasses.dataclass(frozen=True)

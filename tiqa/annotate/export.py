@@ -10,7 +10,7 @@ Scores
         ci95  = t(0.975, n - 1) * std / sqrt(n), the half-width of the 95% confidence interval
                 of the mean from Student's t distribution (not 1.96, which is too narrow for
                 the 15 or so observers of a survey; empty when n = 1).
-    The CSV `path,score,std,n,ci95` is what `tiqa.labels.read_annotations` reads.
+    The CSV `path,score,std,n,ci95` is what `tiqa.annotations.read_annotations` reads.
 
 Screening (`ScreeningSettings.rule`)
     'bt500'        ITU-R BT.500 (Annex 2, 2.3.1): for every image rated by at least

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from tiqa import errors, io, phantom
+from tiqa import errors, io, phantom, preprocessing
 from tiqa.benchmark import acquisition, datagen, scale, score, segmentation, train
 from tiqa.phases import settings
 
@@ -21,7 +21,7 @@ def load_originals(config, count: int) -> np.ndarray:
             config.seed, n_slices=min(count, 8), size=max(config.crop + 32, 256))
         low, high = np.percentile(reconstruction, [0.5, 99.5])
         slices = list(np.clip((reconstruction - low) / (high - low), 0, 1))
-    crops = [np.asarray(io.preprocess(s, key=None, resize=255, crop=config.crop)) for s in slices]
+    crops = [np.asarray(preprocessing.preprocess(s, key=None, resize=255, crop=config.crop)) for s in slices]
     # Repeat the distinct originals to fill the batch; the work per original is the same.
     return np.stack([crops[i % len(crops)] for i in range(count)]).astype(np.float32)
 

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import tqdm
 
-from tiqa import checkpoints, comparison, errors, evaluation, io, labels, phantom, scoring
+from tiqa import annotations, checkpoints, comparison, errors, evaluation, io, labels, phantom, preprocessing, scoring
 from tiqa.baselines import brisque
 from tiqa.phases import evaluate, settings
 from tiqa.train import batches
@@ -87,7 +87,7 @@ def _brisque_training_set(training: BrisqueTraining) -> tuple[np.ndarray, np.nda
     """Crops of the training slices distorted at every training kind and level, with the
     labels TIQA's fine-tune learns: the same pool, projection and crop as that phase."""
     source, projection = training.source, training.projection
-    pool = settings.reference_pool(source, lambda sources: labels.reference_scores_for(
+    pool = settings.reference_pool(source, lambda sources: annotations.reference_scores_for(
         sources, {}, source.default_reference_score))
     make_batch = jax.jit(functools.partial(
         batches.finetune_batch, key=jax.random.key(source.seed), originals_per_batch=1,
@@ -157,7 +157,7 @@ def phantom_acquisitions(acquisitions: PhantomAcquisitions, resize: int,
         low, high = np.percentile(reconstruction, [0.5, 99.5])
         volume = np.clip((reconstruction - low) / (high - low), 0.0, 1.0)
         for image in volume:
-            crops.append(np.asarray(io.preprocess(image, key=None, resize=resize, crop=crop)))
+            crops.append(np.asarray(preprocessing.preprocess(image, key=None, resize=resize, crop=crop)))
             order.append(rank)
         names.append(f"{photons:g} photons, gain error std {gain_error:g}")
     return np.stack(crops), np.asarray(order, np.float64), names

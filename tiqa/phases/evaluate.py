@@ -12,7 +12,7 @@ import pathlib
 import numpy as np
 import tqdm
 
-from tiqa import checkpoints, evaluation, io, labels
+from tiqa import checkpoints, evaluation, io, labels, preprocessing
 from tiqa.phases import settings
 from tiqa.scoring import distorter, make_scorer
 
@@ -99,7 +99,7 @@ def heldout_references(source: settings.DataSource) -> tuple[np.ndarray, list[st
     resize), their sources and their reference scores (human, or the documented prior)."""
     slices, sources = settings.reference_slices(source)
     reference_scores = settings.annotated_scores(source)(sources)
-    crops = np.stack([np.asarray(io.preprocess(s, key=None, resize=source.resize, crop=source.crop))
+    crops = np.stack([np.asarray(preprocessing.preprocess(s, key=None, resize=source.resize, crop=source.crop))
                       for s in slices])
     return crops, sources, np.asarray(reference_scores, np.float32)
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from tiqa import distortions, errors, io, labels, volumes
+from tiqa import annotations, distortions, errors, io, labels, preprocessing, volumes
 from tiqa.phases import settings
 
 MANIFEST = "manifest.csv"
@@ -173,14 +173,14 @@ def _references(config: GenerateSettings, items, completed: set[str], scores: Ma
         return all(f"{number:06d}-{crop}" in completed for crop in range(config.crops_per_image))
 
     for number, source, index, image in _slices(config, items, done):
-        resized = io.resize_short_side(image, config.resize)
+        resized = preprocessing.resize_short_side(image, config.resize)
         for crop in range(config.crops_per_image):
             group = f"{number:06d}-{crop}"
             if group in completed:
                 continue
             key = _crop_key(config.seed, number, crop)
             crop_key, distortion_key = jax.random.split(key)
-            pixels, (top, left) = io.random_crop(crop_key, resized, config.crop)
+            pixels, (top, left) = preprocessing.random_crop(crop_key, resized, config.crop)
             yield Reference(group=group, source=source, slice_index=index, crop=crop,
                             top=int(top), left=int(left), image=np.asarray(pixels),
                             score=scores[source]), distortion_key
@@ -301,10 +301,10 @@ def _generate(config: GenerateSettings, config_dict: dict) -> pathlib.Path:
     projection_config = config.projection
     output = io.check_output(config.output, "config.output", folder=True)
     items = io.list_inputs(config.input)  # fails early, naming the input, when it is unusable
-    annotations = labels.read_annotations(config.annotations) if config.annotations else {}
+    human_scores = annotations.read_annotations(config.annotations) if config.annotations else {}
     sources = sorted({str(source) for source, _ in items})
-    scores = dict(zip(sources, labels.reference_scores_for(sources, annotations,
-                                                           config.default_reference_score)))
+    scores = dict(zip(sources, annotations.reference_scores_for(sources, human_scores,
+                                                                config.default_reference_score)))
     completed = _prepare_output(output, config_dict, config.overwrite)
     if completed is None:
         logging.info("%s: the manifest is complete; writing the missing %s", output, SUMMARY)

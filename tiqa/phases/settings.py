@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tiqa import errors, labels, phantom
+from tiqa import annotations, errors, labels, phantom
 from tiqa.train import batches
 
 _SCALARS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
@@ -99,9 +99,9 @@ def reference_slices(source: DataSource) -> tuple[list[np.ndarray], list[str]]:
 
 def annotated_scores(source: DataSource) -> Callable[[list[str]], list[float]]:
     """sources -> reference scores: the human ones of `source.annotations`, else the prior."""
-    annotations = labels.read_annotations(source.annotations) if source.annotations else {}
-    return lambda sources: labels.reference_scores_for(sources, annotations,
-                                                       source.default_reference_score)
+    human_scores = annotations.read_annotations(source.annotations) if source.annotations else {}
+    return lambda sources: annotations.reference_scores_for(sources, human_scores,
+                                                            source.default_reference_score)
 
 
 def reference_pool(source: DataSource, scores_for_sources) -> batches.ReferencePool:

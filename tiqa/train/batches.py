@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tiqa import acquisition, distortions, errors, io, labels, objects
+from tiqa import acquisition, distortions, errors, io, labels, objects, preprocessing
 
 
 class ReferencePool(NamedTuple):
@@ -39,7 +39,7 @@ def build_pool(slices: Sequence[np.ndarray], scores: Sequence[float], resize: in
     """Resizes each slice's shorter side to `resize` (area) and pads them to a common shape."""
     if not slices:
         raise errors.InputError("no reference slices to train on")
-    resized = [np.asarray(io.resize_short_side(s, resize)) if resize else np.asarray(s)
+    resized = [np.asarray(preprocessing.resize_short_side(s, resize)) if resize else np.asarray(s)
                for s in slices]
     too_small = [i for i, r in enumerate(resized) if min(r.shape) < crop]
     if too_small:

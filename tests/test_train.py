@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -155,28 +156,46 @@ def _params(workdir):
     return [np.asarray(x) for x in jax.tree.leaves((loaded.params, loaded.batch_stats))]
 
 
-@pytest.mark.slow
-def test_resumed_run_reaches_the_same_parameters(tmp_path):
-    train_rank.run(_smoke_rank(tmp_path / "whole", epochs=4))
-    train_rank.run(_smoke_rank(tmp_path / "split", epochs=2))  # stops after 2 steps
-    lines = (tmp_path / "split" / loop.METRICS_FILE).read_text().splitlines()
-    assert [json.loads(line)["step"] for line in lines] == [1, 2]
-    train_rank.run(_smoke_rank(tmp_path / "split", epochs=4))  # resumes at step 2
-    lines = (tmp_path / "split" / loop.METRICS_FILE).read_text().splitlines()
-    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
-    for whole, split in zip(_params(tmp_path / "whole"), _params(tmp_path / "split")):
-        np.testing.assert_allclose(whole, split, rtol=1e-6, atol=1e-7)
+# Smoke rank runs of one and two steps, made once per test module and worker; a test that
+# trains on from one copies it first (a copied work directory resumes like the original).
+@pytest.fixture(scope="module")
+def rank_one_step(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("rank") / "one_step"
+    train_rank.run(_smoke_rank(workdir, epochs=1))
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def rank_two_steps(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("rank") / "two_steps"
+    train_rank.run(_smoke_rank(workdir, epochs=2))
+    return workdir
+
+
+def _steps(workdir):
+    return [json.loads(line)["step"]
+            for line in (workdir / loop.METRICS_FILE).read_text().splitlines()]
 
 
 @pytest.mark.slow
-def test_phases_end_to_end_smoke(tmp_path):
-    rank = _smoke_rank(tmp_path / "rank", epochs=2)
-    train_rank.run(rank)
-    record = json.loads((tmp_path / "rank" / loop.METRICS_FILE).read_text().splitlines()[-1])
+def test_resumed_run_reaches_the_same_parameters(tmp_path, rank_one_step, rank_two_steps):
+    split = tmp_path / "split"
+    shutil.copytree(rank_one_step, split)  # stopped after 1 step
+    assert _steps(split) == [1]
+    train_rank.run(_smoke_rank(split, epochs=2))  # resumes at step 1
+    assert _steps(split) == [1, 2]
+    assert _steps(rank_two_steps) == [1, 2]
+    for whole, resumed in zip(_params(rank_two_steps), _params(split)):
+        np.testing.assert_allclose(whole, resumed, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_phases_end_to_end_smoke(tmp_path, rank_two_steps):
+    record = json.loads((rank_two_steps / loop.METRICS_FILE).read_text().splitlines()[-1])
     assert np.isfinite(record["loss"]) and 0 <= record["pair_accuracy"] <= 1
     tune = finetune_config.get_config("smoke")
     tune.workdir = str(tmp_path / "finetune")
-    tune.rank_checkpoint = str(tmp_path / "rank")
+    tune.rank_checkpoint = str(rank_two_steps)
     finetune.run(tune)
     info = json.loads((tmp_path / "finetune" / "model.json").read_text())
     assert info["model"]["backbone"] == "b0" and info["phase"] == "finetune"
@@ -239,13 +258,12 @@ def test_frozen_batch_norm_trains_the_function_that_evaluation_runs():
 
 
 @pytest.mark.slow
-def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_path):
-    rank = _smoke_rank(tmp_path / "rank", epochs=1)
-    train_rank.run(rank)
+def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_path,
+                                                                         rank_one_step):
     tune = finetune_config.get_config("smoke")
     assert tune.finetune.batch_norm == "frozen"
     tune.workdir = str(tmp_path / "finetune")
-    tune.rank_checkpoint = str(tmp_path / "rank")
+    tune.rank_checkpoint = str(rank_one_step)
     tune.finetune.population_batches = 3
     tune.finetune.epoch_steps = 3  # a fixed epoch length, whatever the pool (one batch here)
     # No update and no head calibration: the parameters must stay exactly the rank phase's.
@@ -254,13 +272,13 @@ def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_pa
     finetune.run(tune)
     lines = (tmp_path / "finetune" / loop.METRICS_FILE).read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 3 * tune.finetune.epochs
-    rank_params = jax.tree.leaves(checkpoints.load_model(tmp_path / "rank").params)
+    rank_params = jax.tree.leaves(checkpoints.load_model(rank_one_step).params)
     tuned_params = jax.tree.leaves(checkpoints.load_model(tmp_path / "finetune").params)
     assert len(rank_params) == len(tuned_params)
     for got, want in zip(tuned_params, rank_params):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want),
                                       err_msg="the fine-tune did not start from the rank weights")
-    rank_stats = jax.tree.leaves(checkpoints.load_model(tmp_path / "rank").batch_stats)
+    rank_stats = jax.tree.leaves(checkpoints.load_model(rank_one_step).batch_stats)
     tuned_stats = jax.tree.leaves(checkpoints.load_model(tmp_path / "finetune").batch_stats)
     # Measured on the fine-tune batches before training: not the rank phase's any more.
     assert any(not np.allclose(a, b) for a, b in zip(rank_stats, tuned_stats))
@@ -373,10 +391,10 @@ def test_rank_phase_starts_from_the_given_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_with_a_changed_config_is_refused_unless_asked_for(tmp_path):
+def test_resume_with_a_changed_config_is_refused_unless_asked_for(tmp_path, rank_one_step):
     from tiqa import errors
 
-    train_rank.run(_smoke_rank(tmp_path / "rank", epochs=1))
+    shutil.copytree(rank_one_step, tmp_path / "rank")
     model_json = (tmp_path / "rank" / "model.json").read_text()
     changed = _smoke_rank(tmp_path / "rank", epochs=2)
     changed.rank.learning_rate = 0.5

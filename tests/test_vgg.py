@@ -43,12 +43,13 @@ def test_vgg16_iqa_network_scores_under_jit():
     assert features.shape == (3, 512) and features.dtype == jnp.float32
 
 
-@pytest.mark.slow
-def test_vgg16_bfloat16_compute_float32_params():
-    trunk = VGG(VGGConfig.vgg16(dtype=jnp.bfloat16), rngs=nnx.Rngs(0))
+def test_vgg_bfloat16_compute_float32_params():
+    # VGG16's five stages, narrowed: the dtype handling is the same, the compile 10x shorter.
+    narrow = ((8, 8), (8, 8), (8, 8, 8), (8, 8, 8), (16, 16, 16))
+    trunk = VGG(VGGConfig.vgg16(dtype=jnp.bfloat16, stages=narrow), rngs=nnx.Rngs(0))
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(nnx.state(trunk, nnx.Param)))
     features = jax.jit(lambda x: trunk.features(x, train=False))(jnp.ones((2, 32, 32, 3)))
-    assert features.dtype == jnp.float32 and features.shape == (2, 512)
+    assert features.dtype == jnp.float32 and features.shape == (2, 16)
 
 
 def test_vgg16_pretrained_raises_clear_error():

@@ -223,10 +223,11 @@ def has_checkpoint(workdir: str | pathlib.Path) -> bool:
 
 
 RUN_CONFIG = "config.json"
-# Keys (last name) that only say how long or how visibly a run goes, not what each step
-# computes: they may change on resume (a longer run continues the same schedule).
+# Keys (last name) that only say how long, how visibly or where a run goes, not what each
+# step computes: they may change on resume (a longer run continues the same schedule, and a
+# work directory that was moved or copied resumes where it is).
 RUNTIME_KEYS = frozenset({"log_every", "checkpoint_every", "keep_checkpoints",
-                          "resume_with_changes", "epochs"})
+                          "resume_with_changes", "epochs", "workdir"})
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -102,6 +102,39 @@ def test_shifted_depthwise_equals_grouped_conv(k, stride, size):
     np.testing.assert_allclose(shifted, grouped, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("k, stride, shape", [(3, 1, (2, 9, 7)), (3, 2, (3, 10, 11)),
+                                              (5, 2, (2, 11, 12)), (5, 1, (1, 8, 8))])
+def test_shifted_depthwise_gradients_equal_those_of_grouped_conv(k, stride, shape):
+    """The shifted path's hand-written gradient against XLA's autodiff of the grouped
+    convolution: even and odd batches (the kernel gradient sums two images at a time)."""
+    kx, kw, kg = jax.random.split(jax.random.key(3), 3)
+    x = jax.random.normal(kx, shape + (5,))
+    w = jax.random.normal(kw, (k, k, 1, 5))
+    out_shape = efficientnet.depthwise_conv_grouped(x, w, stride, k // 2).shape
+    upstream = jax.random.normal(kg, out_shape)  # a non-uniform output gradient
+
+    def gradients(fn):
+        return jax.jit(jax.grad(lambda x, w: jnp.sum(fn(x, w, stride, k // 2) * upstream),
+                                argnums=(0, 1)))(x, w)
+
+    for got, want in zip(gradients(efficientnet.depthwise_conv_shifted),
+                         gradients(efficientnet.depthwise_conv_grouped)):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max()))
+    got_x, got_w = jax.grad(lambda x, w: jnp.sum(efficientnet.depthwise_conv_shifted(
+        x, w, stride, k // 2).astype(jnp.float32)), argnums=(0, 1))(x.astype(jnp.bfloat16), w)
+    assert got_x.dtype == jnp.bfloat16 and got_w.dtype == jnp.float32
+
+
+def test_pointwise_conv_equals_a_1x1_convolution():
+    layer = efficientnet.PointwiseConv(6, 4, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    reference = nnx.Conv(6, 4, (1, 1), use_bias=False, rngs=nnx.Rngs(1))
+    reference.kernel[...] = layer.kernel[...]
+    assert layer.kernel.shape == reference.kernel.shape == (1, 1, 6, 4)  # checkpoint layout
+    x = jax.random.normal(jax.random.key(2), (2, 5, 7, 6))
+    np.testing.assert_allclose(layer(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_network_depthwise_paths_agree():
     """B0 (squeeze-excitation, SiLU) with the same weights through both paths (eval mode; the

@@ -18,6 +18,7 @@ per-channel weights, which XLA's CPU backend runs about 10x faster than its grou
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Literal, NamedTuple
 
@@ -225,6 +226,27 @@ def resolve_depthwise(impl: DepthwiseImpl) -> Literal["grouped", "shifted"]:
     return impl
 
 
+def _correlate(xp: jax.Array, weights: jax.Array, stride: int, ho: int, wo: int) -> jax.Array:
+    """sum over (i, j) of the strided slice of `xp` at offset (i, j) times weights[i, j]: the
+    (N, ho, wo, C) depthwise correlation of padded `xp` with (k, k, C) `weights`, accumulated in
+    the weights' dtype. XLA fuses the whole sum into one loop."""
+    n, _, _, c = xp.shape
+    k = weights.shape[0]
+    out = jnp.zeros((n, ho, wo, c), weights.dtype)
+    for i in range(k):
+        for j in range(k):
+            patch = lax.slice(xp, (0, i, j, 0),
+                              (n, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
+                              (1, stride, stride, 1))
+            out = out + patch.astype(weights.dtype) * weights[i, j]
+    return out
+
+
+def _pad(x: jax.Array, padding: int) -> jax.Array:
+    return jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def depthwise_conv_shifted(x: jax.Array, kernel: jax.Array, stride: int,
                            padding: int) -> jax.Array:
     """Depthwise convolution as a sum of k x k shifted, strided slices times per-channel weights.
@@ -237,24 +259,59 @@ def depthwise_conv_shifted(x: jax.Array, kernel: jax.Array, stride: int,
 
     Returns:
       (N, H', W', C), the same as `lax.conv_general_dilated` with `feature_group_count=C`.
+
+    Its gradient is written out (`_depthwise_backward`): XLA's own transpose of the k x k
+    slices is two times slower on the CPU for 3 x 3 kernels.
     """
+    return _depthwise_forward(x, kernel, stride, padding)[0]
+
+
+def _depthwise_forward(x, kernel, stride, padding):
     k = kernel.shape[0]
-    n, h, w, c = x.shape
-    xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    _, h, w, _ = x.shape
     ho = (h + 2 * padding - k) // stride + 1
     wo = (w + 2 * padding - k) // stride + 1
-    # Accumulate in float32 so that bfloat16 inputs do not lose the k*k-term sum; XLA fuses the
-    # whole sum into one loop, so the casts cost nothing.
+    # Accumulate in float32 so that bfloat16 inputs do not lose the k*k-term sum.
     acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
-    weights = kernel[:, :, 0, :].astype(acc_dtype)
-    out = jnp.zeros((n, ho, wo, c), acc_dtype)
-    for i in range(k):
-        for j in range(k):
-            patch = lax.slice(xp, (0, i, j, 0),
-                              (n, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
-                              (1, stride, stride, 1))
-            out = out + patch.astype(acc_dtype) * weights[i, j]
-    return out.astype(x.dtype)
+    out = _correlate(_pad(x, padding), kernel[:, :, 0, :].astype(acc_dtype), stride, ho, wo)
+    return out.astype(x.dtype), (x, kernel)
+
+
+def _depthwise_backward(stride, padding, residuals, grad):
+    """The input gradient is the correlation of the stride-dilated, padded output gradient
+    with the flipped kernel; the kernel gradient sums each shifted input times the gradient."""
+    x, kernel = residuals
+    k = kernel.shape[0]
+    n, h, w, c = x.shape
+    ho, wo = grad.shape[1:3]
+    acc_dtype = jnp.promote_types(x.dtype, jnp.float32)
+    grad = grad.astype(acc_dtype)
+    span_h, span_w = (ho - 1) * stride + 1, (wo - 1) * stride + 1
+    hp, wp = h + 2 * padding, w + 2 * padding
+    dilated = lax.pad(grad, jnp.zeros((), acc_dtype),
+                      ((0, 0, 0), (k - 1, hp - span_h, stride - 1),
+                       (k - 1, wp - span_w, stride - 1), (0, 0, 0)))
+    grad_padded_x = _correlate(dilated, kernel[::-1, ::-1, 0, :].astype(acc_dtype), 1, hp, wp)
+    grad_x = grad_padded_x[:, padding:padding + h, padding:padding + w, :].astype(x.dtype)
+    # The k*k kernel-gradient sums, two images at a time: each pair of images stays in the
+    # cache for all k*k sums instead of being streamed from memory k*k times (2 to 6x faster).
+    chunk = 2 if n % 2 == 0 else 1
+    xp = _pad(x, padding).astype(acc_dtype)
+
+    def add_chunk(total, item):
+        x_chunk, grad_chunk = item
+        return total + jnp.stack([
+            jnp.sum(lax.slice(x_chunk, (0, i, j, 0), (chunk, i + span_h, j + span_w, c),
+                              (1, stride, stride, 1)) * grad_chunk, axis=(0, 1, 2))
+            for i in range(k) for j in range(k)]), None
+
+    grad_kernel, _ = lax.scan(add_chunk, jnp.zeros((k * k, c), acc_dtype),
+                              (xp.reshape((n // chunk, chunk) + xp.shape[1:]),
+                               grad.reshape((n // chunk, chunk) + grad.shape[1:])))
+    return grad_x, grad_kernel.reshape(kernel.shape).astype(kernel.dtype)
+
+
+depthwise_conv_shifted.defvjp(_depthwise_forward, _depthwise_backward)
 
 
 def depthwise_conv_grouped(x: jax.Array, kernel: jax.Array, stride: int,
@@ -302,9 +359,25 @@ class SqueezeExcitation(nnx.Module):
         return x * jax.nn.sigmoid(gate)[:, None, None, :].astype(x.dtype)
 
 
-def _conv1x1(cin: int, cout: int, dtype: Any, rngs: nnx.Rngs) -> nnx.Conv:
-    return nnx.Conv(cin, cout, (1, 1), use_bias=False, dtype=dtype, kernel_init=_CONV_INIT,
-                    rngs=rngs)
+class PointwiseConv(nnx.Module):
+    """1x1 convolution without bias, computed as a matrix product over the channels.
+
+    The kernel keeps nnx.Conv's (1, 1, in, out) layout, name and initialisation, so weights and
+    checkpoints are unchanged. XLA:CPU runs the product 2 to 4 times faster than a 1x1
+    convolution, forward and backward (Lite0's shapes, batch 18); on the GPU both are one GEMM.
+    """
+
+    def __init__(self, cin: int, cout: int, *, dtype: Any, rngs: nnx.Rngs):
+        self.kernel = nnx.Param(_CONV_INIT(rngs.params(), (1, 1, cin, cout), jnp.float32))
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.einsum("nhwc,cd->nhwd", x.astype(self.dtype),
+                          self.kernel[0, 0].astype(self.dtype))
+
+
+def _conv1x1(cin: int, cout: int, dtype: Any, rngs: nnx.Rngs) -> PointwiseConv:
+    return PointwiseConv(cin, cout, dtype=dtype, rngs=rngs)
 
 
 def _batch_norm(channels: int, config: EfficientNetConfig, rngs: nnx.Rngs) -> nnx.BatchNorm:

@@ -126,13 +126,27 @@ def test_shifted_depthwise_gradients_equal_those_of_grouped_conv(k, stride, shap
     assert got_x.dtype == jnp.bfloat16 and got_w.dtype == jnp.float32
 
 
-def test_pointwise_conv_equals_a_1x1_convolution():
+@pytest.mark.parametrize("batch", [2, 3])
+def test_pointwise_conv_and_its_gradients_equal_a_1x1_convolution(batch):
+    """Against nnx.Conv and XLA's autodiff; even and odd batches (the kernel gradient sums two
+    images at a time)."""
     layer = efficientnet.PointwiseConv(6, 4, dtype=jnp.float32, rngs=nnx.Rngs(0))
     reference = nnx.Conv(6, 4, (1, 1), use_bias=False, rngs=nnx.Rngs(1))
     reference.kernel[...] = layer.kernel[...]
     assert layer.kernel.shape == reference.kernel.shape == (1, 1, 6, 4)  # checkpoint layout
-    x = jax.random.normal(jax.random.key(2), (2, 5, 7, 6))
+    x = jax.random.normal(jax.random.key(2), (batch, 5, 7, 6))
+    upstream = jax.random.normal(jax.random.key(3), (batch, 5, 7, 4))
     np.testing.assert_allclose(layer(x), reference(x), rtol=1e-5, atol=1e-5)
+
+    def gradients(module):
+        graphdef, params = nnx.split(module)
+        return jax.grad(lambda p, x: jnp.sum(nnx.merge(graphdef, p)(x) * upstream),
+                        argnums=(0, 1))(params, x)
+
+    (got_params, got_x), (want_params, want_x) = gradients(layer), gradients(reference)
+    np.testing.assert_allclose(got_x, want_x, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got_params["kernel"][...], want_params["kernel"][...],
+                               rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -365,6 +365,7 @@ class PointwiseConv(nnx.Module):
     The kernel keeps nnx.Conv's (1, 1, in, out) layout, name and initialisation, so weights and
     checkpoints are unchanged. XLA:CPU runs the product 2 to 4 times faster than a 1x1
     convolution, forward and backward (Lite0's shapes, batch 18); on the GPU both are one GEMM.
+    (`pointwise_conv` has its own gradient.)
     """
 
     def __init__(self, cin: int, cout: int, *, dtype: Any, rngs: nnx.Rngs):
@@ -372,8 +373,40 @@ class PointwiseConv(nnx.Module):
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return jnp.einsum("nhwc,cd->nhwd", x.astype(self.dtype),
-                          self.kernel[0, 0].astype(self.dtype))
+        return pointwise_conv(x.astype(self.dtype), self.kernel[0, 0].astype(self.dtype))
+
+
+@jax.custom_vjp
+def pointwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """(N, H, W, C) x (C, D) -> (N, H, W, D). The kernel gradient is summed two images at a
+    time: as one product over N*H*W, XLA:CPU first transposes the whole activation (170 ms for
+    Lite0's largest, 10% of a train step); per pair of images it stays in the cache."""
+    return jnp.einsum("nhwc,cd->nhwd", x, kernel)
+
+
+def _pointwise_forward(x, kernel):
+    return pointwise_conv(x, kernel), (x, kernel)
+
+
+def _pointwise_backward(residuals, grad):
+    x, kernel = residuals
+    n = x.shape[0]
+    chunk = 2 if n % 2 == 0 else 1
+    acc_dtype = jnp.promote_types(kernel.dtype, jnp.float32)
+
+    def add_chunk(total, item):
+        x_chunk, grad_chunk = item
+        return total + jnp.einsum("nhwc,nhwd->cd", x_chunk, grad_chunk,
+                                  preferred_element_type=acc_dtype), None
+
+    grad_kernel, _ = lax.scan(add_chunk, jnp.zeros(kernel.shape, acc_dtype),
+                              (x.reshape((n // chunk, chunk) + x.shape[1:]),
+                               grad.reshape((n // chunk, chunk) + grad.shape[1:])))
+    grad_x = jnp.einsum("nhwd,cd->nhwc", grad, kernel).astype(x.dtype)
+    return grad_x, grad_kernel.astype(kernel.dtype)
+
+
+pointwise_conv.defvjp(_pointwise_forward, _pointwise_backward)
 
 
 def _conv1x1(cin: int, cout: int, dtype: Any, rngs: nnx.Rngs) -> PointwiseConv:

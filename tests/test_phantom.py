@@ -137,3 +137,11 @@ def test_phantom_volume_shares_the_detector_between_slices():
     noisy, _, _ = phantom.phantom_volume(4, n_slices=2, size=48, photons=1e4,
                                          gain_error_std=0.05, n_angles=60, radius_median=6.0)
     assert not np.allclose(noisy, recon)
+
+
+def test_to_unit_range_maps_the_outer_percentiles_to_0_and_1():
+    values = np.arange(1000, dtype=np.float64).reshape(10, 100)  # percentiles 4.995 and 994.005
+    unit = phantom.to_unit_range(values)
+    assert unit.min() == 0.0 and unit.max() == 1.0
+    assert np.count_nonzero(unit == 0.0) == 5 and np.count_nonzero(unit == 1.0) == 5
+    np.testing.assert_allclose(unit.flat[500], (500 - 4.995) / (994.005 - 4.995))

@@ -359,6 +359,13 @@ def phantom_volume(seed: int, n_slices: int = 16, size: int = 256,
     return reconstruction, labels, clean
 
 
+def to_unit_range(reconstruction: np.ndarray) -> np.ndarray:
+    """A reconstruction mapped to [0, 1] by its own 0.5 and 99.5 percentiles, then clipped:
+    how the project's phantom volumes become slices to score or train on."""
+    low, high = np.percentile(reconstruction, [0.5, 99.5])
+    return np.clip((reconstruction - low) / (high - low), 0.0, 1.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class PhantomSettings:
     """The project's phantom as a source of reference slices (configs/common.add_phantom)."""
@@ -388,8 +395,6 @@ def load_reference_slices(inputs: str, settings: PhantomSettings, seed: int
         reconstruction, _, _ = phantom_volume(
             seed, n_slices=settings.slices, size=settings.size,
             photons=settings.photons, gain_error_std=settings.gain_error_std)
-        low, high = np.percentile(reconstruction, [0.5, 99.5])
-        volume = np.clip((reconstruction - low) / (high - low), 0.0, 1.0)
-        slices += list(volume)
-        sources += [f"phantom-{seed}"] * len(volume)
+        slices += list(to_unit_range(reconstruction))
+        sources += [f"phantom-{seed}"] * len(reconstruction)
     return slices, sources

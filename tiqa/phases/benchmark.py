@@ -19,8 +19,7 @@ def load_originals(config, count: int) -> np.ndarray:
     else:
         reconstruction, _, _ = phantom.phantom_volume(
             config.seed, n_slices=min(count, 8), size=max(config.crop + 32, 256))
-        low, high = np.percentile(reconstruction, [0.5, 99.5])
-        slices = list(np.clip((reconstruction - low) / (high - low), 0, 1))
+        slices = list(phantom.to_unit_range(reconstruction))
     crops = [np.asarray(preprocessing.preprocess(s, key=None, resize=255, crop=config.crop)) for s in slices]
     # Repeat the distinct originals to fill the batch; the work per original is the same.
     return np.stack([crops[i % len(crops)] for i in range(count)]).astype(np.float32)

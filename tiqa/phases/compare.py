@@ -154,9 +154,7 @@ def phantom_acquisitions(acquisitions: PhantomAcquisitions, resize: int,
         reconstruction, _, _ = phantom.phantom_volume(
             acquisitions.seed, n_slices=acquisitions.slices, size=acquisitions.size,
             photons=photons, gain_error_std=gain_error)
-        low, high = np.percentile(reconstruction, [0.5, 99.5])
-        volume = np.clip((reconstruction - low) / (high - low), 0.0, 1.0)
-        for image in volume:
+        for image in phantom.to_unit_range(reconstruction):
             crops.append(np.asarray(preprocessing.preprocess(image, key=None, resize=resize, crop=crop)))
             order.append(rank)
         names.append(f"{photons:g} photons, gain error std {gain_error:g}")

@@ -11,7 +11,6 @@ import logging
 import pathlib
 
 import jax
-import numpy as np
 import optax
 from flax import nnx
 
@@ -97,8 +96,7 @@ def load_training_pool(config: SegmentationSettings) -> segmentation.LabelledPoo
         volume, labels, _ = phantom.phantom_volume(
             config.seed, n_slices=config.phantom.slices, size=config.phantom.size,
             photons=config.phantom.photons, gain_error_std=config.phantom.gain_error_std)
-        low, high = np.percentile(volume, [0.5, 99.5])
-        images += list(np.clip((volume - low) / (high - low), 0, 1))
+        images += list(phantom.to_unit_range(volume))
         label_maps += list(labels)
     targets = [segmentation.target_classes(label_map, config.model.num_classes,
                                            config.positive_class)

@@ -417,8 +417,7 @@ def test_resume_with_a_changed_config_is_refused_unless_asked_for(tmp_path, rank
     same = _smoke_rank(tmp_path / "rank", epochs=2)
     same.log_every = 2
     train_rank.run(same)
-    lines = (tmp_path / "rank" / loop.METRICS_FILE).read_text().splitlines()
-    assert [json.loads(line)["step"] for line in lines][-1] == 2
+    assert _steps(tmp_path / "rank")[-1] == 2
     bolder = _smoke_rank(tmp_path / "rank", epochs=3)
     bolder.rank.learning_rate = 0.5
     bolder.resume_with_changes = True

@@ -122,7 +122,10 @@ def test_quality_falls_monotonically_along_every_factor(factor):
     attenuation = attenuation * (1.5 / (attenuation.mean() * size))
     settings = jax.tree.map(lambda x: x[None], acquisition.ladder(factor))
     ssim = []
-    for seed in range(2):
+    # The random factors are averaged over two draws; views, centre, blur and drift are
+    # deterministic (a second draw would repeat the first).
+    random = factor in ("photons", "gain_error", "zingers")
+    for seed in range(2 if random else 1):
         keys = jax.random.split(jax.random.key(seed), acquisition.NUM_LEVELS)[None]
         images = acquisition.normalise_percentile(acquisition.simulate(
             jnp.asarray(attenuation)[None], settings, keys, output_size=96)[0])

@@ -104,7 +104,7 @@ def test_niqe_distance_grows_with_noise_and_blur_away_from_its_pristine_model(tm
     from tiqa import phantom
     from tiqa.baselines import niqe
 
-    reconstruction, _, clean = phantom.phantom_volume(0, n_slices=4, size=128, photons=None)
+    clean, _ = phantom.phantom_volume(0, n_slices=4, size=128, photons=None)
     clean = np.clip((clean - clean.min()) / np.ptp(clean), 0, 1)
     model = niqe.Niqe.fit(list(clean[:3]))
     held_out = clean[3]

@@ -34,7 +34,7 @@ def test_shipped_model_is_small_and_prefers_the_better_scan():
     score = scoring.make_slice_scorer(checkpoints.load_model(""), "center")
     medians = {}
     for name, photons, gain in (("good", 1e5, 0.0005), ("poor", 3e3, 0.006)):
-        volume, _, _ = phantom.phantom_volume(7, n_slices=3, size=256, photons=photons,
+        volume, _ = phantom.phantom_volume(7, n_slices=3, size=256, photons=photons,
                                               gain_error_std=gain)
         medians[name] = float(np.median(score(phantom.to_unit_range(volume))[0]))
     assert medians["good"] > medians["poor"], medians

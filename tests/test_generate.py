@@ -19,7 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def volume_path(tmp_path_factory):
-    reconstruction, _, _ = phantom.phantom_volume(0, n_slices=3, size=96, photons=3e4,
+    reconstruction, _ = phantom.phantom_volume(0, n_slices=3, size=96, photons=3e4,
                                                   gain_error_std=0.003)
     path = tmp_path_factory.mktemp("phantom") / "scan.tif"
     io.write_tiff(path, reconstruction)

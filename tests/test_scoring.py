@@ -80,7 +80,7 @@ def _config(tiny_model, inputs, tmp_path, **overrides):
 
 
 def test_score_volume_and_folder_with_report(tiny_model, tmp_path):
-    volume, _, _ = phantom.phantom_volume(0, n_slices=5, size=96, photons=2e4)
+    volume, _ = phantom.phantom_volume(0, n_slices=5, size=96, photons=2e4)
     io.write_tiff(tmp_path / "scan.tif", volume)
     folder = tmp_path / "slices"
     folder.mkdir()
@@ -130,7 +130,7 @@ def test_select_filter_ranks_candidates(tiny_model, tmp_path):
 
     assert select_filter.sample_indices(10, 3) == [0, 4, 9]
     assert select_filter.sample_indices(2, 8) == [0, 1]
-    volume, _, _ = phantom.phantom_volume(0, n_slices=4, size=96, photons=5e3, gain_error_std=0.004)
+    volume, _ = phantom.phantom_volume(0, n_slices=4, size=96, photons=5e3, gain_error_std=0.004)
     io.write_tiff(tmp_path / "scan.tif", volume)
     config = select_config.get_config()
     config.input = str(tmp_path / "scan.tif")
@@ -234,7 +234,7 @@ def test_select_filter_checks_sizes_and_output_first(tiny_model, tmp_path):
 def test_a_three_page_stack_in_tifffile_defaults_is_scored_as_three_slices(tiny_model, tmp_path):
     import tifffile
 
-    volume, _, _ = phantom.phantom_volume(0, n_slices=3, size=96, photons=2e4)
+    volume, _ = phantom.phantom_volume(0, n_slices=3, size=96, photons=2e4)
     path = tmp_path / "three.tif"
     with pytest.warns(DeprecationWarning):  # one page of planar samples, photometric RGB
         tifffile.imwrite(path, (np.clip(volume / volume.max(), 0, 1) * 65535).astype(np.uint16))

@@ -64,7 +64,7 @@ def labelled_phantom(tmp_path_factory):
     folder = tmp_path_factory.mktemp("labelled")
     (folder / "images").mkdir()
     (folder / "labels").mkdir()
-    volume, labels, _ = phantom.phantom_volume(3, n_slices=2, size=96, photons=3e4)
+    volume, labels = phantom.phantom_volume(3, n_slices=2, size=96, photons=3e4)
     paths = []
     for index in range(2):
         path = folder / "images" / f"{index}.tif"

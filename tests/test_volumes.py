@@ -20,7 +20,7 @@ from tests.tiny_models import export_tiny_score_model
 
 def _uint16_volume(depth=12, size=40, seed=0) -> np.ndarray:
     """A phantom scan as uint16 over most of the range (smooth structure plus noise)."""
-    volume, _, _ = phantom.phantom_volume(seed, n_slices=depth, size=size, photons=2e4)
+    volume, _ = phantom.phantom_volume(seed, n_slices=depth, size=size, photons=2e4)
     scaled = (volume - volume.min()) / (volume.max() - volume.min())
     return np.round(scaled * 60000 + 1000).astype(np.uint16)
 

@@ -330,33 +330,30 @@ def acquire(attenuation, seed, photons: float | None = 1e4, gain_error_std: floa
 def phantom_volume(seed: int, n_slices: int = 16, size: int = 256,
                    photons: float | None = 1e4, gain_error_std: float = 0.0, *,
                    n_angles: int = 180, pad: bool = True,
-                   **microstructure_kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A reconstructed phantom volume with its labels and its ideal reconstruction, for demos.
+                   **microstructure_kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """A reconstructed phantom volume with its labels, for demos, tests and training slices.
 
     Every slice of a `microstructure_volume` is scanned with `acquire`, all with the same
     detector gains (a real detector's rings sit at the same place in every slice) and
-    independent photon noise.
+    independent photon noise. The full-reference target of a scan is the same call with
+    `photons=None, gain_error_std=0` (the same structure, noise-free and with perfect gains).
 
     Returns:
-      (reconstruction (n_slices, size, size) float32, labels (n_slices, size, size) uint8,
-      clean (n_slices, size, size) float32): `clean` is the noise-free reconstruction with
-      perfect gains, the full-reference target; all numpy arrays.
+      (reconstruction (n_slices, size, size) float32, labels (n_slices, size, size) uint8),
+      numpy arrays.
     """
     attenuation, labels = microstructure_volume(seed, (n_slices, size, size),
                                                 **microstructure_kwargs)
     num_detectors = scan_detectors(size, pad)
     gain_key, noise_key = jax.random.split(jax.random.key(seed))
-    gains = detector_gains(gain_key, num_detectors, gain_error_std)
+    gains = (detector_gains(gain_key, num_detectors, gain_error_std) if gain_error_std
+             else jnp.ones((num_detectors,), jnp.float32))
     slice_keys = jax.random.split(noise_key, n_slices)
     reconstruction = np.empty(attenuation.shape, np.float32)
-    clean = np.empty(attenuation.shape, np.float32)
-    perfect = jnp.ones((num_detectors,), jnp.float32)
     for index in range(n_slices):
         reconstruction[index] = acquire(attenuation[index], slice_keys[index], photons,
                                         n_angles=n_angles, gains=gains, pad=pad)
-        clean[index] = acquire(attenuation[index], slice_keys[index], None,
-                               n_angles=n_angles, gains=perfect, pad=pad)
-    return reconstruction, labels, clean
+    return reconstruction, labels
 
 
 def to_unit_range(reconstruction: np.ndarray) -> np.ndarray:
@@ -392,7 +389,7 @@ def load_reference_slices(inputs: str, settings: PhantomSettings, seed: int
                 slices.append(io.read_item((source, index)))
                 sources.append(str(source))
     if not inputs or settings.mix_with_input:
-        reconstruction, _, _ = phantom_volume(
+        reconstruction, _ = phantom_volume(
             seed, n_slices=settings.slices, size=settings.size,
             photons=settings.photons, gain_error_std=settings.gain_error_std)
         slices += list(to_unit_range(reconstruction))

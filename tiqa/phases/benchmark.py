@@ -17,7 +17,7 @@ def load_originals(config, count: int) -> np.ndarray:
     if config.input:
         slices = [io.read_item(item) for item in io.list_inputs(config.input)]
     else:
-        reconstruction, _, _ = phantom.phantom_volume(
+        reconstruction, _ = phantom.phantom_volume(
             config.seed, n_slices=min(count, 8), size=max(config.crop + 32, 256))
         slices = list(phantom.to_unit_range(reconstruction))
     crops = [np.asarray(preprocessing.preprocess(s, key=None, resize=255, crop=config.crop)) for s in slices]

@@ -151,7 +151,7 @@ def phantom_acquisitions(acquisitions: PhantomAcquisitions, resize: int,
     crops, order, names = [], [], []
     for rank, (photons, gain_error) in enumerate(zip(acquisitions.photons,
                                                      acquisitions.gain_error_std)):
-        reconstruction, _, _ = phantom.phantom_volume(
+        reconstruction, _ = phantom.phantom_volume(
             acquisitions.seed, n_slices=acquisitions.slices, size=acquisitions.size,
             photons=photons, gain_error_std=gain_error)
         for image in phantom.to_unit_range(reconstruction):

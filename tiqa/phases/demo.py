@@ -51,7 +51,7 @@ def run(config) -> dict:
         print(f"simulating the {name} acquisition: {demo.slices} slices of {demo.size}x"
               f"{demo.size}, {acquisition.photons:g} photons per detector pixel, detector gain "
               f"errors {acquisition.gain_error_std:g}")
-        reconstruction, _, _ = phantom.phantom_volume(
+        reconstruction, _ = phantom.phantom_volume(
             demo.seed, demo.slices, demo.size, acquisition.photons, acquisition.gain_error_std,
             n_angles=demo.angles)
         paths[name] = volumes / f"{name}_acquisition.tif"

@@ -93,7 +93,7 @@ def load_training_pool(config: SegmentationSettings) -> segmentation.LabelledPoo
         paths = io.split_paths(config.images)
         images, label_maps = segmentation.read_labelled_slices(paths, config.labels, config.label_suffix)
     if not config.images or config.phantom.mix_with_input:
-        volume, labels, _ = phantom.phantom_volume(
+        volume, labels = phantom.phantom_volume(
             config.seed, n_slices=config.phantom.slices, size=config.phantom.size,
             photons=config.phantom.photons, gain_error_std=config.phantom.gain_error_std)
         images += list(phantom.to_unit_range(volume))

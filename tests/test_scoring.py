@@ -53,13 +53,15 @@ def test_slice_scores_equal_a_step_by_step_reference(tiny_model):
     slices = np.random.default_rng(1).random((3, 90, 110)).astype(np.float32)
     means, spreads, count = scoring.make_slice_scorer(checkpoints.load_model(folder), "grid")(slices)
     assert count == 4  # 72x88 after resizing: 2 x 2 crops of 64
-    model = nnx.merge(loaded.graphdef, loaded.params, loaded.batch_stats)
+    # The model applied to a batch of crops, on its own (jitted: eager ops compile one by one).
+    model = jax.jit(lambda crops: nnx.merge(loaded.graphdef, loaded.params, loaded.batch_stats)(
+        crops, train=False))
     for n, image in enumerate(slices):
         resized = np.asarray(preprocessing.resize_short_side(image, 72))
         assert resized.shape == (72, 88)
         crops = np.stack([resized[t:t + 64, l:l + 64]
                           for t, l in scoring.crop_positions(72, 88, 64, "grid")])
-        expected = np.asarray(model(jnp.asarray(crops), train=False))
+        expected = np.asarray(model(jnp.asarray(crops)))
         # The comparison can fail: scores of order one that differ from crop to crop.
         assert 0.1 < np.abs(expected).mean() < 100 and expected.std() > 0.05, expected
         np.testing.assert_allclose(means[n], expected.mean(), rtol=1e-4,

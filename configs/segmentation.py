@@ -38,12 +38,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.optimizer.lr_drop_steps = (600, 900)  # at fixed steps; () for none
     config.optimizer.plateau_patience = 0  # > 0: also lr / 5 after this many epochs without progress
 
-    config.seed = 0
+    common.add_runtime(config)  # seed, devices, and the resume check's resume_with_changes
     config.log_every = 25
     config.checkpoint_every = 250
     config.keep_checkpoints = 2
-    config.num_devices = 0
-    config.distributed = False
     if variant == "smoke":
         config.workdir = "runs/smoke/segmentation"
         config.images = ""

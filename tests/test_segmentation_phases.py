@@ -1,5 +1,6 @@
 """D-LinkNet training batches and loss, and the segmentation phases end to end on phantoms."""
 
+import copy
 import json
 
 import jax
@@ -10,7 +11,7 @@ import pytest
 from configs import evaluate_segmentation as evaluate_config
 from configs import segmentation as segmentation_config
 from configs import study_segmentation as study_config
-from tiqa import io, phantom
+from tiqa import errors, io, phantom
 from tiqa.phases import evaluate_segmentation, study_segmentation, train_segmentation
 from tiqa.train import segmentation as seg
 from tests.tiny_models import export_tiny_score_model
@@ -83,6 +84,11 @@ def test_segmentation_phases_end_to_end(tmp_path, labelled_phantom):
     train_segmentation.run(config)
     info = json.loads((tmp_path / "segmentation" / "model.json").read_text())
     assert info["segmentation_model"]["encoder"] == "resnet18"
+    # The finished run is not resumed with another configuration unless that is asked for.
+    changed = copy.deepcopy(config)
+    changed.intensity_jitter = 0.3
+    with pytest.raises(errors.InputError, match=r"intensity_jitter: 0\.1 -> 0\.3"):
+        train_segmentation.run(changed)
     evaluation = evaluate_config.get_config()
     evaluation.checkpoint = config.workdir
     evaluation.images, evaluation.labels = images, label_dir

@@ -16,7 +16,7 @@ from flax import nnx
 
 from tiqa import checkpoints, errors, io, phantom
 from tiqa.models.dlinknet import DLinkNet, DLinkNetConfig
-from tiqa.phases import settings
+from tiqa.phases import settings, training
 from tiqa.train import loop, segmentation
 
 
@@ -37,7 +37,6 @@ class LossSettings:
 @dataclasses.dataclass(frozen=True)
 class SegmentationSettings:
     """configs/segmentation.py, read once."""
-    workdir: str
     images: str
     labels: str
     label_suffix: str
@@ -47,26 +46,24 @@ class SegmentationSettings:
     intensity_jitter: float
     epochs: int
     steps_per_epoch: int
-    seed: int
-    log_every: int
-    checkpoint_every: int
-    keep_checkpoints: int
-    num_devices: int
-    distributed: bool
+    run: training.Runtime  # work directory, seed, logging, checkpoints, devices, resume
     phantom: phantom.PhantomSettings
     model: DLinkNetConfig
     loss: LossSettings
     optimizer: OptimizerSettings
+    config: dict  # the whole config as data, for the resume check
 
 
 def read_settings(config) -> SegmentationSettings:
     """configs/segmentation.py as frozen settings; a bad key or value is refused here."""
     return settings.block(
         SegmentationSettings, config,
+        run=training.runtime(config),
         phantom=settings.block(phantom.PhantomSettings, config.phantom, "config.phantom"),
         model=model_config(config),
         loss=settings.block(LossSettings, config.loss, "config.loss"),
-        optimizer=settings.block(OptimizerSettings, config.optimizer, "config.optimizer"))
+        optimizer=settings.block(OptimizerSettings, config.optimizer, "config.optimizer"),
+        config=config.to_dict())
 
 
 def _optimizer(config: OptimizerSettings, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -94,7 +91,7 @@ def load_training_pool(config: SegmentationSettings) -> segmentation.LabelledPoo
         images, label_maps = segmentation.read_labelled_slices(paths, config.labels, config.label_suffix)
     if not config.images or config.phantom.mix_with_input:
         volume, labels = phantom.phantom_volume(
-            config.seed, n_slices=config.phantom.slices, size=config.phantom.size,
+            config.run.seed, n_slices=config.phantom.slices, size=config.phantom.size,
             photons=config.phantom.photons, gain_error_std=config.phantom.gain_error_std)
         images += list(phantom.to_unit_range(volume))
         label_maps += list(labels)
@@ -107,15 +104,17 @@ def load_training_pool(config: SegmentationSettings) -> segmentation.LabelledPoo
 def run(config) -> pathlib.Path:
     """Runs the D-LinkNet training described by configs/segmentation.py."""
     config = read_settings(config)
-    workdir = pathlib.Path(config.workdir)
+    run_ = config.run
+    workdir = pathlib.Path(run_.workdir)
     if config.crop % 32:
         raise errors.InputError(f"config.crop={config.crop} must be a multiple of 32 (D-LinkNet)")
-    loop.initialise_distributed(config.distributed)
-    mesh = loop.data_mesh(config.num_devices)
+    loop.check_resume(workdir, config.config, run_.resume_with_changes)
+    loop.initialise_distributed(run_.distributed)
+    mesh = loop.data_mesh(run_.num_devices)
     loop.check_batch_divides(config.batch_size, mesh)
     pool = load_training_pool(config)
     logging.info("segmentation pool: %d slices", pool.images.shape[0])
-    model_key, data_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
+    model_key, data_key, train_key = jax.random.split(jax.random.key(run_.seed), 3)
     model_cfg = config.model
     model = nnx.jit(lambda: DLinkNet(model_cfg, rngs=nnx.Rngs(params=model_key)))()
     optimizer = _optimizer(config.optimizer, config.steps_per_epoch)
@@ -132,7 +131,7 @@ def run(config) -> pathlib.Path:
                                              lambda logits, batch: loss_fn(logits, batch["labels"])),
              make_batch=make_batch, batch_inputs=pool,
              num_steps=config.epochs * config.steps_per_epoch, key=train_key, mesh=mesh,
-             images_per_step=config.batch_size, log_every=config.log_every,
-             checkpoint_every=config.checkpoint_every, keep_checkpoints=config.keep_checkpoints,
+             images_per_step=config.batch_size, log_every=run_.log_every,
+             checkpoint_every=run_.checkpoint_every, keep_checkpoints=run_.keep_checkpoints,
              description="segmentation")
     return workdir

@@ -145,6 +145,28 @@ def test_summarise_averages_objects_and_orients_rows():
     assert rows[0]["srocc_low"] == pytest.approx(0.9) and rows[0]["srocc_high"] == pytest.approx(1.0)
     best = acquisition_ladder.best_acquisition_scores(scores, ("grey", "grey"))
     assert best == [{"object_kind": "grey", "ideal_median": 9.0, "best_level_median": 5.0}]
+    # With the unscanned objects' scores: their median per kind, here of 3 and 5 (grey), 7.
+    scores3 = np.concatenate([scores, scores[:1] - 1.0])
+    best = acquisition_ladder.best_acquisition_scores(scores3, ("grey", "label_map", "grey"),
+                                                      np.array([3.0, 7.0, 5.0]))
+    assert best == [{"object_kind": "grey", "object_median": 4.0, "ideal_median": 8.5,
+                     "best_level_median": 4.5},
+                    {"object_kind": "label_map", "object_median": 7.0, "ideal_median": 9.0,
+                     "best_level_median": 5.0}]
+    table = acquisition_ladder.markdown(rows, best, ("photons",))
+    assert "| grey | 4.00 | 8.50 | 4.50 |" in table and "object (no scan)" in table
+
+
+def test_unscanned_crops_are_the_reconstructed_square_of_the_object():
+    size = acquisition.object_size(16)
+    attenuation = np.zeros((1, size, size), np.float32)
+    start = size // 2 - 8
+    attenuation[0, start:start + 16, start:start + 16] = np.linspace(0, 1, 256).reshape(16, 16)
+    crops = acquisition_ladder.unscanned_crops(attenuation, 16, 16, 16)
+    # The square's own ramp, stretched by its 0.5/99.5 percentiles (no zeros from outside it).
+    expected = np.asarray(acquisition.normalise_percentile(attenuation[:, start:start + 16,
+                                                                       start:start + 16]))
+    np.testing.assert_allclose(crops, expected, atol=1e-6)
 
 
 def test_bootstrap_mean_brackets_the_mean_and_narrows_with_more_objects():
@@ -176,6 +198,7 @@ def test_evaluate_acquisition_smoke_writes_its_tables(tmp_path):
     assert (tmp_path / "ladder" / "ladder.png").stat().st_size > 10_000
     report = (tmp_path / "ladder" / "ladder.md").read_text()
     assert "median score" in report and "Filter selection" in report
+    assert "| object kind | object (no scan) | ideal | level 1 |" in report
     with open(tmp_path / "ladder" / "filter_check" / "filters_vs_ssim.csv") as handle:
         checked = list(csv.DictReader(handle))
     assert {row["filter"] for row in checked} == {

@@ -93,13 +93,31 @@ def summarise(scores: np.ndarray, kinds: tuple[str, ...], factors: tuple[str, ..
     return rows
 
 
-def best_acquisition_scores(scores: np.ndarray, kinds: tuple[str, ...]) -> list[dict]:
-    """Median raw score of the ideal and of the level-1 acquisitions, per object kind."""
+def best_acquisition_scores(scores: np.ndarray, kinds: tuple[str, ...],
+                            object_scores: np.ndarray | None = None) -> list[dict]:
+    """Median raw score of the ideal and of the level-1 acquisitions, per object kind; with
+    `object_scores` (M,), also of the objects themselves, unscanned (what the scan costs)."""
     kinds_array = np.asarray(kinds)
-    return [{"object_kind": kind,
-             "ideal_median": float(np.median(scores[kinds_array == kind][:, :, 0])),
-             "best_level_median": float(np.median(scores[kinds_array == kind][:, :, 1]))}
-            for kind in dict.fromkeys(kinds)]
+    rows = []
+    for kind in dict.fromkeys(kinds):
+        chosen = kinds_array == kind
+        row = {"object_kind": kind}
+        if object_scores is not None:
+            row["object_median"] = float(np.median(np.asarray(object_scores)[chosen]))
+        row["ideal_median"] = float(np.median(scores[chosen][:, :, 0]))
+        row["best_level_median"] = float(np.median(scores[chosen][:, :, 1]))
+        rows.append(row)
+    return rows
+
+
+def unscanned_crops(attenuation: np.ndarray, output_size: int, resize: int, crop: int
+                    ) -> np.ndarray:
+    """The objects themselves as the scoring path sees their acquisitions: the centred
+    (output_size)^2 square that is reconstructed, normalised by its percentiles, centre crop."""
+    start = attenuation.shape[-1] // 2 - output_size // 2
+    square = np.asarray(attenuation)[..., start:start + output_size, start:start + output_size]
+    unit = np.asarray(acquisition.normalise_percentile(square))
+    return centre_crops(unit, resize, crop)
 
 
 def centre_crops(images: np.ndarray, resize: int, crop: int) -> np.ndarray:
@@ -138,10 +156,13 @@ def markdown(rows: list[dict], best: list[dict], factors: tuple[str, ...]) -> st
                 cells.append(f"{row['srocc']:.3f}{interval}")
             lines.append(f"| {contender} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["TIQA's median score (1..5) of the ideal acquisitions and of the best level:", "",
-              "| object kind | ideal | level 1 |", "|---|---:|---:|"]
-    lines += [f"| {b['object_kind']} | {b['ideal_median']:.2f} | {b['best_level_median']:.2f} |"
-              for b in best]
+    unscanned = bool(best) and "object_median" in best[0]
+    lines += ["TIQA's median score (1..5) of the ideal acquisitions and of the best level"
+              + (" (and of the objects themselves, unscanned):" if unscanned else ":"), "",
+              "| object kind |" + (" object (no scan) |" if unscanned else "")
+              + " ideal | level 1 |", "|---|---:|---:|" + ("---:|" if unscanned else "")]
+    lines += [f"| {b['object_kind']} |" + (f" {b['object_median']:.2f} |" if unscanned else "")
+              + f" {b['ideal_median']:.2f} | {b['best_level_median']:.2f} |" for b in best]
     return "\n".join(lines)
 
 

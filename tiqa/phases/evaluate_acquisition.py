@@ -144,15 +144,20 @@ def run(config) -> list[dict]:
                  time.perf_counter() - started)
     crops = acquisition_ladder.centre_crops(images, config.resize, config.crop)
     scored = {}
-    for contender in _contenders(config, output):
+    contenders = _contenders(config, output)
+    for contender in contenders:
         raw = np.asarray(contender.score(crops.reshape((-1,) + crops.shape[-2:])), np.float64)
         scored[contender.name] = (raw.reshape(crops.shape[:3]), contender.higher_is_better)
+    # The objects unscanned: how much of a low score is the object, how much the scan.
+    object_scores = np.asarray(contenders[0].score(acquisition_ladder.unscanned_crops(
+        held_out.attenuation, config.output_size, config.resize, config.crop)), np.float64)
     scored[acquisition_ladder.ORACLE] = (acquisition_ladder.oracle_ssim(crops), True)
     rows = []
     for name, (raw, higher_is_better) in scored.items():
         rows += acquisition_ladder.summarise(raw if higher_is_better else -raw, held_out.kinds, factors, name,
                           config.bootstrap, config.seed)
-    best = acquisition_ladder.best_acquisition_scores(scored["TIQA"][0], held_out.kinds)
+    best = acquisition_ladder.best_acquisition_scores(scored["TIQA"][0], held_out.kinds,
+                                                      object_scores)
     evaluation.write_table(rows, output / "ladder.csv", output / "ladder_rows.md")
     per_image = [{"object": held_out.names[m], "object_kind": held_out.kinds[m],
                   "factor": factor, "level": level,

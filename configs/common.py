@@ -36,6 +36,9 @@ def add_acquisition(config: ml_collections.ConfigDict) -> None:
     config.acquisition.max_views = 720
     # An .npz where the simulated ladders are kept, so the rank and fine-tune phases share them.
     config.acquisition.cache = ""
+    # "native": slices and label maps drawn at their own pixel scale (times a random zoom);
+    # "scored": at the scale the scoring path shows a whole slice of that size (tiqa.objects).
+    config.acquisition.object_scale = "native"
 
 
 def add_phantom(config: ml_collections.ConfigDict, size: int) -> None:

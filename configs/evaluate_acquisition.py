@@ -17,6 +17,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.label_maps = ""
     config.phantoms = 3
     config.phantom_seed = 1000  # training phantoms use seeds from 100
+    # The scale slices and label maps are drawn at (tiqa.objects.SCALES): "native", their own
+    # pixels times a random zoom in 0.75..1.5; "scored", as the scoring path shows a whole slice.
+    config.object_scale = "native"
     config.factors = ("photons", "gain_error", "views", "centre_offset", "detector_blur")
     config.output_size = 256  # reconstructed square, scored through the scoring path
     config.max_views = 720

@@ -13,7 +13,7 @@ from PIL import Image
 from configs import evaluate_acquisition as ladder_config
 from configs import finetune as finetune_config
 from tests.tiny_models import export_tiny_score_model
-from tiqa import acquisition, acquisition_ladder, labels, objects
+from tiqa import acquisition, acquisition_ladder, errors, io, labels, objects
 from tiqa.phases import evaluate_acquisition
 from tiqa.train import batches
 
@@ -41,6 +41,32 @@ def test_label_objects_keep_phases_apart_and_texture_is_optional():
     assert np.min(np.diff(values)) >= objects.MIN_PHASE_GAP * values.max() - 1e-6
     textured = objects.from_labels(label_map, 100, np.random.default_rng(3), texture=True)
     assert len(np.unique(textured)) > 100
+
+
+def test_scored_scale_shows_a_large_slice_whole_and_native_a_window_of_it(tmp_path):
+    # A 1000 px ramp: at native scale a 100 px window spans at most 100 / 0.75 px of it; at the
+    # scored scale of a 50 px reconstruction (1000 px -> 50 px, times 0.75..1.5) the window
+    # must cover the whole slice (the zoom is floored at 100 / 1000).
+    ramp = np.tile(np.linspace(0.0, 1.0, 1000), (1000, 1))
+    assert objects.scale_base(ramp.shape, 50) == pytest.approx(0.05)
+    assert objects.scale_base((500, 572), 256) == pytest.approx(0.512)
+    native = objects._zoom_and_crop(ramp, 100, np.random.default_rng(0), 1)
+    scored = objects._zoom_and_crop(ramp, 100, np.random.default_rng(0), 1,
+                                    base=objects.scale_base(ramp.shape, 50))
+    assert np.ptp(native) < 100 / 0.75 / 1000 + 0.01
+    assert np.ptp(scored) > 0.97
+    image = tmp_path / "ramp.tif"
+    io.write_tiff(image, ramp.astype(np.float32))
+    found = objects.collect(str(image), "", 0, 0, 100, 0, scale="scored", scored_size=50)
+    attenuation = found.attenuation[0]
+    assert np.ptp(attenuation) > 0.9 * attenuation.max()  # dark to bright across the window
+    # Shrinking by 10x averages white noise (its std falls ~10x), as an area resize does.
+    noise = np.random.default_rng(1).random((1000, 1000))
+    shrunk = objects._zoom_and_crop(noise, 100, np.random.default_rng(0), 1, base=0.05,
+                                    antialias=True)
+    assert np.std(shrunk) < 0.3 * np.std(noise)
+    with pytest.raises(errors.InputError, match="object scale"):
+        objects.collect(str(image), "", 0, 0, 100, 0, scale="zoomed")
 
 
 def test_read_label_map_numbers_stored_values_in_order(tmp_path):

@@ -44,10 +44,12 @@ class HeldOutObjects:
 
 
 def held_out_objects(grey: str, label_maps: str, phantoms: int, phantom_seed: int,
-                     output_size: int, seed: int) -> HeldOutObjects:
-    """Objects from comma-separated grey slices and label maps (no texture), and phantoms."""
+                     output_size: int, seed: int, scale: str = "native") -> HeldOutObjects:
+    """Objects from comma-separated grey slices and label maps (no texture), and phantoms;
+    `scale` as in `objects.collect`."""
     found = objects.collect(grey, label_maps, phantoms, phantom_seed,
-                            acquisition.object_size(output_size), seed, label_texture=False)
+                            acquisition.object_size(output_size), seed, label_texture=False,
+                            scale=scale, scored_size=output_size)
     if not found.kinds:
         raise errors.InputError("no held-out objects: give grey, label_maps or phantoms")
     names = tuple(f"phantom seed {source}" if kind == "phantom" else pathlib.Path(source).name

@@ -21,7 +21,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from scipy import ndimage
 
-from tiqa import io, phantom
+from tiqa import errors, io, phantom
 
 # Total line integral through the centre of an object: exp(-0.5) to exp(-2.5) transmitted.
 TRANSMISSION_RANGE = (0.5, 2.5)
@@ -31,8 +31,12 @@ GAMMA_RANGE = (0.7, 1.4)
 MIN_PHASE_GAP = 0.15
 TEXTURE_RANGE = (0.02, 0.12)  # relative amplitude of smooth texture inside the phases
 KINDS = ("grey", "label_map", "phantom")
+# The scale at which a slice is drawn before the random zoom: "native", its own pixels; or
+# "scored", the scale at which the scoring path shows the whole slice when its short side is
+# resized to the reconstruction's side (how a user's real slice of any size is scored).
+SCALES = ("native", "scored")
 
-__all__ = ["KINDS", "Collection", "collect", "from_grey", "from_labels", "from_phantom", "scale_to_transmission",
+__all__ = ["KINDS", "SCALES", "Collection", "collect", "from_grey", "from_labels", "from_phantom", "scale_to_transmission",
            "read_label_map", "inside_circle"]
 
 
@@ -51,11 +55,15 @@ def scale_to_transmission(values: np.ndarray, line_integral: float) -> np.ndarra
     return (values * (line_integral / (mean * size))).astype(np.float32)
 
 
-def _zoom_and_crop(image: np.ndarray, size: int, rng: np.random.Generator, order: int
-                   ) -> np.ndarray:
-    """A random (size, size) window of `image` zoomed by a random factor (at least enough to
-    cover the window)."""
-    factor = max(rng.uniform(*ZOOM_RANGE), size / min(image.shape))
+def _zoom_and_crop(image: np.ndarray, size: int, rng: np.random.Generator, order: int,
+                   base: float = 1.0, antialias: bool = False) -> np.ndarray:
+    """A random (size, size) window of `image` zoomed by `base` times a random factor (at least
+    enough to cover the window). With `antialias`, a shrinking zoom of grey values is
+    Gaussian-prefiltered first (scikit-image's sigma (1/factor - 1)/2), so that noise is
+    averaged, as the scoring path's area resize does, instead of aliased."""
+    factor = max(base * rng.uniform(*ZOOM_RANGE), size / min(image.shape))
+    if antialias and order > 0 and factor < 1:
+        image = ndimage.gaussian_filter(image, (1.0 / factor - 1.0) / 2.0, mode="nearest")
     zoomed = ndimage.zoom(image, factor, order=order, mode="nearest", grid_mode=True)
     top = rng.integers(0, zoomed.shape[0] - size + 1)
     left = rng.integers(0, zoomed.shape[1] - size + 1)
@@ -66,9 +74,19 @@ def _transmission(rng: np.random.Generator) -> float:
     return float(rng.uniform(*TRANSMISSION_RANGE))
 
 
-def from_grey(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """An object from a grey slice in [0, 1]: random zoom, window and gamma."""
-    window = np.clip(_zoom_and_crop(np.asarray(image, np.float64), size, rng, order=1), 0, 1)
+def scale_base(shape: tuple[int, ...], scored_size: int | None) -> float:
+    """The zoom before the random one: 1 (native pixels), or the scoring path's scale of a
+    whole slice of `shape` reconstructed at `scored_size` px (`scored_size / short side`)."""
+    return 1.0 if scored_size is None else scored_size / min(shape[-2:])
+
+
+def from_grey(image: np.ndarray, size: int, rng: np.random.Generator,
+              scored_size: int | None = None) -> np.ndarray:
+    """An object from a grey slice in [0, 1]: random zoom (about `scale_base`), window and
+    gamma."""
+    base = scale_base(np.shape(image), scored_size)
+    window = np.clip(_zoom_and_crop(np.asarray(image, np.float64), size, rng, order=1, base=base,
+                                    antialias=scored_size is not None), 0, 1)
     values = window ** rng.uniform(*GAMMA_RANGE)
     # A floor keeps the darkest phase (pores) slightly attenuating, as resin or electrolyte.
     values = values + rng.uniform(0.0, 0.1)
@@ -90,10 +108,11 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float
 
 
 def from_labels(labels: np.ndarray, size: int, rng: np.random.Generator,
-                texture: bool | None = None) -> np.ndarray:
-    """An object from an integer label map: random attenuation per phase, optional texture
-    (None: a coin toss)."""
-    window = _zoom_and_crop(np.asarray(labels), size, rng, order=0)
+                texture: bool | None = None, scored_size: int | None = None) -> np.ndarray:
+    """An object from an integer label map: random zoom (about `scale_base`), attenuation
+    per phase, optional texture (None: a coin toss)."""
+    window = _zoom_and_crop(np.asarray(labels), size, rng, order=0,
+                            base=scale_base(np.shape(labels), scored_size))
     phases, index = np.unique(window, return_inverse=True)
     values = _phase_values(len(phases), rng)[index.reshape(window.shape)]
     if values.max() <= 0:
@@ -134,10 +153,18 @@ class Collection(NamedTuple):
 
 
 def collect(grey: str, label_maps: str, phantoms: int, phantom_seed: int, size: int, seed: int,
-            *, label_map_slices: int = 0, label_texture: bool | None = None) -> Collection:
+            *, label_map_slices: int = 0, label_texture: bool | None = None,
+            scale: str = "native", scored_size: int = 0) -> Collection:
     """Objects from comma-separated grey slices and label maps (`label_map_slices` evenly
     spaced pages of each, 0: all) and `phantoms` phantoms of seeds from `phantom_seed`, in
-    that order, all random draws from one generator of `seed`. Empty lists give no objects."""
+    that order, all random draws from one generator of `seed`. Empty lists give no objects.
+    `scale` (SCALES) is the scale slices and label maps are drawn at; "scored" needs the
+    reconstruction's side, `scored_size`."""
+    if scale not in SCALES:
+        raise errors.InputError(f"object scale must be one of {SCALES}, got {scale!r}")
+    if scale == "scored" and scored_size <= 0:
+        raise errors.InputError("the 'scored' object scale needs the reconstruction's side")
+    scored = scored_size if scale == "scored" else None
     rng = np.random.default_rng(seed)
     attenuation, kinds, sources = [], [], []
 
@@ -146,12 +173,12 @@ def collect(grey: str, label_maps: str, phantoms: int, phantom_seed: int, size: 
 
     for path in io.split_paths(grey):
         for item in io.list_inputs(path):
-            attenuation.append(from_grey(io.read_item(item), size, rng))
+            attenuation.append(from_grey(io.read_item(item), size, rng, scored))
             kinds.append("grey")
             sources.append(source(item))
     for path in io.split_paths(label_maps):
         for item in evenly_spaced(io.list_inputs(path), label_map_slices):
-            attenuation.append(from_labels(read_label_map(item), size, rng, label_texture))
+            attenuation.append(from_labels(read_label_map(item), size, rng, label_texture, scored))
             kinds.append("label_map")
             sources.append(source(item))
     for index in range(phantoms):

@@ -31,6 +31,7 @@ class EvaluateAcquisitionSettings:
     label_maps: str
     phantoms: int
     phantom_seed: int
+    object_scale: str
     factors: tuple[str, ...]
     output_size: int
     max_views: int
@@ -135,7 +136,8 @@ def run(config) -> list[dict]:
     output.mkdir(parents=True, exist_ok=True)
     factors = tuple(config.factors)
     held_out = acquisition_ladder.held_out_objects(config.grey, config.label_maps, config.phantoms,
-                                config.phantom_seed, config.output_size, config.seed)
+                                config.phantom_seed, config.output_size, config.seed,
+                                config.object_scale)
     started = time.perf_counter()
     images = acquisition.ladders(held_out.attenuation, factors, jax.random.key(config.seed),
                                  output_size=config.output_size, max_views=config.max_views)

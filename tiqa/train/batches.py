@@ -88,6 +88,7 @@ class LadderSettings:
     output_size: int = 256
     max_views: int = 720
     cache: str = ""  # an .npz the phases share the simulated bank through
+    object_scale: str = "native"  # objects.SCALES: slices drawn at their own or the scored scale
 
 
 def with_ladders(pool: ReferencePool, settings: LadderSettings, seed: int, crop: int,
@@ -108,7 +109,8 @@ def training_objects(settings: LadderSettings, seed: int) -> tuple[np.ndarray, l
     """The attenuation objects of the ladder settings, and a name for each."""
     found = objects.collect(settings.grey, settings.label_maps, settings.phantoms,
                             settings.phantom_seed, acquisition.object_size(settings.output_size),
-                            seed, label_map_slices=settings.label_map_slices)
+                            seed, label_map_slices=settings.label_map_slices,
+                            scale=settings.object_scale, scored_size=settings.output_size)
     if not found.kinds:
         raise errors.InputError("acquisition.objects_per_batch is set but acquisition.grey, "
                                 "acquisition.label_maps and acquisition.phantoms give no objects")
@@ -126,6 +128,8 @@ def ladder_bank(settings: LadderSettings, seed: int) -> np.ndarray:
     description = {key: getattr(settings, key) for key in (
         "grey", "label_maps", "label_map_slices", "phantoms", "phantom_seed", "output_size",
         "max_views")}
+    if settings.object_scale != "native":  # banks made before the option stay valid
+        description["object_scale"] = settings.object_scale
     description.update(factors=list(settings.factors), seed=seed)
     cache = pathlib.Path(settings.cache) if settings.cache else None
     if cache is not None and cache.exists():

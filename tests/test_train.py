@@ -272,7 +272,10 @@ def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_pa
     tune = finetune_config.get_config("smoke")
     assert tune.finetune.batch_norm == "frozen"
     tune.workdir = str(tmp_path / "finetune")
-    tune.rank_checkpoint = str(rank_one_step)
+    # From the rank run exported (a shipped model is tuned further the same way); the work
+    # directory itself is the start of test_phases_end_to_end_smoke.
+    checkpoints.export_model(rank_one_step, tmp_path / "exported")
+    tune.rank_checkpoint = str(tmp_path / "exported")
     tune.finetune.population_batches = 3
     tune.finetune.epoch_steps = 3  # a fixed epoch length, whatever the pool (one batch here)
     # No update and no head calibration: the parameters must stay exactly the rank phase's.

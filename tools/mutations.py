@@ -78,15 +78,8 @@ MUTATIONS = (
                "        model = checkpoints.abstract_network(IQANet, model_cfg)\n",
                "        model = build_model(model_cfg, model_key)\n"),
               ("tiqa/phases/finetune.py",
-               "        params, batch_stats = checkpoints.restore_variables(rank_checkpoint,\n"
-               "                                                            state.params, "
-               "state.batch_stats)\n",
-               "        params, batch_stats = checkpoints.restore_variables(rank_checkpoint,\n"
-               "                                                            jax.tree.map(lambda x: x, "
-               "state.params), state.batch_stats)\n"),
-              ("tiqa/phases/finetune.py",
-               "        state = state.replace(params=params, batch_stats=batch_stats)\n",
-               "        state = state.replace(batch_stats=batch_stats)\n")),
+               "        state = state.replace(params=start.params, batch_stats=start.batch_stats)\n",
+               "        state = state.replace(batch_stats=start.batch_stats)\n")),
              ("tests/test_train.py::test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics",)),
     Mutation("slice_scorer_first_crop", "the slice scorer uses the first crop only, spread 0",
              (("tiqa/scoring.py", "return scores.mean(axis=1), scores.std(axis=1)",

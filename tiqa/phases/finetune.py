@@ -112,10 +112,12 @@ def run(config) -> pathlib.Path:
                                         len(projection.kinds))
     pool = batches.first_originals(pool, tune.originals)  # the annotated originals it may use
     model_key, data_key, train_key = jax.random.split(jax.random.key(run_.seed), 3)
+    start = None
     if rank_checkpoint:
-        # The network is the rank phase's: its config comes from the rank work directory.
-        model_cfg = IQAConfig.from_mapping(
-            checkpoints.read_run_info(rank_checkpoint)[checkpoints.MODEL_INFO_KEY])
+        # The network is the rank phase's (a work directory), or an exported model's (to tune
+        # a shipped model further): its config and weights come from there.
+        start = checkpoints.load_model(rank_checkpoint)
+        model_cfg = start.config
         model = checkpoints.abstract_network(IQANet, model_cfg)
     else:
         logging.warning("finetune: no rank_checkpoint given; starting from %s weights",
@@ -130,11 +132,9 @@ def run(config) -> pathlib.Path:
     frozen = training.frozen_batch_norm(tune.batch_norm, "finetune.batch_norm")
     graphdef, state = loop.init_state(model, optimizer)
     starting = not loop.has_checkpoint(workdir)  # a resumed run has measured and calibrated
-    if rank_checkpoint:
+    if start is not None:
         # Parameters and statistics only: the step and the optimiser start afresh.
-        params, batch_stats = checkpoints.restore_variables(rank_checkpoint,
-                                                            state.params, state.batch_stats)
-        state = state.replace(params=params, batch_stats=batch_stats)
+        state = state.replace(params=start.params, batch_stats=start.batch_stats)
     make_batch = functools.partial(batches.finetune_batch, key=data_key,
                                    originals_per_batch=tune.originals_per_batch,
                                    crop=source.crop, projection=projection,

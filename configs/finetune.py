@@ -8,7 +8,8 @@ from configs import common
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.workdir = "runs/finetune"
-    # The rank phase's work directory; empty starts from the model below (an ablation).
+    # The rank phase's work directory, or an exported model (e.g. tiqa/assets/default_model to
+    # tune the shipped model further); empty starts from the model below (an ablation).
     config.rank_checkpoint = "runs/rank"
     common.add_data_source(config)
     common.add_model(config)

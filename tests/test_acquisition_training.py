@@ -12,9 +12,10 @@ from PIL import Image
 
 from configs import evaluate_acquisition as ladder_config
 from configs import finetune as finetune_config
+from configs import train_rank as rank_config
 from tests.tiny_models import export_tiny_score_model
 from tiqa import acquisition, acquisition_ladder, errors, io, labels, objects
-from tiqa.phases import evaluate_acquisition
+from tiqa.phases import evaluate_acquisition, train_rank
 from tiqa.train import batches
 
 
@@ -67,6 +68,15 @@ def test_scored_scale_shows_a_large_slice_whole_and_native_a_window_of_it(tmp_pa
     assert np.std(shrunk) < 0.3 * np.std(noise)
     with pytest.raises(errors.InputError, match="object scale"):
         objects.collect(str(image), "", 0, 0, 100, 0, scale="zoomed")
+    # A phase refuses a bad value before any work, naming the key.
+    rank = rank_config.get_config("smoke")
+    rank.acquisition.object_scale = "zoomed"
+    with pytest.raises(errors.InputError, match=r"config\.acquisition\.object_scale"):
+        train_rank.read_settings(rank)
+    ladder = ladder_config.get_config("smoke")
+    ladder.object_scale = "zoomed"
+    with pytest.raises(errors.InputError, match=r"config\.object_scale"):
+        evaluate_acquisition.read_settings(ladder)
 
 
 def test_read_label_map_numbers_stored_values_in_order(tmp_path):

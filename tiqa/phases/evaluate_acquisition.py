@@ -54,6 +54,7 @@ def read_settings(config) -> EvaluateAcquisitionSettings:
     if config.filter_check:
         selection = select_filter.read_settings(
             _selection_config(config, pathlib.Path(config.output) / "filter_check"))
+    settings.check_object_scale(config.object_scale, "config.object_scale")
     return settings.block(EvaluateAcquisitionSettings, config,
                           brisque_training=compare.brisque_training(config),
                           filter_selection=selection)

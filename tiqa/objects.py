@@ -36,7 +36,7 @@ KINDS = ("grey", "label_map", "phantom")
 # resized to the reconstruction's side (how a user's real slice of any size is scored).
 SCALES = ("native", "scored")
 
-__all__ = ["KINDS", "SCALES", "Collection", "collect", "from_grey", "from_labels", "from_phantom", "scale_to_transmission",
+__all__ = ["KINDS", "SCALES", "Collection", "check_scale", "collect", "from_grey", "from_labels", "from_phantom", "scale_to_transmission",
            "read_label_map", "inside_circle"]
 
 
@@ -152,6 +152,12 @@ class Collection(NamedTuple):
     sources: tuple[str, ...]  # file (with [page] for a volume's page), or the phantom's seed
 
 
+def check_scale(scale: str, key: str = "object scale") -> None:
+    """Refuses a scale outside SCALES, naming `key` (a config key where there is one)."""
+    if scale not in SCALES:
+        raise errors.InputError(f"{key} must be one of {SCALES}, got {scale!r}")
+
+
 def collect(grey: str, label_maps: str, phantoms: int, phantom_seed: int, size: int, seed: int,
             *, label_map_slices: int = 0, label_texture: bool | None = None,
             scale: str = "native", scored_size: int = 0) -> Collection:
@@ -160,8 +166,7 @@ def collect(grey: str, label_maps: str, phantoms: int, phantom_seed: int, size: 
     that order, all random draws from one generator of `seed`. Empty lists give no objects.
     `scale` (SCALES) is the scale slices and label maps are drawn at; "scored" needs the
     reconstruction's side, `scored_size`."""
-    if scale not in SCALES:
-        raise errors.InputError(f"object scale must be one of {SCALES}, got {scale!r}")
+    check_scale(scale)
     if scale == "scored" and scored_size <= 0:
         raise errors.InputError("the 'scored' object scale needs the reconstruction's side")
     scored = scored_size if scale == "scored" else None

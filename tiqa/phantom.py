@@ -346,8 +346,7 @@ def phantom_volume(seed: int, n_slices: int = 16, size: int = 256,
                                                 **microstructure_kwargs)
     num_detectors = scan_detectors(size, pad)
     gain_key, noise_key = jax.random.split(jax.random.key(seed))
-    gains = (detector_gains(gain_key, num_detectors, gain_error_std) if gain_error_std
-             else jnp.ones((num_detectors,), jnp.float32))
+    gains = detector_gains(gain_key, num_detectors, gain_error_std)
     slice_keys = jax.random.split(noise_key, n_slices)
     reconstruction = np.empty(attenuation.shape, np.float32)
     for index in range(n_slices):

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import stats
 
 from tiqa import (acquisition, acquisition_ladder, checkpoints, comparison, errors, evaluation,
-                  filters, io, observers, scoring)
+                  filters, io, objects, observers, scoring)
 from tiqa.baselines import brisque, niqe
 from tiqa.phases import compare, select_filter, settings
 
@@ -54,7 +54,7 @@ def read_settings(config) -> EvaluateAcquisitionSettings:
     if config.filter_check:
         selection = select_filter.read_settings(
             _selection_config(config, pathlib.Path(config.output) / "filter_check"))
-    settings.check_object_scale(config.object_scale, "config.object_scale")
+    objects.check_scale(config.object_scale, "config.object_scale")
     return settings.block(EvaluateAcquisitionSettings, config,
                           brisque_training=compare.brisque_training(config),
                           filter_selection=selection)

@@ -82,13 +82,8 @@ def data_source(config, where: str = "config") -> DataSource:
     if source.ladders.objects_per_batch < 0:
         raise errors.InputError("acquisition.objects_per_batch must be 0 (no ladders) or positive, "
                                 f"got {source.ladders.objects_per_batch}")
-    check_object_scale(source.ladders.object_scale, f"{where}.acquisition.object_scale")
+    objects.check_scale(source.ladders.object_scale, f"{where}.acquisition.object_scale")
     return source
-
-
-def check_object_scale(scale: str, key: str) -> None:
-    if scale not in objects.SCALES:
-        raise errors.InputError(f"{key} must be one of {objects.SCALES}, got {scale!r}")
 
 
 def projection(config, where: str = "config") -> labels.ProjectionConfig:

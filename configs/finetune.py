@@ -27,6 +27,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.finetune.learning_rate = 5e-5
     config.finetune.decay_every_epochs = 4
     config.finetune.decay_factor = 0.5
+    # > 0: add this weight times the hinge rank loss over each group's levels (an original
+    # under one kind, an object under one factor) to the MSE, with `rank_margin` on the label
+    # scale: the order of neighbouring levels, whose labels can be close, is asked for itself.
+    config.finetune.rank_weight = 0.0
+    config.finetune.rank_margin = 0.1
     # Fit label ~ a * score + c on a few batches and fold it into the output layer first, so
     # the rank network's scale (pairs 6 apart) does not cost the fine-tune its first epochs.
     config.finetune.calibrate_head = True

@@ -136,6 +136,9 @@ def test_finetune_batch_labels_ladders_against_their_ideal_acquisition():
     np.testing.assert_allclose(ladder_labels[:, 0], 4.0)  # the ideal keeps S0
     assert np.all(np.diff(ladder_labels, axis=1) < 0)  # every worse level a lower label
     np.testing.assert_allclose(ladder_labels[:, -1], 1.0, atol=1e-5)  # the worst level: 1
+    # The rank term's groups: the original under its kind, then each object under each factor.
+    np.testing.assert_array_equal(np.asarray(batch["group_ids"]), np.repeat([0, 1, 2], 6))
+    np.testing.assert_array_equal(np.asarray(batch["levels"]), np.tile(np.arange(6), 3))
 
 
 @pytest.mark.slow

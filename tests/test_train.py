@@ -46,6 +46,18 @@ def test_mse_loss():
     assert float(losses.mse_loss(jnp.asarray([1.0, 3.0]), jnp.asarray([2.0, 5.0]))) == pytest.approx(2.5)
 
 
+def test_mse_rank_loss_adds_the_weighted_hinge_of_each_group():
+    scores = jnp.asarray([3.0, 3.5, 2.0, 1.0])
+    batch = {"labels": jnp.asarray([4.0, 3.0, 4.0, 2.0]), "levels": jnp.asarray([0, 1, 0, 1]),
+             "group_ids": jnp.asarray([0, 0, 1, 1])}
+    # MSE (1 + 0.25 + 4 + 1) / 4 = 1.5625; hinge pairs (0,1): 0.1 - (3 - 3.5) = 0.6 and
+    # (2,3): max(0, 0.1 - 1) = 0, mean 0.3; weight 0.5 adds 0.15.
+    loss, metrics = losses.mse_rank_loss_fn(0.5, 0.1)(scores, batch)
+    assert float(loss) == pytest.approx(1.7125)
+    assert float(metrics["mse"]) == pytest.approx(1.5625)
+    assert float(metrics["rank_loss"]) == pytest.approx(0.3)
+
+
 def _jitted(model, **kwargs):
     graphdef, state = nnx.split(model)
     return jax.jit(lambda s, x: nnx.merge(graphdef, s)(x, **kwargs)), state
@@ -297,6 +309,10 @@ def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_pa
     tune.finetune.batch_norm = "sometimes"
     tune.workdir = str(tmp_path / "other")
     with pytest.raises(ValueError, match="finetune.batch_norm"):
+        finetune.run(tune)
+    tune.finetune.batch_norm = "frozen"
+    tune.finetune.rank_weight = -1.0
+    with pytest.raises(ValueError, match="finetune.rank_weight"):
         finetune.run(tune)
 
 

@@ -64,6 +64,8 @@ class FinetuneSettings:
     learning_rate: float
     decay_every_epochs: int
     decay_factor: float
+    rank_weight: float
+    rank_margin: float
     calibrate_head: bool
     calibration_steps: int
     batch_norm: str
@@ -90,6 +92,9 @@ def read_settings(config) -> FinetunePhase:
     if tune.epoch_steps < 0:
         raise errors.InputError(f"finetune.epoch_steps must be 0 (one pass over the pool) or positive, "
                                 f"got {tune.epoch_steps}")
+    if tune.rank_weight < 0 or (tune.rank_weight > 0 and not tune.rank_margin > 0):
+        raise errors.InputError(f"finetune.rank_weight must be 0 (MSE only) or positive with a positive "
+                                f"finetune.rank_margin, got {tune.rank_weight} and {tune.rank_margin}")
     training.frozen_batch_norm(tune.batch_norm, "finetune.batch_norm")
     return FinetunePhase(training.runtime(config), settings.data_source(config),
                          training.model_config(config), settings.projection(config), tune,
@@ -154,9 +159,10 @@ def run(config) -> pathlib.Path:
                                          "resize": source.resize,
                                          "rank_checkpoint": rank_checkpoint,
                                          "originals": int(pool.images.shape[0])})
+    loss_fn = (losses.mse_rank_loss_fn(tune.rank_weight, tune.rank_margin) if tune.rank_weight
+               else losses.mse_loss_fn)
     loop.run(workdir=workdir, state=state,
-             train_step=loop.make_train_step(graphdef, optimizer, losses.mse_loss_fn,
-                                             frozen_batch_norm=frozen),
+             train_step=loop.make_train_step(graphdef, optimizer, loss_fn, frozen_batch_norm=frozen),
              make_batch=make_batch, batch_inputs=pool, num_steps=tune.epochs * epoch_steps,
              key=train_key, mesh=mesh,
              images_per_step=training.images_per_batch(source.ladders, tune.originals_per_batch,

@@ -203,19 +203,20 @@ def ladder_crops(pool: ReferencePool, step: jax.Array, key: jax.Array, objects_p
 
 def _with_ladders(batch: dict, ladders: jax.Array, extra: dict) -> dict:
     """`batch` with the ladder images (G, F, 6, h, w) appended, one group per object and factor."""
-    groups, factors, levels = ladders.shape[:3]
-    first_group = batch["group_ids"].max() + 1 if "group_ids" in batch else 0
-    merged = {"images": jnp.concatenate([batch["images"], ladders.reshape(
-        (-1,) + ladders.shape[-2:])]),
-        "levels": jnp.concatenate([batch["levels"], jnp.broadcast_to(
-            jnp.arange(levels), (groups, factors, levels)).reshape(-1)])}
-    if "group_ids" in batch:
-        ids = first_group + jnp.arange(groups * factors).reshape(groups, factors, 1)
-        merged["group_ids"] = jnp.concatenate([batch["group_ids"], jnp.broadcast_to(
-            ids, (groups, factors, levels)).reshape(-1)])
-    for name, value in extra.items():
-        merged[name] = jnp.concatenate([batch[name], value.reshape(-1)])
-    return merged
+    appended = _levels_and_groups(*ladders.shape[:3])
+    appended["group_ids"] = appended["group_ids"] + batch["group_ids"].max() + 1
+    appended.update((name, value.reshape(-1)) for name, value in extra.items())
+    appended["images"] = ladders.reshape((-1,) + ladders.shape[-2:])
+    return {name: jnp.concatenate([batch[name], value]) for name, value in appended.items()}
+
+
+def _levels_and_groups(groups: int, num_kinds: int, num_levels: int) -> dict[str, jax.Array]:
+    """Flat levels and group ids of (groups, kinds, levels) images: one group per original and
+    kind, so a rank loss only orders images whose order is known."""
+    levels = jnp.broadcast_to(jnp.arange(num_levels), (groups, num_kinds, num_levels))
+    group_ids = jnp.broadcast_to(jnp.arange(groups * num_kinds).reshape(groups, num_kinds, 1),
+                                 (groups, num_kinds, num_levels))
+    return {"levels": levels.reshape(-1), "group_ids": group_ids.reshape(-1)}
 
 
 def rank_batch(pool: ReferencePool, step: jax.Array, *, key: jax.Array, originals_per_batch: int,
@@ -229,12 +230,8 @@ def rank_batch(pool: ReferencePool, step: jax.Array, *, key: jax.Array, original
     """
     crops, _, keys = _originals(pool, step, key, originals_per_batch, crop)
     images = labels.distort_all_levels(crops, keys, labels.ProjectionConfig(kinds=kinds))
-    groups, num_kinds, num_levels = images.shape[:3]
-    levels = jnp.broadcast_to(jnp.arange(num_levels), (groups, num_kinds, num_levels))
-    group_ids = jnp.broadcast_to(jnp.arange(groups * num_kinds).reshape(groups, num_kinds, 1),
-                                 (groups, num_kinds, num_levels))
     batch = {"images": images.reshape((-1,) + images.shape[-2:]),
-             "levels": levels.reshape(-1), "group_ids": group_ids.reshape(-1)}
+             **_levels_and_groups(*images.shape[:3])}
     if objects_per_batch:
         ladders, _ = ladder_crops(pool, step, key, objects_per_batch, crop)
         batch = _with_ladders(batch, ladders, {})
@@ -245,17 +242,16 @@ def finetune_batch(pool: ReferencePool, step: jax.Array, *, key: jax.Array,
                    originals_per_batch: int, crop: int,
                    projection: labels.ProjectionConfig, objects_per_batch: int = 0
                    ) -> dict[str, jax.Array]:
-    """Each original with its distorted versions and their projected labels (the MSE targets).
+    """Each original with its distorted versions and their projected labels (the MSE targets),
+    and the groups of the rank term (`losses.mse_rank_loss_fn`), as in `rank_batch`.
 
     Acquisition ladders (`objects_per_batch`) are labelled the same way: the observers compare
     each acquisition with the ideal acquisition of the same object, which keeps S0.
     """
     crops, scores, keys = _originals(pool, step, key, originals_per_batch, crop)
     result = labels.project(crops, scores, keys, projection)
-    groups, num_kinds, num_levels = result.labels.shape
-    levels = jnp.broadcast_to(jnp.arange(num_levels), (groups, num_kinds, num_levels))
     batch = {"images": result.images.reshape((-1,) + result.images.shape[-2:]),
-             "labels": result.labels.reshape(-1), "levels": levels.reshape(-1)}
+             "labels": result.labels.reshape(-1), **_levels_and_groups(*result.labels.shape)}
     if objects_per_batch:
         ladders, ladder_scores = ladder_crops(pool, step, key, objects_per_batch, crop)
         if projection.quantize_8bit:

@@ -39,3 +39,16 @@ def rank_loss_fn(margin: float):
 
 def mse_loss_fn(scores, batch):
     return mse_loss(scores, batch["labels"]), {"score_mean": scores.mean()}
+
+
+def mse_rank_loss_fn(rank_weight: float, margin: float):
+    """The fine-tune's MSE plus `rank_weight` times the hinge rank loss over the batch's groups
+    (each original under one kind, each object under one factor). The labels of neighbouring
+    levels can be close, and MSE spends little on ordering them; the hinge asks for the order
+    itself, by `margin` on the label scale."""
+    def loss_fn(scores, batch):
+        mse = mse_loss(scores, batch["labels"])
+        rank = hinge_rank_loss(scores, batch["levels"], batch["group_ids"], margin)
+        return mse + rank_weight * rank, {"score_mean": scores.mean(), "mse": mse,
+                                          "rank_loss": rank}
+    return loss_fn

@@ -148,6 +148,14 @@ MUTATIONS = (
                'return fill("params", params), jax.tree.map(\n'
                '        lambda a: jnp.ones(a.shape, a.dtype), batch_stats)'),),
              ("tests/test_scoring.py::test_exported_model_round_trip",)),
+    Mutation("finetune_rank_term_unweighted", "the fine-tune's rank term ignores its weight",
+             (("tiqa/train/losses.py", "return mse + rank_weight * rank,", "return mse + rank,"),),
+             ("tests/test_train.py::test_mse_rank_loss_adds_the_weighted_hinge_of_each_group",)),
+    Mutation("ladder_groups_not_offset", "ladder groups share ids with the originals' groups",
+             (("tiqa/train/batches.py", 'appended["group_ids"] + batch["group_ids"].max() + 1',
+               'appended["group_ids"]'),),
+             ("tests/test_acquisition_training.py::"
+              "test_finetune_batch_labels_ladders_against_their_ideal_acquisition",)),
 )
 
 

@@ -114,6 +114,43 @@ def test_zingers_hit_the_given_fraction_of_sinogram_pixels(sample):
     assert np.all((np.asarray(measured)[hit] >= low - 1e-4) & (np.asarray(measured)[hit] <= high + 1e-4))
 
 
+def test_centre_offset_shifts_lose_their_rigid_translation():
+    # A constant offset d over [0, 180) has the least-squares translation part (4 d / pi)
+    # sin(theta) (hand-computed: the integrals of sin and sin^2 are 2 and pi / 2), and no
+    # cos part; what is left is d (1 - 4 sin(theta) / pi), up to the 180-angle grid's sums
+    # (the sum of cos over the half-open grid is 1, not 0: a cos part of d / 90).
+    offset = 3.0
+    shifts = np.asarray(acquisition.sample_shifts(_settings(centre_offset=offset), MAX_VIEWS))
+    theta = np.deg2rad(acquisition.scan_angles(MAX_VIEWS))
+    np.testing.assert_allclose(shifts, offset * (1.0 - 4.0 / np.pi * np.sin(theta)), atol=0.05)
+    # Drift keeps only what no translation explains either.
+    drift = np.asarray(acquisition.sample_shifts(_settings(drift=4.0), MAX_VIEWS))
+    assert abs(drift @ np.cos(theta)) < 1e-2 and abs(drift @ np.sin(theta)) < 1e-2
+    assert np.abs(drift).max() > 0.5
+
+
+@pytest.mark.slow
+def test_a_centre_offset_blurs_without_moving_the_reconstruction(sample):
+    from scipy import ndimage
+    _, integrals = sample
+    ideal = np.asarray(acquisition.acquire(integrals, _settings(views=MAX_VIEWS),
+                                           jax.random.key(0), OUTPUT))
+    offset = np.asarray(acquisition.acquire(integrals, _settings(views=MAX_VIEWS, centre_offset=4.0),
+                                            jax.random.key(0), OUTPUT))
+    inner = (slice(12, -12),) * 2  # away from the square's edges, where shifted data run out
+
+    def misfit(shift):
+        moved = ndimage.shift(offset, shift, order=3)
+        return float(np.mean((moved[inner] - ideal[inner]) ** 2))
+
+    # The translation that best aligns the offset scan with the ideal one, on a 1 px grid: with
+    # the translation left in, it is about 4 x 4 / pi = 5 px.
+    grid = [(dy, dx) for dy in range(-6, 7) for dx in range(-6, 7)]
+    best = min(grid, key=misfit)
+    assert np.hypot(*best) <= 1.0, best
+    assert _relative_error(offset, ideal) > 0.05  # the half-circle blur is still there
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("factor", acquisition.FACTORS)
 def test_quality_falls_monotonically_along_every_factor(factor):

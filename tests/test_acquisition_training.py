@@ -142,7 +142,7 @@ def test_finetune_batch_labels_ladders_against_their_ideal_acquisition():
 
 
 @pytest.mark.slow
-def test_ladder_bank_is_cached_and_refreshed_when_settings_change(tmp_path):
+def test_ladder_bank_is_cached_and_refreshed_when_settings_change(tmp_path, monkeypatch):
     config = batches.LadderSettings(phantoms=1, objects_per_batch=1, output_size=32,
                                     factors=("photons",), max_views=180,
                                     cache=str(tmp_path / "bank.npz"))
@@ -154,6 +154,11 @@ def test_ladder_bank_is_cached_and_refreshed_when_settings_change(tmp_path):
     config = dataclasses.replace(config, factors=("gain_error",))
     changed = batches.ladder_bank(config, seed=0)
     assert not np.array_equal(changed, first)
+    # A bank of an earlier acquisition model is simulated anew, not read.
+    stamp = (tmp_path / "bank.npz").stat().st_mtime_ns
+    monkeypatch.setattr(acquisition, "MODEL_VERSION", acquisition.MODEL_VERSION + 1)
+    np.testing.assert_array_equal(batches.ladder_bank(config, seed=0), changed)
+    assert (tmp_path / "bank.npz").stat().st_mtime_ns != stamp
 
 
 def test_ladder_bank_without_objects_is_refused():

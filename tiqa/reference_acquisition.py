@@ -40,6 +40,9 @@ def measure(line_integrals: np.ndarray, settings: dict, rng: np.random.Generator
     angles = np.deg2rad(acquisition.scan_angles(views))
     progress = np.arange(views) / max(views - 1, 1)
     shifts = settings["centre_offset"] + settings["drift"] * progress * np.cos(angles)
+    # Without the rigid translation (a cos + b sin) they imply: the reconstruction stays put.
+    rigid = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    shifts = shifts - rigid @ np.linalg.lstsq(rigid, shifts, rcond=None)[0]
     moved = shift_detector(line_integrals, shifts)
     photons = float(settings["photons"])
     noisy = np.isfinite(photons)

@@ -109,6 +109,12 @@ MUTATIONS = (
              (("tiqa/acquisition.py", "shifts = settings.centre_offset + settings.drift",
                "shifts = 0.0 * settings.centre_offset + settings.drift"),),
              ("tests/test_acquisition.py",), keyword="deterministic_factors"),
+    Mutation("acquisition_centre_offset_moves", "a centre offset moves the reconstruction "
+             "(its rigid translation is left in)",
+             (("tiqa/acquisition.py",
+               "return shifts - jnp.asarray(design) @ (jnp.asarray(pseudo_inverse) @ shifts)",
+               "return shifts + 0.0 * (jnp.asarray(design) @ (jnp.asarray(pseudo_inverse) @ shifts))"),),
+             ("tests/test_acquisition.py",), keyword="moving or rigid"),
     Mutation("acquisition_half_gain_error", "the detector gain errors are half as large",
              (("tiqa/acquisition.py", "gains = 1.0 + settings.gain_error *",
                "gains = 1.0 + 0.5 * settings.gain_error *"),),

@@ -135,8 +135,8 @@ def test_a_centre_offset_blurs_without_moving_the_reconstruction(sample):
     _, integrals = sample
     ideal = np.asarray(acquisition.acquire(integrals, _settings(views=MAX_VIEWS),
                                            jax.random.key(0), OUTPUT))
-    offset = np.asarray(acquisition.acquire(integrals, _settings(views=MAX_VIEWS, centre_offset=4.0),
-                                            jax.random.key(0), OUTPUT))
+    offset = np.asarray(acquisition.acquire(
+        integrals, _settings(views=MAX_VIEWS, centre_offset=4.0), jax.random.key(0), OUTPUT))
     inner = (slice(12, -12),) * 2  # away from the square's edges, where shifted data run out
 
     def misfit(shift):

@@ -45,9 +45,10 @@ ZINGER_COUNTS = (0.5, 3.0)  # a zinger adds U(0.5, 3) x I0 counts
 # Zero counts are floored at a tenth of a photon before the logarithm.
 MIN_COUNTS = 0.1
 
-__all__ = ["Settings", "LEVELS", "FACTORS", "LADDER_FACTORS", "MAX_VIEWS", "MODEL_VERSION", "ideal", "ladder",
-           "project", "sample_shifts", "measure", "acquire", "object_size", "simulate", "scan_angles",
-           "view_weights", "normalise_percentile", "check_settings", "ladder_settings", "ladders"]
+__all__ = ["Settings", "LEVELS", "FACTORS", "LADDER_FACTORS", "MAX_VIEWS", "MODEL_VERSION", "ideal",
+           "ladder", "project", "sample_shifts", "measure", "acquire", "object_size", "simulate",
+           "scan_angles", "view_weights", "normalise_percentile", "check_settings", "ladder_settings",
+           "ladders"]
 
 
 class Settings(NamedTuple):
@@ -160,12 +161,11 @@ def sample_shifts(settings: Settings, max_views: int = MAX_VIEWS) -> jax.Array:
 
     A constant offset d over 180 degrees both blurs the reconstruction (each point along a half
     circle of radius d) and moves it, by about 4d/pi px (the shifts' best fit by a translation,
-    a cos + b sin with b = 4d/pi). Only the
-    blur is a loss of quality: a moved reconstruction is the same image of a sample placed a
-    little elsewhere, and the full-reference observers that label the ladders would count the
-    move as damage that no no-reference score can (or should) see. So the sample is placed
-    where its reconstruction stays put: the least-squares a cos + b sin part of the shifts is
-    taken out.
+    a cos + b sin with b = 4d/pi). Only the blur is a loss of quality: a moved reconstruction
+    is the same image of a sample placed a little elsewhere, and the full-reference observers
+    that label the ladders would count the move as damage that no no-reference score can (or
+    should) see. So the sample is placed where its reconstruction stays put: the
+    least-squares a cos + b sin part of the shifts is taken out.
     """
     progress = jnp.arange(max_views, dtype=jnp.float32) / max(max_views - 1, 1)
     angles = jnp.deg2rad(jnp.asarray(scan_angles(max_views), jnp.float32))

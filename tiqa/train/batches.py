@@ -131,8 +131,8 @@ def ladder_bank(settings: LadderSettings, seed: int) -> np.ndarray:
     if settings.object_scale != "native":  # banks made before the option stay valid
         description["object_scale"] = settings.object_scale
     description.update(factors=list(settings.factors), seed=seed)
-    if acquisition.MODEL_VERSION > 1:  # version 1 banks were stored without it
-        description["acquisition_model"] = acquisition.MODEL_VERSION
+    # Banks of an earlier model (version 1 stored none) differ here, so they are simulated anew.
+    description["acquisition_model"] = acquisition.MODEL_VERSION
     cache = pathlib.Path(settings.cache) if settings.cache else None
     if cache is not None and cache.exists():
         with np.load(cache) as stored:

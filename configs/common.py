@@ -39,6 +39,10 @@ def add_acquisition(config: ml_collections.ConfigDict) -> None:
     # "native": slices and label maps drawn at their own pixel scale (times a random zoom);
     # "scored": at the scale the scoring path shows a whole slice of that size (tiqa.objects).
     config.acquisition.object_scale = "native"
+    # How the fine-tune labels each ladder: "worst_level" (its worst level is labelled 1, as
+    # the paper's kinds) or "fixed" (the damage the observers measure on the projection's fixed
+    # scales, so a factor that barely changes an object keeps a label near the ideal's).
+    config.acquisition.label_normalisation = "worst_level"
 
 
 def add_phantom(config: ml_collections.ConfigDict, size: int) -> None:

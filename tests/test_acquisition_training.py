@@ -141,6 +141,31 @@ def test_finetune_batch_labels_ladders_against_their_ideal_acquisition():
     np.testing.assert_array_equal(np.asarray(batch["levels"]), np.tile(np.arange(6), 3))
 
 
+def test_fixed_ladder_labels_measure_the_damage_not_the_rank():
+    # Each level of this ladder adds 0.01 to the ideal: a damage far too small to be labelled 1.
+    pool = _pool_with_ladders()
+    ladders = pool.ladders[:, :, :1] + 0.01 * jnp.arange(6.0)[None, None, :, None, None]
+    pool = pool._replace(ladders=ladders)
+    projection = labels.ProjectionConfig(kinds=("blur",), observers=("mse",),
+                                         fixed_scales=(("mse", 0.05),))
+    batch = batches.finetune_batch(pool, jnp.int32(1), key=jax.random.key(0),
+                                   originals_per_batch=1, crop=32, projection=projection,
+                                   objects_per_batch=1, ladder_normalisation="fixed")
+    images = np.asarray(batch["images"][6:], np.float64).reshape(2, 6, 32, 32)
+    # By hand: 1 + (S0 - 1) (1 - MSE / 0.05), the MSE against the ladder's own ideal.
+    mse = np.mean((images - images[:, :1]) ** 2, axis=(2, 3))
+    expected = 1.0 + 3.0 * (1.0 - mse / 0.05)
+    got = np.asarray(batch["labels"][6:]).reshape(2, 6)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert got[:, -1].min() > 3.8  # 0.05 brighter (MSE 0.0025): 3.85, not the worst score 1
+    # The paper's kinds keep their own normalisation: the original's level 5 is labelled 1.
+    np.testing.assert_allclose(batch["labels"][5], 1.0, atol=1e-5)
+    rank = rank_config.get_config("smoke")
+    rank.acquisition.label_normalisation = "absolute"
+    with pytest.raises(errors.InputError, match=r"config\.acquisition\.label_normalisation"):
+        train_rank.read_settings(rank)
+
+
 @pytest.mark.slow
 def test_ladder_bank_is_cached_and_refreshed_when_settings_change(tmp_path, monkeypatch):
     config = batches.LadderSettings(phantoms=1, objects_per_batch=1, output_size=32,

@@ -115,6 +115,12 @@ MUTATIONS = (
                "return shifts - jnp.asarray(design) @ (jnp.asarray(pseudo_inverse) @ shifts)",
                "return shifts + 0.0 * (jnp.asarray(design) @ (jnp.asarray(pseudo_inverse) @ shifts))"),),
              ("tests/test_acquisition.py",), keyword="moving or rigid"),
+    Mutation("ladder_labels_ignore_normalisation", "the fine-tune labels ladders with the "
+             "paper kinds' normalisation whatever acquisition.label_normalisation says",
+             (("tiqa/train/batches.py",
+               "dataclasses.replace(projection, normalisation=ladder_normalisation)",
+               "dataclasses.replace(projection)"),),
+             ("tests/test_acquisition_training.py",), keyword="fixed_ladder_labels"),
     Mutation("acquisition_half_gain_error", "the detector gain errors are half as large",
              (("tiqa/acquisition.py", "gains = 1.0 + settings.gain_error *",
                "gains = 1.0 + 0.5 * settings.gain_error *"),),

@@ -83,6 +83,9 @@ def data_source(config, where: str = "config") -> DataSource:
         raise errors.InputError("acquisition.objects_per_batch must be 0 (no ladders) or positive, "
                                 f"got {source.ladders.objects_per_batch}")
     objects.check_scale(source.ladders.object_scale, f"{where}.acquisition.object_scale")
+    if source.ladders.label_normalisation not in labels.NORMALISATIONS:
+        raise errors.InputError(f"{where}.acquisition.label_normalisation must be one of "
+                                f"{labels.NORMALISATIONS}, got {source.ladders.label_normalisation!r}")
     return source
 
 

@@ -89,6 +89,11 @@ class LadderSettings:
     max_views: int = 720
     cache: str = ""  # an .npz the phases share the simulated bank through
     object_scale: str = "native"  # objects.SCALES: slices drawn at their own or the scored scale
+    # How the fine-tune labels each ladder (labels.NORMALISATIONS). "worst_level", as the
+    # paper's kinds: every ladder's worst level is labelled 1, however little it changed the
+    # object. "fixed": the observers' distances on the fixed scales of the projection, so a
+    # factor that barely touches an object keeps a label near the ideal's.
+    label_normalisation: str = "worst_level"
 
 
 def with_ladders(pool: ReferencePool, settings: LadderSettings, seed: int, crop: int,
@@ -242,13 +247,14 @@ def rank_batch(pool: ReferencePool, step: jax.Array, *, key: jax.Array, original
 
 def finetune_batch(pool: ReferencePool, step: jax.Array, *, key: jax.Array,
                    originals_per_batch: int, crop: int,
-                   projection: labels.ProjectionConfig, objects_per_batch: int = 0
-                   ) -> dict[str, jax.Array]:
+                   projection: labels.ProjectionConfig, objects_per_batch: int = 0,
+                   ladder_normalisation: str = "worst_level") -> dict[str, jax.Array]:
     """Each original with its distorted versions and their projected labels (the MSE targets),
     and the groups of the rank term (`losses.mse_rank_loss_fn`), as in `rank_batch`.
 
-    Acquisition ladders (`objects_per_batch`) are labelled the same way: the observers compare
-    each acquisition with the ideal acquisition of the same object, which keeps S0.
+    Acquisition ladders (`objects_per_batch`) are labelled by the same observers, which compare
+    each acquisition with the ideal acquisition of the same object (it keeps S0), normalised
+    by `ladder_normalisation` (`LadderSettings.label_normalisation`).
     """
     crops, scores, keys = _originals(pool, step, key, originals_per_batch, crop)
     result = labels.project(crops, scores, keys, projection)
@@ -258,7 +264,8 @@ def finetune_batch(pool: ReferencePool, step: jax.Array, *, key: jax.Array,
         ladders, ladder_scores = ladder_crops(pool, step, key, objects_per_batch, crop)
         if projection.quantize_8bit:
             ladders = jnp.round(ladders * 255.0) / 255.0
-        ladder_labels = labels.label_images(ladders, ladder_scores, projection).labels
+        ladder_projection = dataclasses.replace(projection, normalisation=ladder_normalisation)
+        ladder_labels = labels.label_images(ladders, ladder_scores, ladder_projection).labels
         batch = _with_ladders(batch, ladders, {"labels": ladder_labels})
     return batch
 

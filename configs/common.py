@@ -43,6 +43,10 @@ def add_acquisition(config: ml_collections.ConfigDict) -> None:
     # the paper's kinds) or "fixed" (the damage the observers measure on the projection's fixed
     # scales, so a factor that barely changes an object keeps a label near the ideal's).
     config.acquisition.label_normalisation = "worst_level"
+    # Also a denoising ladder per object: one of its noisy acquisitions (photon levels 3 to 5
+    # in turn) through the candidate filters (tiqa.filters.DENOISERS), five outputs ordered by
+    # their SSIM against the ideal, so that the score ranks filters as filter selection needs.
+    config.acquisition.denoising_ladder = False
 
 
 def add_phantom(config: ml_collections.ConfigDict, size: int) -> None:

@@ -14,7 +14,7 @@ from configs import evaluate_acquisition as ladder_config
 from configs import finetune as finetune_config
 from configs import train_rank as rank_config
 from tests.tiny_models import export_tiny_score_model
-from tiqa import acquisition, acquisition_ladder, errors, io, labels, objects
+from tiqa import acquisition, acquisition_ladder, errors, filters, io, labels, objects
 from tiqa.phases import evaluate_acquisition, train_rank
 from tiqa.train import batches
 
@@ -184,6 +184,35 @@ def test_ladder_bank_is_cached_and_refreshed_when_settings_change(tmp_path, monk
     monkeypatch.setattr(acquisition, "MODEL_VERSION", acquisition.MODEL_VERSION + 1)
     np.testing.assert_array_equal(batches.ladder_bank(config, seed=0), changed)
     assert (tmp_path / "bank.npz").stat().st_mtime_ns != stamp
+
+
+@pytest.mark.slow
+def test_denoising_ladders_extend_a_cached_bank_without_simulating_it_again(tmp_path, monkeypatch):
+    config = batches.LadderSettings(phantoms=3, objects_per_batch=1, output_size=32,
+                                    factors=("gain_error", "photons"), max_views=180,
+                                    cache=str(tmp_path / "bank.npz"))
+    physics = batches.ladder_bank(config, seed=0)
+
+    def simulate_again(*args, **kwargs):
+        raise AssertionError("the physics of a cached bank was simulated again")
+
+    monkeypatch.setattr(acquisition, "ladders", simulate_again)
+    config = dataclasses.replace(config, denoising_ladder=True)
+    assert config.num_ladders == 3
+    extended = batches.ladder_bank(config, seed=0)
+    assert extended.shape == (3, 3, 6, 32, 32)
+    np.testing.assert_array_equal(extended[:, :2], physics)
+    # Object m's denoising ladder restores its acquisition at photon level 3, 4 or 5.
+    for m in range(3):
+        np.testing.assert_array_equal(extended[m, 2], filters.denoising_ladder(
+            physics[m, 1, 0], physics[m, 1, 3 + m]))
+    np.testing.assert_array_equal(batches.ladder_bank(config, seed=0), extended)  # now cached
+    assert batches.images_per_batch(1, 2, 1, config.num_ladders) == 2 * 6 + 3 * 6
+    rank = rank_config.get_config("smoke")
+    rank.acquisition.denoising_ladder = True
+    rank.acquisition.factors = ("gain_error",)
+    with pytest.raises(errors.InputError, match=r"config\.acquisition\.denoising_ladder needs"):
+        train_rank.read_settings(rank)
 
 
 def test_ladder_bank_without_objects_is_refused():

@@ -217,3 +217,34 @@ def test_ring_removal_on_real_nano_ct_crops(nanoct_dir, half, sectors):
         assert rms(filtered, crop) < 0.5 * rms(ringed, crop)
         unchanged = filters.apply("ring_removal", crop, radial_window=21, sectors=sectors)
         assert np.mean(np.abs(unchanged - crop)) < 1.5e-3
+
+
+def _skimage_ssim(reference: np.ndarray, image: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+    return structural_similarity(reference, image, data_range=1.0, gaussian_weights=True,
+                                 sigma=1.5, use_sample_covariance=False)
+
+
+def test_denoising_ladder_orders_filter_outputs_by_their_closeness_to_the_ideal():
+    ideal = clean_image(64, seed=2)
+    noisy = np.clip(ideal + np.random.default_rng(5).normal(0, 0.12, ideal.shape), 0, 1)
+    noisy = noisy.astype(np.float32)
+    ladder = filters.denoising_ladder(ideal, noisy)
+    assert ladder.shape == (6, 64, 64) and ladder.dtype == np.float32
+    np.testing.assert_array_equal(ladder[0], ideal)
+    # Every level is one candidate's output on the noisy image, and no candidate twice.
+    outputs = [filters.apply(name, noisy, **params) for name, params in filters.DENOISERS]
+    chosen = [[np.array_equal(level, output) for output in outputs].index(True)
+              for level in ladder[1:]]
+    assert len(set(chosen)) == 5
+    # From closest to farthest by an independent SSIM (scikit-image's, Wang's settings) ...
+    similarity = [_skimage_ssim(ideal, level) for level in ladder[1:]]
+    assert all(a > b for a, b in zip(similarity, similarity[1:]))
+    # ... spanning the candidates: the first is the best of them all, the last the worst (on
+    # this heavy noise, the unfiltered image).
+    every = [_skimage_ssim(ideal, output) for output in outputs]
+    assert similarity[0] == pytest.approx(max(every), abs=1e-5)
+    assert similarity[-1] == pytest.approx(min(every), abs=1e-5)
+    np.testing.assert_array_equal(ladder[-1], noisy)
+    with pytest.raises(ValueError, match="at least 5 candidates"):
+        filters.denoising_ladder(ideal, noisy, candidates=filters.DENOISERS[:4])

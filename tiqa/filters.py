@@ -17,7 +17,7 @@ import scipy.ndimage as ndi
 from skimage import filters as sk_filters
 from skimage import morphology, restoration
 
-from tiqa import errors
+from tiqa import errors, observers
 
 Params = dict[str, Any]
 Candidate = tuple[str, Params]
@@ -450,3 +450,25 @@ CANDIDATES: list[Candidate] = [
     *[("ring_removal", {"radial_window": window, "sectors": sectors})
       for window in (9, 21) for sectors in (1, 2)],
 ]
+# The candidates that remove noise: the ring filters leave a ring-free acquisition as it was.
+DENOISERS: list[Candidate] = [c for c in CANDIDATES if c[0] != "ring_removal"]
+
+
+def denoising_ladder(ideal: np.ndarray, noisy: np.ndarray, levels: int = 5,
+                     candidates: Sequence[Candidate] = tuple(DENOISERS)) -> np.ndarray:
+    """(levels + 1, H, W): `ideal`, then `levels` of the candidates' outputs on `noisy`, from
+    the most to the least like `ideal` by SSIM, picked evenly along that order.
+
+    A training ladder whose order is the one filter selection has to find: a filter is better
+    when it brings the acquisition closer to the ideal one, not when it looks smoother. With
+    the unfiltered `identity` among the candidates, the noisy image itself is usually last.
+    """
+    if len(candidates) < levels:
+        raise ValueError(f"a denoising ladder of {levels} levels needs at least {levels} "
+                         f"candidates, got {len(candidates)}")
+    ideal = np.asarray(ideal, np.float32)
+    outputs = np.stack([apply(name, noisy, **params) for name, params in candidates])
+    similarity = np.asarray(observers.ssim(np.broadcast_to(ideal, outputs.shape), outputs))
+    order = np.argsort(-similarity, kind="stable")
+    picks = order[np.round(np.linspace(0, len(candidates) - 1, levels)).astype(int)]
+    return np.concatenate([ideal[None], outputs[picks]]).astype(np.float32)

@@ -121,6 +121,17 @@ MUTATIONS = (
                "dataclasses.replace(projection, normalisation=ladder_normalisation)",
                "dataclasses.replace(projection)"),),
              ("tests/test_acquisition_training.py",), keyword="fixed_ladder_labels"),
+    Mutation("denoising_ladder_reversed", "the denoising ladder puts the filter outputs least "
+             "like the ideal first",
+             (("tiqa/filters.py", "order = np.argsort(-similarity, kind=\"stable\")",
+               "order = np.argsort(similarity, kind=\"stable\")"),),
+             ("tests/test_filters.py",), keyword="denoising_ladder"),
+    Mutation("denoising_ladder_from_the_ideal", "the denoising ladders filter each object's "
+             "ideal acquisition instead of a noisy one",
+             (("tiqa/train/batches.py",
+               "ladders[m, photons, DENOISING_PHOTON_LEVELS[m % len(DENOISING_PHOTON_LEVELS)]])",
+               "ladders[m, photons, 0])"),),
+             ("tests/test_acquisition_training.py",), keyword="denoising"),
     Mutation("acquisition_half_gain_error", "the detector gain errors are half as large",
              (("tiqa/acquisition.py", "gains = 1.0 + settings.gain_error *",
                "gains = 1.0 + 0.5 * settings.gain_error *"),),

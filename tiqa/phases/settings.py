@@ -86,6 +86,9 @@ def data_source(config, where: str = "config") -> DataSource:
     if source.ladders.label_normalisation not in labels.NORMALISATIONS:
         raise errors.InputError(f"{where}.acquisition.label_normalisation must be one of "
                                 f"{labels.NORMALISATIONS}, got {source.ladders.label_normalisation!r}")
+    if source.ladders.denoising_ladder and "photons" not in source.ladders.factors:
+        raise errors.InputError(f"{where}.acquisition.denoising_ladder needs 'photons' among "
+                                f"{where}.acquisition.factors, got {source.ladders.factors}")
     return source
 
 

@@ -37,7 +37,7 @@ def model_config(config) -> IQAConfig:
 
 def images_per_batch(ladders: batches.LadderSettings, per_batch: int, num_kinds: int) -> int:
     return batches.images_per_batch(per_batch, num_kinds, ladders.objects_per_batch,
-                                    len(ladders.factors))
+                                    ladders.num_ladders)
 
 
 def mesh_and_pool(run: Runtime, source: settings.DataSource, per_batch: int, num_kinds: int):

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tiqa import acquisition, distortions, errors, io, labels, objects, preprocessing
+from tiqa import acquisition, distortions, errors, filters, io, labels, objects, preprocessing
 
 
 class ReferencePool(NamedTuple):
@@ -94,6 +94,32 @@ class LadderSettings:
     # object. "fixed": the observers' distances on the fixed scales of the projection, so a
     # factor that barely touches an object keeps a label near the ideal's.
     label_normalisation: str = "worst_level"
+    # A denoising ladder per object after its factors' ladders (`denoising_ladders`): a noisy
+    # acquisition through the candidate filters, ordered by how close each comes to the ideal.
+    denoising_ladder: bool = False
+
+    @property
+    def num_ladders(self) -> int:
+        """Ladders per object: one per factor, and the denoising ladder."""
+        return len(self.factors) + int(self.denoising_ladder)
+
+
+# The photon levels (indices into acquisition.LEVELS["photons"]) whose acquisitions the
+# denoising ladders start from, one object after another: from mild to heavy noise.
+DENOISING_PHOTON_LEVELS = (3, 4, 5)
+
+
+def denoising_ladders(ladders: np.ndarray, factors: Sequence[str]) -> np.ndarray:
+    """(M, 1, 6, A, A): for each object of the (M, F, 6, A, A) bank, its acquisition at photon
+    level 3, 4 or 5 (in turn) through `filters.denoising_ladder`, below its ideal acquisition."""
+    if "photons" not in factors:
+        raise errors.InputError("acquisition.denoising_ladder needs 'photons' among "
+                                f"acquisition.factors, got {tuple(factors)}")
+    photons = list(factors).index("photons")
+    return np.stack([filters.denoising_ladder(
+        ladders[m, photons, 0],
+        ladders[m, photons, DENOISING_PHOTON_LEVELS[m % len(DENOISING_PHOTON_LEVELS)]])
+        for m in range(ladders.shape[0])])[:, None]
 
 
 def with_ladders(pool: ReferencePool, settings: LadderSettings, seed: int, crop: int,
@@ -125,31 +151,45 @@ def training_objects(settings: LadderSettings, seed: int) -> tuple[np.ndarray, l
 
 
 def ladder_bank(settings: LadderSettings, seed: int) -> np.ndarray:
-    """(M, F, 6, A, A) acquisition ladders of the training objects, simulated once.
+    """(M, L, 6, A, A) acquisition ladders of the training objects, simulated once: one per
+    factor, then the denoising ladder when `settings.denoising_ladder` is set.
 
     With `settings.cache` set, the bank is read from that .npz when it was made from the same
-    settings, and written there otherwise, so the rank and fine-tune phases share one.
+    settings, and written there otherwise, so the rank and fine-tune phases share one. A bank
+    of the same physics without the denoising ladders is extended rather than simulated anew.
     """
-    description = {key: getattr(settings, key) for key in (
+    physics = {key: getattr(settings, key) for key in (
         "grey", "label_maps", "label_map_slices", "phantoms", "phantom_seed", "output_size",
         "max_views")}
     if settings.object_scale != "native":  # banks made before the option stay valid
-        description["object_scale"] = settings.object_scale
-    description.update(factors=list(settings.factors), seed=seed)
+        physics["object_scale"] = settings.object_scale
+    physics.update(factors=list(settings.factors), seed=seed)
     # Banks of an earlier model (version 1 stored none) differ here, so they are simulated anew.
-    description["acquisition_model"] = acquisition.MODEL_VERSION
+    physics["acquisition_model"] = acquisition.MODEL_VERSION
+    description = dict(physics, denoising_ladder=True) if settings.denoising_ladder else physics
     cache = pathlib.Path(settings.cache) if settings.cache else None
+    simulated = None
     if cache is not None and cache.exists():
         with np.load(cache) as stored:
-            if json.loads(str(stored["description"])) == description:
+            found = json.loads(str(stored["description"]))
+            if found == description:
                 logging.info("acquisition ladders read from %s", cache)
                 return stored["ladders"]
-        logging.warning("%s was made from other acquisition settings; simulating anew", cache)
-    attenuation, names = training_objects(settings, seed)
-    logging.info("simulating %d acquisitions of %d objects", attenuation.shape[0] * (
-        1 + 5 * len(settings.factors)), attenuation.shape[0])
-    ladders = acquisition.ladders(attenuation, tuple(settings.factors), jax.random.key(seed),
-                                  output_size=settings.output_size, max_views=settings.max_views)
+            if found == physics:  # the same physics: only the denoising ladders are new
+                simulated, names = stored["ladders"], stored["names"]
+        if simulated is None:
+            logging.warning("%s was made from other acquisition settings; simulating anew", cache)
+    if simulated is None:
+        attenuation, names = training_objects(settings, seed)
+        logging.info("simulating %d acquisitions of %d objects", attenuation.shape[0] * (
+            1 + 5 * len(settings.factors)), attenuation.shape[0])
+        simulated = acquisition.ladders(attenuation, tuple(settings.factors), jax.random.key(seed),
+                                        output_size=settings.output_size,
+                                        max_views=settings.max_views)
+    ladders = simulated
+    if settings.denoising_ladder:
+        logging.info("filtering %d noisy acquisitions for the denoising ladders", len(ladders))
+        ladders = np.concatenate([ladders, denoising_ladders(ladders, settings.factors)], axis=1)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with io.atomic_write(cache) as temporary:

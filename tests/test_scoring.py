@@ -2,6 +2,7 @@
 exported models, the CSV and the report, bad input."""
 
 import csv
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +46,29 @@ def test_exported_model_round_trip(tiny_model):
     assert again.crop == 64 and again.resize == 72 and again.config == TINY
     with pytest.raises(FileNotFoundError, match="no such model"):
         checkpoints.load_model(folder / "missing")
+
+
+def test_averaged_model_is_the_weighted_mean_of_its_sources(tiny_model, tmp_path):
+    folder, loaded = tiny_model
+    # A second network of the same architecture: every parameter and statistic plus 1.
+    shifted = dataclasses.replace(loaded, params=jax.tree.map(lambda x: x + 1.0, loaded.params),
+                                  batch_stats=jax.tree.map(lambda x: x + 1.0, loaded.batch_stats))
+    checkpoints.save_exported(shifted, tmp_path / "shifted")
+    checkpoints.average_models([folder, tmp_path / "shifted"], [1.0, 3.0], tmp_path / "soup")
+    soup = checkpoints.load_model(tmp_path / "soup")
+    for a, b in zip(jax.tree.leaves((loaded.params, loaded.batch_stats)),
+                    jax.tree.leaves((soup.params, soup.batch_stats))):
+        np.testing.assert_allclose(b, np.asarray(a) + 0.75, rtol=1e-6, atol=1e-6)
+    assert soup.crop == loaded.crop and soup.config == loaded.config
+    with pytest.raises(errors.InputError, match="one weight per model"):
+        checkpoints.average_models([folder], [1.0, 1.0], tmp_path / "bad")
+    with pytest.raises(errors.InputError, match="positive sum"):
+        checkpoints.average_models([folder, folder], [1.0, -1.0], tmp_path / "bad")
+    other = dataclasses.replace(loaded, crop=32)
+    checkpoints.save_exported(other, tmp_path / "other")
+    with pytest.raises(errors.InputError, match="only one architecture"):
+        checkpoints.average_models([folder, tmp_path / "other"], [1.0, 1.0], tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.slow

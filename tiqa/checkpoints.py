@@ -208,6 +208,35 @@ def export_model(workdir: str | pathlib.Path, destination: str | pathlib.Path,
     return save_exported(load_model(workdir), destination, card)
 
 
+def average_models(sources: list[str | pathlib.Path], weights: list[float],
+                   destination: str | pathlib.Path, card: dict | None = None) -> pathlib.Path:
+    """The weighted mean of the parameters and BatchNorm statistics of score networks of one
+    architecture (a "model soup", Wortsman et al. 2022), exported with `save_exported`.
+
+    Meant for fine-tunes of one ancestor, which share a basin of the loss: the mean keeps
+    what each learnt better than either endpoint alone. The weights are normalised to sum 1.
+    """
+    if not sources or len(sources) != len(weights):
+        raise errors.InputError(f"average_models needs one weight per model, got {len(sources)} "
+                                f"models and {len(weights)} weights")
+    total = float(np.sum(weights))
+    if min(weights) < 0 or total <= 0:
+        raise errors.InputError(f"average_models weights must be >= 0 with a positive sum, got "
+                                f"{list(weights)}")
+    models = [load_model(source) for source in sources]
+    first = models[0]
+    for source, model in zip(sources[1:], models[1:]):
+        if (model.config, model.crop, model.resize) != (first.config, first.crop, first.resize):
+            raise errors.InputError(f"{source}: its network, crop or resize differ from those "
+                                    f"of {sources[0]}; only one architecture can be averaged")
+    mean = lambda *leaves: sum(w / total * np.asarray(leaf, np.float64)
+                               for w, leaf in zip(weights, leaves)).astype(np.float32)
+    params = jax.tree.map(mean, *[model.params for model in models])
+    batch_stats = jax.tree.map(mean, *[model.batch_stats for model in models])
+    return save_exported(dataclasses.replace(first, params=params, batch_stats=batch_stats),
+                         destination, card)
+
+
 # --- The segmentation network -------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)

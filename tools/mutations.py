@@ -132,6 +132,11 @@ MUTATIONS = (
                "ladders[m, photons, DENOISING_PHOTON_LEVELS[m % len(DENOISING_PHOTON_LEVELS)]])",
                "ladders[m, photons, 0])"),),
              ("tests/test_acquisition_training.py",), keyword="denoising"),
+    Mutation("average_models_ignores_weights", "the model soup takes the plain mean whatever "
+             "the weights",
+             (("tiqa/checkpoints.py", "sum(w / total * np.asarray(leaf, np.float64)",
+               "sum(1 / len(weights) * np.asarray(leaf, np.float64)"),),
+             ("tests/test_scoring.py",), keyword="averaged_model"),
     Mutation("acquisition_half_gain_error", "the detector gain errors are half as large",
              (("tiqa/acquisition.py", "gains = 1.0 + settings.gain_error *",
                "gains = 1.0 + 0.5 * settings.gain_error *"),),

@@ -168,7 +168,7 @@ def ladder_bank(settings: LadderSettings, seed: int) -> np.ndarray:
     physics["acquisition_model"] = acquisition.MODEL_VERSION
     description = dict(physics, denoising_ladder=True) if settings.denoising_ladder else physics
     cache = pathlib.Path(settings.cache) if settings.cache else None
-    simulated = None
+    ladders = None
     if cache is not None and cache.exists():
         with np.load(cache) as stored:
             found = json.loads(str(stored["description"]))
@@ -176,17 +176,16 @@ def ladder_bank(settings: LadderSettings, seed: int) -> np.ndarray:
                 logging.info("acquisition ladders read from %s", cache)
                 return stored["ladders"]
             if found == physics:  # the same physics: only the denoising ladders are new
-                simulated, names = stored["ladders"], stored["names"]
-        if simulated is None:
+                ladders, names = stored["ladders"], stored["names"]
+        if ladders is None:
             logging.warning("%s was made from other acquisition settings; simulating anew", cache)
-    if simulated is None:
+    if ladders is None:
         attenuation, names = training_objects(settings, seed)
         logging.info("simulating %d acquisitions of %d objects", attenuation.shape[0] * (
             1 + 5 * len(settings.factors)), attenuation.shape[0])
-        simulated = acquisition.ladders(attenuation, tuple(settings.factors), jax.random.key(seed),
-                                        output_size=settings.output_size,
-                                        max_views=settings.max_views)
-    ladders = simulated
+        ladders = acquisition.ladders(attenuation, tuple(settings.factors), jax.random.key(seed),
+                                      output_size=settings.output_size,
+                                      max_views=settings.max_views)
     if settings.denoising_ladder:
         logging.info("filtering %d noisy acquisitions for the denoising ladders", len(ladders))
         ladders = np.concatenate([ladders, denoising_ladders(ladders, settings.factors)], axis=1)

@@ -159,9 +159,11 @@ def sample_shifts(settings: Settings, max_views: int = MAX_VIEWS) -> jax.Array:
     """Per-view detector shifts (max_views,) of the sample: the rotation-centre offset plus the
     linear drift, without their rigid-translation part.
 
-    A constant offset d over 180 degrees both blurs the reconstruction (each point along a half
+    A constant offset d over 180 degrees both smears the reconstruction (each point along a half
     circle of radius d) and moves it, by about 4d/pi px (the shifts' best fit by a translation,
-    a cos + b sin with b = 4d/pi). Only the blur is a loss of quality: a moved reconstruction
+    a cos + b sin with b = 4d/pi). The smear is phase-only: every Fourier component keeps its
+    amplitude, so unlike detector blur it costs no sharpness, it doubles edges. Only the smear
+    is a loss of quality: a moved reconstruction
     is the same image of a sample placed a little elsewhere, and the full-reference observers
     that label the ladders would count the move as damage that no no-reference score can (or
     should) see. So the sample is placed where its reconstruction stays put: the

@@ -115,6 +115,14 @@ MUTATIONS = (
                "return shifts - jnp.asarray(design) @ (jnp.asarray(pseudo_inverse) @ shifts)",
                "return shifts + 0.0 * (jnp.asarray(design) @ (jnp.asarray(pseudo_inverse) @ shifts))"),),
              ("tests/test_acquisition.py",), keyword="moving or rigid"),
+    Mutation("detector_shift_linear_interpolation", "projections are shifted by linear "
+             "interpolation, which also low-passes them, instead of the Fourier shift theorem",
+             (("tiqa/acquisition.py",
+               "    return jnp.fft.irfft(spectrum * phase, n=padded, axis=0)[:size].astype(jnp.float32)",
+               "    grid = jnp.arange(size, dtype=jnp.float32)\n"
+               "    return jax.vmap(lambda column, shift: jnp.interp(grid - shift, grid, column, "
+               "left=0.0, right=0.0), in_axes=(1, 0), out_axes=1)(sinogram, shifts)"),),
+             ("tests/test_acquisition.py",), keyword="amplitude_spectrum"),
     Mutation("ladder_labels_ignore_normalisation", "the fine-tune labels ladders with the "
              "paper kinds' normalisation whatever acquisition.label_normalisation says",
              (("tiqa/train/batches.py",

@@ -163,11 +163,10 @@ def sample_shifts(settings: Settings, max_views: int = MAX_VIEWS) -> jax.Array:
     circle of radius d) and moves it, by about 4d/pi px (the shifts' best fit by a translation,
     a cos + b sin with b = 4d/pi). The smear is phase-only: every Fourier component keeps its
     amplitude, so unlike detector blur it costs no sharpness, it doubles edges. Only the smear
-    is a loss of quality: a moved reconstruction
-    is the same image of a sample placed a little elsewhere, and the full-reference observers
-    that label the ladders would count the move as damage that no no-reference score can (or
-    should) see. So the sample is placed where its reconstruction stays put: the
-    least-squares a cos + b sin part of the shifts is taken out.
+    is a loss of quality: a moved reconstruction is the same image of a sample placed a little
+    elsewhere, and the full-reference observers that label the ladders would count the move as
+    damage that no no-reference score can (or should) see. So the sample is placed where its
+    reconstruction stays put: the least-squares a cos + b sin part of the shifts is taken out.
     """
     progress = jnp.arange(max_views, dtype=jnp.float32) / max(max_views - 1, 1)
     angles = jnp.deg2rad(jnp.asarray(scan_angles(max_views), jnp.float32))

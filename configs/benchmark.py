@@ -20,6 +20,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.datagen.reference_originals = 4
     config.datagen.repeats = 3
     config.datagen.kinds = ("blur", "noise", "ring")
+    # On the GPU, two of the generator's operations beside their PyTorch peers (SPEC.md
+    # section 7): SSIM of this many pairs (torchmetrics), a sigma 6.5 blur of this many
+    # images (torchvision).
+    config.datagen.peer_ssim_pairs = 1024
+    config.datagen.peer_blur_images = 256
 
     config.train = ml_collections.ConfigDict()
     config.train.variants = ("b0", "lite0")
@@ -30,6 +35,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.size = 224
     config.train.dtype = "float32"  # bfloat16 on the GPU
     config.train.steps = 3
+    # The GPU peers (timm, bf16 autocast, channels-last): each runs eager; the compiled ones
+    # also run under torch.compile.
+    config.train.timm_peers = ("efficientnet_b0", "tf_efficientnet_lite0")
+    config.train.timm_compiled = ("efficientnet_b0",)
 
     config.score = ml_collections.ConfigDict()
     config.score.checkpoint = ""  # empty: the shipped default model

@@ -102,11 +102,15 @@ def test_shifted_depthwise_equals_grouped_conv(k, stride, size):
     np.testing.assert_allclose(shifted, grouped, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("by_pairs", [True, False], ids=["cpu_pairs", "gpu_whole_batch"])
 @pytest.mark.parametrize("k, stride, shape", [(3, 1, (2, 9, 7)), (3, 2, (3, 10, 11)),
                                               (5, 2, (2, 11, 12)), (5, 1, (1, 8, 8))])
-def test_shifted_depthwise_gradients_equal_those_of_grouped_conv(k, stride, shape):
+def test_shifted_depthwise_gradients_equal_those_of_grouped_conv(k, stride, shape, by_pairs,
+                                                                 monkeypatch):
     """The shifted path's hand-written gradient against XLA's autodiff of the grouped
-    convolution: even and odd batches (the kernel gradient sums two images at a time)."""
+    convolution: even and odd batches, with the kernel gradient summed two images at a time
+    (the CPU's way) and over the whole batch at once (a GPU's)."""
+    monkeypatch.setattr(efficientnet, "kernel_sums_by_image_pairs", lambda: by_pairs)
     kx, kw, kg = jax.random.split(jax.random.key(3), 3)
     x = jax.random.normal(kx, shape + (5,))
     w = jax.random.normal(kw, (k, k, 1, 5))
@@ -126,10 +130,12 @@ def test_shifted_depthwise_gradients_equal_those_of_grouped_conv(k, stride, shap
     assert got_x.dtype == jnp.bfloat16 and got_w.dtype == jnp.float32
 
 
+@pytest.mark.parametrize("by_pairs", [True, False], ids=["cpu_pairs", "gpu_whole_batch"])
 @pytest.mark.parametrize("batch", [2, 3])
-def test_pointwise_conv_and_its_gradients_equal_a_1x1_convolution(batch):
-    """Against nnx.Conv and XLA's autodiff; even and odd batches (the kernel gradient sums two
-    images at a time)."""
+def test_pointwise_conv_and_its_gradients_equal_a_1x1_convolution(batch, by_pairs, monkeypatch):
+    """Against nnx.Conv and XLA's autodiff; even and odd batches, with the kernel gradient
+    summed two images at a time (the CPU's way) and over the whole batch at once (a GPU's)."""
+    monkeypatch.setattr(efficientnet, "kernel_sums_by_image_pairs", lambda: by_pairs)
     layer = efficientnet.PointwiseConv(6, 4, dtype=jnp.float32, rngs=nnx.Rngs(0))
     reference = nnx.Conv(6, 4, (1, 1), use_bias=False, rngs=nnx.Rngs(1))
     reference.kernel[...] = layer.kernel[...]

@@ -496,3 +496,25 @@ def test_restore_variables_reads_the_latest_checkpoint(tmp_path):
     assert len(restored) == len(saved[2]) == 4  # bias, scale, mean, var
     for got, want in zip(restored, saved[2]):
         np.testing.assert_array_equal(got, want, err_msg="not the latest checkpoint's values")
+
+
+def test_train_benchmark_compares_each_gpu_peer_with_our_run_of_the_same_network():
+    """timm's tf_efficientnet_lite0 is compared with our lite0 and efficientnet_b0 with our b0;
+    the ratios are hand-computed from the rows."""
+    from tiqa.benchmark import train as train_benchmark
+
+    assert train_benchmark.network_of("efficientnet_b0") == "b0"
+    assert train_benchmark.network_of("tf_efficientnet_lite0") == "lite0"
+    ours = [{"variant": "b0", "batch": 252, "train_images_per_s": 3000.0,
+             "rank_step_images_per_s": 2900.0, "inference_images_per_s": 18000.0, "compile_s": 1.0},
+            {"variant": "lite0", "batch": 252, "train_images_per_s": 4000.0,
+             "rank_step_images_per_s": 3900.0, "inference_images_per_s": 20000.0, "compile_s": 1.0}]
+    peers = [{"variant": f"timm {name} eager", "network": train_benchmark.network_of(name),
+              "train_images_per_s": 5000.0, "inference_images_per_s": 25000.0, "compile_s": 1.0}
+             for name in ("efficientnet_b0", "tf_efficientnet_lite0")]
+    cfg = train_benchmark.TrainBenchmark(variants=("b0", "lite0"), batch=256, inference_batch=1024,
+                                         size=224, dtype="bfloat16", steps=1)
+    text = train_benchmark.format_result({"ours": ours, "peers": peers}, cfg)
+    assert ("ratio ours b0 / timm efficientnet_b0 eager: train 0.60x, inference 0.72x" in text)
+    assert ("ratio ours lite0 / timm tf_efficientnet_lite0 eager: train 0.80x, inference 0.80x"
+            in text)

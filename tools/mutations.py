@@ -115,6 +115,12 @@ MUTATIONS = (
                "return shifts - jnp.asarray(design) @ (jnp.asarray(pseudo_inverse) @ shifts)",
                "return shifts + 0.0 * (jnp.asarray(design) @ (jnp.asarray(pseudo_inverse) @ shifts))"),),
              ("tests/test_acquisition.py",), keyword="moving or rigid"),
+    Mutation("whole_batch_kernel_sum_drops_an_image", "on a GPU the hand-written kernel "
+             "gradients (pointwise and depthwise) leave the first image of the batch out",
+             (("tiqa/models/efficientnet.py",
+               "        return initial + term(*arrays)",
+               "        return initial + term(*(a[1:] for a in arrays))"),),
+             ("tests/test_models.py",), keyword="gpu_whole_batch"),
     Mutation("detector_shift_linear_interpolation", "projections are shifted by linear "
              "interpolation, which also low-passes them, instead of the Fourier shift theorem",
              (("tiqa/acquisition.py",

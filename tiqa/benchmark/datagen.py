@@ -8,14 +8,16 @@ figure of merit is labelled (distorted) images per second.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from skimage import metrics
 
-from tiqa import distortions, labels, reference_distortions
-from tiqa.benchmark import reference_numpy
+from tiqa import distortions, labels, observers, reference_distortions
+from tiqa.benchmark import reference_numpy, timing
 
 
 def _numpy_observers(reference: np.ndarray, distorted: np.ndarray) -> list[float]:
@@ -42,7 +44,61 @@ def label_per_image(originals: np.ndarray, kinds, seed: int = 0) -> int:
     return count
 
 
-def run(originals: np.ndarray, reference_originals: int, repeats: int, kinds, seed: int = 0) -> dict:
+def torch_ops(*, ssim_pairs: int, blur_images: int, size: int, repeats: int,
+              blur_sigma: float = 6.5) -> dict | None:
+    """Two of the generator's operations beside their PyTorch GPU peers (SPEC.md section 7):
+    mean SSIM of grey pairs (ours against torchmetrics, both Gaussian 11 taps, sigma 1.5) and a
+    Gaussian blur (ours against torchvision's, both with scipy's 4-sigma radius; torchvision
+    pads by reflection, ours by the edge pixel, which costs the same). None without
+    torch, torchmetrics, torchvision and a CUDA device."""
+    try:
+        import torch
+        import torchmetrics.functional as tm_functional
+        import torchvision.transforms.functional as tv_functional
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    key_a, key_b = jax.random.split(jax.random.key(0))
+    reference = jax.random.uniform(key_a, (ssim_pairs, size, size))
+    distorted = jnp.clip(reference + 0.1 * jax.random.normal(key_b, reference.shape), 0.0, 1.0)
+    ssim = jax.jit(observers.ssim)
+    blur = jax.jit(functools.partial(distortions.gaussian_blur, sigma=blur_sigma))
+    images = reference[:blur_images]
+    ours_ssim = timing.best_seconds(lambda: ssim(reference, distorted), repeats)
+    ours_blur = timing.best_seconds(lambda: blur(images), repeats)
+
+    device = torch.device("cuda")
+    torch_reference = torch.from_numpy(np.asarray(reference))[:, None].to(device)
+    torch_distorted = torch.from_numpy(np.asarray(distorted))[:, None].to(device)
+    torch_images = torch_reference[:blur_images]
+    radius = int(distortions.GAUSSIAN_TRUNCATE * blur_sigma + 0.5)
+
+    def timed(function):
+        function()
+        torch.cuda.synchronize()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            function()
+            torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    peer_ssim = timed(lambda: tm_functional.structural_similarity_index_measure(
+        torch_distorted, torch_reference, gaussian_kernel=True, sigma=1.5, kernel_size=11,
+        data_range=1.0))
+    peer_blur = timed(lambda: tv_functional.gaussian_blur(
+        torch_images, kernel_size=2 * radius + 1, sigma=blur_sigma))
+    return {"ssim_pairs": ssim_pairs, "blur_images": blur_images, "blur_sigma": blur_sigma,
+            "ours_ssim_pairs_per_s": ssim_pairs / ours_ssim,
+            "peer_ssim_pairs_per_s": ssim_pairs / peer_ssim,
+            "ours_blur_images_per_s": blur_images / ours_blur,
+            "peer_blur_images_per_s": blur_images / peer_blur}
+
+
+def run(originals: np.ndarray, reference_originals: int, repeats: int, kinds, seed: int = 0,
+        peer_ssim_pairs: int = 1024, peer_blur_images: int = 256) -> dict:
     """Times both paths on `originals` (N, H, W); returns the figures it prints."""
     config = labels.ProjectionConfig(kinds=tuple(kinds))
     project = jax.jit(labels.project, static_argnums=3)
@@ -75,12 +131,14 @@ def run(originals: np.ndarray, reference_originals: int, repeats: int, kinds, se
         "reference_images_per_s": reference_rate,
         "reference_originals": len(subset),
         "ratio": batched_rate / reference_rate,
+        "torch_ops": torch_ops(ssim_pairs=peer_ssim_pairs, blur_images=peer_blur_images,
+                               size=originals.shape[-1], repeats=repeats),
     }
 
 
 def format_result(result: dict) -> str:
     height, width = result["image_shape"]
-    return "\n".join([
+    lines = [
         f"datagen benchmark on {result['device']}, {width}x{height} crops, "
         f"15 distortions x 5 observers per original",
         f"  batched JAX generator : {result['batched_images_per_s']:10.1f} labelled images/s "
@@ -88,4 +146,19 @@ def format_result(result: dict) -> str:
         f"  per-image numpy/skimage: {result['reference_images_per_s']:10.1f} labelled images/s "
         f"({result['reference_originals']} originals)",
         f"  ratio                  : {result['ratio']:10.1f}x",
-    ])
+    ]
+    ops = result["torch_ops"]
+    if ops is None:
+        lines.append("  PyTorch operation peers: not run (need torch, torchmetrics, torchvision and a "
+                     "CUDA device; the GPU machine has them)")
+        return "\n".join(lines)
+    lines += [
+        f"  SSIM, {ops['ssim_pairs']} pairs: ours {ops['ours_ssim_pairs_per_s']:.0f} pairs/s, "
+        f"torchmetrics {ops['peer_ssim_pairs_per_s']:.0f} pairs/s, ratio "
+        f"{ops['ours_ssim_pairs_per_s'] / ops['peer_ssim_pairs_per_s']:.2f}x",
+        f"  Gaussian blur sigma {ops['blur_sigma']}, {ops['blur_images']} images: ours "
+        f"{ops['ours_blur_images_per_s']:.0f} img/s, torchvision "
+        f"{ops['peer_blur_images_per_s']:.0f} img/s, ratio "
+        f"{ops['ours_blur_images_per_s'] / ops['peer_blur_images_per_s']:.2f}x",
+    ]
+    return "\n".join(lines)

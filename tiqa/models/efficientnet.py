@@ -242,10 +242,20 @@ def _correlate(xp: jax.Array, weights: jax.Array, stride: int, ho: int, wo: int)
     return out
 
 
-def _sum_over_image_pairs(term: Callable, initial: jax.Array, *arrays: jax.Array) -> jax.Array:
-    """initial + the sum of term(*pair) over the batch, two images at a time (one when the
-    batch is odd): a kernel gradient summed over a whole batch at once makes XLA:CPU stream or
-    transpose the full activations, while a pair of images stays in the cache."""
+def kernel_sums_by_image_pairs() -> bool:
+    """Whether hand-written kernel gradients sum over the batch two images at a time: on the
+    CPU backend only. On a GPU a scan over pairs would serialise many tiny products (126 per
+    layer at batch 252) where one product over the whole batch fills the device."""
+    return jax.default_backend() == "cpu"
+
+
+def _sum_over_batch(term: Callable, initial: jax.Array, *arrays: jax.Array) -> jax.Array:
+    """initial + the sum of term(*part) over the batch. `term` sums over its leading axis, so
+    on a GPU it takes the whole batch at once; on the CPU it takes two images at a time (one
+    when the batch is odd): a kernel gradient summed over a whole batch at once makes XLA:CPU
+    stream or transpose the full activations, while a pair of images stays in the cache."""
+    if not kernel_sums_by_image_pairs():
+        return initial + term(*arrays)
     n = arrays[0].shape[0]
     chunk = 2 if n % 2 == 0 else 1
     pairs = tuple(a.reshape((n // chunk, chunk) + a.shape[1:]) for a in arrays)
@@ -312,7 +322,7 @@ def _depthwise_backward(stride, padding, residuals, grad):
                               (1, stride, stride, 1)) * grad_pair, axis=(0, 1, 2))
             for i in range(k) for j in range(k)])
 
-    grad_kernel = _sum_over_image_pairs(kernel_terms, jnp.zeros((k * k, c), acc_dtype),
+    grad_kernel = _sum_over_batch(kernel_terms, jnp.zeros((k * k, c), acc_dtype),
                                         _pad(x, padding).astype(acc_dtype), grad)
     return grad_x, grad_kernel.reshape(kernel.shape).astype(kernel.dtype)
 
@@ -397,7 +407,7 @@ def _pointwise_forward(x, kernel):
 def _pointwise_backward(residuals, grad):
     x, kernel = residuals
     acc_dtype = jnp.promote_types(kernel.dtype, jnp.float32)
-    grad_kernel = _sum_over_image_pairs(
+    grad_kernel = _sum_over_batch(
         lambda x_pair, grad_pair: jnp.einsum("nhwc,nhwd->cd", x_pair, grad_pair,
                                              preferred_element_type=acc_dtype),
         jnp.zeros(kernel.shape, acc_dtype), x, grad)

@@ -33,7 +33,9 @@ def run(config) -> dict:
     if config.suite == "datagen":
         originals = load_originals(config, config.datagen.originals)
         result = datagen.run(originals, config.datagen.reference_originals, config.datagen.repeats,
-                             config.datagen.kinds, config.seed)
+                             config.datagen.kinds, config.seed,
+                             peer_ssim_pairs=config.datagen.peer_ssim_pairs,
+                             peer_blur_images=config.datagen.peer_blur_images)
         print(datagen.format_result(result))
         return result
     if config.suite == "train":

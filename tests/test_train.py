@@ -518,3 +518,8 @@ def test_train_benchmark_compares_each_gpu_peer_with_our_run_of_the_same_network
     assert ("ratio ours b0 / timm efficientnet_b0 eager: train 0.60x, inference 0.72x" in text)
     assert ("ratio ours lite0 / timm tf_efficientnet_lite0 eager: train 0.80x, inference 0.80x"
             in text)
+    # The rows printed as they are measured (a run cut short keeps them).
+    assert train_benchmark.format_row(ours[0]).split() == [
+        "ours", "b0", "(batch", "252)", "train", "3000.0", "img/s,", "inference", "18000.0",
+        "img/s,", "compile", "1.0", "s"]
+    assert train_benchmark.format_row(peers[1]).startswith("  timm tf_efficientnet_lite0 eager ")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -163,10 +164,15 @@ class TrainBenchmark:
     timm_compiled: tuple[str, ...] = ("efficientnet_b0",)
 
 
-def run(cfg: TrainBenchmark, seed: int) -> dict:
-    results = [ours(variant, batch=cfg.batch, inference_batch=cfg.inference_batch, size=cfg.size,
-                    dtype=cfg.dtype, steps=cfg.steps, seed=seed)
-               for variant in cfg.variants]
+def run(cfg: TrainBenchmark, seed: int, progress: Callable[[dict], None] | None = None) -> dict:
+    """Our variants, then the peers; `progress` gets each row as it is measured, so a run cut
+    short (a time limit on the GPU machine) still reports the rows it finished."""
+    report = progress or (lambda row: None)
+    results = []
+    for variant in cfg.variants:
+        results.append(ours(variant, batch=cfg.batch, inference_batch=cfg.inference_batch,
+                            size=cfg.size, dtype=cfg.dtype, steps=cfg.steps, seed=seed))
+        report(results[-1])
     peers = []
     if jax.default_backend() == "cpu":
         peer = torch_peer.cpu_peer(batch=cfg.batch, inference_batch=cfg.inference_batch,
@@ -178,7 +184,16 @@ def run(cfg: TrainBenchmark, seed: int) -> dict:
                          size=cfg.size, steps=cfg.steps, compile_model=compile_model)
         if peer is not None:
             peers.append(peer)
+            report(peer)
     return {"ours": results, "peers": peers}
+
+
+def format_row(row: dict) -> str:
+    """One measured row as a line (ours or a peer)."""
+    name = (f"ours {row['variant']} (batch {row['batch']})" if "batch" in row
+            else row["variant"])
+    return (f"  {name:<34s} train {row['train_images_per_s']:.1f} img/s, inference "
+            f"{row['inference_images_per_s']:.1f} img/s, compile {row['compile_s']:.1f} s")
 
 
 def format_result(result: dict, cfg: TrainBenchmark) -> str:

@@ -40,7 +40,8 @@ def run(config) -> dict:
         return result
     if config.suite == "train":
         bench = settings.block(train.TrainBenchmark, config.train, "config.train")
-        result = train.run(bench, config.seed)
+        result = train.run(bench, config.seed,
+                           progress=lambda row: print(train.format_row(row), flush=True))
         print(train.format_result(result, bench))
         return result
     if config.suite == "score":

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Every GPU benchmark of the project in one call of about 9 minutes (the suites' time limits
-# add up to 540 s), for a session lent the GPU machine (README, Benchmarks). Run from the repository root there:
+# add up to 540 s), for a session lent the GPU machine (README, Benchmarks). Run from the
+# repository root there:
 #     bash tools/gpu_benchmarks.sh [OUTPUT_FOLDER]        (default: $OUT, else runs/gpu_benchmarks)
 # It uses the machine's own JAX, flax and optax (the pinned flax does not import with a newer
 # JAX there) and needs dm-pix and ml-collections, which that machine lacks, as wheels in .whl/:

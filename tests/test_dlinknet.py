@@ -109,10 +109,13 @@ def _torch_conv_transpose_reference(x, weight, bias, stride, padding, output_pad
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kernel, padding, output_padding", [(3, 1, 1), (4, 1, 0)])
-def test_transposed_conv_matches_pytorch_definition(kernel, padding, output_padding):
+@pytest.mark.parametrize("kernel, stride, padding, output_padding",
+                         [(3, 2, 1, 1), (4, 2, 1, 0), (2, 2, 0, 0), (5, 3, 1, 0)])
+def test_transposed_conv_matches_pytorch_definition(kernel, stride, padding, output_padding):
+    """D-LinkNet's two layouts (3/2/1/1 in the decoder, 4/2/1/0 in the head), and two others
+    whose output phases read other input offsets, against PyTorch's definition in numpy."""
     rng = np.random.default_rng(kernel)
-    cin, cout, stride = 3, 4, 2
+    cin, cout = 3, 4
     x = rng.normal(size=(2, cin, 5, 7))
     weight = rng.normal(size=(cin, cout, kernel, kernel))
     bias = rng.normal(size=(cout,))
@@ -123,7 +126,7 @@ def test_transposed_conv_matches_pytorch_definition(kernel, padding, output_padd
     layer.kernel.set_value(jnp.asarray(weight.transpose(2, 3, 1, 0), jnp.float32))
     layer.bias.set_value(jnp.asarray(bias, jnp.float32))
     got = np.asarray(layer(jnp.asarray(x.transpose(0, 2, 3, 1), jnp.float32)))
-    assert got.shape == (2, 10, 14, cout)  # exactly doubles H and W
+    assert got.shape == (2, 5 * stride, 7 * stride, cout)  # exactly `stride` times H and W
     np.testing.assert_allclose(got.transpose(0, 3, 1, 2), expected, rtol=1e-5, atol=1e-5)
 
 

@@ -121,6 +121,12 @@ MUTATIONS = (
                "        return initial + term(*arrays)",
                "        return initial + term(*(a[1:] for a in arrays))"),),
              ("tests/test_models.py",), keyword="gpu_whole_batch"),
+    Mutation("transposed_conv_phases_interleaved_wrongly", "the transposed convolution's "
+             "depth-to-space puts each output phase's rows and columns in the wrong order",
+             (("tiqa/models/dlinknet.py",
+               "y = y.reshape(n, rows, cols, s, s, cout).transpose(0, 1, 3, 2, 4, 5)",
+               "y = y.reshape(n, rows, cols, s, s, cout).transpose(0, 1, 4, 2, 3, 5)"),),
+             ("tests/test_dlinknet.py",), keyword="transposed_conv"),
     Mutation("detector_shift_linear_interpolation", "projections are shifted by linear "
              "interpolation, which also low-passes them, instead of the Fourier shift theorem",
              (("tiqa/acquisition.py",

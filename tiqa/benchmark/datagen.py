@@ -149,8 +149,8 @@ def format_result(result: dict) -> str:
     ]
     ops = result["torch_ops"]
     if ops is None:
-        lines.append("  PyTorch operation peers: not run (need torch, torchmetrics, torchvision and a "
-                     "CUDA device; the GPU machine has them)")
+        lines.append("  PyTorch operation peers: not run (need torch, torchmetrics, torchvision "
+                     "and a CUDA device; the GPU machine has them)")
         return "\n".join(lines)
     lines += [
         f"  SSIM, {ops['ssim_pairs']} pairs: ours {ops['ours_ssim_pairs_per_s']:.0f} pairs/s, "

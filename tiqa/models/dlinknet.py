@@ -154,10 +154,12 @@ class TorchConvTranspose(nnx.Module):
         taps, lowest = _phase_taps(k, s, self.padding)
         window = taps.shape[0]
         # (k + 1, k + 1, in, out) with a zero tap at index k for offsets a phase does not read.
-        weights = jnp.pad(jnp.transpose(self.kernel[...], (0, 1, 3, 2)), ((0, 1), (0, 1), (0, 0), (0, 0)))
+        weights = jnp.pad(jnp.transpose(self.kernel[...], (0, 1, 3, 2)),
+                          ((0, 1), (0, 1), (0, 0), (0, 0)))
         phased = weights[taps[:, :, None, None], taps[None, None, :, :]]  # (w, s, w, s, in, out)
         cin, cout = phased.shape[-2:]
-        phased = jnp.transpose(phased, (0, 2, 4, 1, 3, 5)).reshape(window, window, cin, s * s * cout)
+        phased = jnp.transpose(phased, (0, 2, 4, 1, 3, 5)).reshape(window, window, cin,
+                                                                   s * s * cout)
         rows, cols = out_h // s, out_w // s
         x = lax.pad(x.astype(self.dtype), jnp.zeros((), self.dtype),
                     ((0, 0, 0), (-lowest, rows - 1 + lowest + window - 1 - (height - 1), 0),

@@ -158,8 +158,8 @@ class TrainBenchmark:
     size: int
     dtype: str
     steps: int
-    # timm networks run eager beside ours on the GPU, and those of them also run under
-    # torch.compile (about 80 s of compilation each).
+    # timm networks run eager beside ours on the GPU; those in `timm_compiled` run again
+    # under torch.compile (about 80 s of compilation each).
     timm_peers: tuple[str, ...] = ("efficientnet_b0", "tf_efficientnet_lite0")
     timm_compiled: tuple[str, ...] = ("efficientnet_b0",)
 

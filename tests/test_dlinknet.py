@@ -12,7 +12,7 @@ from flax import nnx
 
 from tests import tiny_models
 from tiqa.models.dlinknet import (DLinkNet, DLinkNetConfig, encoder_param_count,
-                                  load_torchvision_resnet, torch_conv_transpose)
+                                  load_torchvision_resnet, TorchConvTranspose)
 
 # torchvision resnet34 / resnet18 (3 input channels) less the 1000-class fc: 21,797,672 - 513,000
 # and 11,689,512 - 513,000.
@@ -121,8 +121,8 @@ def test_transposed_conv_matches_pytorch_definition(kernel, stride, padding, out
     bias = rng.normal(size=(cout,))
     expected = _torch_conv_transpose_reference(x, weight, bias, stride, padding, output_padding)
 
-    layer = torch_conv_transpose(cin, cout, kernel, stride, padding, output_padding,
-                                 dtype=jnp.float32, rngs=nnx.Rngs(0))
+    layer = TorchConvTranspose(cin, cout, kernel, stride, padding, output_padding,
+                               dtype=jnp.float32, rngs=nnx.Rngs(0))
     layer.kernel.set_value(jnp.asarray(weight.transpose(2, 3, 1, 0), jnp.float32))
     layer.bias.set_value(jnp.asarray(bias, jnp.float32))
     got = np.asarray(layer(jnp.asarray(x.transpose(0, 2, 3, 1), jnp.float32)))

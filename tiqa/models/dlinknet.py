@@ -162,21 +162,12 @@ class TorchConvTranspose(nnx.Module):
                                                                    s * s * cout)
         rows, cols = out_h // s, out_w // s
         x = lax.pad(x.astype(self.dtype), jnp.zeros((), self.dtype),
-                    ((0, 0, 0), (-lowest, rows - 1 + lowest + window - 1 - (height - 1), 0),
-                     (-lowest, cols - 1 + lowest + window - 1 - (width - 1), 0), (0, 0, 0)))
+                    ((0, 0, 0), (-lowest, rows + lowest + window - 1 - height, 0),
+                     (-lowest, cols + lowest + window - 1 - width, 0), (0, 0, 0)))
         y = lax.conv_general_dilated(x, phased.astype(self.dtype), (1, 1), "VALID",
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
         y = y.reshape(n, rows, cols, s, s, cout).transpose(0, 1, 3, 2, 4, 5)
         return y.reshape(n, out_h, out_w, cout) + self.bias[...].astype(self.dtype)
-
-
-def torch_conv_transpose(in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                         padding: int, output_padding: int = 0, *, dtype: Any,
-                         rngs: nnx.Rngs) -> TorchConvTranspose:
-    """PyTorch's `ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding,
-    output_padding)` (with bias) as a `TorchConvTranspose`."""
-    return TorchConvTranspose(in_channels, out_channels, kernel_size, stride, padding,
-                              output_padding, dtype=dtype, rngs=rngs)
 
 
 def _batch_norm(channels: int, config: DLinkNetConfig, rngs: nnx.Rngs) -> nnx.BatchNorm:
@@ -297,7 +288,7 @@ class DecoderBlock(nnx.Module):
         mid = in_channels // 4
         self.conv1 = _conv(in_channels, mid, 1, config, rngs)
         self.norm1 = _batch_norm(mid, config, rngs)
-        self.deconv2 = torch_conv_transpose(mid, mid, 3, 2, 1, 1, dtype=config.dtype, rngs=rngs)
+        self.deconv2 = TorchConvTranspose(mid, mid, 3, 2, 1, 1, dtype=config.dtype, rngs=rngs)
         self.norm2 = _batch_norm(mid, config, rngs)
         self.conv3 = _conv(mid, out_channels, 1, config, rngs)
         self.norm3 = _batch_norm(out_channels, config, rngs)
@@ -330,8 +321,8 @@ class DLinkNet(nnx.Module):
         self.decoder3 = DecoderBlock(filters[2], filters[1], config, rngs=rngs)
         self.decoder2 = DecoderBlock(filters[1], filters[0], config, rngs=rngs)
         self.decoder1 = DecoderBlock(filters[0], filters[0], config, rngs=rngs)
-        self.finaldeconv1 = torch_conv_transpose(filters[0], 32, 4, 2, 1, dtype=config.dtype,
-                                                 rngs=rngs)
+        self.finaldeconv1 = TorchConvTranspose(filters[0], 32, 4, 2, 1, dtype=config.dtype,
+                                               rngs=rngs)
         self.finalconv2 = _conv(32, 32, 3, config, rngs)
         self.finalconv3 = _conv(32, config.num_classes, 3, config, rngs)
 

@@ -323,7 +323,7 @@ def _depthwise_backward(stride, padding, residuals, grad):
             for i in range(k) for j in range(k)])
 
     grad_kernel = _sum_over_batch(kernel_terms, jnp.zeros((k * k, c), acc_dtype),
-                                        _pad(x, padding).astype(acc_dtype), grad)
+                                  _pad(x, padding).astype(acc_dtype), grad)
     return grad_x, grad_kernel.reshape(kernel.shape).astype(kernel.dtype)
 
 

@@ -16,6 +16,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint = ""
     # Each slice is scored on its centre crop or on a grid of crops covering it (averaged).
     config.crops = "grid"
+    # Take the model's ring penalty off each slice's score (tiqa.ring_check: rings about the
+    # slice centre, where a reconstruction's rotation axis is); False: the network alone.
+    config.ring_check = True
     config.batch_size = 16  # slices per call on the accelerator
     config.normalisation = "auto"  # auto | minmax | percentile | none (see tiqa.io)
     # A TIFF page of 3 or 4 sample planes (tifffile's default for a (3|4, H, W) array): a

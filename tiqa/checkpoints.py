@@ -20,7 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from tiqa import errors, io
+from tiqa import errors, io, ring_check
 from tiqa.models.dlinknet import DLinkNet, DLinkNetConfig
 from tiqa.models.forward import eval_forward
 from tiqa.models.iqa import IQAConfig, IQANet
@@ -174,6 +174,9 @@ class LoadedModel:
     config: IQAConfig
     crop: int
     resize: int
+    # Score points taken off for rings beyond the network (tiqa.ring_check); None: the
+    # network's score alone.
+    ring_penalty: ring_check.Penalty | None = None
 
 
 def load_model(path: str | pathlib.Path | None = None) -> LoadedModel:
@@ -182,7 +185,18 @@ def load_model(path: str | pathlib.Path | None = None) -> LoadedModel:
     graphdef, params, batch_stats, config, info = _load_network(
         pathlib.Path(path) if path else DEFAULT_MODEL, MODEL_INFO_KEY, IQAConfig, IQANet)
     return LoadedModel(graphdef, params, batch_stats, config, int(info.get("crop", 224)),
-                       int(info.get("resize", 255)))
+                       int(info.get("resize", 255)), _ring_penalty(info, path))
+
+
+def _ring_penalty(info: dict, path) -> ring_check.Penalty | None:
+    found = info.get("ring_check")
+    if found is None:
+        return None
+    try:
+        return ring_check.Penalty(float(found["slope"]), float(found["cap"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise errors.InputError(f"{path}: model.json's ring_check needs a slope and a cap, got "
+                                f"{found!r}") from error
 
 
 def save_exported(loaded: LoadedModel, destination: str | pathlib.Path,
@@ -198,6 +212,8 @@ def save_exported(loaded: LoadedModel, destination: str | pathlib.Path,
             np.savez_compressed(handle, **arrays)
     info = {MODEL_INFO_KEY: loaded.config.to_dict(), "crop": loaded.crop,
             "resize": loaded.resize, "card": card or {}}
+    if loaded.ring_penalty is not None:
+        info["ring_check"] = loaded.ring_penalty.to_dict()
     io.write_json(destination / RUN_INFO, info)
     return destination
 

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from tiqa import checkpoints, errors, io, labels, preprocessing, reference_distortions, volumes
+from tiqa import (checkpoints, errors, io, labels, preprocessing, reference_distortions, ring_check,
+                  volumes)
 from tiqa.models.forward import eval_forward
 
 Scorer = Callable[[np.ndarray], np.ndarray]
@@ -41,16 +42,27 @@ def in_fixed_batches(function, images: np.ndarray, batch_size: int):
     return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 
-def make_scorer(loaded: checkpoints.LoadedModel, batch_size: int = 64) -> Scorer:
-    """A function (N, H, W) crops in [0, 1] -> (N,) scores, run in fixed-size jitted batches."""
+def make_scorer(loaded: checkpoints.LoadedModel, batch_size: int = 64,
+                with_ring_check: bool = True) -> Scorer:
+    """A function (N, H, W) crops in [0, 1] -> (N,) scores, run in fixed-size jitted batches.
+
+    With `with_ring_check` and a model that has a ring penalty, each crop's score loses the
+    penalty of its ring amplitude about the crop's centre (`tiqa.ring_check`): meant for
+    centre crops of reconstructed slices, whose rotation axis is there.
+    """
+    penalty = loaded.ring_penalty if with_ring_check else None
+
+    def forward(chunk):
+        scores = eval_forward(loaded.graphdef, loaded.params, loaded.batch_stats, chunk)
+        if penalty is not None:
+            scores = scores - penalty(ring_check.ring_amplitude(chunk))
+        return scores
 
     def score(images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, np.float32)
         if not len(images):
             return np.zeros((0,), np.float32)
-        return in_fixed_batches(
-            lambda chunk: eval_forward(loaded.graphdef, loaded.params, loaded.batch_stats, chunk),
-            images, batch_size)
+        return in_fixed_batches(forward, images, batch_size)
 
     return score
 
@@ -113,19 +125,35 @@ def _resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
     return (2 * height * size + width) // (2 * width), size
 
 
-def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid"):
+def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
+                      with_ring_check: bool = True):
     """`score(slices (B, H, W) in [0, 1]) -> (mean (B,), spread (B,), n_crops)` on the device.
 
     The area resize (shorter side to the model's 255), the crops (centre, or the grid) and the
     network run in one jitted call per slice shape; the score of a slice is the mean over its
-    crops and the spread their standard deviation.
+    crops and the spread their standard deviation. With `with_ring_check` and a model that has
+    a ring penalty, the mean loses the penalty of the ring amplitude about the slice's centre,
+    where a reconstruction's rotation axis is (`tiqa.ring_check`).
     """
+    penalty = loaded.ring_penalty if with_ring_check else None
     forward_cache = {}
 
     def compiled(height, width):
         if (height, width) not in forward_cache:
             out_h, out_w = _resized_shape(height, width, loaded.resize)
             positions = crop_positions(out_h, out_w, loaded.crop, crops)
+            # Rings are measured at the slice's own pixels (the resize would average
+            # one-pixel rings away), on the centred crop-sized square about the axis, as
+            # calibrated; a slice smaller than that is measured resized.
+            side = loaded.crop
+            top, left = (height - side) // 2, (width - side) // 2
+            at_own_pixels = min(height, width) >= side
+
+            def ring_square(slices, resized):
+                if at_own_pixels:
+                    return slices[:, top:top + side, left:left + side]
+                return preprocessing.center_crop(resized, side)
+
             rows = jnp.asarray(preprocessing.area_weights(height, out_h))
             cols = jnp.asarray(preprocessing.area_weights(width, out_w))
 
@@ -138,7 +166,10 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid"):
                 scores = eval_forward(loaded.graphdef, params, batch_stats,
                                       patches.reshape((-1, loaded.crop, loaded.crop)))
                 scores = scores.reshape(slices.shape[0], len(positions))
-                return scores.mean(axis=1), scores.std(axis=1)
+                mean = scores.mean(axis=1)
+                if penalty is not None:
+                    mean = mean - penalty(ring_check.ring_amplitude(ring_square(slices, resized)))
+                return mean, scores.std(axis=1)
 
             forward_cache[(height, width)] = (forward, len(positions))
         return forward_cache[(height, width)]
@@ -264,10 +295,11 @@ class _Reader:
 
 def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *, crops: str,
                   batch_size: int, normalisation: str, tiff_planes: str,
-                  desc: str = "scoring") -> list[tuple[int, dict]]:
+                  desc: str = "scoring", with_ring_check: bool = True) -> list[tuple[int, dict]]:
     """(order, record) of every slice of `batches`, read a batch at a time and scored
-    `batch_size` slices per call on `crops` ('center' or 'grid')."""
-    score = make_slice_scorer(loaded, crops)
+    `batch_size` slices per call on `crops` ('center' or 'grid'), with the model's ring
+    penalty unless `with_ring_check` is False."""
+    score = make_slice_scorer(loaded, crops, with_ring_check)
     reader = _Reader(normalisation, tiff_planes, batches)
     records = []
     # Closed however the loop ends, so an error is printed on a line of its own.

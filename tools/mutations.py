@@ -82,8 +82,10 @@ MUTATIONS = (
                "        state = state.replace(batch_stats=start.batch_stats)\n")),
              ("tests/test_train.py::test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics",)),
     Mutation("slice_scorer_first_crop", "the slice scorer uses the first crop only, spread 0",
-             (("tiqa/scoring.py", "return scores.mean(axis=1), scores.std(axis=1)",
-               "return scores[:, 0], jnp.zeros_like(scores[:, 0])"),),
+             (("tiqa/scoring.py", "                mean = scores.mean(axis=1)\n",
+               "                mean = scores[:, 0]\n"),
+              ("tiqa/scoring.py", "                return mean, scores.std(axis=1)",
+               "                return mean, jnp.zeros_like(mean)"),),
              ("tests/test_scoring.py::test_slice_scores_equal_a_step_by_step_reference",)),
     # --- Table 1 ------------------------------------------------------------------------------
     Mutation("table1_drops_originals", "Table 1's per-kind series leave out the originals",
@@ -127,6 +129,24 @@ MUTATIONS = (
                "y = y.reshape(n, rows, cols, s, s, cout).transpose(0, 1, 3, 2, 4, 5)",
                "y = y.reshape(n, rows, cols, s, s, cout).transpose(0, 1, 4, 2, 3, 5)"),),
              ("tests/test_dlinknet.py",), keyword="transposed_conv"),
+    Mutation("ring_detail_against_running_mean", "the ring check takes the radial detail "
+             "against a running mean, so a concentric step (a sample's edge) counts as rings",
+             (("tiqa/ring_check.py",
+               "    detail = profiles[:, half:bins - half] - jnp.median(windows, axis=-1)",
+               "    detail = profiles[:, half:bins - half] - jnp.mean(windows, axis=-1)"),),
+             ("tests/test_ring_check.py",), keyword="cylindrical"),
+    Mutation("ring_null_not_taken_off", "the ring check keeps what its search finds beside "
+             "the axis, so texture alone measures as rings",
+             (("tiqa/ring_check.py",
+               "        return jnp.sqrt(jnp.maximum(best[0] - best[1:].max(), 0.0))",
+               "        return jnp.sqrt(jnp.maximum(best[0], 0.0))"),),
+             ("tests/test_ring_check.py",), keyword="texture_is_not"),
+    Mutation("ring_penalty_uncapped_in_the_slice_scorer", "whole slices lose the ring slope "
+             "times the amplitude without the cap",
+             (("tiqa/ring_check.py",
+               "        return self.slope * jnp.minimum(amplitudes, self.cap)",
+               "        return self.slope * amplitudes"),),
+             ("tests/test_ring_check.py",), keyword="penalty"),
     Mutation("detector_shift_linear_interpolation", "projections are shifted by linear "
              "interpolation, which also low-passes them, instead of the Fourier shift theorem",
              (("tiqa/acquisition.py",

@@ -21,6 +21,8 @@ from tiqa import (acquisition, acquisition_ladder, checkpoints, comparison, erro
 from tiqa.baselines import brisque, niqe
 from tiqa.phases import compare, select_filter, settings
 
+NETWORK_ONLY = "TIQA network alone (no ring check)"
+
 
 @dataclasses.dataclass(frozen=True)
 class EvaluateAcquisitionSettings:
@@ -61,8 +63,11 @@ def read_settings(config) -> EvaluateAcquisitionSettings:
 
 
 def _contenders(config: EvaluateAcquisitionSettings, output: pathlib.Path) -> list[comparison.Contender]:
-    found = [comparison.Contender("TIQA", scoring.make_scorer(
-        checkpoints.load_model(config.checkpoint), config.batch_size))]
+    loaded = checkpoints.load_model(config.checkpoint)
+    found = [comparison.Contender("TIQA", scoring.make_scorer(loaded, config.batch_size))]
+    if loaded.ring_penalty is not None:  # what the ring check adds, shown apart
+        found.append(comparison.Contender(NETWORK_ONLY, scoring.make_scorer(
+            loaded, config.batch_size, with_ring_check=False)))
     if config.brisque:
         found.append(comparison.Contender("BRISQUE (LIVE)", brisque.LiveBrisque(),
                                           higher_is_better=False))

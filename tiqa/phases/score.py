@@ -25,6 +25,7 @@ class ScoreSettings:
     report: str
     checkpoint: str
     crops: str
+    ring_check: bool
     batch_size: int
     normalisation: str
     tiff_planes: str
@@ -67,7 +68,7 @@ def _plan(config: ScoreSettings):
 def _score(config: ScoreSettings, loaded, batches, desc: str) -> list[tuple[int, dict]]:
     return score_batches(loaded, batches, crops=config.crops, batch_size=config.batch_size,
                          normalisation=config.normalisation, tiff_planes=config.tiff_planes,
-                         desc=desc)
+                         desc=desc, with_ring_check=config.ring_check)
 
 
 def _thumbnails(config: ScoreSettings, records: list[dict], work) -> dict:
@@ -224,7 +225,8 @@ def score_phase(config: ScoreSettings) -> dict:
     if config.report:
         model = str(config.checkpoint) if config.checkpoint else "the shipped default model"
         index = report.write_report(records, config.report, thumbnails,
-                                    notes=(f"Scored with {model}, crops: {config.crops}.",))
+                                    notes=(f"Scored with {model}, crops: {config.crops}, ring "
+                                           f"check: {'on' if config.ring_check else 'off'}.",))
         print(f"report: {index}")
         result["report"] = index
     return result

@@ -1,0 +1,32 @@
+"""Ring-check calibration: python -m launch.calibrate_rings --config.grey=SLICES
+[--config.checkpoint=DIR] [--config.output=DIR]
+
+Fits how many score points a unit of ring amplitude (tiqa.ring_check) costs beyond what the
+network already takes off, on the gain-error ladders of training objects, and writes the
+network with that slope as an exported model.
+"""
+
+import ml_collections
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.checkpoint = ""  # the network to calibrate; empty: the shipped one
+    config.output = "runs/ring_check"  # the exported model, with its ring slope
+    # Training objects, comma-separated grey slices or folders (never the held-out ones), and
+    # phantoms of training seeds.
+    config.grey = ""
+    config.phantoms = 0
+    config.phantom_seed = 100
+    config.output_size = 256  # as the acquisition-ladder benchmark
+    config.max_views = 720
+    config.seed = 0
+    # The label of each ideal acquisition: the prior of unannotated references.
+    config.reference_score = 4.0
+    config.batch_size = 64
+    if variant == "smoke":
+        config.output = "runs/smoke/ring_check"
+        config.output_size, config.max_views = 80, 180
+    elif variant:
+        raise ValueError(f"unknown calibrate_rings config variant {variant!r}; known: smoke")
+    return config

@@ -1,0 +1,170 @@
+"""The no-reference ring measure (tiqa.ring_check), its calibration and its place in the score."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from tests.tiny_models import export_tiny_score_model
+from tiqa import acquisition, checkpoints, ring_check, scoring
+
+SIZE = 160
+
+
+def _radius(centre, size=SIZE):
+    rows, cols = np.mgrid[:size, :size]
+    return np.hypot(rows - centre[0], cols - centre[1])
+
+
+def _rings(amplitude, centre, size=SIZE, seed=0):
+    """One-pixel rings of +-amplitude at random radii (what a miscalibrated detector makes)."""
+    rng = np.random.default_rng(seed)
+    radius = _radius(centre, size)
+    image = np.zeros((size, size))
+    for r in rng.choice(np.arange(12, 55), 14, replace=False):
+        image[np.abs(radius - r) < 0.5] += amplitude * rng.choice([-1.0, 1.0])
+    return image
+
+
+def _texture(size=SIZE, seed=1):
+    smooth = ndimage.gaussian_filter(np.random.default_rng(seed).random((size, size)), 2.0)
+    return 0.5 + 2.0 * (smooth - smooth.mean())
+
+
+MIDDLE = ring_check.image_centre(SIZE, SIZE)
+
+
+def _numpy_ring_power(image, centre, reach):
+    """The measure's definition, independently in numpy: sector profiles in half-pixel annuli,
+    their detail against a 9-bin running median, the mean covariance over sector pairs."""
+    size = image.shape[0]
+    rows, cols = np.mgrid[:size, :size].astype(np.float32)
+    dy, dx = rows - np.float32(centre[0]), cols - np.float32(centre[1])
+    bins = int((size / 2 - 1 - reach - 8.0) / 0.5)
+    radius_bin = np.floor((np.hypot(dy, dx) - 8.0) / 0.5).astype(int)
+    sector = np.minimum(np.floor((np.arctan2(dy, dx) + np.pi) / (2 * np.pi) * 8).astype(int), 7)
+    inside = (radius_bin >= 0) & (radius_bin < bins)
+    total, count = np.zeros((8, bins)), np.zeros((8, bins))
+    np.add.at(total, (sector[inside], radius_bin[inside]), image[inside])
+    np.add.at(count, (sector[inside], radius_bin[inside]), 1)
+    profiles = total / np.maximum(count, 1)
+    median = np.stack([np.median(profiles[:, i - 4:i + 5], axis=1) for i in range(4, bins - 4)], 1)
+    detail = profiles[:, 4:bins - 4] - median
+    covariance = detail @ detail.T / detail.shape[1]
+    return covariance[np.triu_indices(8, 1)].mean()
+
+
+def test_ring_power_follows_its_definition():
+    image = _texture() + _rings(0.05, (MIDDLE[0] + 0.5, MIDDLE[1]))
+    # Centres where no pixel lies exactly on an annulus' edge (there, float rounding of the
+    # distance decides the bin, differently in numpy and XLA).
+    for centre in (MIDDLE, (MIDDLE[0] + 0.45, MIDDLE[1] + 0.05), (70.3, 85.1)):
+        ours = float(ring_check.ring_power(image, centre, 11.0))
+        assert ours == pytest.approx(_numpy_ring_power(image.astype(np.float32), centre, 11.0),
+                                     rel=1e-3, abs=1e-9)
+
+
+def test_rings_about_the_axis_are_measured_and_texture_is_not():
+    texture = _texture()
+    alone = _rings(0.04, MIDDLE)
+    amplitudes = np.asarray(ring_check.ring_amplitude(np.stack([
+        texture, texture + alone, texture + 2 * alone, alone, 2 * alone,
+        # The same rings about a point 6 px from the axis: not rings of this reconstruction.
+        texture + _rings(0.04, (MIDDLE[0] + 6, MIDDLE[1] - 2))]).astype(np.float32)))
+    # Texture alone measures nothing; twice the rings measure twice as much, on texture or
+    # not. Texture hides some of the rings (what the search finds beside the axis is taken
+    # off), but not most.
+    assert amplitudes[0] < 0.002
+    assert amplitudes[1] > 0.008 and amplitudes[3] > 0.008
+    assert amplitudes[4] == pytest.approx(2 * amplitudes[3], rel=0.02)
+    assert amplitudes[2] == pytest.approx(2 * amplitudes[1], rel=0.15)
+    assert 0.6 * amplitudes[3] < amplitudes[1] <= amplitudes[3]
+    assert amplitudes[5] < 0.25 * amplitudes[1]
+
+
+def test_a_cylindrical_sample_edge_is_not_a_ring():
+    # A disc about the axis (a sample's edge, the field of view's edge) is concentric, but a
+    # step in every radial profile, which the running median leaves out of the detail.
+    disc = np.where(_radius(MIDDLE) < 40.3, 0.8, 0.2) + 0.02 * _texture(seed=3)
+    assert float(ring_check.ring_amplitude(disc[None].astype(np.float32))[0]) < 0.002
+
+
+def test_ring_amplitude_follows_the_detector_gain_errors():
+    # The acquisition model's gain-error ladder of one phantom-like object.
+    rng = np.random.default_rng(0)
+    blobs = ndimage.gaussian_filter(rng.random((232, 232)), 3.0)
+    attenuation = np.where(blobs > np.median(blobs), 0.02, 0.005).astype(np.float32)
+    images = acquisition.ladders(attenuation[None], ("gain_error",), jax.random.key(0),
+                                 output_size=160, max_views=360)[0, 0]
+    amplitudes = np.asarray(ring_check.ring_amplitude(images))
+    # Nothing on the ideal acquisition; never less for larger gain errors; the faint rings
+    # (0.2 to 1 %) hide in this high-contrast texture, 2 and 4 % stand out.
+    assert amplitudes[0] == 0.0
+    assert np.all(np.diff(amplitudes) >= 0), amplitudes
+    assert amplitudes[5] > amplitudes[4] > 0.01, amplitudes
+
+
+def test_fit_slope_recovers_the_cost_of_rings():
+    rng = np.random.default_rng(0)
+    amplitude = np.sort(rng.uniform(0, 0.05, (5, 6)), axis=1)
+    network = rng.uniform(2, 4, (5, 6))
+    labels = network - 30.0 * amplitude + rng.normal(0, 1, (5, 1))  # an offset per object
+    assert ring_check.fit_slope(network, labels, amplitude) == pytest.approx(30.0, rel=1e-6)
+    # Rings that raise the label are no reason for a negative penalty.
+    assert ring_check.fit_slope(network, network + 10 * amplitude, amplitude) == 0.0
+    with pytest.raises(ValueError, match="one shape"):
+        ring_check.fit_slope(network, labels[:4], amplitude)
+
+
+def test_fit_penalty_caps_an_amplitude_that_stops_following_the_rings():
+    # Levels 1..3 follow the rings; at 4 and 5 the measure saturates and wanders (0.09 then
+    # 0.07), while the network orders them. Without a cap the penalty would swap them.
+    amplitude = np.array([[0.0, 0.01, 0.03, 0.05, 0.09, 0.07]] * 3)
+    labels = np.array([[4.0, 3.5, 3.0, 2.5, 2.0, 1.0]] * 3)
+    network = labels + 30.0 * np.minimum(amplitude, 0.05)  # what the rings should cost
+    penalty = ring_check.fit_penalty(network, labels, amplitude)
+    assert penalty.cap == 0.05 and penalty.slope == pytest.approx(30.0)
+    penalised = network - np.asarray(penalty(amplitude))
+    np.testing.assert_allclose(penalised, labels, atol=1e-9)
+    uncapped = ring_check.fit_penalty(network, labels, amplitude, caps=(1.0,))
+    assert uncapped.cap == 1.0 and uncapped.slope > 0
+
+
+@pytest.fixture(scope="module")
+def ringed_model(tmp_path_factory):
+    """The tiny network at the shipped crop and resize, exported with a ring penalty of 20
+    points per unit amplitude up to 0.05."""
+    folder = tmp_path_factory.mktemp("ringed")
+    loaded = export_tiny_score_model(tmp_path_factory.mktemp("tiny"))
+    checkpoints.save_exported(dataclasses.replace(
+        loaded, crop=224, resize=255, ring_penalty=ring_check.Penalty(20.0, 0.05)), folder)
+    return folder
+
+
+def test_the_score_loses_the_ring_penalty(ringed_model):
+    loaded = checkpoints.load_model(ringed_model)
+    assert loaded.ring_penalty == ring_check.Penalty(20.0, 0.05)
+    size = 224
+    middle = ring_check.image_centre(size, size)
+    texture = _texture(size)
+    crops = np.clip(np.stack([texture, texture + _rings(0.05, middle, size),
+                              texture + _rings(0.3, middle, size)]), 0, 1).astype(np.float32)
+    with_rings = scoring.make_scorer(loaded, batch_size=3)(crops)
+    network = scoring.make_scorer(loaded, batch_size=3, with_ring_check=False)(crops)
+    amplitude = np.asarray(ring_check.ring_amplitude(crops))
+    assert 0.01 < amplitude[1] < 0.05 < amplitude[2]
+    np.testing.assert_allclose(network - with_rings, 20.0 * np.minimum(amplitude, 0.05),
+                               rtol=1e-4, atol=1e-5)
+    # Whole slices: the rings are measured at the slice's own pixels, on its centred
+    # crop-sized square (the scoring path's resize would average one-pixel rings away).
+    height, width = 240, 250
+    slice_middle = ring_check.image_centre(height, width)
+    slices = np.clip(np.stack([_texture(250)[:height] + _rings(0.05, slice_middle, 250)[:height],
+                               _texture(250)[:height]]), 0, 1).astype(np.float32)
+    mean, _, _ = scoring.make_slice_scorer(loaded, "center")(slices)
+    plain, _, _ = scoring.make_slice_scorer(loaded, "center", with_ring_check=False)(slices)
+    square = np.asarray(ring_check.ring_amplitude(slices[:, 8:232, 13:237]))
+    assert square[0] > 0.01
+    np.testing.assert_allclose(plain - mean, 20.0 * np.minimum(square, 0.05), rtol=1e-4, atol=1e-5)

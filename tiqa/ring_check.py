@@ -1,0 +1,186 @@
+"""A no-reference measure of ring artefacts about the rotation axis, and the score penalty it
+sets.
+
+Rings come from detectors whose gain the flat field does not correct: each adds a circle of
+one radius, centred on the rotation axis, to every slice. So a ring is the part of the image
+that depends on the distance from the axis only, the same in every direction. The measure
+splits the slice into angular sectors about the axis, takes each sector's radial profile
+(the mean in annuli of half a pixel), keeps its fine radial detail (the profile less its
+running median) and averages the covariance of the detail between every pair of sectors. A
+ring appears in every sector, so it adds its power to every pair; the object's own texture
+differs from sector to sector and adds nothing on average. The amplitude is the square root
+of that power, in the image's [0, 1] units, maximised over axis positions within
+`search` px of the image's centre (reconstructions place the axis at N / 2 or (N - 1) / 2,
+and the scoring path resizes): a ring about the wrong centre is smeared out of the profile.
+What the same search finds about points beside the axis is taken off, so texture alone
+measures 0.
+
+The score network sees rings too, but orders faint ones poorly on smooth objects; the
+shipped model's `ring_check` penalty (`fit_penalty`, on training objects' gain-error
+ladders, `launch.calibrate_rings`) says how many score points a unit of ring amplitude costs
+beyond what the network takes off, up to a cap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats
+
+SECTORS = 8
+BIN_WIDTH = 0.5  # px: rings of one detector pixel stay within a bin or two
+MIN_RADIUS = 8.0  # px: closer to the axis a sector's annulus holds too few pixels
+DETAIL_BINS = 9  # the running median the radial detail is taken against (4.5 px)
+SEARCH = 1.0  # px each way around the given axis position
+SEARCH_STEP = 0.5  # half a bin
+NULL_OFFSET = 10.0  # px: where the texture-only comparison is taken
+# Caps on the amplitude the penalty follows, in [0, 1] image units (`fit_penalty` picks one).
+CAPS = (0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 1.0)  # 1: no cap
+
+__all__ = ["ring_power", "ring_amplitude", "image_centre", "Penalty", "fit_slope", "fit_penalty"]
+
+
+def image_centre(height: int, width: int) -> tuple[float, float]:
+    """The rotation axis of a reconstructed (height, width) slice or of its centre crop: the
+    middle of the pixel grid (the search covers the N / 2 convention)."""
+    return (height - 1) / 2.0, (width - 1) / 2.0
+
+
+def _profiles(image: jax.Array, centre: jax.Array, bins: int) -> jax.Array:
+    """(SECTORS, bins) mean of `image` in annuli of BIN_WIDTH px from MIN_RADIUS, per sector."""
+    height, width = image.shape
+    rows, cols = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
+                              jnp.arange(width, dtype=jnp.float32), indexing="ij")
+    dy, dx = rows - centre[0], cols - centre[1]
+    radius_bin = jnp.floor((jnp.hypot(dy, dx) - MIN_RADIUS) / BIN_WIDTH).astype(jnp.int32)
+    sector = jnp.floor((jnp.arctan2(dy, dx) + jnp.pi) / (2 * jnp.pi) * SECTORS).astype(jnp.int32)
+    sector = jnp.clip(sector, 0, SECTORS - 1)  # arctan2 = pi exactly
+    inside = (radius_bin >= 0) & (radius_bin < bins)
+    segment = jnp.where(inside, sector * bins + radius_bin, SECTORS * bins).ravel()
+    total = jax.ops.segment_sum(image.ravel(), segment, num_segments=SECTORS * bins + 1)
+    count = jax.ops.segment_sum(jnp.ones_like(image).ravel(), segment,
+                                num_segments=SECTORS * bins + 1)
+    return (total / jnp.maximum(count, 1.0))[:-1].reshape(SECTORS, bins)
+
+
+def _bins(height: int, width: int, search: float) -> int:
+    reach = min(height, width) / 2.0 - 1.0 - search
+    bins = int((reach - MIN_RADIUS) / BIN_WIDTH)
+    if bins < 4 * DETAIL_BINS:
+        raise ValueError(f"a {height}x{width} image is too small for the ring check")
+    return bins
+
+
+def ring_power(image: jax.Array, centre, search: float = 0.0) -> jax.Array:
+    """Mean covariance between sectors of the radial detail about `centre` (row, col): the
+    power of what is the same in every direction at each radius (rings), in image units^2."""
+    image = jnp.asarray(image, jnp.float32)
+    bins = _bins(*image.shape, search)
+    profiles = _profiles(image, jnp.asarray(centre, jnp.float32), bins)
+    # Against a running median, a step in the profile (a cylindrical sample's edge, the edge
+    # of the field of view: concentric, but not rings) leaves no detail; a ring does.
+    half = DETAIL_BINS // 2
+    windows = jnp.stack([profiles[:, start:bins - DETAIL_BINS + 1 + start]
+                         for start in range(DETAIL_BINS)], axis=-1)
+    detail = profiles[:, half:bins - half] - jnp.median(windows, axis=-1)
+    covariance = detail @ detail.T / detail.shape[1]
+    pairs = np.triu_indices(SECTORS, 1)
+    return covariance[pairs].mean()
+
+
+@functools.partial(jax.jit, static_argnames=("search", "null_offset"))
+def ring_amplitude(images: jax.Array, search: float = SEARCH,
+                   null_offset: float = NULL_OFFSET) -> jax.Array:
+    """(N, H, W) slices or centre crops of slices in [0, 1] -> (N,) ring amplitudes.
+
+    The largest `ring_power` over axis positions within `search` px of the image's centre,
+    less the largest found the same way about four points `null_offset` px away (rings are
+    smeared out there, texture is not): taking the best of many positions favours texture
+    too, and the same search off the axis measures how much. The amplitude is the square
+    root of the excess, 0 when the axis shows no more than the points beside it.
+    """
+    images = jnp.asarray(images, jnp.float32)
+    height, width = images.shape[-2:]
+    steps = int(round(search / SEARCH_STEP))
+    offsets = jnp.arange(-steps, steps + 1, dtype=jnp.float32) * SEARCH_STEP
+    grid = jnp.stack(jnp.meshgrid(offsets, offsets, indexing="ij"), -1).reshape(-1, 2)
+    anchors = jnp.asarray([[0, 0], [null_offset, 0], [-null_offset, 0], [0, null_offset],
+                           [0, -null_offset]], jnp.float32)
+    centres = (jnp.asarray(image_centre(height, width), jnp.float32) + anchors[:, None]
+               + grid[None]).reshape(-1, 2)
+    reach = search + null_offset
+
+    def one(image):
+        powers = jax.lax.map(lambda centre: ring_power(image, centre, reach), centres)
+        best = powers.reshape(len(anchors), -1).max(axis=1)
+        return jnp.sqrt(jnp.maximum(best[0] - best[1:].max(), 0.0))
+
+    return jax.lax.map(one, images)
+
+
+@dataclasses.dataclass(frozen=True)
+class Penalty:
+    """Score points taken off for rings: `slope` x the ring amplitude, up to `cap`."""
+    slope: float
+    cap: float
+
+    def __call__(self, amplitudes: jax.Array) -> jax.Array:
+        return self.slope * jnp.minimum(amplitudes, self.cap)
+
+    def to_dict(self) -> dict:
+        return {"slope": self.slope, "cap": self.cap}
+
+
+def fit_slope(network_scores: np.ndarray, labels: np.ndarray, amplitudes: np.ndarray) -> float:
+    """The score points per unit of ring amplitude that bring the network's scores of ring
+    ladders closest to their labels: least squares of label - score = c_m - slope * amplitude
+    with an intercept c_m per object, all arrays (M, L); the slope is at least 0."""
+    network_scores, labels, amplitudes = (np.asarray(a, np.float64) for a in
+                                          (network_scores, labels, amplitudes))
+    if not (network_scores.shape == labels.shape == amplitudes.shape) or network_scores.ndim != 2:
+        raise ValueError("fit_slope needs (objects, levels) arrays of one shape, got "
+                         f"{network_scores.shape}, {labels.shape}, {amplitudes.shape}")
+    residual = labels - network_scores
+    residual = residual - residual.mean(axis=1, keepdims=True)
+    spread = amplitudes - amplitudes.mean(axis=1, keepdims=True)
+    denominator = float(np.sum(spread ** 2))
+    if denominator == 0.0 or not math.isfinite(denominator):
+        return 0.0
+    return max(0.0, float(-np.sum(spread * residual) / denominator))
+
+
+def _mean_order_srocc(scores: np.ndarray) -> float:
+    """Mean over objects (rows) of the SROCC of levels 1..N with the order best to worst."""
+    values = []
+    for row in np.asarray(scores)[:, 1:]:
+        values.append(0.0 if np.ptp(row) == 0 else
+                      float(stats.spearmanr(row, -np.arange(len(row))).statistic))
+    return float(np.mean(values))
+
+
+def fit_penalty(network_scores: np.ndarray, labels: np.ndarray, amplitudes: np.ndarray,
+                caps: tuple[float, ...] = CAPS) -> Penalty:
+    """The penalty that best orders ring ladders (M objects, levels 0..L-1 from the ideal):
+    for each cap, the least-squares slope of the capped amplitudes (`fit_slope`); the cap
+    whose penalised scores order levels 1.. best, then the one closest to the labels.
+
+    Why a cap: in an image normalised by its percentiles, heavy rings widen the range they
+    are measured in, so their measured amplitude stops growing and wanders; the network
+    orders such rings by itself, and a penalty that kept following the amplitude there
+    would reorder them at random.
+    """
+    best, best_key = None, None
+    for cap in caps:
+        capped = np.minimum(amplitudes, cap)
+        slope = fit_slope(network_scores, labels, capped)
+        penalised = np.asarray(network_scores) - slope * capped
+        key = (round(_mean_order_srocc(penalised), 6),
+               -float(np.sqrt(np.mean((penalised - labels) ** 2))))
+        if best_key is None or key > best_key:
+            best, best_key = Penalty(slope, cap), key
+    return best

@@ -168,3 +168,19 @@ def test_the_score_loses_the_ring_penalty(ringed_model):
     square = np.asarray(ring_check.ring_amplitude(slices[:, 8:232, 13:237]))
     assert square[0] > 0.01
     np.testing.assert_allclose(plain - mean, 20.0 * np.minimum(square, 0.05), rtol=1e-4, atol=1e-5)
+
+
+def test_a_ring_check_without_its_cap_is_refused_naming_the_file(ringed_model, tmp_path):
+    import json
+    import shutil
+
+    from tiqa import errors
+
+    folder = tmp_path / "broken"
+    shutil.copytree(ringed_model, folder)
+    info = json.loads((folder / "model.json").read_text())
+    info["ring_check"] = {"slope": 20.0}
+    (folder / "model.json").write_text(json.dumps(info))
+    with pytest.raises(errors.InputError, match=r"broken/model\.json: ring_check needs a slope "
+                                                r"and a cap"):
+        checkpoints.load_model(folder)

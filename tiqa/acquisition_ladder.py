@@ -65,6 +65,13 @@ def within_object_srocc(scores: np.ndarray, levels: np.ndarray) -> float:
     return float(stats.spearmanr(scores, -levels).statistic)
 
 
+def mean_within_object_srocc(scores: np.ndarray) -> float:
+    """(M, L) scores of levels 0..L-1 (0 the ideal) -> the mean over objects of
+    `within_object_srocc` over levels 1..L-1, as the benchmark reports it."""
+    levels = np.arange(np.shape(scores)[1])
+    return float(np.mean([within_object_srocc(row[1:], levels[1:]) for row in scores]))
+
+
 def _bootstrap_mean(values: np.ndarray, samples: int, seed: int) -> tuple[float, float]:
     """Percentile 95% interval of the mean over resampled objects (NaN for fewer than 2)."""
     if len(values) < 2:

@@ -182,20 +182,21 @@ class LoadedModel:
 def load_model(path: str | pathlib.Path | None = None) -> LoadedModel:
     """The score network of an exported folder, a training work directory (rank or fine-tune,
     at its latest checkpoint), or (None / '') the shipped default."""
-    graphdef, params, batch_stats, config, info = _load_network(
-        pathlib.Path(path) if path else DEFAULT_MODEL, MODEL_INFO_KEY, IQAConfig, IQANet)
+    folder = pathlib.Path(path) if path else DEFAULT_MODEL
+    graphdef, params, batch_stats, config, info = _load_network(folder, MODEL_INFO_KEY,
+                                                                IQAConfig, IQANet)
     return LoadedModel(graphdef, params, batch_stats, config, int(info.get("crop", 224)),
-                       int(info.get("resize", 255)), _ring_penalty(info, path))
+                       int(info.get("resize", 255)), _ring_penalty(info, folder))
 
 
-def _ring_penalty(info: dict, path) -> ring_check.Penalty | None:
+def _ring_penalty(info: dict, folder: pathlib.Path) -> ring_check.Penalty | None:
     found = info.get("ring_check")
     if found is None:
         return None
     try:
         return ring_check.Penalty(float(found["slope"]), float(found["cap"]))
     except (KeyError, TypeError, ValueError) as error:
-        raise errors.InputError(f"{path}: model.json's ring_check needs a slope and a cap, got "
+        raise errors.InputError(f"{folder / RUN_INFO}: ring_check needs a slope and a cap, got "
                                 f"{found!r}") from error
 
 

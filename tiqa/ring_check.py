@@ -30,7 +30,8 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats
+
+from tiqa import acquisition_ladder
 
 SECTORS = 8
 BIN_WIDTH = 0.5  # px: rings of one detector pixel stay within a bin or two
@@ -154,15 +155,6 @@ def fit_slope(network_scores: np.ndarray, labels: np.ndarray, amplitudes: np.nda
     return max(0.0, float(-np.sum(spread * residual) / denominator))
 
 
-def _mean_order_srocc(scores: np.ndarray) -> float:
-    """Mean over objects (rows) of the SROCC of levels 1..N with the order best to worst."""
-    values = []
-    for row in np.asarray(scores)[:, 1:]:
-        values.append(0.0 if np.ptp(row) == 0 else
-                      float(stats.spearmanr(row, -np.arange(len(row))).statistic))
-    return float(np.mean(values))
-
-
 def fit_penalty(network_scores: np.ndarray, labels: np.ndarray, amplitudes: np.ndarray,
                 caps: tuple[float, ...] = CAPS) -> Penalty:
     """The penalty that best orders ring ladders (M objects, levels 0..L-1 from the ideal):
@@ -179,7 +171,7 @@ def fit_penalty(network_scores: np.ndarray, labels: np.ndarray, amplitudes: np.n
         capped = np.minimum(amplitudes, cap)
         slope = fit_slope(network_scores, labels, capped)
         penalised = np.asarray(network_scores) - slope * capped
-        key = (round(_mean_order_srocc(penalised), 6),
+        key = (round(acquisition_ladder.mean_within_object_srocc(penalised), 6),
                -float(np.sqrt(np.mean((penalised - labels) ** 2))))
         if best_key is None or key > best_key:
             best, best_key = Penalty(slope, cap), key

@@ -46,12 +46,6 @@ def read_settings(config) -> CalibrateRingsSettings:
     return found
 
 
-def _mean_srocc(scores: np.ndarray) -> float:
-    """Mean within-object SROCC over levels 1..5, as the acquisition-ladder benchmark."""
-    return float(np.mean([acquisition_ladder.within_object_srocc(
-        row[1:], acquisition_ladder.LEVELS[1:]) for row in scores]))
-
-
 def run(config) -> dict:
     """Fits the penalty and writes the model; returns the figures it prints."""
     config = read_settings(config)
@@ -75,14 +69,15 @@ def run(config) -> dict:
     penalty = ring_check.fit_penalty(network, ladder_labels, amplitude)
     penalised = network - np.asarray(penalty(amplitude))
     result = {"objects": count, **penalty.to_dict(),
-              "srocc_network": _mean_srocc(network), "srocc_with_rings": _mean_srocc(penalised),
+              "srocc_network": acquisition_ladder.mean_within_object_srocc(network),
+              "srocc_with_rings": acquisition_ladder.mean_within_object_srocc(penalised),
               "rmse_network": float(np.sqrt(np.mean((network - ladder_labels) ** 2))),
               "rmse_with_rings": float(np.sqrt(np.mean((penalised - ladder_labels) ** 2))),
               "ideal_amplitude_max": float(amplitude[:, 0].max())}
     output = pathlib.Path(config.output)
     # The calibrated network keeps its model card, with the calibration added.
-    source = pathlib.Path(config.checkpoint) if config.checkpoint else checkpoints.DEFAULT_MODEL
-    card = dict(checkpoints.read_run_info(source).get("card", {}))
+    calibrated = pathlib.Path(config.checkpoint) if config.checkpoint else checkpoints.DEFAULT_MODEL
+    card = dict(checkpoints.read_run_info(calibrated).get("card", {}))
     card["ring_check"] = dict(result, factor=FACTOR, levels=list(acquisition.LEVELS[FACTOR]),
                               objects_from=config.grey, phantoms=config.phantoms)
     checkpoints.save_exported(dataclasses.replace(loaded, ring_penalty=penalty), output, card)

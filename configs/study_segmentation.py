@@ -9,6 +9,9 @@ def get_config() -> ml_collections.ConfigDict:
     base = evaluate_segmentation.get_config()
     config = ml_collections.ConfigDict()
     config.score_checkpoint = ""  # empty: the shipped default score model
+    # The score model's ring check (its model.json `ring_check` penalty), as in launch.score;
+    # False: the network alone.
+    config.ring_check = True
     config.segmentation_checkpoint = "runs/segmentation"
     config.output = "runs/segmentation_study"
     config.images = base.images

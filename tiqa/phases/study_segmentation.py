@@ -36,6 +36,7 @@ def table_one(rows: list[dict], kinds) -> list[dict]:
 class StudySegmentationSettings:
     """configs/study_segmentation.py, read once."""
     score_checkpoint: str
+    ring_check: bool
     segmentation_checkpoint: str
     output: str
     images: str
@@ -59,7 +60,9 @@ def run(config) -> dict:
     output.mkdir(parents=True, exist_ok=True)
     segmenter = checkpoints.load_segmenter(study.segmentation_checkpoint)
     positive = checkpoints.positive_class(study.segmentation_checkpoint)
-    score = scoring.make_slice_scorer(checkpoints.load_model(study.score_checkpoint), study.crops)
+    score_model = checkpoints.load_model(study.score_checkpoint)
+    score = scoring.make_slice_scorer(score_model, study.crops, with_ring_check=study.ring_check)
+    ring_checked = study.ring_check and score_model.ring_penalty is not None
     paths, images, label_maps = held_out(study.images, study.labels, study.label_suffix)
     base_key = jax.random.key(study.seed)
     rows, curves, examples = [], {}, {}
@@ -99,7 +102,8 @@ def run(config) -> dict:
                                          if probabilities.shape[-1] == 2 else probabilities,
                                          output / f"segmentation_{study.figure_kind}_level{level}.png",
                                          title=f"{study.figure_kind} level {level}")
-    print("TIQA score against segmentation F1 (the paper's Table 1)")
+    print(f"TIQA score ({'with the ring check' if ring_checked else 'the network alone'}) "
+          "against segmentation F1 (the paper's Table 1)")
     print(evaluation.format_table(table))
     print(f"written to {output}: table1.csv/.md, study.csv/.md, score_vs_f1.png, two_point_levels.png")
     return {"table": table, "rows": rows}

@@ -133,3 +133,28 @@ def test_table_one_counts_and_correlates_its_rows():
         f1s = [r["f1"] for r in chosen]
         assert table[kind]["srocc"] == pytest.approx(stats.spearmanr(scores, f1s)[0]), kind
         assert table[kind]["mean_f1"] == pytest.approx(np.mean(f1s))
+
+
+@pytest.mark.parametrize("ring_check", [True, False])
+def test_study_scores_with_the_ring_check_its_config_asks_for(monkeypatch, tmp_path, ring_check):
+    from tiqa import checkpoints, scoring
+
+    class _Stop(Exception):
+        pass
+
+    asked = {}
+
+    def slice_scorer(loaded, crops, with_ring_check=True):
+        asked["with_ring_check"], asked["loaded"] = with_ring_check, loaded
+        raise _Stop
+
+    monkeypatch.setattr(checkpoints, "load_segmenter", lambda path: None)
+    monkeypatch.setattr(checkpoints, "positive_class", lambda path: 0)
+    monkeypatch.setattr(checkpoints, "load_model", lambda path: f"model {path}")
+    monkeypatch.setattr(scoring, "make_slice_scorer", slice_scorer)
+    study = study_config.get_config()
+    study.score_checkpoint, study.ring_check = "scores", ring_check
+    study.output = str(tmp_path / "study")
+    with pytest.raises(_Stop):
+        study_segmentation.run(study)
+    assert asked == {"with_ring_check": ring_check, "loaded": "model scores"}

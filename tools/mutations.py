@@ -147,6 +147,12 @@ MUTATIONS = (
                "        return self.slope * jnp.minimum(amplitudes, self.cap)",
                "        return self.slope * amplitudes"),),
              ("tests/test_ring_check.py",), keyword="penalty"),
+    Mutation("study_ignores_its_ring_check_key", "the segmentation study scores with the "
+             "ring check whatever its config says, so the network-alone column is not one",
+             (("tiqa/phases/study_segmentation.py",
+               "score = scoring.make_slice_scorer(score_model, study.crops, with_ring_check=study.ring_check)",
+               "score = scoring.make_slice_scorer(score_model, study.crops)"),),
+             ("tests/test_segmentation_phases.py",), keyword="ring_check"),
     Mutation("detector_shift_linear_interpolation", "projections are shifted by linear "
              "interpolation, which also low-passes them, instead of the Fourier shift theorem",
              (("tiqa/acquisition.py",

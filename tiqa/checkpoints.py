@@ -179,10 +179,16 @@ class LoadedModel:
     ring_penalty: ring_check.Penalty | None = None
 
 
+def model_folder(path: str | pathlib.Path | None) -> pathlib.Path:
+    """The folder of a score model given as a config does: a path, or None / '' for the shipped
+    default."""
+    return pathlib.Path(path) if path else DEFAULT_MODEL
+
+
 def load_model(path: str | pathlib.Path | None = None) -> LoadedModel:
     """The score network of an exported folder, a training work directory (rank or fine-tune,
     at its latest checkpoint), or (None / '') the shipped default."""
-    folder = pathlib.Path(path) if path else DEFAULT_MODEL
+    folder = model_folder(path)
     graphdef, params, batch_stats, config, info = _load_network(folder, MODEL_INFO_KEY,
                                                                 IQAConfig, IQANet)
     return LoadedModel(graphdef, params, batch_stats, config, int(info.get("crop", 224)),

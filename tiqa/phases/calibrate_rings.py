@@ -76,8 +76,8 @@ def run(config) -> dict:
               "ideal_amplitude_max": float(amplitude[:, 0].max())}
     output = pathlib.Path(config.output)
     # The calibrated network keeps its model card, with the calibration added.
-    calibrated = pathlib.Path(config.checkpoint) if config.checkpoint else checkpoints.DEFAULT_MODEL
-    card = dict(checkpoints.read_run_info(calibrated).get("card", {}))
+    card = dict(checkpoints.read_run_info(checkpoints.model_folder(config.checkpoint))
+                .get("card", {}))
     card["ring_check"] = dict(result, factor=FACTOR, levels=list(acquisition.LEVELS[FACTOR]),
                               objects_from=config.grey, phantoms=config.phantoms)
     checkpoints.save_exported(dataclasses.replace(loaded, ring_penalty=penalty), output, card)

@@ -184,3 +184,38 @@ def test_a_ring_check_without_its_cap_is_refused_naming_the_file(ringed_model, t
     with pytest.raises(errors.InputError, match=r"broken/model\.json: ring_check needs a slope "
                                                 r"and a cap"):
         checkpoints.load_model(folder)
+
+
+@pytest.mark.slow
+def test_calibration_phase_exports_the_fitted_penalty_and_keeps_the_card(tmp_path, monkeypatch):
+    import csv
+    import json
+
+    from configs import calibrate_rings as calibrate_config
+    from tiqa.phases import calibrate_rings
+
+    source = tmp_path / "network"
+    loaded = export_tiny_score_model(tmp_path / "tiny")
+    checkpoints.save_exported(dataclasses.replace(loaded, crop=224, resize=255), source,
+                              card={"purpose": "tests"})
+    config = calibrate_config.get_config("smoke")
+    config.checkpoint, config.output = str(source), str(tmp_path / "calibrated")
+    config.phantoms, config.output_size = 2, 256  # crops of 224 px hold the ring search
+    # A network blind to rings (4 for every acquisition), so that the rings' cost is all the
+    # penalty's to carry.
+    monkeypatch.setattr(scoring, "make_scorer", lambda loaded, batch_size, with_ring_check:
+                        lambda crops: np.full(len(crops), 4.0, np.float32))
+    result = calibrate_rings.run(config)
+    calibrated = checkpoints.load_model(config.output)
+    assert calibrated.ring_penalty == ring_check.Penalty(result["slope"], result["cap"])
+    assert result["cap"] in ring_check.CAPS and result["slope"] > 0 and result["objects"] == 2
+    assert result["rmse_with_rings"] < result["rmse_network"]
+    card = json.loads((tmp_path / "calibrated" / "model.json").read_text())["card"]
+    assert card["purpose"] == "tests" and card["ring_check"]["slope"] == result["slope"]
+    with open(tmp_path / "calibrated" / "calibration.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["level"]) for r in rows] == list(range(6)) * 2
+    for row in rows:  # each score loses the penalty of its own amplitude
+        expected = float(row["network"]) - result["slope"] * min(float(row["ring_amplitude"]),
+                                                                  result["cap"])
+        assert float(row["with_rings"]) == pytest.approx(expected, abs=1e-6)

@@ -147,6 +147,12 @@ MUTATIONS = (
                "        return self.slope * jnp.minimum(amplitudes, self.cap)",
                "        return self.slope * amplitudes"),),
              ("tests/test_ring_check.py",), keyword="penalty"),
+    Mutation("calibration_keeps_the_network_scores", "the ring calibration reports and "
+             "writes the network's scores as the penalised ones",
+             (("tiqa/phases/calibrate_rings.py",
+               "    penalised = network - np.asarray(penalty(amplitude))",
+               "    penalised = network + 0 * np.asarray(penalty(amplitude))"),),
+             ("tests/test_ring_check.py",), keyword="calibration_phase"),
     Mutation("study_ignores_its_ring_check_key", "the segmentation study scores with the "
              "ring check whatever its config says, so the network-alone column is not one",
              (("tiqa/phases/study_segmentation.py",

@@ -123,6 +123,7 @@ def test_score_volume_and_folder_with_report(tiny_model, tmp_path):
     assert all(np.isfinite(float(r["score"])) and int(r["n_crops"]) == 4 for r in rows)
     html = (tmp_path / "report" / "index.html").read_text()
     assert "scan.tif" in html and "volumes_boxplot.png" in html
+    assert "ring check: none in this model" in html  # asked for, but the tiny model has none
     assert [row["slices"] for row in result["summary"]] == [5, 3]
 
 

@@ -195,6 +195,13 @@ def load_model(path: str | pathlib.Path | None = None) -> LoadedModel:
                        int(info.get("resize", 255)), _ring_penalty(info, folder))
 
 
+def ring_penalty(path: str | pathlib.Path | None = None) -> ring_check.Penalty | None:
+    """The ring penalty of a score model (as `load_model` takes it), read without its
+    weights; None when the model has none."""
+    folder = model_folder(path)
+    return _ring_penalty(read_run_info(folder), folder)
+
+
 def _ring_penalty(info: dict, folder: pathlib.Path) -> ring_check.Penalty | None:
     found = info.get("ring_check")
     if found is None:

@@ -135,6 +135,12 @@ MUTATIONS = (
                "    detail = profiles[:, half:bins - half] - jnp.median(windows, axis=-1)",
                "    detail = profiles[:, half:bins - half] - jnp.mean(windows, axis=-1)"),),
              ("tests/test_ring_check.py",), keyword="cylindrical"),
+    Mutation("ring_power_mean_over_radii", "the ring check averages over radii instead of "
+             "taking the median, so a few isolated rings (the paper's) count as a detector's",
+             (("tiqa/ring_check.py",
+               "    return jnp.median(per_radius)",
+               "    return per_radius.mean()"),),
+             ("tests/test_ring_check.py",), keyword="isolated"),
     Mutation("ring_null_not_taken_off", "the ring check keeps what its search finds beside "
              "the axis, so texture alone measures as rings",
              (("tiqa/ring_check.py",

@@ -198,6 +198,16 @@ def run(config) -> dict:
     return score_phase(read_settings(config))
 
 
+def _ring_check_note(config: ScoreSettings) -> str:
+    """What the ring check did: the config can ask for it, but only a calibrated model has one."""
+    if not config.ring_check:
+        return "off"
+    penalty = checkpoints.ring_penalty(config.checkpoint)
+    if penalty is None:
+        return "none in this model"
+    return f"on ({penalty.slope:.2f} points per unit of ring amplitude, up to {penalty.cap:g})"
+
+
 def score_phase(config: ScoreSettings) -> dict:
     """The scoring phase on its settings: CSV of scores, optionally the report."""
     from tiqa import report  # matplotlib is only needed for reports
@@ -226,7 +236,7 @@ def score_phase(config: ScoreSettings) -> dict:
         model = str(config.checkpoint) if config.checkpoint else "the shipped default model"
         index = report.write_report(records, config.report, thumbnails,
                                     notes=(f"Scored with {model}, crops: {config.crops}, ring "
-                                           f"check: {'on' if config.ring_check else 'off'}.",))
+                                           f"check: {_ring_check_note(config)}.",))
         print(f"report: {index}")
         result["report"] = index
     return result

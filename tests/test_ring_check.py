@@ -154,27 +154,44 @@ def test_fit_penalty_caps_an_amplitude_that_stops_following_the_rings():
     labels = np.array([[4.0, 3.5, 3.0, 2.5, 2.0, 1.0]] * 3)
     network = labels + 30.0 * np.minimum(amplitude, 0.05)  # what the rings should cost
     penalty = ring_check.fit_penalty(network, labels, amplitude)
-    assert penalty.cap == 0.05 and penalty.slope == pytest.approx(30.0)
+    assert penalty.cap == 0.05 and penalty.floor == 0.0 and penalty.slope == pytest.approx(30.0)
     penalised = network - np.asarray(penalty(amplitude))
     np.testing.assert_allclose(penalised, labels, atol=1e-9)
     uncapped = ring_check.fit_penalty(network, labels, amplitude, caps=(1.0,))
     assert uncapped.cap == 1.0 and uncapped.slope > 0
 
 
+def test_fit_penalty_finds_the_floor_below_which_rings_cost_nothing():
+    # Amplitudes up to 0.004 (the measure's noise, faint isolated rings) cost nothing; above
+    # it each unit costs 30 points, up to 0.05.
+    rng = np.random.default_rng(1)
+    amplitude = np.sort(np.concatenate([rng.uniform(0, 0.004, (6, 3)),
+                                        rng.uniform(0.006, 0.08, (6, 3))], axis=1), axis=1)
+    labels = np.linspace(4.0, 1.5, 6) + rng.normal(0, 0.3, (6, 1))
+    cost = 30.0 * np.clip(amplitude - 0.004, 0, 0.046)
+    assert cost[:, :3].max() == 0 and cost[:, 3:].min() > 0
+    network = labels + cost  # a network that does not see what the rings cost
+    penalty = ring_check.fit_penalty(network, labels, amplitude)
+    assert (penalty.floor, penalty.cap) == (0.004, 0.05)
+    assert penalty.slope == pytest.approx(30.0, rel=1e-6)
+    np.testing.assert_allclose(penalty(np.array([0.002, 0.01, 0.1])), [0.0, 0.18, 1.38],
+                               rtol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def ringed_model(tmp_path_factory):
     """The tiny network at the shipped crop and resize, exported with a ring penalty of 20
-    points per unit amplitude up to 0.05."""
+    points per unit amplitude above 0.005, up to 0.05."""
     folder = tmp_path_factory.mktemp("ringed")
     loaded = export_tiny_score_model(tmp_path_factory.mktemp("tiny"))
     checkpoints.save_exported(dataclasses.replace(
-        loaded, crop=224, resize=255, ring_penalty=ring_check.Penalty(20.0, 0.05)), folder)
+        loaded, crop=224, resize=255, ring_penalty=ring_check.Penalty(20.0, 0.05, 0.005)), folder)
     return folder
 
 
 def test_the_score_loses_the_ring_penalty(ringed_model):
     loaded = checkpoints.load_model(ringed_model)
-    assert loaded.ring_penalty == ring_check.Penalty(20.0, 0.05)
+    assert loaded.ring_penalty == ring_check.Penalty(20.0, 0.05, 0.005)
     size = 224
     middle = ring_check.image_centre(size, size)
     texture = _texture(size)
@@ -183,8 +200,8 @@ def test_the_score_loses_the_ring_penalty(ringed_model):
     with_rings = scoring.make_scorer(loaded, batch_size=3)(crops)
     network = scoring.make_scorer(loaded, batch_size=3, with_ring_check=False)(crops)
     amplitude = np.asarray(ring_check.ring_amplitude(crops))
-    assert 0.01 < amplitude[1] < 0.05 < amplitude[2]
-    np.testing.assert_allclose(network - with_rings, 20.0 * np.minimum(amplitude, 0.05),
+    assert 0.01 < amplitude[1] < 0.05 < amplitude[2] and amplitude[0] < 0.005
+    np.testing.assert_allclose(network - with_rings, 20.0 * np.clip(amplitude - 0.005, 0, 0.045),
                                rtol=1e-4, atol=1e-5)
     # Whole slices: the rings are measured at the slice's own pixels, on its centred
     # crop-sized square (the scoring path's resize would average one-pixel rings away).
@@ -196,7 +213,8 @@ def test_the_score_loses_the_ring_penalty(ringed_model):
     plain, _, _ = scoring.make_slice_scorer(loaded, "center", with_ring_check=False)(slices)
     square = np.asarray(ring_check.ring_amplitude(slices[:, 8:232, 13:237]))
     assert square[0] > 0.01
-    np.testing.assert_allclose(plain - mean, 20.0 * np.minimum(square, 0.05), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(plain - mean, 20.0 * np.clip(square - 0.005, 0, 0.045),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_a_ring_check_without_its_cap_is_refused_naming_the_file(ringed_model, tmp_path):
@@ -211,7 +229,7 @@ def test_a_ring_check_without_its_cap_is_refused_naming_the_file(ringed_model, t
     info["ring_check"] = {"slope": 20.0}
     (folder / "model.json").write_text(json.dumps(info))
     with pytest.raises(errors.InputError, match=r"broken/model\.json: ring_check needs a slope "
-                                                r"and a cap"):
+                                                r"and a cap \(and optionally a floor\)"):
         checkpoints.load_model(folder)
 
 
@@ -236,8 +254,10 @@ def test_calibration_phase_exports_the_fitted_penalty_and_keeps_the_card(tmp_pat
                         lambda crops: np.full(len(crops), 4.0, np.float32))
     result = calibrate_rings.run(config)
     calibrated = checkpoints.load_model(config.output)
-    assert calibrated.ring_penalty == ring_check.Penalty(result["slope"], result["cap"])
-    assert result["cap"] in ring_check.CAPS and result["slope"] > 0 and result["objects"] == 2
+    assert calibrated.ring_penalty == ring_check.Penalty(result["slope"], result["cap"],
+                                                         result["floor"])
+    assert result["cap"] in ring_check.CAPS and result["floor"] in ring_check.FLOORS
+    assert result["slope"] > 0 and result["objects"] == 2
     assert result["rmse_with_rings"] < result["rmse_network"]
     card = json.loads((tmp_path / "calibrated" / "model.json").read_text())["card"]
     assert card["purpose"] == "tests" and card["ring_check"]["slope"] == result["slope"]
@@ -245,6 +265,7 @@ def test_calibration_phase_exports_the_fitted_penalty_and_keeps_the_card(tmp_pat
         rows = list(csv.DictReader(handle))
     assert [int(r["level"]) for r in rows] == list(range(6)) * 2
     for row in rows:  # each score loses the penalty of its own amplitude
-        expected = float(row["network"]) - result["slope"] * min(float(row["ring_amplitude"]),
-                                                                  result["cap"])
+        excess = min(max(float(row["ring_amplitude"]) - result["floor"], 0.0),
+                     result["cap"] - result["floor"])
+        expected = float(row["network"]) - result["slope"] * excess
         assert float(row["with_rings"]) == pytest.approx(expected, abs=1e-6)

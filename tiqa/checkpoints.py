@@ -207,10 +207,12 @@ def _ring_penalty(info: dict, folder: pathlib.Path) -> ring_check.Penalty | None
     if found is None:
         return None
     try:
-        return ring_check.Penalty(float(found["slope"]), float(found["cap"]))
-    except (KeyError, TypeError, ValueError) as error:
-        raise errors.InputError(f"{folder / RUN_INFO}: ring_check needs a slope and a cap, got "
-                                f"{found!r}") from error
+        # Models calibrated before the floor existed have none: 0.
+        return ring_check.Penalty(float(found["slope"]), float(found["cap"]),
+                                  float(found.get("floor", 0.0)))
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise errors.InputError(f"{folder / RUN_INFO}: ring_check needs a slope and a cap (and "
+                                f"optionally a floor), got {found!r}") from error
 
 
 def save_exported(loaded: LoadedModel, destination: str | pathlib.Path,

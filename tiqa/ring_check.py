@@ -22,7 +22,7 @@ measures 0.
 The score network sees rings too, but orders faint ones poorly on smooth objects; the
 shipped model's `ring_check` penalty (`fit_penalty`, on training objects' gain-error
 ladders, `launch.calibrate_rings`) says how many score points a unit of ring amplitude costs
-beyond what the network takes off, up to a cap.
+beyond what the network takes off, above a floor and up to a cap.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ SEARCH_STEP = 0.5  # half a bin
 NULL_OFFSET = 10.0  # px: where the texture-only comparison is taken
 # Caps on the amplitude the penalty follows, in [0, 1] image units (`fit_penalty` picks one).
 CAPS = (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 1.0)  # 1: no cap
+# Floors below which an amplitude costs nothing (`fit_penalty` picks one): the measure's own
+# noise on ring-free images, and faint isolated rings, which the network already sees.
+FLOORS = (0.0, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01)
 
 __all__ = ["ring_power", "ring_amplitude", "image_centre", "Penalty", "fit_slope", "fit_penalty"]
 
@@ -134,15 +137,23 @@ def ring_amplitude(images: jax.Array, search: float = SEARCH,
 
 @dataclasses.dataclass(frozen=True)
 class Penalty:
-    """Score points taken off for rings: `slope` x the ring amplitude, up to `cap`."""
+    """Score points taken off for rings: `slope` x the ring amplitude above `floor`, counted
+    up to `cap` (so at most slope x (cap - floor))."""
     slope: float
     cap: float
+    floor: float = 0.0
 
     def __call__(self, amplitudes: jax.Array) -> jax.Array:
-        return self.slope * jnp.minimum(amplitudes, self.cap)
+        return self.slope * _excess(amplitudes, self.cap, self.floor)
 
     def to_dict(self) -> dict:
-        return {"slope": self.slope, "cap": self.cap}
+        return {"slope": self.slope, "cap": self.cap, "floor": self.floor}
+
+
+def _excess(amplitudes, cap: float, floor: float, xp=jnp):
+    """The part of each amplitude between `floor` and `cap` (`xp`: jnp, or np for the fit's
+    float64)."""
+    return xp.clip(xp.asarray(amplitudes) - floor, 0.0, cap - floor)
 
 
 def fit_slope(network_scores: np.ndarray, labels: np.ndarray, amplitudes: np.ndarray) -> float:
@@ -164,10 +175,15 @@ def fit_slope(network_scores: np.ndarray, labels: np.ndarray, amplitudes: np.nda
 
 
 def fit_penalty(network_scores: np.ndarray, labels: np.ndarray, amplitudes: np.ndarray,
-                caps: tuple[float, ...] = CAPS) -> Penalty:
+                caps: tuple[float, ...] = CAPS, floors: tuple[float, ...] = FLOORS) -> Penalty:
     """The penalty that best orders ring ladders (M objects, levels 0..L-1 from the ideal):
-    for each cap, the least-squares slope of the capped amplitudes (`fit_slope`); the cap
-    whose penalised scores order levels 1.. best, then the one closest to the labels.
+    for each floor and each cap above it, the least-squares slope of the amplitudes' excess
+    over the floor, up to the cap (`fit_slope`); the pair whose penalised scores order levels
+    1.. best, then the one closest to the labels.
+
+    Why a floor: on ring-free images the measure is not exactly 0 (up to about 0.006 on the
+    ideal acquisitions of the training objects), and a few faint isolated rings measure a
+    little too; both would cost points the network does not owe.
 
     Why a cap: in an image normalised by its percentiles, heavy rings widen the range they
     are measured in, so their measured amplitude stops growing and wanders; the network
@@ -175,12 +191,13 @@ def fit_penalty(network_scores: np.ndarray, labels: np.ndarray, amplitudes: np.n
     would reorder them at random.
     """
     best, best_key = None, None
-    for cap in caps:
-        capped = np.minimum(amplitudes, cap)
-        slope = fit_slope(network_scores, labels, capped)
-        penalised = np.asarray(network_scores) - slope * capped
-        key = (round(acquisition_ladder.mean_within_object_srocc(penalised), 6),
-               -float(np.sqrt(np.mean((penalised - labels) ** 2))))
-        if best_key is None or key > best_key:
-            best, best_key = Penalty(slope, cap), key
+    for floor in floors:
+        for cap in (cap for cap in caps if cap > floor):
+            excess = _excess(np.asarray(amplitudes, np.float64), cap, floor, xp=np)
+            slope = fit_slope(network_scores, labels, excess)
+            penalised = np.asarray(network_scores) - slope * excess
+            key = (round(acquisition_ladder.mean_within_object_srocc(penalised), 6),
+                   -float(np.sqrt(np.mean((penalised - labels) ** 2))))
+            if best_key is None or key > best_key:
+                best, best_key = Penalty(slope, cap, floor), key
     return best

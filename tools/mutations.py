@@ -150,8 +150,14 @@ MUTATIONS = (
     Mutation("ring_penalty_uncapped_in_the_slice_scorer", "whole slices lose the ring slope "
              "times the amplitude without the cap",
              (("tiqa/ring_check.py",
-               "        return self.slope * jnp.minimum(amplitudes, self.cap)",
-               "        return self.slope * amplitudes"),),
+               "    return xp.clip(xp.asarray(amplitudes) - floor, 0.0, cap - floor)",
+               "    return xp.maximum(xp.asarray(amplitudes) - floor, 0.0)"),),
+             ("tests/test_ring_check.py",), keyword="penalty"),
+    Mutation("ring_floor_lost_on_export", "an exported model forgets its ring floor, so a "
+             "loaded model charges for the measure's own noise",
+             (("tiqa/ring_check.py",
+               '        return {"slope": self.slope, "cap": self.cap, "floor": self.floor}',
+               '        return {"slope": self.slope, "cap": self.cap}'),),
              ("tests/test_ring_check.py",), keyword="penalty"),
     Mutation("calibration_keeps_the_network_scores", "the ring calibration reports and "
              "writes the network's scores as the penalised ones",

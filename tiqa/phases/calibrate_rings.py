@@ -88,8 +88,8 @@ def run(config) -> dict:
     evaluation.write_table(rows, output / "calibration.csv", output / "calibration.md")
     io.write_json(output / "calibration.json", result)
     logging.info("ring penalty %s from %d objects", penalty, count)
-    print(f"ring penalty {penalty.slope:.2f} score points per unit amplitude up to "
-          f"{penalty.cap:g} ({count} objects); "
+    print(f"ring penalty {penalty.slope:.2f} score points per unit amplitude above "
+          f"{penalty.floor:g} up to {penalty.cap:g} ({count} objects); "
           f"within-object SROCC along the gain-error ladders {result['srocc_network']:.3f} "
           f"(network) -> {result['srocc_with_rings']:.3f} (with the ring check); RMSE against "
           f"the labels {result['rmse_network']:.3f} -> {result['rmse_with_rings']:.3f}; written "

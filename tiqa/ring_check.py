@@ -190,12 +190,13 @@ def fit_penalty(network_scores: np.ndarray, labels: np.ndarray, amplitudes: np.n
     orders such rings by itself, and a penalty that kept following the amplitude there
     would reorder them at random.
     """
+    network_scores, amplitudes = (np.asarray(a, np.float64) for a in (network_scores, amplitudes))
     best, best_key = None, None
     for floor in floors:
         for cap in (cap for cap in caps if cap > floor):
-            excess = _excess(np.asarray(amplitudes, np.float64), cap, floor, xp=np)
+            excess = _excess(amplitudes, cap, floor, xp=np)
             slope = fit_slope(network_scores, labels, excess)
-            penalised = np.asarray(network_scores) - slope * excess
+            penalised = network_scores - slope * excess
             key = (round(acquisition_ladder.mean_within_object_srocc(penalised), 6),
                    -float(np.sqrt(np.mean((penalised - labels) ** 2))))
             if best_key is None or key > best_key:

@@ -230,6 +230,13 @@ def test_the_score_loses_the_ring_penalty(ringed_model):
                                rtol=1e-4, atol=1e-5)
 
 
+def test_the_exported_penalty_is_read_without_the_weights_and_said_in_words(ringed_model):
+    # What the score report prints (launch.score --config.report=...): "ring check: on (...)".
+    penalty = checkpoints.ring_penalty(ringed_model)
+    assert penalty == ring_check.Penalty(20.0, 0.05, 0.005)
+    assert penalty.describe() == "20.00 points per unit of ring amplitude above 0.005, up to 0.05"
+
+
 def test_a_ring_check_without_its_cap_is_refused_naming_the_file(ringed_model, tmp_path):
     import json
     import shutil

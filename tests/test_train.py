@@ -114,7 +114,7 @@ _SHARDING_SCRIPT = textwrap.dedent("""
     from tiqa.models.iqa import IQAConfig, IQANet
     from tiqa.train import batches, loop, losses
     assert jax.device_count() == 4, jax.devices()
-    config = IQAConfig(backbone="b0", pretrained=False, hidden=(8,),
+    config = IQAConfig(backbone="b0", pretrained=False, hidden=(8,), depthwise="grouped",
                        trunk_overrides=(("depth", 0.25), ("width", 0.25)))
     pool = batches.build_pool([np.random.default_rng(i).random((60, 60), np.float32) for i in range(2)],
                               [4.0, 3.0], resize=0, crop=32)

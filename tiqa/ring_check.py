@@ -149,6 +149,11 @@ class Penalty:
     def to_dict(self) -> dict:
         return {"slope": self.slope, "cap": self.cap, "floor": self.floor}
 
+    def describe(self) -> str:
+        """The penalty in words, for reports and logs."""
+        return (f"{self.slope:.2f} points per unit of ring amplitude above {self.floor:g}, "
+                f"up to {self.cap:g}")
+
 
 def _excess(amplitudes, cap: float, floor: float, xp=jnp):
     """The part of each amplitude between `floor` and `cap` (`xp`: jnp, or np for the fit's

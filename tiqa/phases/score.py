@@ -205,8 +205,7 @@ def _ring_check_note(config: ScoreSettings) -> str:
     penalty = checkpoints.ring_penalty(config.checkpoint)
     if penalty is None:
         return "none in this model"
-    return (f"on ({penalty.slope:.2f} points per unit of ring amplitude above "
-            f"{penalty.floor:g}, up to {penalty.cap:g})")
+    return f"on ({penalty.describe()})"
 
 
 def score_phase(config: ScoreSettings) -> dict:

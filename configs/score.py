@@ -19,6 +19,11 @@ def get_config() -> ml_collections.ConfigDict:
     # Take the model's ring penalty off each slice's score (tiqa.ring_check: rings about the
     # slice centre, where a reconstruction's rotation axis is); False: the network alone.
     config.ring_check = True
+    # Also measure each slice's angular sampling (tiqa.view_check): the CSV gains the columns
+    # view_comb (the comb's strength: about 1 to 5 for a fully sampled slice) and views (the
+    # number of views, where the slice looks made from too few; else empty). One FFT of the
+    # slice's centred square (up to 512 px) per slice.
+    config.view_check = False
     config.batch_size = 16  # slices per call on the accelerator
     config.normalisation = "auto"  # auto | minmax | percentile | none (see tiqa.io)
     # A TIFF page of 3 or 4 sample planes (tifffile's default for a (3|4, H, W) array): a

@@ -18,10 +18,12 @@ import numpy as np
 import tqdm
 
 from tiqa import (checkpoints, errors, io, labels, preprocessing, reference_distortions, ring_check,
-                  volumes)
+                  view_check, volumes)
 from tiqa.models.forward import eval_forward
 
 Scorer = Callable[[np.ndarray], np.ndarray]
+# The score CSV's angular-sampling columns, with launch.score's config.view_check.
+VIEW_FIELDS = ("view_comb", "views")
 
 
 def in_fixed_batches(function, images: np.ndarray, batch_size: int):
@@ -293,12 +295,21 @@ class _Reader:
         self.open.clear()
 
 
+def _view_record(image: np.ndarray) -> dict:
+    """The angular-sampling columns of one slice (tiqa.view_check)."""
+    strength, views = view_check.view_comb(image)
+    return {"view_comb": round(strength, 2),
+            "views": views if view_check.undersampled(strength) else None}
+
+
 def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *, crops: str,
                   batch_size: int, normalisation: str, tiff_planes: str,
-                  desc: str = "scoring", with_ring_check: bool = True) -> list[tuple[int, dict]]:
+                  desc: str = "scoring", with_ring_check: bool = True,
+                  with_view_check: bool = False) -> list[tuple[int, dict]]:
     """(order, record) of every slice of `batches`, read a batch at a time and scored
     `batch_size` slices per call on `crops` ('center' or 'grid'), with the model's ring
-    penalty unless `with_ring_check` is False."""
+    penalty unless `with_ring_check` is False; with `with_view_check`, each record also has
+    the slice's angular sampling (VIEW_FIELDS)."""
     score = make_slice_scorer(loaded, crops, with_ring_check)
     reader = _Reader(normalisation, tiff_planes, batches)
     records = []
@@ -315,12 +326,14 @@ def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *
                     return means, spreads
 
                 means, spreads = in_fixed_batches(score_chunk, images, batch_size)
+                sampling = ([_view_record(image) for image in images] if with_view_check
+                            else [{}] * len(batch))
                 del images
                 for offset, item in enumerate(batch):
                     records.append((item.order, {
                         "file": str(item.source), "slice": item.index, "volume": item.volume,
                         "score": float(means[offset]), "spread": float(spreads[offset]),
-                        "n_crops": counts[0]}))
+                        "n_crops": counts[0], **sampling[offset]}))
                 progress.update(len(batch))
         finally:
             reader.close()
@@ -346,7 +359,9 @@ def report_thumbnails(records: list[dict], work: list[_Work], *, normalisation: 
 
 
 def write_scores_csv(records: list[dict], path: str | pathlib.Path) -> None:
+    """The records as CSV, with the angular-sampling columns where the records have them."""
     fields = ["file", "slice", "volume", "score", "spread", "n_crops"]
+    fields += [k for k in VIEW_FIELDS if records and k in records[0]]
     with io.atomic_write(pathlib.Path(path)) as tmp:
         with open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)

@@ -248,6 +248,30 @@ MUTATIONS = (
                'appended["group_ids"]'),),
              ("tests/test_acquisition_training.py::"
               "test_finetune_batch_labels_ladders_against_their_ideal_acquisition",)),
+    # --- The angular-sampling check (tiqa.view_check) -----------------------------------------
+    Mutation("view_comb_harmonic_v", "the comb is read at harmonic V of the spectrum's angle, "
+             "whose period is 2 pi / V, not at 2V (period pi / V, the lines' spacing)",
+             (("tiqa/view_check.py", "        phase = 2.0 * v * theta",
+               "        phase = v * theta"),),
+             ("tests/test_view_check.py",)),
+    Mutation("view_comb_not_normalised_in_annuli", "the log spectrum is only centred, not "
+             "z-normalised in annuli, so the object's radial fall-off weighs on the comb",
+             (("tiqa/view_check.py",
+               "    z = (flat - mean[ids]) / jnp.sqrt(jnp.maximum(var[ids], 1e-12))",
+               "    z = flat - jnp.mean(flat)"),),
+             ("tests/test_view_check.py",)),
+    Mutation("view_comb_every_radius", "the comb is summed over every radius, also where the "
+             "lines of the views overlap",
+             (("tiqa/view_check.py",
+               "        used = jnp.asarray(inside) & (r >= LINE_GAP * v / math.pi)",
+               "        used = jnp.asarray(inside)"),),
+             ("tests/test_view_check.py",)),
+    Mutation("view_columns_lost_in_parts", "part files of several processes drop the "
+             "angular-sampling columns",
+             (("tiqa/phases/score.py",
+               "            fields = _PART_FIELDS + [k for k in VIEW_FIELDS if records and k in records[0]]",
+               "            fields = list(_PART_FIELDS)"),),
+             ("tests/test_view_check.py",), keyword="score_phase"),
 )
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from tiqa import checkpoints, errors, io, volumes
 from tiqa.phases import settings
-from tiqa.scoring import (cut_batches, plan_slices, report_thumbnails, score_batches, share,
-                          write_scores_csv)
+from tiqa.scoring import (VIEW_FIELDS, cut_batches, plan_slices, report_thumbnails,
+                          score_batches, share, write_scores_csv)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +26,7 @@ class ScoreSettings:
     checkpoint: str
     crops: str
     ring_check: bool
+    view_check: bool
     batch_size: int
     normalisation: str
     tiff_planes: str
@@ -68,7 +69,8 @@ def _plan(config: ScoreSettings):
 def _score(config: ScoreSettings, loaded, batches, desc: str) -> list[tuple[int, dict]]:
     return score_batches(loaded, batches, crops=config.crops, batch_size=config.batch_size,
                          normalisation=config.normalisation, tiff_planes=config.tiff_planes,
-                         desc=desc, with_ring_check=config.ring_check)
+                         desc=desc, with_ring_check=config.ring_check,
+                         with_view_check=config.view_check)
 
 
 def _thumbnails(config: ScoreSettings, records: list[dict], work) -> dict:
@@ -128,11 +130,12 @@ def _part_path(output: pathlib.Path, process: int, processes: int) -> pathlib.Pa
 def _write_part(path: pathlib.Path, records: list[dict], orders: list[int]) -> None:
     with io.atomic_write(path) as tmp:
         with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=_PART_FIELDS)
+            fields = _PART_FIELDS + [k for k in VIEW_FIELDS if records and k in records[0]]
+            writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             for order, record in zip(orders, records):
                 writer.writerow({"order": order, **{k: ("" if record[k] is None else record[k])
-                                                    for k in _PART_FIELDS[1:]}})
+                                                    for k in fields[1:]}})
 
 
 def _read_part(path: pathlib.Path) -> list[tuple[int, dict]]:
@@ -142,8 +145,17 @@ def _read_part(path: pathlib.Path) -> list[tuple[int, dict]]:
     return [(int(row["order"]), {"file": row["file"],
                                  "slice": None if row["slice"] == "" else int(row["slice"]),
                                  "volume": row["volume"], "score": float(row["score"]),
-                                 "spread": float(row["spread"]), "n_crops": int(row["n_crops"])})
+                                 "spread": float(row["spread"]), "n_crops": int(row["n_crops"]),
+                                 **_view_fields(row)})
             for row in rows]
+
+
+def _view_fields(row: dict) -> dict:
+    """The angular-sampling columns of a part's row, where the part has them."""
+    if "view_comb" not in row:
+        return {}
+    return {"view_comb": float(row["view_comb"]),
+            "views": None if row["views"] == "" else int(row["views"])}
 
 
 def _merge_parts(output: pathlib.Path, processes: int, expected: int,
@@ -208,6 +220,17 @@ def _ring_check_note(config: ScoreSettings) -> str:
     return f"on ({penalty.describe()})"
 
 
+def _view_check_note(records: list[dict]) -> str:
+    """How many slices look made from too few views, and how many views they show."""
+    flagged = [record["views"] for record in records if record["views"] is not None]
+    if not flagged:
+        return f"angular sampling: no slice of {len(records)} looks made from too few views."
+    found = ", ".join(f"{views} ({flagged.count(views)})" for views in sorted(set(flagged)))
+    return (f"angular sampling: {len(flagged)} of {len(records)} slice(s) look made from too few "
+            f"views; views found (slices): {found}. The score orders such scans poorly at "
+            "the scored scale (docs/acquisition_ladder.md).")
+
+
 def score_phase(config: ScoreSettings) -> dict:
     """The scoring phase on its settings: CSV of scores, optionally the report."""
     from tiqa import report  # matplotlib is only needed for reports
@@ -234,9 +257,11 @@ def score_phase(config: ScoreSettings) -> dict:
     result = {"records": records, "summary": summary, "csv": output}
     if config.report:
         model = str(config.checkpoint) if config.checkpoint else "the shipped default model"
-        index = report.write_report(records, config.report, thumbnails,
-                                    notes=(f"Scored with {model}, crops: {config.crops}, ring "
-                                           f"check: {_ring_check_note(config)}.",))
+        notes = (f"Scored with {model}, crops: {config.crops}, ring check: "
+                 f"{_ring_check_note(config)}.",)
+        if config.view_check:
+            notes += (_view_check_note(records),)
+        index = report.write_report(records, config.report, thumbnails, notes=notes)
         print(f"report: {index}")
         result["report"] = index
     return result

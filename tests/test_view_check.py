@@ -1,0 +1,128 @@
+"""The angular-sampling check: sparse-view reconstructions from scikit-image's radon and iradon
+(an implementation independent of the project's), against fully sampled ones and texture."""
+
+import csv
+import math
+import pathlib
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.transform import iradon, radon
+
+from tiqa import view_check
+
+SIDE = 128
+
+
+def _texture(seed: int = 0, sigma: float = 1.5) -> np.ndarray:
+    """Smooth random texture with edges: blobs thresholded softly, plus fine grain."""
+    rng = np.random.default_rng(seed)
+    blobs = ndimage.gaussian_filter(rng.random((SIDE, SIDE)), 4.0)
+    particles = 1.0 / (1.0 + np.exp(-(blobs - blobs.mean()) / (0.2 * blobs.std())))
+    return (particles + 0.1 * ndimage.gaussian_filter(rng.random((SIDE, SIDE)), sigma)).astype(
+        np.float32)
+
+
+def _fbp(image: np.ndarray, views: int) -> np.ndarray:
+    """Parallel-beam scan of `views` views over 180 degrees and its ramp-filtered FBP."""
+    angles = np.linspace(0.0, 180.0, views, endpoint=False)
+    sinogram = radon(image, theta=angles, circle=False)
+    return iradon(sinogram, theta=angles, output_size=image.shape[0], circle=False,
+                  filter_name="ramp").astype(np.float32)
+
+
+def _reference_strength(image: np.ndarray, views: int) -> float:
+    """The module's definition, written out in numpy with a loop over annuli: the Hann-windowed
+    square's log power spectrum, z-normalised in half-bin annuli, and the magnitude of its
+    harmonic 2V in angle, summed inside the inscribed circle from radius 4 and from the radius
+    where the V lines are 1.5 bins apart, over the square root of the number of terms."""
+    side = image.shape[0]
+    window = np.outer(np.hanning(side), np.hanning(side))
+    log_power = np.log(np.abs(np.fft.fft2((image - image.mean()) * window)) ** 2 + 1e-12)
+    ky, kx = np.meshgrid(np.fft.fftfreq(side) * side, np.fft.fftfreq(side) * side, indexing="ij")
+    radius, angle = np.hypot(ky, kx), np.arctan2(ky, kx)
+    z = np.empty_like(log_power)
+    for ring in np.unique(np.floor(radius / 0.5)):
+        members = np.floor(radius / 0.5) == ring
+        values = log_power[members]
+        z[members] = (values - values.mean()) / max(values.std(), 1e-6)
+    used = (radius <= side / 2) & (radius >= 4) & (radius >= 1.5 * views / math.pi)
+    return float(np.abs(np.sum(z[used] * np.exp(2j * views * angle[used]))) / np.sqrt(used.sum()))
+
+
+def test_comb_strengths_follow_their_definition():
+    image = _fbp(_texture(7), 30)[:96, :96]
+    strengths = np.asarray(view_check.comb_strengths(image))
+    candidates = view_check.candidate_views(96)
+    for views in (16, 30, 45, 60, candidates[-1]):
+        index = int(np.flatnonzero(candidates == views)[0])
+        assert strengths[index] == pytest.approx(_reference_strength(image, views), rel=2e-3)
+
+
+@pytest.mark.parametrize("views", [24, 40, 64])
+def test_a_sparse_view_reconstruction_is_flagged_with_its_number_of_views(views):
+    strength, found = view_check.view_comb(_fbp(_texture(1), views))
+    assert view_check.undersampled(strength), strength
+    assert found == views
+
+
+def test_fully_sampled_reconstructions_and_texture_are_not_flagged():
+    # 400 views over 180 degrees sample a 128 px slice fully (pi / 2 x 128 = 201 are enough).
+    for image in (_fbp(_texture(2), 400), _texture(3), _texture(4, sigma=0.5)):
+        strength, _ = view_check.view_comb(image)
+        assert strength < view_check.THRESHOLD / 2, strength
+
+
+def test_the_comb_is_found_in_the_centred_square_of_a_wide_slice():
+    wide = np.pad(_fbp(_texture(5), 32), ((0, 0), (40, 40)), mode="reflect")
+    strength, found = view_check.view_comb(wide)
+    assert view_check.undersampled(strength) and found == 32
+
+
+def test_resolvable_views_follow_the_square():
+    assert view_check.square_side(300, 701) == 300 and view_check.square_side(999, 2048) == 512
+    assert view_check.max_views(128) == math.floor(math.pi * 64 / 1.5)
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="one \\(H, W\\) slice"):
+        view_check.view_comb(np.zeros((2, 64, 64)))
+    with pytest.raises(ValueError, match="at least"):
+        view_check.view_comb(np.zeros((16, 300)))
+
+
+def test_the_score_phase_writes_the_angular_sampling_of_each_slice(tmp_path):
+    from configs import score as score_config
+    from tiqa import io
+    from tiqa.phases import score
+    from tests.tiny_models import export_tiny_score_model
+
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for name, views in (("sparse", 24), ("full", 400)):
+        image = _fbp(_texture(6), views)
+        io.write_png(folder / f"{name}.png", (image - image.min()) / np.ptp(image))
+    config = score_config.get_config()
+    config.input, config.output = str(folder), str(tmp_path / "scores.csv")
+    export_tiny_score_model(tmp_path / "model")
+    config.checkpoint = str(tmp_path / "model")
+    config.view_check = True
+    config.report = str(tmp_path / "report")
+    score.run(config)
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "angular sampling: 1 of 2 slice(s) look made from too few views" in html
+    assert "views found (slices): 24 (1)" in html
+    with open(tmp_path / "scores.csv", newline="") as handle:
+        rows = {pathlib.Path(row["file"]).stem: row for row in csv.DictReader(handle)}
+    assert rows["sparse"]["views"] == "24" and float(rows["sparse"]["view_comb"]) > 20
+    assert rows["full"]["views"] == "" and float(rows["full"]["view_comb"]) < 6
+    # The columns survive the part files that several processes write and process 0 merges.
+    records = [{**row, "slice": None, "score": float(row["score"]),
+                "spread": float(row["spread"]), "n_crops": int(row["n_crops"]),
+                "view_comb": float(row["view_comb"]),
+                "views": None if row["views"] == "" else int(row["views"])}
+               for row in rows.values()]
+    part = tmp_path / "part.csv"
+    score._write_part(part, records, [0, 1])
+    assert [record for _, record in score._read_part(part)] == records

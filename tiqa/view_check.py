@@ -1,0 +1,122 @@
+"""A no-reference check of angular sampling: how many views a reconstructed slice was made from,
+when they were too few.
+
+Filtered back-projection of V parallel-beam views over 180 degrees is a sum of V back-projected
+ridges, so the slice's spectrum lies on V lines through the origin, at the view angles (Fourier
+slice theorem). With enough views the lines overlap into the full plane; with too few they are
+apart wherever the arc between neighbours, r x pi / V frequency bins at radius r, is wider
+than about 1.5 bins, and the angular profile of the power spectrum there repeats every
+180 / V degrees. The measure is the magnitude of that repetition: the angular Fourier
+coefficient of harmonic 2V (period pi / V in the spectrum's angle) of the log power spectrum,
+z-normalised in annuli of half a bin so the object's own radial fall-off does not count,
+summed over the radii where the lines are apart and divided by the square root of the number of
+pixels summed (pure texture: about 1). The largest over V says how strong the comb is and at
+how many views.
+
+This sees angular undersampling that the score network orders poorly at the scored scale
+(docs/acquisition_ladder.md): in a 256 px square, 90 views and fewer stand out by a wide margin
+and the views estimate is exact; more views than about pi x size / 3 cannot be resolved in the
+square at all (their lines are closer than 1.5 bins even at the highest frequency). It is a
+diagnostic beside the score, not a part of it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MIN_VIEWS = 16
+MAX_SIDE = 512  # px: the centred square the spectrum is taken of
+MIN_SIDE = 32  # px: below, too few annuli hold a resolved comb
+LINE_GAP = 1.5  # bins between neighbouring lines for the comb to be resolved
+ANNULUS = 0.5  # bins: the z-normalisation's annuli
+# Comb strengths above this are flagged as undersampled: well above the largest found on the
+# training objects' acquisitions that are not (docs/acquisition_ladder.md, "The comb of sparse
+# views as a diagnostic").
+THRESHOLD = 12.0
+
+__all__ = ["MIN_VIEWS", "MIN_SIDE", "MAX_SIDE", "THRESHOLD", "square_side", "max_views",
+           "candidate_views", "comb_strengths", "view_comb", "undersampled"]
+
+
+def square_side(height: int, width: int) -> int:
+    """The side of the centred square the comb is measured on: even, at most `MAX_SIDE`."""
+    side = min(height, width, MAX_SIDE)
+    return side - side % 2
+
+
+def max_views(side: int) -> int:
+    """The most views whose spectral lines are resolved in a `side` px square: their gap at
+    the highest radius, side / 2 bins, is `LINE_GAP` bins."""
+    return int(math.floor(math.pi * (side / 2) / LINE_GAP))
+
+
+def _spectrum_polar(side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Radius (bins), angle (radians, doubled-angle convention below) and annulus index of each
+    frequency of a `side` x `side` FFT, for the half plane that holds every distinct one."""
+    k = np.fft.fftfreq(side) * side
+    ky, kx = np.meshgrid(k, k, indexing="ij")
+    radius = np.hypot(ky, kx)
+    angle = np.arctan2(ky, kx)
+    return radius, angle, np.floor(radius / ANNULUS).astype(np.int32)
+
+
+def candidate_views(side: int) -> np.ndarray:
+    """The numbers of views looked for in a `side` px square: MIN_VIEWS .. max_views(side)."""
+    return np.arange(MIN_VIEWS, max_views(side) + 1)
+
+
+@jax.jit
+def comb_strengths(image: jax.Array) -> jax.Array:
+    """(V,) comb strength of a (side, side) square for each of `candidate_views(side)`."""
+    side = image.shape[0]
+    radius, angle, annulus = _spectrum_polar(side)
+    window = np.hanning(side)
+    windowed = (image - jnp.mean(image)) * jnp.asarray(np.outer(window, window), image.dtype)
+    log_power = jnp.log(jnp.abs(jnp.fft.fft2(windowed)) ** 2 + 1e-12)
+    # z-normalise within annuli: the spectrum's fall-off with radius is the object's, not a comb.
+    count = np.bincount(annulus.ravel(), minlength=annulus.max() + 1).astype(np.float32)
+    flat, ids = log_power.ravel(), jnp.asarray(annulus.ravel())
+    mean = jnp.zeros(count.shape).at[ids].add(flat) / np.maximum(count, 1)
+    var = jnp.zeros(count.shape).at[ids].add(flat ** 2) / np.maximum(count, 1) - mean ** 2
+    z = (flat - mean[ids]) / jnp.sqrt(jnp.maximum(var[ids], 1e-12))
+    # Only inside the inscribed circle (the corners are not full annuli) and away from the
+    # lowest frequencies (the window's own leakage).
+    inside = (radius.ravel() <= side / 2) & (radius.ravel() >= 4.0)
+    views = candidate_views(side)
+    theta = jnp.asarray(angle.ravel())
+    r = jnp.asarray(radius.ravel())
+
+    def strength(v):
+        used = jnp.asarray(inside) & (r >= LINE_GAP * v / math.pi)
+        weight = jnp.where(used, z, 0.0)
+        phase = 2.0 * v * theta
+        total = jnp.hypot(jnp.sum(weight * jnp.cos(phase)), jnp.sum(weight * jnp.sin(phase)))
+        return total / jnp.sqrt(jnp.maximum(jnp.sum(used), 1))
+
+    return jax.lax.map(strength, jnp.asarray(views, jnp.float32))
+
+
+def view_comb(image) -> tuple[float, int]:
+    """(strength, views) of the strongest angular comb in the centred square of a (H, W) slice:
+    about 1 to 5 for a fully sampled slice, tens for one made from too few views."""
+    image = np.asarray(image, np.float32)
+    if image.ndim != 2:
+        raise ValueError(f"view_comb takes one (H, W) slice, got shape {image.shape}")
+    side = square_side(*image.shape)
+    if side < MIN_SIDE:
+        raise ValueError(f"view_comb needs a slice of at least {MIN_SIDE} px a side, got "
+                         f"{image.shape}")
+    top = (image.shape[0] - side) // 2
+    left = (image.shape[1] - side) // 2
+    strengths = np.asarray(comb_strengths(jnp.asarray(image[top:top + side, left:left + side])))
+    best = int(np.argmax(strengths))
+    return float(strengths[best]), int(candidate_views(side)[best])
+
+
+def undersampled(strength: float, threshold: float = THRESHOLD) -> bool:
+    """Whether a comb this strong says the slice was made from too few views."""
+    return strength > threshold

@@ -251,8 +251,17 @@ MUTATIONS = (
     # --- The angular-sampling check (tiqa.view_check) -----------------------------------------
     Mutation("view_comb_harmonic_v", "the comb is read at harmonic V of the spectrum's angle, "
              "whose period is 2 pi / V, not at 2V (period pi / V, the lines' spacing)",
-             (("tiqa/view_check.py", "        phase = 2.0 * v * theta",
-               "        phase = v * theta"),),
+             (("tiqa/view_check.py",
+               "step_cos, step_sin = jnp.asarray(np.cos(2 * theta)), jnp.asarray(np.sin(2 * theta))",
+               "step_cos, step_sin = jnp.asarray(np.cos(theta)), jnp.asarray(np.sin(theta))"),
+              ("tiqa/view_check.py",
+               "        start = (jnp.cos(2.0 * first * theta), jnp.sin(2.0 * first * theta))",
+               "        start = (jnp.cos(first * theta), jnp.sin(first * theta))")),
+             ("tests/test_view_check.py",)),
+    Mutation("view_comb_rotation_sign", "the step from harmonic 2V to 2V + 2 rotates the sine "
+             "the wrong way, so every V after a block's first is wrong",
+             (("tiqa/view_check.py", "sin * step_cos + cos * step_sin)",
+               "sin * step_cos - cos * step_sin)"),),
              ("tests/test_view_check.py",)),
     Mutation("view_comb_not_normalised_in_annuli", "the log spectrum is only centred, not "
              "z-normalised in annuli, so the object's radial fall-off weighs on the comb",
@@ -263,8 +272,8 @@ MUTATIONS = (
     Mutation("view_comb_every_radius", "the comb is summed over every radius, also where the "
              "lines of the views overlap",
              (("tiqa/view_check.py",
-               "        used = jnp.asarray(inside) & (r >= LINE_GAP * v / math.pi)",
-               "        used = jnp.asarray(inside)"),),
+               "            used = r >= LINE_GAP * v / math.pi",
+               "            used = r >= 0.0"),),
              ("tests/test_view_check.py",)),
     Mutation("view_columns_lost_in_parts", "part files of several processes drop the "
              "angular-sampling columns",

@@ -20,7 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
     # slice centre, where a reconstruction's rotation axis is); False: the network alone.
     config.ring_check = True
     # Also measure each slice's angular sampling (tiqa.view_check): the CSV gains the columns
-    # view_comb (the comb's strength: about 1 to 5 for a fully sampled slice) and views (the
+    # view_comb (the comb's strength: about 3 to 8 for a fully sampled slice) and views (the
     # number of views, where the slice looks made from too few; else empty). One FFT of the
     # slice's centred square (up to 512 px) per slice.
     config.view_check = False

@@ -22,7 +22,8 @@ from tiqa import (checkpoints, errors, io, labels, preprocessing, reference_dist
 from tiqa.models.forward import eval_forward
 
 Scorer = Callable[[np.ndarray], np.ndarray]
-# The score CSV's angular-sampling columns, with launch.score's config.view_check.
+# The score CSV's columns, and its angular-sampling ones (launch.score's config.view_check).
+CSV_FIELDS = ("file", "slice", "volume", "score", "spread", "n_crops")
 VIEW_FIELDS = ("view_comb", "views")
 
 
@@ -358,10 +359,13 @@ def report_thumbnails(records: list[dict], work: list[_Work], *, normalisation: 
         reader.close()
 
 
+def csv_fields(records: list[dict]) -> list[str]:
+    """The CSV columns of `records`: the angular-sampling ones only where they were measured."""
+    return list(CSV_FIELDS) + [k for k in VIEW_FIELDS if records and k in records[0]]
+
+
 def write_scores_csv(records: list[dict], path: str | pathlib.Path) -> None:
-    """The records as CSV, with the angular-sampling columns where the records have them."""
-    fields = ["file", "slice", "volume", "score", "spread", "n_crops"]
-    fields += [k for k in VIEW_FIELDS if records and k in records[0]]
+    fields = csv_fields(records)
     with io.atomic_write(pathlib.Path(path)) as tmp:
         with open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)

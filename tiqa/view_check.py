@@ -10,8 +10,8 @@ than about 1.5 bins, and the angular profile of the power spectrum there repeats
 coefficient of harmonic 2V (period pi / V in the spectrum's angle) of the log power spectrum,
 z-normalised in annuli of half a bin so the object's own radial fall-off does not count,
 summed over the radii where the lines are apart and divided by the square root of the number of
-pixels summed (pure texture: about 1). The largest over V says how strong the comb is and at
-how many views.
+pixels summed (about 1 per V for pure texture). The largest over V (3 to 8 on fully sampled
+slices) says how strong the comb is and at how many views.
 
 This sees angular undersampling that the score network orders poorly at the scored scale
 (docs/acquisition_ladder.md): in a 256 px square, 90 views and fewer stand out by a wide margin
@@ -56,8 +56,8 @@ def max_views(side: int) -> int:
 
 
 def _spectrum_polar(side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Radius (bins), angle (radians, doubled-angle convention below) and annulus index of each
-    frequency of a `side` x `side` FFT, for the half plane that holds every distinct one."""
+    """Radius (bins), angle (radians) and half-bin annulus index of each frequency of a
+    `side` x `side` FFT, in its own (unshifted) order."""
     k = np.fft.fftfreq(side) * side
     ky, kx = np.meshgrid(k, k, indexing="ij")
     radius = np.hypot(ky, kx)
@@ -115,7 +115,7 @@ def comb_strengths(image: jax.Array) -> jax.Array:
 
 def view_comb(image) -> tuple[float, int]:
     """(strength, views) of the strongest angular comb in the centred square of a (H, W) slice:
-    about 1 to 5 for a fully sampled slice, tens for one made from too few views."""
+    about 3 to 8 for a fully sampled slice, tens for one made from too few views."""
     image = np.asarray(image, np.float32)
     if image.ndim != 2:
         raise ValueError(f"view_comb takes one (H, W) slice, got shape {image.shape}")

@@ -278,8 +278,8 @@ MUTATIONS = (
     Mutation("view_columns_lost_in_parts", "part files of several processes drop the "
              "angular-sampling columns",
              (("tiqa/phases/score.py",
-               "            fields = _PART_FIELDS + [k for k in VIEW_FIELDS if records and k in records[0]]",
-               "            fields = list(_PART_FIELDS)"),),
+               '            fields = ["order", *csv_fields(records)]',
+               '            fields = ["order", *csv_fields([])]'),),
              ("tests/test_view_check.py",), keyword="score_phase"),
 )
 

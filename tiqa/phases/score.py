@@ -13,8 +13,8 @@ from typing import Any
 
 from tiqa import checkpoints, errors, io, volumes
 from tiqa.phases import settings
-from tiqa.scoring import (VIEW_FIELDS, cut_batches, plan_slices, report_thumbnails,
-                          score_batches, share, write_scores_csv)
+from tiqa.scoring import (csv_fields, cut_batches, plan_slices, report_thumbnails, score_batches,
+                          share, write_scores_csv)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +100,6 @@ def score_inputs(config: ScoreSettings, process: int = 0, processes: int = 1) ->
 
 # --- More than one process ----------------------------------------------------------------------
 
-_PART_FIELDS = ["order", "file", "slice", "volume", "score", "spread", "n_crops"]
-
 
 def _join_processes(config: ScoreSettings) -> tuple[int, int]:
     """(this process, number of processes): (0, 1) unless `config.distributed`, when
@@ -130,7 +128,7 @@ def _part_path(output: pathlib.Path, process: int, processes: int) -> pathlib.Pa
 def _write_part(path: pathlib.Path, records: list[dict], orders: list[int]) -> None:
     with io.atomic_write(path) as tmp:
         with open(tmp, "w", newline="") as handle:
-            fields = _PART_FIELDS + [k for k in VIEW_FIELDS if records and k in records[0]]
+            fields = ["order", *csv_fields(records)]
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             for order, record in zip(orders, records):

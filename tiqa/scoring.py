@@ -365,6 +365,7 @@ def csv_fields(records: list[dict]) -> list[str]:
 
 
 def write_scores_csv(records: list[dict], path: str | pathlib.Path) -> None:
+    """The records as CSV (columns: `csv_fields`), written whole or not at all."""
     fields = csv_fields(records)
     with io.atomic_write(pathlib.Path(path)) as tmp:
         with open(tmp, "w", newline="") as handle:

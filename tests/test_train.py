@@ -280,13 +280,13 @@ def test_frozen_batch_norm_trains_the_function_that_evaluation_runs():
 
 @pytest.mark.slow
 def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_path,
-                                                                         rank_one_step):
+                                                                         rank_two_steps):
     tune = finetune_config.get_config("smoke")
     assert tune.finetune.batch_norm == "frozen"
     tune.workdir = str(tmp_path / "finetune")
     # From the rank run exported (a shipped model is tuned further the same way); the work
     # directory itself is the start of test_phases_end_to_end_smoke.
-    checkpoints.export_model(rank_one_step, tmp_path / "exported")
+    checkpoints.export_model(rank_two_steps, tmp_path / "exported")
     tune.rank_checkpoint = str(tmp_path / "exported")
     tune.finetune.population_batches = 3
     tune.finetune.epoch_steps = 3  # a fixed epoch length, whatever the pool (one batch here)
@@ -296,13 +296,13 @@ def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_pa
     finetune.run(tune)
     lines = (tmp_path / "finetune" / loop.METRICS_FILE).read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 3 * tune.finetune.epochs
-    rank_params = jax.tree.leaves(checkpoints.load_model(rank_one_step).params)
+    rank_params = jax.tree.leaves(checkpoints.load_model(rank_two_steps).params)
     tuned_params = jax.tree.leaves(checkpoints.load_model(tmp_path / "finetune").params)
     assert len(rank_params) == len(tuned_params)
     for got, want in zip(tuned_params, rank_params):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want),
                                       err_msg="the fine-tune did not start from the rank weights")
-    rank_stats = jax.tree.leaves(checkpoints.load_model(rank_one_step).batch_stats)
+    rank_stats = jax.tree.leaves(checkpoints.load_model(rank_two_steps).batch_stats)
     tuned_stats = jax.tree.leaves(checkpoints.load_model(tmp_path / "finetune").batch_stats)
     # Measured on the fine-tune batches before training: not the rank phase's any more.
     assert any(not np.allclose(a, b) for a, b in zip(rank_stats, tuned_stats))
@@ -419,30 +419,37 @@ def test_rank_phase_starts_from_the_given_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_with_a_changed_config_is_refused_unless_asked_for(tmp_path, rank_one_step):
+def test_resume_with_a_changed_config_is_refused_unless_asked_for(tmp_path, rank_two_steps):
     from tiqa import errors
 
-    shutil.copytree(rank_one_step, tmp_path / "rank")
+    shutil.copytree(rank_two_steps, tmp_path / "rank")
     model_json = (tmp_path / "rank" / "model.json").read_text()
-    changed = _smoke_rank(tmp_path / "rank", epochs=2)
+    recorded = (tmp_path / "rank" / loop.RUN_CONFIG).read_text()
+    changed = _smoke_rank(tmp_path / "rank", epochs=3)
     changed.rank.learning_rate = 0.5
     changed.model.hidden = (32,)
     with pytest.raises(errors.InputError, match=r"rank.learning_rate: 0.001 -> 0.5") as raised:
         train_rank.run(changed)
     assert "model.hidden" in str(raised.value)
-    # Nothing was touched: the network description is the first run's.
+    # Nothing was touched: the network description and the configuration are the first run's.
     assert (tmp_path / "rank" / "model.json").read_text() == model_json
-    # How often to log or checkpoint may change; a longer run of the same config resumes.
-    same = _smoke_rank(tmp_path / "rank", epochs=2)
-    same.log_every = 2
-    train_rank.run(same)
-    assert _steps(tmp_path / "rank")[-1] == 2
+    assert (tmp_path / "rank" / loop.RUN_CONFIG).read_text() == recorded
+    # How often to log or checkpoint, and how long to run, may change without asking (a longer
+    # run resuming is test_resumed_run_reaches_the_same_parameters): nothing is refused or
+    # rewritten.
+    same = _smoke_rank(tmp_path / "rank", epochs=3)
+    same.log_every, same.checkpoint_every, same.keep_checkpoints = 2, 5, 1
+    loop.check_resume(tmp_path / "rank", train_rank.read_settings(same).config,
+                      allow_changes=False)
+    assert (tmp_path / "rank" / loop.RUN_CONFIG).read_text() == recorded
+    # Asked for, a changed run resumes and records its configuration. (A new seed changes what
+    # the steps see, not the compiled programs, so this step costs no compilation.)
     bolder = _smoke_rank(tmp_path / "rank", epochs=3)
-    bolder.rank.learning_rate = 0.5
+    bolder.seed = 1
     bolder.resume_with_changes = True
     train_rank.run(bolder)
-    recorded = json.loads((tmp_path / "rank" / loop.RUN_CONFIG).read_text())
-    assert recorded["rank"]["learning_rate"] == 0.5
+    assert _steps(tmp_path / "rank") == [1, 2, 3]
+    assert json.loads((tmp_path / "rank" / loop.RUN_CONFIG).read_text())["seed"] == 1
 
 
 class _Pixels(nnx.Module):

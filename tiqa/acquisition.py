@@ -112,14 +112,18 @@ def view_weights(views: jax.Array, max_views: int = MAX_VIEWS) -> jax.Array:
     return jnp.where(kept, stride.astype(jnp.float32), 0.0)
 
 
-@functools.partial(jax.jit, static_argnames=("max_views",))
-def project(attenuation: jax.Array, max_views: int = MAX_VIEWS) -> jax.Array:
+def _project(attenuation: jax.Array, max_views: int = MAX_VIEWS) -> jax.Array:
     """Line integrals (D, max_views) of an (N, N) attenuation map (zero outside the inscribed
     circle, as a cylindrical sample in the field of view), D = N."""
     size = attenuation.shape[-1]
     offsets = np.arange(size) - size // 2
     inside = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= (size // 2) ** 2
     return tomography.radon(jnp.where(inside, attenuation, 0.0), scan_angles(max_views))
+
+
+# A jit with compiler options must be the outermost one, so `simulate` calls `_project`.
+project = jax.jit(_project, static_argnames=("max_views",),
+                  compiler_options=tomography.COMPILER_OPTIONS)
 
 
 def _gaussian_psf(intensity: jax.Array, sigma: jax.Array) -> jax.Array:
@@ -219,13 +223,14 @@ def object_size(output_size: int) -> int:
     return side + side % 2
 
 
-@functools.partial(jax.jit, static_argnames=("output_size", "max_views"))
+@functools.partial(jax.jit, static_argnames=("output_size", "max_views"),
+                   compiler_options=tomography.COMPILER_OPTIONS)
 def simulate(attenuation: jax.Array, settings: Settings, key: jax.Array, *, output_size: int,
              max_views: int = MAX_VIEWS) -> jax.Array:
     """Acquisitions of objects: attenuation (B, N, N), settings of shape (B, A), keys (B, A)
     -> (B, A, output_size, output_size). Each object is projected once and acquired A times."""
     def per_object(image, object_settings, object_keys):
-        integrals = project(image, max_views)
+        integrals = _project(image, max_views)
         return jax.vmap(lambda s, k: acquire(integrals, s, k, output_size))(object_settings,
                                                                              object_keys)
     return jax.lax.map(lambda args: per_object(*args), (attenuation, settings, key))

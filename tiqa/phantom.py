@@ -257,7 +257,8 @@ def _as_key(seed) -> jax.Array:
     return seed
 
 
-@functools.partial(jax.jit, static_argnames=("n_angles", "pad", "noisy"))
+@functools.partial(jax.jit, static_argnames=("n_angles", "pad", "noisy"),
+                   compiler_options=tomography.COMPILER_OPTIONS)
 def _scan(attenuation: jnp.ndarray, key: jax.Array, photons: jnp.ndarray, gains: jnp.ndarray,
           n_angles: int, pad: bool, noisy: bool) -> jnp.ndarray:
     """Project, count photons, flat-field with unit gains, log, and reconstruct one slice."""

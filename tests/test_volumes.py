@@ -311,9 +311,9 @@ def test_two_processes_write_the_csv_of_one(tiny_model, written, tmp_path):
               f"--config.checkpoint={tiny_model}", "--config.batch_size=4",
               "--config.slices=::1"]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
+    # The reference: the same configuration in this process (what `launch.score` runs).
     single = tmp_path / "single.csv"
-    subprocess.run(common + [f"--config.output={single}"], cwd=repository, env=env, check=True,
-                   capture_output=True, timeout=300)
+    score.run(_config(tiny_model, inputs, single, slices="::1"))
     port = _free_port()
     merged = tmp_path / "merged" / "scores.csv"
     processes = [subprocess.Popen(

@@ -19,4 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.batch_size = 8
     config.normalisation = "auto"
     config.tiff_planes = "volume"  # as in configs/score.py
+    # Check the sampled slices' angular sampling first (tiqa.view_check), and say in the output
+    # when they look made from too few views: the score orders such scans poorly.
+    config.view_check = True
     return config

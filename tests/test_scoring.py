@@ -151,7 +151,7 @@ def test_centre_crop_mode_and_bad_input(tiny_model, tmp_path):
 
 
 @pytest.mark.slow
-def test_select_filter_ranks_candidates(tiny_model, tmp_path):
+def test_select_filter_ranks_candidates(tiny_model, tmp_path, capsys):
     from configs import select_filter as select_config
     from tiqa.phases import select_filter
 
@@ -173,6 +173,24 @@ def test_select_filter_ranks_candidates(tiny_model, tmp_path):
     assert medians == sorted(medians, reverse=True) and all(row["slices"] == 2 for row in rows)
     for name in ("filters.csv", "filters.md", "filters.png"):
         assert (tmp_path / "filters" / name).stat().st_size > 0
+    # 180 views of 96 px slices cannot be told from full sampling: nothing is flagged.
+    assert ("angular sampling: no slice of 2 looks made from too few views."
+            in (tmp_path / "filters" / "filters.md").read_text())
+    # A scan of 24 views is flagged, with its views, in the output and the table's Markdown.
+    sparse, _ = phantom.phantom_volume(0, n_slices=2, size=96, photons=5e3, n_angles=24)
+    io.write_tiff(tmp_path / "sparse.tif", sparse)
+    config.input, config.output = str(tmp_path / "sparse.tif"), str(tmp_path / "sparse")
+    config.candidates = "identity;median:radius=1"
+    capsys.readouterr()
+    select_filter.run(config)
+    flagged = "2 of 2 slice(s) look made from too few views; views found (slices): 24 (2)."
+    assert flagged in capsys.readouterr().out
+    assert flagged in (tmp_path / "sparse" / "filters.md").read_text()
+    config.view_check = False
+    config.output = str(tmp_path / "unchecked")
+    select_filter.run(config)
+    assert "angular sampling" not in capsys.readouterr().out
+    assert "angular sampling" not in (tmp_path / "unchecked" / "filters.md").read_text()
     config.candidates = "sharpen:amount=2"
     with pytest.raises(ValueError, match="sharpen"):
         select_filter.run(config)

@@ -371,8 +371,9 @@ def _csv_cell(value: Any) -> str:
 
 
 def write_table(rows: Sequence[Mapping[str, Any]], csv_path: PathLike,
-                markdown_path: PathLike) -> None:
-    """Writes the rows as CSV (header = keys, floats in full precision) and as Markdown.
+                markdown_path: PathLike, notes: Sequence[str] = ()) -> None:
+    """Writes the rows as CSV (header = keys, floats in full precision) and as Markdown, with
+    `notes` as paragraphs after the Markdown table.
 
     Both folders are checked before either file is written, and each file is written
     atomically, so a bad path leaves no partial output.
@@ -382,7 +383,7 @@ def write_table(rows: Sequence[Mapping[str, Any]], csv_path: PathLike,
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(keys)
     writer.writerows([_csv_cell(row[k]) for k in keys] for row in rows)
-    markdown = format_table(rows)
+    markdown = "\n\n".join([format_table(rows).rstrip("\n"), *notes]) + "\n"
     paths = [pathlib.Path(csv_path), pathlib.Path(markdown_path)]
     for path in paths:
         if not path.parent.is_dir():

@@ -40,7 +40,7 @@ THRESHOLD = 12.0
 _BLOCK = 32  # consecutive V computed by rotation from one exact start
 
 __all__ = ["MIN_VIEWS", "MIN_SIDE", "MAX_SIDE", "THRESHOLD", "square_side", "max_views",
-           "candidate_views", "comb_strengths", "view_comb", "undersampled"]
+           "candidate_views", "comb_strengths", "view_comb", "undersampled", "sampling_note"]
 
 
 def square_side(height: int, width: int) -> int:
@@ -133,3 +133,16 @@ def view_comb(image) -> tuple[float, int]:
 def undersampled(strength: float, threshold: float = THRESHOLD) -> bool:
     """Whether a comb this strong says the slice was made from too few views."""
     return strength > threshold
+
+
+def sampling_note(views: list[int | None]) -> str:
+    """One line on the slices' angular sampling, from each slice's views when undersampled
+    (`view_comb`'s views where `undersampled`, else None): how many look made from too few
+    views, and how many views they show."""
+    flagged = [count for count in views if count is not None]
+    if not flagged:
+        return f"angular sampling: no slice of {len(views)} looks made from too few views."
+    found = ", ".join(f"{count} ({flagged.count(count)})" for count in sorted(set(flagged)))
+    return (f"angular sampling: {len(flagged)} of {len(views)} slice(s) look made from too few "
+            f"views; views found (slices): {found}. The score orders such scans poorly at "
+            "the scored scale (docs/acquisition_ladder.md).")

@@ -11,7 +11,7 @@ import pathlib
 import time
 from typing import Any
 
-from tiqa import checkpoints, errors, io, volumes
+from tiqa import checkpoints, errors, io, view_check, volumes
 from tiqa.phases import settings
 from tiqa.scoring import (csv_fields, cut_batches, plan_slices, report_thumbnails, score_batches,
                           share, write_scores_csv)
@@ -218,17 +218,6 @@ def _ring_check_note(config: ScoreSettings) -> str:
     return f"on ({penalty.describe()})"
 
 
-def _view_check_note(records: list[dict]) -> str:
-    """How many slices look made from too few views, and how many views they show."""
-    flagged = [record["views"] for record in records if record["views"] is not None]
-    if not flagged:
-        return f"angular sampling: no slice of {len(records)} looks made from too few views."
-    found = ", ".join(f"{views} ({flagged.count(views)})" for views in sorted(set(flagged)))
-    return (f"angular sampling: {len(flagged)} of {len(records)} slice(s) look made from too few "
-            f"views; views found (slices): {found}. The score orders such scans poorly at "
-            "the scored scale (docs/acquisition_ladder.md).")
-
-
 def score_phase(config: ScoreSettings) -> dict:
     """The scoring phase on its settings: CSV of scores, optionally the report."""
     from tiqa import report  # matplotlib is only needed for reports
@@ -258,7 +247,7 @@ def score_phase(config: ScoreSettings) -> dict:
         notes = (f"Scored with {model}, crops: {config.crops}, ring check: "
                  f"{_ring_check_note(config)}.",)
         if config.view_check:
-            notes += (_view_check_note(records),)
+            notes += (view_check.sampling_note([record["views"] for record in records]),)
         index = report.write_report(records, config.report, thumbnails, notes=notes)
         print(f"report: {index}")
         result["report"] = index

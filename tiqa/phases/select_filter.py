@@ -3,7 +3,9 @@
 Every candidate filter (tiqa.filters: median, Gaussian, non-local means, total variation, ring
 removal, ... each with a few parameters) is applied to slices sampled evenly through the
 volume (or through the `slices` it selects; only the sampled slices are read); each result is scored with the quality network; candidates are ranked by their median
-score, in a table (CSV, Markdown) and a figure.
+score, in a table (CSV, Markdown) and a figure. The sampled slices' angular sampling is checked
+first (tiqa.view_check): the score orders scans made from too few views poorly, and the output
+says so when the slices look like such scans.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 import tqdm
 
-from tiqa import checkpoints, errors, evaluation, filters, io, scoring, volumes
+from tiqa import checkpoints, errors, evaluation, filters, io, scoring, view_check, volumes
 from tiqa.phases import settings
 
 
@@ -68,6 +70,7 @@ class SelectFilterSettings:
     batch_size: int
     normalisation: str
     tiff_planes: str
+    view_check: bool
 
 
 def read_settings(config) -> SelectFilterSettings:
@@ -95,6 +98,7 @@ def select(selection: SelectFilterSettings) -> list[dict]:
                   else list(filters.CANDIDATES))
     slices, chosen = _read_slices(selection.input, selection.samples, selection.normalisation,
                                   selection.slices, selection.tiff_planes)
+    sampling = _sampling_note(slices) if selection.view_check else None
     score = scoring.make_slice_scorer(checkpoints.load_model(selection.checkpoint), selection.crops)
     output.mkdir(parents=True, exist_ok=True)
 
@@ -116,9 +120,12 @@ def select(selection: SelectFilterSettings) -> list[dict]:
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     rows = [{"rank": r["rank"], **{k: v for k, v in r.items() if k != "rank"}} for r in rows]
-    evaluation.write_table(rows, output / "filters.csv", output / "filters.md")
+    notes = [sampling] if sampling else []
+    evaluation.write_table(rows, output / "filters.csv", output / "filters.md", notes)
     _figure(rows, examples, slices[len(slices) // 2], output / "filters.png")
     print(evaluation.format_table(rows))
+    for note in notes:
+        print(note)
     baseline = next((r for r in rows if r["filter"] == filters.describe("identity", {})), None)
     best = rows[0]
     if baseline is not None:
@@ -126,6 +133,22 @@ def select(selection: SelectFilterSettings) -> list[dict]:
               f"(median {baseline['median']:.2f}), over {best['slices']} sampled slice(s)")
     print(f"written to {output}: filters.csv, filters.md, filters.png")
     return rows
+
+
+def _sampling_note(slices: np.ndarray) -> str:
+    """The angular sampling of the sampled (unfiltered) slices, in a line, with what it means
+    for the ranking when some look made from too few views."""
+    if min(slices.shape[1:]) < view_check.MIN_SIDE:
+        return (f"angular sampling: not checked (slices under {view_check.MIN_SIDE} px a "
+                "side).")
+    views = []
+    for image in slices:
+        strength, count = view_check.view_comb(image)
+        views.append(count if view_check.undersampled(strength) else None)
+    note = view_check.sampling_note(views)
+    if any(count is not None for count in views):
+        note += " This ranking rests on that score: check its first choice by eye."
+    return note
 
 
 def _figure(rows: list[dict], examples: dict, original: np.ndarray, path: pathlib.Path) -> None:

@@ -281,6 +281,13 @@ MUTATIONS = (
                '            fields = ["order", *csv_fields(records)]',
                '            fields = ["order", *csv_fields([])]'),),
              ("tests/test_view_check.py",), keyword="score_phase"),
+    Mutation("select_filter_counts_sampled_views_as_fine", "select_filter's angular-sampling "
+             "check never flags a slice, so a sparse-view scan's ranking comes without its "
+             "caution",
+             (("tiqa/phases/select_filter.py",
+               "        views.append(count if view_check.undersampled(strength) else None)",
+               "        views.append(None)"),),
+             ("tests/test_scoring.py",), keyword="select_filter_ranks_candidates"),
 )
 
 

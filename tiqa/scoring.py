@@ -296,8 +296,9 @@ class _Reader:
         self.open.clear()
 
 
-def _view_record(image: np.ndarray) -> dict:
-    """The angular-sampling columns of one slice (tiqa.view_check)."""
+def view_record(image: np.ndarray) -> dict:
+    """The angular-sampling columns of one slice (tiqa.view_check): its comb strength, and its
+    views where it looks undersampled (else None)."""
     strength, views = view_check.view_comb(image)
     return {"view_comb": round(strength, 2),
             "views": views if view_check.undersampled(strength) else None}
@@ -327,7 +328,7 @@ def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *
                     return means, spreads
 
                 means, spreads = in_fixed_batches(score_chunk, images, batch_size)
-                sampling = ([_view_record(image) for image in images] if with_view_check
+                sampling = ([view_record(image) for image in images] if with_view_check
                             else [{}] * len(batch))
                 del images
                 for offset, item in enumerate(batch):

@@ -285,8 +285,8 @@ MUTATIONS = (
              "check never flags a slice, so a sparse-view scan's ranking comes without its "
              "caution",
              (("tiqa/phases/select_filter.py",
-               "        views.append(count if view_check.undersampled(strength) else None)",
-               "        views.append(None)"),),
+               '    views = [scoring.view_record(image)["views"] for image in slices]',
+               "    views = [None for image in slices]"),),
              ("tests/test_scoring.py",), keyword="select_filter_ranks_candidates"),
 )
 

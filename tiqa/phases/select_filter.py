@@ -141,10 +141,7 @@ def _sampling_note(slices: np.ndarray) -> str:
     if min(slices.shape[1:]) < view_check.MIN_SIDE:
         return (f"angular sampling: not checked (slices under {view_check.MIN_SIDE} px a "
                 "side).")
-    views = []
-    for image in slices:
-        strength, count = view_check.view_comb(image)
-        views.append(count if view_check.undersampled(strength) else None)
+    views = [scoring.view_record(image)["views"] for image in slices]
     note = view_check.sampling_note(views)
     if any(count is not None for count in views):
         note += " This ranking rests on that score: check its first choice by eye."

@@ -19,6 +19,10 @@ def get_config() -> ml_collections.ConfigDict:
     # Take the model's ring penalty off each slice's score (tiqa.ring_check: rings about the
     # slice centre, where a reconstruction's rotation axis is); False: the network alone.
     config.ring_check = True
+    # Take the model's view penalty off each slice's score (tiqa.view_check: the comb that
+    # too few views leave in the spectrum of the slice's centred square, up to 256 px, where
+    # the model has a `view_check` penalty); False: without it.
+    config.view_penalty = True
     # Also measure each slice's angular sampling (tiqa.view_check): the CSV gains the columns
     # view_comb (the comb's strength: about 3 to 8 for a fully sampled slice) and views (the
     # number of views, where the slice looks made from too few; else empty). One FFT of the

@@ -12,6 +12,9 @@ def get_config() -> ml_collections.ConfigDict:
     # The score model's ring check (its model.json `ring_check` penalty), as in launch.score;
     # False: the network alone.
     config.ring_check = True
+    # And its view penalty (model.json `view_check`: the comb of sparse views), as in
+    # launch.score; False: without it.
+    config.view_penalty = True
     config.segmentation_checkpoint = "runs/segmentation"
     config.output = "runs/segmentation_study"
     config.images = base.images

@@ -14,7 +14,8 @@ from configs import evaluate_acquisition as ladder_config
 from configs import finetune as finetune_config
 from configs import train_rank as rank_config
 from tests.tiny_models import export_tiny_score_model
-from tiqa import acquisition, acquisition_ladder, errors, filters, io, labels, objects
+from tiqa import (acquisition, acquisition_ladder, checkpoints, errors, filters, io, labels,
+                  objects, penalties)
 from tiqa.phases import evaluate_acquisition, train_rank
 from tiqa.train import batches
 
@@ -280,19 +281,30 @@ def test_bootstrap_mean_brackets_the_mean_and_narrows_with_more_objects():
 
 @pytest.mark.slow
 def test_evaluate_acquisition_smoke_writes_its_tables(tmp_path):
-    export_tiny_score_model(tmp_path / "tiny")
+    # A view penalty with no floor: every acquisition loses half a point per unit of its comb.
+    loaded = export_tiny_score_model(tmp_path / "tiny")
+    checkpoints.save_exported(dataclasses.replace(
+        loaded, view_penalty=penalties.Penalty(0.5, 80.0, 0.0)), tmp_path / "viewed")
     config = ladder_config.get_config("smoke")
-    config.checkpoint = str(tmp_path / "tiny")
+    config.checkpoint = str(tmp_path / "viewed")
     config.output = str(tmp_path / "ladder")
     config.brisque = False
     rows = evaluate_acquisition.run(config)
-    assert {row["contender"] for row in rows} == {"TIQA", acquisition_ladder.ORACLE}
+    assert {row["contender"] for row in rows} == {"TIQA", evaluate_acquisition.NETWORK_ONLY,
+                                                  acquisition_ladder.ORACLE}
     oracle = [row for row in rows if row["contender"] == acquisition_ladder.ORACLE]
     # Full-reference SSIM against the ideal orders the phantom's ladders (the model's ceiling).
     assert all(row["srocc"] >= 0.9 for row in oracle), oracle
     with open(tmp_path / "ladder" / "scores.csv") as handle:
         per_image = list(csv.DictReader(handle))
     assert len(per_image) == 2 * len(config.factors) * acquisition.NUM_LEVELS
+    # TIQA is the network less the view penalty of each whole acquisition's comb (80 px
+    # acquisitions, measured whole), recorded beside it.
+    for row in per_image:
+        comb = float(row["view_comb"])
+        assert 0.5 < comb < 80.0, row
+        assert float(row["TIQA"]) == pytest.approx(
+            float(row[evaluate_acquisition.NETWORK_ONLY]) - 0.5 * comb, abs=3e-3)
     assert (tmp_path / "ladder" / "ladder.png").stat().st_size > 10_000
     report = (tmp_path / "ladder" / "ladder.md").read_text()
     assert "median score" in report and "Filter selection" in report

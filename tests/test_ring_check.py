@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 
 from tests.tiny_models import export_tiny_score_model
-from tiqa import acquisition, checkpoints, ring_check, scoring
+from tiqa import acquisition, checkpoints, penalties, ring_check, scoring
 
 SIZE = 160
 
@@ -148,49 +148,6 @@ def test_a_few_isolated_rings_are_left_to_the_network():
     assert amplitudes[1] < 0.001, amplitudes
 
 
-def test_fit_slope_recovers_the_cost_of_rings():
-    rng = np.random.default_rng(0)
-    amplitude = np.sort(rng.uniform(0, 0.05, (5, 6)), axis=1)
-    network = rng.uniform(2, 4, (5, 6))
-    labels = network - 30.0 * amplitude + rng.normal(0, 1, (5, 1))  # an offset per object
-    assert ring_check.fit_slope(network, labels, amplitude) == pytest.approx(30.0, rel=1e-6)
-    # Rings that raise the label are no reason for a negative penalty.
-    assert ring_check.fit_slope(network, network + 10 * amplitude, amplitude) == 0.0
-    with pytest.raises(ValueError, match="one shape"):
-        ring_check.fit_slope(network, labels[:4], amplitude)
-
-
-def test_fit_penalty_caps_an_amplitude_that_stops_following_the_rings():
-    # Levels 1..3 follow the rings; at 4 and 5 the measure saturates and wanders (0.09 then
-    # 0.07), while the network orders them. Without a cap the penalty would swap them.
-    amplitude = np.array([[0.0, 0.01, 0.03, 0.05, 0.09, 0.07]] * 3)
-    labels = np.array([[4.0, 3.5, 3.0, 2.5, 2.0, 1.0]] * 3)
-    network = labels + 30.0 * np.minimum(amplitude, 0.05)  # what the rings should cost
-    penalty = ring_check.fit_penalty(network, labels, amplitude)
-    assert penalty.cap == 0.05 and penalty.floor == 0.0 and penalty.slope == pytest.approx(30.0)
-    penalised = network - np.asarray(penalty(amplitude))
-    np.testing.assert_allclose(penalised, labels, atol=1e-9)
-    uncapped = ring_check.fit_penalty(network, labels, amplitude, caps=(1.0,))
-    assert uncapped.cap == 1.0 and uncapped.slope > 0
-
-
-def test_fit_penalty_finds_the_floor_below_which_rings_cost_nothing():
-    # Amplitudes up to 0.004 (the measure's noise, faint isolated rings) cost nothing; above
-    # it each unit costs 30 points, up to 0.05.
-    rng = np.random.default_rng(1)
-    amplitude = np.sort(np.concatenate([rng.uniform(0, 0.004, (6, 3)),
-                                        rng.uniform(0.006, 0.08, (6, 3))], axis=1), axis=1)
-    labels = np.linspace(4.0, 1.5, 6) + rng.normal(0, 0.3, (6, 1))
-    cost = 30.0 * np.clip(amplitude - 0.004, 0, 0.046)
-    assert cost[:, :3].max() == 0 and cost[:, 3:].min() > 0
-    network = labels + cost  # a network that does not see what the rings cost
-    penalty = ring_check.fit_penalty(network, labels, amplitude)
-    assert (penalty.floor, penalty.cap) == (0.004, 0.05)
-    assert penalty.slope == pytest.approx(30.0, rel=1e-6)
-    np.testing.assert_allclose(penalty(np.array([0.002, 0.01, 0.1])), [0.0, 0.18, 1.38],
-                               rtol=1e-5)
-
-
 @pytest.fixture(scope="module")
 def ringed_model(tmp_path_factory):
     """The tiny network at the shipped crop and resize, exported with a ring penalty of 20
@@ -198,13 +155,13 @@ def ringed_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ringed")
     loaded = export_tiny_score_model(tmp_path_factory.mktemp("tiny"))
     checkpoints.save_exported(dataclasses.replace(
-        loaded, crop=224, resize=255, ring_penalty=ring_check.Penalty(20.0, 0.05, 0.005)), folder)
+        loaded, crop=224, resize=255, ring_penalty=penalties.Penalty(20.0, 0.05, 0.005)), folder)
     return folder
 
 
 def test_the_score_loses_the_ring_penalty(ringed_model):
     loaded = checkpoints.load_model(ringed_model)
-    assert loaded.ring_penalty == ring_check.Penalty(20.0, 0.05, 0.005)
+    assert loaded.ring_penalty == penalties.Penalty(20.0, 0.05, 0.005)
     size = 224
     middle = ring_check.image_centre(size, size)
     texture = _texture(size)
@@ -232,9 +189,10 @@ def test_the_score_loses_the_ring_penalty(ringed_model):
 
 def test_the_exported_penalty_is_read_without_the_weights_and_said_in_words(ringed_model):
     # What the score report prints (launch.score --config.report=...): "ring check: on (...)".
-    penalty = checkpoints.ring_penalty(ringed_model)
-    assert penalty == ring_check.Penalty(20.0, 0.05, 0.005)
-    assert penalty.describe() == "20.00 points per unit of ring amplitude above 0.005, up to 0.05"
+    penalty, views = checkpoints.model_penalties(ringed_model)
+    assert penalty == penalties.Penalty(20.0, 0.05, 0.005) and views is None
+    assert penalty.describe(ring_check.UNIT) == ("20.00 points per unit of ring amplitude above "
+                                                 "0.005, up to 0.05")
 
 
 def test_a_ring_check_without_its_cap_is_refused_naming_the_file(ringed_model, tmp_path):
@@ -251,41 +209,3 @@ def test_a_ring_check_without_its_cap_is_refused_naming_the_file(ringed_model, t
     with pytest.raises(errors.InputError, match=r"broken/model\.json: ring_check needs a slope "
                                                 r"and a cap \(and optionally a floor\)"):
         checkpoints.load_model(folder)
-
-
-@pytest.mark.slow
-def test_calibration_phase_exports_the_fitted_penalty_and_keeps_the_card(tmp_path, monkeypatch):
-    import csv
-    import json
-
-    from configs import calibrate_rings as calibrate_config
-    from tiqa.phases import calibrate_rings
-
-    source = tmp_path / "network"
-    loaded = export_tiny_score_model(tmp_path / "tiny")
-    checkpoints.save_exported(dataclasses.replace(loaded, crop=224, resize=255), source,
-                              card={"purpose": "tests"})
-    config = calibrate_config.get_config("smoke")
-    config.checkpoint, config.output = str(source), str(tmp_path / "calibrated")
-    config.phantoms, config.output_size = 2, 256  # crops of 224 px hold the ring search
-    # A network blind to rings (4 for every acquisition), so that the rings' cost is all the
-    # penalty's to carry.
-    monkeypatch.setattr(scoring, "make_scorer", lambda loaded, batch_size, with_ring_check:
-                        lambda crops: np.full(len(crops), 4.0, np.float32))
-    result = calibrate_rings.run(config)
-    calibrated = checkpoints.load_model(config.output)
-    assert calibrated.ring_penalty == ring_check.Penalty(result["slope"], result["cap"],
-                                                         result["floor"])
-    assert result["cap"] in ring_check.CAPS and result["floor"] in ring_check.FLOORS
-    assert result["slope"] > 0 and result["objects"] == 2
-    assert result["rmse_with_rings"] < result["rmse_network"]
-    card = json.loads((tmp_path / "calibrated" / "model.json").read_text())["card"]
-    assert card["purpose"] == "tests" and card["ring_check"]["slope"] == result["slope"]
-    with open(tmp_path / "calibrated" / "calibration.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    assert [int(r["level"]) for r in rows] == list(range(6)) * 2
-    for row in rows:  # each score loses the penalty of its own amplitude
-        excess = min(max(float(row["ring_amplitude"]) - result["floor"], 0.0),
-                     result["cap"] - result["floor"])
-        expected = float(row["network"]) - result["slope"] * excess
-        assert float(row["with_rings"]) == pytest.approx(expected, abs=1e-6)

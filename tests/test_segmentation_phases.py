@@ -135,8 +135,9 @@ def test_table_one_counts_and_correlates_its_rows():
         assert table[kind]["mean_f1"] == pytest.approx(np.mean(f1s))
 
 
-@pytest.mark.parametrize("ring_check", [True, False])
-def test_study_scores_with_the_ring_check_its_config_asks_for(monkeypatch, tmp_path, ring_check):
+@pytest.mark.parametrize("ring_check, view_penalty", [(True, False), (False, True)])
+def test_study_scores_with_the_penalties_its_config_asks_for(monkeypatch, tmp_path, ring_check,
+                                                             view_penalty):
     from tiqa import checkpoints, scoring
 
     class _Stop(Exception):
@@ -144,8 +145,8 @@ def test_study_scores_with_the_ring_check_its_config_asks_for(monkeypatch, tmp_p
 
     asked = {}
 
-    def slice_scorer(loaded, crops, with_ring_check=True):
-        asked["with_ring_check"], asked["loaded"] = with_ring_check, loaded
+    def slice_scorer(loaded, crops, with_ring_check=True, with_view_penalty=True):
+        asked.update(ring=with_ring_check, views=with_view_penalty, loaded=loaded)
         raise _Stop
 
     monkeypatch.setattr(checkpoints, "load_segmenter", lambda path: None)
@@ -153,8 +154,8 @@ def test_study_scores_with_the_ring_check_its_config_asks_for(monkeypatch, tmp_p
     monkeypatch.setattr(checkpoints, "load_model", lambda path: f"model {path}")
     monkeypatch.setattr(scoring, "make_slice_scorer", slice_scorer)
     study = study_config.get_config()
-    study.score_checkpoint, study.ring_check = "scores", ring_check
+    study.score_checkpoint, study.ring_check, study.view_penalty = "scores", ring_check, view_penalty
     study.output = str(tmp_path / "study")
     with pytest.raises(_Stop):
         study_segmentation.run(study)
-    assert asked == {"with_ring_check": ring_check, "loaded": "model scores"}
+    assert asked == {"ring": ring_check, "views": view_penalty, "loaded": "model scores"}

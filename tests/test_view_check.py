@@ -126,3 +126,89 @@ def test_the_score_phase_writes_the_angular_sampling_of_each_slice(tmp_path):
     part = tmp_path / "part.csv"
     score._write_part(part, records, [0, 1])
     assert [record for _, record in score._read_part(part)] == records
+
+
+@pytest.fixture(scope="module")
+def viewed_model(tmp_path_factory):
+    """The tiny network exported with a view penalty of half a point per unit of comb above
+    12, up to 80."""
+    import dataclasses
+
+    from tests.tiny_models import export_tiny_score_model
+    from tiqa import checkpoints, penalties
+
+    folder = tmp_path_factory.mktemp("viewed")
+    loaded = export_tiny_score_model(tmp_path_factory.mktemp("tiny"))
+    checkpoints.save_exported(dataclasses.replace(
+        loaded, view_penalty=penalties.Penalty(0.5, 80.0, 12.0)), folder)
+    return folder
+
+
+def _wide_sparse_slice(views: int) -> np.ndarray:
+    """A 272 x 300 FBP of `views` views: wider than the penalty's 256 px square, narrower than
+    the diagnostic's 512, so the two measures differ."""
+    rng = np.random.default_rng(8)
+    blobs = ndimage.gaussian_filter(rng.random((300, 300)), 4.0)
+    image = 1.0 / (1.0 + np.exp(-(blobs - blobs.mean()) / (0.2 * blobs.std())))
+    angles = np.linspace(0.0, 180.0, views, endpoint=False)
+    scan = iradon(radon(image, theta=angles, circle=False), theta=angles, output_size=300,
+                  circle=False, filter_name="ramp")[14:286]
+    return ((scan - scan.min()) / np.ptp(scan)).astype(np.float32)
+
+
+def test_the_score_loses_the_view_penalty_of_the_slice_centred_square(viewed_model):
+    from tiqa import checkpoints, penalties, scoring
+
+    loaded = checkpoints.load_model(viewed_model)
+    assert loaded.view_penalty == penalties.Penalty(0.5, 80.0, 12.0)
+    assert loaded.ring_penalty is None
+    slices = np.stack([_wide_sparse_slice(40), _wide_sparse_slice(600)])
+    mean, _, _ = scoring.make_slice_scorer(loaded, "center")(slices)
+    plain, _, _ = scoring.make_slice_scorer(loaded, "center", with_view_penalty=False)(slices)
+    square = [view_check.view_comb(image, max_side=view_check.PENALTY_SIDE)[0] for image in slices]
+    whole = view_check.view_comb(slices[0])[0]  # the diagnostic's 272 px square
+    assert square[0] > 20 and square[1] < view_check.THRESHOLD and abs(whole - square[0]) > 1
+    np.testing.assert_allclose(plain - mean, 0.5 * np.clip(np.array(square) - 12.0, 0, 68.0),
+                               rtol=1e-4, atol=1e-4)
+    assert scoring.penalty_notes(True, True, viewed_model) == (
+        "ring check: none in this model, view penalty: on (0.50 points per unit of comb "
+        "strength above 12, up to 80)")
+    assert scoring.penalty_notes(True, False, viewed_model).endswith("view penalty: off")
+
+
+def test_a_view_check_without_its_cap_is_refused_naming_the_file(viewed_model, tmp_path):
+    import json
+    import shutil
+
+    from tiqa import checkpoints, errors
+
+    folder = tmp_path / "broken"
+    shutil.copytree(viewed_model, folder)
+    info = json.loads((folder / "model.json").read_text())
+    info["view_check"] = {"slope": "steep", "cap": 80.0}
+    (folder / "model.json").write_text(json.dumps(info))
+    with pytest.raises(errors.InputError, match=r"broken/model\.json: view_check needs a slope "
+                                                r"and a cap"):
+        checkpoints.load_model(folder)
+
+
+def test_the_score_phase_takes_the_view_penalty_its_config_asks_for(viewed_model, tmp_path):
+    from configs import score as score_config
+    from tiqa import io
+    from tiqa.phases import score
+
+    image = _wide_sparse_slice(40)
+    io.write_png(tmp_path / "sparse.png", image)
+    config = score_config.get_config()
+    config.input, config.checkpoint = str(tmp_path / "sparse.png"), str(viewed_model)
+    found = {}
+    for asked in (True, False):
+        config.view_penalty = asked
+        config.output = str(tmp_path / f"scores_{asked}.csv")
+        config.report = str(tmp_path / f"report_{asked}")
+        found[asked] = score.run(config)["records"][0]["score"]
+    comb = view_check.view_comb(image, max_side=view_check.PENALTY_SIDE)[0]  # before 8 bits
+    assert found[False] - found[True] == pytest.approx(0.5 * min(comb - 12.0, 68.0), rel=0.02)
+    html = (tmp_path / "report_True" / "index.html").read_text()
+    assert "view penalty: on (0.50 points per unit of comb strength above 12, up to 80)" in html
+    assert "view penalty: off" in (tmp_path / "report_False" / "index.html").read_text()

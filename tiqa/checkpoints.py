@@ -20,7 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from tiqa import errors, io, ring_check
+from tiqa import errors, io, penalties
 from tiqa.models.dlinknet import DLinkNet, DLinkNetConfig
 from tiqa.models.forward import eval_forward
 from tiqa.models.iqa import IQAConfig, IQANet
@@ -174,9 +174,10 @@ class LoadedModel:
     config: IQAConfig
     crop: int
     resize: int
-    # Score points taken off for rings beyond the network (tiqa.ring_check); None: the
-    # network's score alone.
-    ring_penalty: ring_check.Penalty | None = None
+    # Score points taken off for rings (tiqa.ring_check) and for sparse views
+    # (tiqa.view_check) beyond the network; None: the network's score alone.
+    ring_penalty: penalties.Penalty | None = None
+    view_penalty: penalties.Penalty | None = None
 
 
 def model_folder(path: str | pathlib.Path | None) -> pathlib.Path:
@@ -192,27 +193,36 @@ def load_model(path: str | pathlib.Path | None = None) -> LoadedModel:
     graphdef, params, batch_stats, config, info = _load_network(folder, MODEL_INFO_KEY,
                                                                 IQAConfig, IQANet)
     return LoadedModel(graphdef, params, batch_stats, config, int(info.get("crop", 224)),
-                       int(info.get("resize", 255)), _ring_penalty(info, folder))
+                       int(info.get("resize", 255)), *_penalties(info, folder))
 
 
-def ring_penalty(path: str | pathlib.Path | None = None) -> ring_check.Penalty | None:
-    """The ring penalty of a score model (as `load_model` takes it), read without its
-    weights; None when the model has none."""
+# model.json's keys of the penalties, in LoadedModel's order.
+PENALTY_KEYS = ("ring_check", "view_check")
+
+
+def model_penalties(path: str | pathlib.Path | None = None
+                    ) -> tuple[penalties.Penalty | None, penalties.Penalty | None]:
+    """(ring, view) penalties of a score model (as `load_model` takes it), read without its
+    weights; None for one the model does not have."""
     folder = model_folder(path)
-    return _ring_penalty(read_run_info(folder), folder)
+    return _penalties(read_run_info(folder), folder)
 
 
-def _ring_penalty(info: dict, folder: pathlib.Path) -> ring_check.Penalty | None:
-    found = info.get("ring_check")
-    if found is None:
-        return None
-    try:
-        # Models calibrated before the floor existed have none: 0.
-        return ring_check.Penalty(float(found["slope"]), float(found["cap"]),
-                                  float(found.get("floor", 0.0)))
-    except (AttributeError, KeyError, TypeError, ValueError) as error:
-        raise errors.InputError(f"{folder / RUN_INFO}: ring_check needs a slope and a cap (and "
-                                f"optionally a floor), got {found!r}") from error
+def _penalties(info: dict, folder: pathlib.Path) -> tuple[penalties.Penalty | None, ...]:
+    found = []
+    for key in PENALTY_KEYS:
+        entry = info.get(key)
+        if entry is None:
+            found.append(None)
+            continue
+        try:
+            # Ring checks calibrated before the floor existed have none: 0.
+            found.append(penalties.Penalty(float(entry["slope"]), float(entry["cap"]),
+                                           float(entry.get("floor", 0.0))))
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise errors.InputError(f"{folder / RUN_INFO}: {key} needs a slope and a cap (and "
+                                    f"optionally a floor), got {entry!r}") from error
+    return tuple(found)
 
 
 def save_exported(loaded: LoadedModel, destination: str | pathlib.Path,
@@ -228,8 +238,9 @@ def save_exported(loaded: LoadedModel, destination: str | pathlib.Path,
             np.savez_compressed(handle, **arrays)
     info = {MODEL_INFO_KEY: loaded.config.to_dict(), "crop": loaded.crop,
             "resize": loaded.resize, "card": card or {}}
-    if loaded.ring_penalty is not None:
-        info["ring_check"] = loaded.ring_penalty.to_dict()
+    for key, penalty in zip(PENALTY_KEYS, (loaded.ring_penalty, loaded.view_penalty)):
+        if penalty is not None:
+            info[key] = penalty.to_dict()
     io.write_json(destination / RUN_INFO, info)
     return destination
 

@@ -20,22 +20,18 @@ What the same search finds about points beside the axis is taken off, so texture
 measures 0.
 
 The score network sees rings too, but orders faint ones poorly on smooth objects; the
-shipped model's `ring_check` penalty (`fit_penalty`, on training objects' gain-error
-ladders, `launch.calibrate_rings`) says how many score points a unit of ring amplitude costs
-beyond what the network takes off, above a floor and up to a cap.
+shipped model's `ring_check` penalty (`tiqa.penalties`, fitted on training objects'
+gain-error ladders by `launch.calibrate`) says how many score points a unit of ring amplitude
+costs beyond what the network takes off, above a floor and up to a cap.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from tiqa import acquisition_ladder
 
 SECTORS = 8
 BIN_WIDTH = 0.5  # px: rings of one detector pixel stay within a bin or two
@@ -44,13 +40,16 @@ DETAIL_BINS = 9  # the running median the radial detail is taken against (4.5 px
 SEARCH = 1.0  # px each way around the given axis position
 SEARCH_STEP = 0.5  # half a bin
 NULL_OFFSET = 10.0  # px: where the texture-only comparison is taken
-# Caps on the amplitude the penalty follows, in [0, 1] image units (`fit_penalty` picks one).
+UNIT = "ring amplitude"  # what the penalty's slope is per unit of (tiqa.penalties.Penalty.describe)
+# Caps on the amplitude the penalty follows, in [0, 1] image units (`penalties.fit_penalty`
+# picks one).
 CAPS = (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 1.0)  # 1: no cap
-# Floors below which an amplitude costs nothing (`fit_penalty` picks one): the measure's own
-# noise on ring-free images, and faint isolated rings, which the network already sees.
+# Floors below which an amplitude costs nothing (`penalties.fit_penalty` picks one): the
+# measure's own noise on ring-free images (up to about 0.006 on the ideal acquisitions of the
+# training objects), and faint isolated rings, which the network already sees.
 FLOORS = (0.0, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01)
 
-__all__ = ["ring_power", "ring_amplitude", "image_centre", "Penalty", "fit_slope", "fit_penalty"]
+__all__ = ["ring_power", "ring_amplitude", "image_centre", "UNIT", "CAPS", "FLOORS"]
 
 
 def image_centre(height: int, width: int) -> tuple[float, float]:
@@ -133,77 +132,3 @@ def ring_amplitude(images: jax.Array, search: float = SEARCH,
         return jnp.sqrt(jnp.maximum(best[0] - best[1:].max(), 0.0))
 
     return jax.lax.map(one, images)
-
-
-@dataclasses.dataclass(frozen=True)
-class Penalty:
-    """Score points taken off for rings: `slope` x the ring amplitude above `floor`, counted
-    up to `cap` (so at most slope x (cap - floor))."""
-    slope: float
-    cap: float
-    floor: float = 0.0
-
-    def __call__(self, amplitudes: jax.Array) -> jax.Array:
-        return self.slope * _excess(amplitudes, self.cap, self.floor)
-
-    def to_dict(self) -> dict:
-        return {"slope": self.slope, "cap": self.cap, "floor": self.floor}
-
-    def describe(self) -> str:
-        """The penalty in words, for reports and logs."""
-        return (f"{self.slope:.2f} points per unit of ring amplitude above {self.floor:g}, "
-                f"up to {self.cap:g}")
-
-
-def _excess(amplitudes, cap: float, floor: float, xp=jnp):
-    """The part of each amplitude between `floor` and `cap` (`xp`: jnp, or np for the fit's
-    float64)."""
-    return xp.clip(xp.asarray(amplitudes) - floor, 0.0, cap - floor)
-
-
-def fit_slope(network_scores: np.ndarray, labels: np.ndarray, amplitudes: np.ndarray) -> float:
-    """The score points per unit of ring amplitude that bring the network's scores of ring
-    ladders closest to their labels: least squares of label - score = c_m - slope * amplitude
-    with an intercept c_m per object, all arrays (M, L); the slope is at least 0."""
-    network_scores, labels, amplitudes = (np.asarray(a, np.float64) for a in
-                                          (network_scores, labels, amplitudes))
-    if not (network_scores.shape == labels.shape == amplitudes.shape) or network_scores.ndim != 2:
-        raise ValueError("fit_slope needs (objects, levels) arrays of one shape, got "
-                         f"{network_scores.shape}, {labels.shape}, {amplitudes.shape}")
-    residual = labels - network_scores
-    residual = residual - residual.mean(axis=1, keepdims=True)
-    spread = amplitudes - amplitudes.mean(axis=1, keepdims=True)
-    denominator = float(np.sum(spread ** 2))
-    if denominator == 0.0 or not math.isfinite(denominator):
-        return 0.0
-    return max(0.0, float(-np.sum(spread * residual) / denominator))
-
-
-def fit_penalty(network_scores: np.ndarray, labels: np.ndarray, amplitudes: np.ndarray,
-                caps: tuple[float, ...] = CAPS, floors: tuple[float, ...] = FLOORS) -> Penalty:
-    """The penalty that best orders ring ladders (M objects, levels 0..L-1 from the ideal):
-    for each floor and each cap above it, the least-squares slope of the amplitudes' excess
-    over the floor, up to the cap (`fit_slope`); the pair whose penalised scores order levels
-    1.. best, then the one closest to the labels.
-
-    Why a floor: on ring-free images the measure is not exactly 0 (up to about 0.006 on the
-    ideal acquisitions of the training objects), and a few faint isolated rings measure a
-    little too; both would cost points the network does not owe.
-
-    Why a cap: in an image normalised by its percentiles, heavy rings widen the range they
-    are measured in, so their measured amplitude stops growing and wanders; the network
-    orders such rings by itself, and a penalty that kept following the amplitude there
-    would reorder them at random.
-    """
-    network_scores, amplitudes = (np.asarray(a, np.float64) for a in (network_scores, amplitudes))
-    best, best_key = None, None
-    for floor in floors:
-        for cap in (cap for cap in caps if cap > floor):
-            excess = _excess(amplitudes, cap, floor, xp=np)
-            slope = fit_slope(network_scores, labels, excess)
-            penalised = network_scores - slope * excess
-            key = (round(acquisition_ladder.mean_within_object_srocc(penalised), 6),
-                   -float(np.sqrt(np.mean((penalised - labels) ** 2))))
-            if best_key is None or key > best_key:
-                best, best_key = Penalty(slope, cap, floor), key
-    return best

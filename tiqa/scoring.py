@@ -129,16 +129,20 @@ def _resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
 
 
 def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
-                      with_ring_check: bool = True):
+                      with_ring_check: bool = True, with_view_penalty: bool = True):
     """`score(slices (B, H, W) in [0, 1]) -> (mean (B,), spread (B,), n_crops)` on the device.
 
     The area resize (shorter side to the model's 255), the crops (centre, or the grid) and the
     network run in one jitted call per slice shape; the score of a slice is the mean over its
     crops and the spread their standard deviation. With `with_ring_check` and a model that has
     a ring penalty, the mean loses the penalty of the ring amplitude about the slice's centre,
-    where a reconstruction's rotation axis is (`tiqa.ring_check`).
+    where a reconstruction's rotation axis is (`tiqa.ring_check`). With `with_view_penalty`
+    and a model that has a view penalty, it loses the penalty of the comb of sparse views in
+    the slice's centred square of up to `view_check.PENALTY_SIDE` px at its own pixels
+    (`tiqa.view_check`; slices under `view_check.MIN_SIDE` px are not measured).
     """
     penalty = loaded.ring_penalty if with_ring_check else None
+    view_penalty = loaded.view_penalty if with_view_penalty else None
     forward_cache = {}
 
     def compiled(height, width):
@@ -151,6 +155,7 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
             side = loaded.crop
             top, left = (height - side) // 2, (width - side) // 2
             at_own_pixels = min(height, width) >= side
+            measure_views = view_check.square_side(height, width) >= view_check.MIN_SIDE
 
             def ring_square(slices, resized):
                 if at_own_pixels:
@@ -172,6 +177,9 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
                 mean = scores.mean(axis=1)
                 if penalty is not None:
                     mean = mean - penalty(ring_check.ring_amplitude(ring_square(slices, resized)))
+                if view_penalty is not None and measure_views:
+                    mean = mean - view_penalty(view_check.strongest_comb(
+                        view_check.centred_square(slices, view_check.PENALTY_SIDE)))
                 return mean, scores.std(axis=1)
 
             forward_cache[(height, width)] = (forward, len(positions))
@@ -183,6 +191,20 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
         return np.asarray(mean), np.asarray(spread), count
 
     return score
+
+
+def penalty_notes(ring_check_asked: bool, view_penalty_asked: bool, checkpoint) -> str:
+    """What the score's penalties did, in words: a config can ask for them, but only a
+    calibrated model has them."""
+    found = checkpoints.model_penalties(checkpoint)
+    said = []
+    for name, asked, penalty, unit in (("ring check", ring_check_asked, found[0], ring_check.UNIT),
+                                       ("view penalty", view_penalty_asked, found[1],
+                                        view_check.UNIT)):
+        state = ("off" if not asked else "none in this model" if penalty is None
+                 else f"on ({penalty.describe(unit)})")
+        said.append(f"{name}: {state}")
+    return ", ".join(said)
 
 
 def _volume_name(source: pathlib.Path, index, given: pathlib.Path) -> str:
@@ -307,12 +329,13 @@ def view_record(image: np.ndarray) -> dict:
 def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *, crops: str,
                   batch_size: int, normalisation: str, tiff_planes: str,
                   desc: str = "scoring", with_ring_check: bool = True,
+                  with_view_penalty: bool = True,
                   with_view_check: bool = False) -> list[tuple[int, dict]]:
     """(order, record) of every slice of `batches`, read a batch at a time and scored
-    `batch_size` slices per call on `crops` ('center' or 'grid'), with the model's ring
-    penalty unless `with_ring_check` is False; with `with_view_check`, each record also has
-    the slice's angular sampling (VIEW_FIELDS)."""
-    score = make_slice_scorer(loaded, crops, with_ring_check)
+    `batch_size` slices per call on `crops` ('center' or 'grid'), with the model's ring and
+    view penalties unless `with_ring_check` or `with_view_penalty` is False; with
+    `with_view_check`, each record also has the slice's angular sampling (VIEW_FIELDS)."""
+    score = make_slice_scorer(loaded, crops, with_ring_check, with_view_penalty)
     reader = _Reader(normalisation, tiff_planes, batches)
     records = []
     # Closed however the loop ends, so an error is printed on a line of its own.

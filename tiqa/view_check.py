@@ -16,8 +16,13 @@ slices) says how strong the comb is and at how many views.
 This sees angular undersampling that the score network orders poorly at the scored scale
 (docs/acquisition_ladder.md): in a 256 px square, 90 views and fewer stand out by a wide margin
 and the views estimate is exact; more views than about pi x size / 3 cannot be resolved in the
-square at all (their lines are closer than 1.5 bins even at the highest frequency). It is a
-diagnostic beside the score, not a part of it.
+square at all (their lines are closer than 1.5 bins even at the highest frequency).
+
+Two uses: a diagnostic (`view_comb` on the centred square of up to `MAX_SIDE` px: the score
+CSV's `view_comb` and `views` columns, `select_filter`'s caution), and the score's view
+penalty (`tiqa.penalties`, the exported model's `view_check`): score points per unit of the
+comb above `THRESHOLD`, measured by `strongest_comb` on the centred square of up to
+`PENALTY_SIDE` px, the whole slice of the acquisition ladders it was fitted on.
 """
 
 from __future__ import annotations
@@ -38,14 +43,23 @@ ANNULUS = 0.5  # bins: the z-normalisation's annuli
 # views as a diagnostic").
 THRESHOLD = 12.0
 _BLOCK = 32  # consecutive V computed by rotation from one exact start
+# The view penalty's square: the side of the acquisition-ladder slices it is fitted on
+# (configs/calibrate.py's output_size), so a slice is measured as calibrated whatever its size.
+PENALTY_SIDE = 256
+UNIT = "comb strength"  # what the penalty's slope is per unit of (penalties.Penalty.describe)
+# The penalty's floor is the diagnostic's threshold (`penalties.fit_penalty` fits the slope
+# and picks a cap): below it a comb is what fully sampled slices show.
+FLOORS = (THRESHOLD,)
+CAPS = (20.0, 40.0, 80.0, 1e9)  # 1e9: no cap
 
-__all__ = ["MIN_VIEWS", "MIN_SIDE", "MAX_SIDE", "THRESHOLD", "square_side", "max_views",
-           "candidate_views", "comb_strengths", "view_comb", "undersampled", "sampling_note"]
+__all__ = ["MIN_VIEWS", "MIN_SIDE", "MAX_SIDE", "THRESHOLD", "PENALTY_SIDE", "UNIT", "CAPS",
+           "FLOORS", "square_side", "max_views", "candidate_views", "comb_strengths",
+           "strongest_comb", "view_comb", "undersampled", "sampling_note"]
 
 
-def square_side(height: int, width: int) -> int:
-    """The side of the centred square the comb is measured on: even, at most `MAX_SIDE`."""
-    side = min(height, width, MAX_SIDE)
+def square_side(height: int, width: int, max_side: int = MAX_SIDE) -> int:
+    """The side of the centred square the comb is measured on: even, at most `max_side`."""
+    side = min(height, width, max_side)
     return side - side % 2
 
 
@@ -113,19 +127,35 @@ def comb_strengths(image: jax.Array) -> jax.Array:
     return jax.lax.map(block, firsts).ravel()[:len(views)]
 
 
-def view_comb(image) -> tuple[float, int]:
-    """(strength, views) of the strongest angular comb in the centred square of a (H, W) slice:
-    about 3 to 8 for a fully sampled slice, tens for one made from too few views."""
+def centred_square(images, max_side: int = MAX_SIDE):
+    """The centred square of (..., H, W) slices that the comb is measured on (side
+    `square_side`); a ValueError naming the shape when it is under `MIN_SIDE`."""
+    height, width = images.shape[-2:]
+    side = square_side(height, width, max_side)
+    if side < MIN_SIDE:
+        raise ValueError(f"the view check needs slices of at least {MIN_SIDE} px a side, got "
+                         f"{tuple(images.shape)}")
+    top, left = (height - side) // 2, (width - side) // 2
+    return images[..., top:top + side, left:left + side]
+
+
+@jax.jit
+def strongest_comb(squares: jax.Array) -> jax.Array:
+    """(N, side, side) squares -> (N,) strength of each one's strongest comb, on the device
+    (the view penalty's measure, inside the scoring path's jit)."""
+    return jax.lax.map(lambda square: jnp.max(comb_strengths(square)), squares)
+
+
+def view_comb(image, max_side: int = MAX_SIDE) -> tuple[float, int]:
+    """(strength, views) of the strongest angular comb in the centred square (at most
+    `max_side` px) of a (H, W) slice: about 3 to 8 for a fully sampled slice, tens for one made
+    from too few views."""
     image = np.asarray(image, np.float32)
     if image.ndim != 2:
         raise ValueError(f"view_comb takes one (H, W) slice, got shape {image.shape}")
-    side = square_side(*image.shape)
-    if side < MIN_SIDE:
-        raise ValueError(f"view_comb needs a slice of at least {MIN_SIDE} px a side, got "
-                         f"{image.shape}")
-    top = (image.shape[0] - side) // 2
-    left = (image.shape[1] - side) // 2
-    strengths = np.asarray(comb_strengths(jnp.asarray(image[top:top + side, left:left + side])))
+    square = centred_square(image, max_side)
+    side = square.shape[0]
+    strengths = np.asarray(comb_strengths(jnp.asarray(square)))
     best = int(np.argmax(strengths))
     return float(strengths[best]), int(candidate_views(side)[best])
 

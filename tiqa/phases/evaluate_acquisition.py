@@ -17,11 +17,11 @@ import numpy as np
 from scipy import stats
 
 from tiqa import (acquisition, acquisition_ladder, checkpoints, comparison, errors, evaluation,
-                  filters, io, objects, observers, scoring)
+                  filters, io, objects, observers, scoring, view_check)
 from tiqa.baselines import brisque, niqe
 from tiqa.phases import compare, select_filter, settings
 
-NETWORK_ONLY = "TIQA network alone (no ring check)"
+NETWORK_ONLY = "TIQA network alone (no penalties)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +62,12 @@ def read_settings(config) -> EvaluateAcquisitionSettings:
                           filter_selection=selection)
 
 
-def _contenders(config: EvaluateAcquisitionSettings, output: pathlib.Path) -> list[comparison.Contender]:
-    loaded = checkpoints.load_model(config.checkpoint)
+def _contenders(config: EvaluateAcquisitionSettings, loaded: checkpoints.LoadedModel,
+                output: pathlib.Path) -> list[comparison.Contender]:
+    """TIQA on the centre crops (with the ring check; the view penalty is the caller's, on
+    whole acquisitions), the network alone where the model has penalties, and the peers."""
     found = [comparison.Contender("TIQA", scoring.make_scorer(loaded, config.batch_size))]
-    if loaded.ring_penalty is not None:  # what the ring check adds, shown apart
+    if loaded.ring_penalty is not None or loaded.view_penalty is not None:  # shown apart
         found.append(comparison.Contender(NETWORK_ONLY, scoring.make_scorer(
             loaded, config.batch_size, with_ring_check=False)))
     if config.brisque:
@@ -152,11 +154,20 @@ def run(config) -> list[dict]:
                  time.perf_counter() - started)
     crops = acquisition_ladder.centre_crops(images, config.resize, config.crop)
     scored = {}
-    contenders = _contenders(config, output)
+    loaded = checkpoints.load_model(config.checkpoint)
+    contenders = _contenders(config, loaded, output)
     for contender in contenders:
         raw = np.asarray(contender.score(crops.reshape((-1,) + crops.shape[-2:])), np.float64)
         scored[contender.name] = (raw.reshape(crops.shape[:3]), contender.higher_is_better)
-    # The objects unscanned: how much of a low score is the object, how much the scan.
+    # The comb of sparse views on each whole acquisition, as launch.score measures a slice
+    # (its centred square of up to view_check.PENALTY_SIDE px); TIQA loses the view penalty.
+    comb = np.stack([np.asarray(view_check.strongest_comb(view_check.centred_square(
+        ladder, view_check.PENALTY_SIDE))) for ladder in images.reshape((-1,) + images.shape[2:])])
+    comb = comb.reshape(crops.shape[:3])
+    if loaded.view_penalty is not None:
+        scored["TIQA"] = (scored["TIQA"][0] - np.asarray(loaded.view_penalty(comb)), True)
+    # The objects unscanned: how much of a low score is the object, how much the scan (no
+    # views, so no view penalty).
     object_scores = np.asarray(contenders[0].score(acquisition_ladder.unscanned_crops(
         held_out.attenuation, config.output_size, config.resize, config.crop)), np.float64)
     scored[acquisition_ladder.ORACLE] = (acquisition_ladder.oracle_ssim(crops), True)
@@ -170,7 +181,8 @@ def run(config) -> list[dict]:
     per_image = [{"object": held_out.names[m], "object_kind": held_out.kinds[m],
                   "factor": factor, "level": level,
                   "setting": acquisition.LEVELS[factor][level],
-                  **{name: float(raw[m, f, level]) for name, (raw, _) in scored.items()}}
+                  **{name: float(raw[m, f, level]) for name, (raw, _) in scored.items()},
+                  "view_comb": round(float(comb[m, f, level]), 2)}
                  for m in range(len(held_out.names)) for f, factor in enumerate(factors)
                  for level in acquisition_ladder.LEVELS]
     evaluation.write_table(per_image, output / "scores.csv", output / "scores.md")

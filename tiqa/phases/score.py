@@ -11,7 +11,7 @@ import pathlib
 import time
 from typing import Any
 
-from tiqa import checkpoints, errors, io, view_check, volumes
+from tiqa import checkpoints, errors, io, scoring, view_check, volumes
 from tiqa.phases import settings
 from tiqa.scoring import (csv_fields, cut_batches, plan_slices, report_thumbnails, score_batches,
                           share, write_scores_csv)
@@ -26,6 +26,7 @@ class ScoreSettings:
     checkpoint: str
     crops: str
     ring_check: bool
+    view_penalty: bool
     view_check: bool
     batch_size: int
     normalisation: str
@@ -70,7 +71,7 @@ def _score(config: ScoreSettings, loaded, batches, desc: str) -> list[tuple[int,
     return score_batches(loaded, batches, crops=config.crops, batch_size=config.batch_size,
                          normalisation=config.normalisation, tiff_planes=config.tiff_planes,
                          desc=desc, with_ring_check=config.ring_check,
-                         with_view_check=config.view_check)
+                         with_view_penalty=config.view_penalty, with_view_check=config.view_check)
 
 
 def _thumbnails(config: ScoreSettings, records: list[dict], work) -> dict:
@@ -208,16 +209,6 @@ def run(config) -> dict:
     return score_phase(read_settings(config))
 
 
-def _ring_check_note(config: ScoreSettings) -> str:
-    """What the ring check did: the config can ask for it, but only a calibrated model has one."""
-    if not config.ring_check:
-        return "off"
-    penalty = checkpoints.ring_penalty(config.checkpoint)
-    if penalty is None:
-        return "none in this model"
-    return f"on ({penalty.describe()})"
-
-
 def score_phase(config: ScoreSettings) -> dict:
     """The scoring phase on its settings: CSV of scores, optionally the report."""
     from tiqa import report  # matplotlib is only needed for reports
@@ -244,8 +235,8 @@ def score_phase(config: ScoreSettings) -> dict:
     result = {"records": records, "summary": summary, "csv": output}
     if config.report:
         model = str(config.checkpoint) if config.checkpoint else "the shipped default model"
-        notes = (f"Scored with {model}, crops: {config.crops}, ring check: "
-                 f"{_ring_check_note(config)}.",)
+        notes = (f"Scored with {model}, crops: {config.crops}, "
+                 f"{scoring.penalty_notes(config.ring_check, config.view_penalty, config.checkpoint)}.",)
         if config.view_check:
             notes += (view_check.sampling_note([record["views"] for record in records]),)
         index = report.write_report(records, config.report, thumbnails, notes=notes)

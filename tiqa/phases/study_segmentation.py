@@ -37,6 +37,7 @@ class StudySegmentationSettings:
     """configs/study_segmentation.py, read once."""
     score_checkpoint: str
     ring_check: bool
+    view_penalty: bool
     segmentation_checkpoint: str
     output: str
     images: str
@@ -61,8 +62,8 @@ def run(config) -> dict:
     segmenter = checkpoints.load_segmenter(study.segmentation_checkpoint)
     positive = checkpoints.positive_class(study.segmentation_checkpoint)
     score_model = checkpoints.load_model(study.score_checkpoint)
-    score = scoring.make_slice_scorer(score_model, study.crops, with_ring_check=study.ring_check)
-    ring_checked = study.ring_check and score_model.ring_penalty is not None
+    score = scoring.make_slice_scorer(score_model, study.crops, with_ring_check=study.ring_check,
+                                      with_view_penalty=study.view_penalty)
     paths, images, label_maps = held_out(study.images, study.labels, study.label_suffix)
     base_key = jax.random.key(study.seed)
     rows, curves, examples = [], {}, {}
@@ -102,8 +103,8 @@ def run(config) -> dict:
                                          if probabilities.shape[-1] == 2 else probabilities,
                                          output / f"segmentation_{study.figure_kind}_level{level}.png",
                                          title=f"{study.figure_kind} level {level}")
-    print(f"TIQA score ({'with the ring check' if ring_checked else 'the network alone'}) "
-          "against segmentation F1 (the paper's Table 1)")
+    said = scoring.penalty_notes(study.ring_check, study.view_penalty, study.score_checkpoint)
+    print(f"TIQA score ({said}) against segmentation F1 (the paper's Table 1)")
     print(evaluation.format_table(table))
     print(f"written to {output}: table1.csv/.md, study.csv/.md, score_vs_f1.png, two_point_levels.png")
     return {"table": table, "rows": rows}

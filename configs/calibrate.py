@@ -1,0 +1,36 @@
+"""Penalty calibration: python -m launch.calibrate --config.grey=SLICES [--config.phantoms=N]
+[--config.checks=ring_check,view_check] [--config.checkpoint=DIR] [--config.output=DIR]
+
+Fits how many score points a unit of ring amplitude (tiqa.ring_check) and of the comb of
+sparse views (tiqa.view_check) cost beyond what the network already takes off, on the
+gain-error and views ladders of training objects, and writes the network with those penalties
+as an exported model.
+"""
+
+import ml_collections
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.checkpoint = ""  # the network to calibrate; empty: the shipped one
+    config.output = "runs/calibrated"  # the exported model, with its penalties
+    # The penalties to fit (model.json keys); a penalty not named is kept as the model has it.
+    config.checks = ("ring_check", "view_check")
+    # Training objects, comma-separated grey slices or folders (never the held-out ones), and
+    # phantoms of training seeds.
+    config.grey = ""
+    config.phantoms = 0
+    config.phantom_seed = 100
+    config.object_scale = "native"  # native | scored (tiqa.objects.SCALES)
+    config.output_size = 256  # as the acquisition-ladder benchmark
+    config.max_views = 720
+    config.seed = 0
+    # The label of each ideal acquisition: the prior of unannotated references.
+    config.reference_score = 4.0
+    config.batch_size = 64
+    if variant == "smoke":
+        config.output = "runs/smoke/calibrated"
+        config.output_size, config.max_views = 80, 180
+    elif variant:
+        raise ValueError(f"unknown calibrate config variant {variant!r}; known: smoke")
+    return config

@@ -1,0 +1,135 @@
+"""Score penalties on what the no-reference checks measure (tiqa.penalties): the fit, its
+words, and the calibration phase that fits them and exports the model with them."""
+
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from tests.tiny_models import export_tiny_score_model
+from tiqa import checkpoints, errors, penalties, ring_check, scoring, view_check
+
+
+def test_fit_slope_recovers_the_cost_of_rings():
+    rng = np.random.default_rng(0)
+    amplitude = np.sort(rng.uniform(0, 0.05, (5, 6)), axis=1)
+    network = rng.uniform(2, 4, (5, 6))
+    labels = network - 30.0 * amplitude + rng.normal(0, 1, (5, 1))  # an offset per object
+    assert penalties.fit_slope(network, labels, amplitude) == pytest.approx(30.0, rel=1e-6)
+    # Rings that raise the label are no reason for a negative penalty.
+    assert penalties.fit_slope(network, network + 10 * amplitude, amplitude) == 0.0
+    with pytest.raises(ValueError, match="one shape"):
+        penalties.fit_slope(network, labels[:4], amplitude)
+
+
+def test_fit_penalty_caps_an_amplitude_that_stops_following_the_rings():
+    # Levels 1..3 follow the rings; at 4 and 5 the measure saturates and wanders (0.09 then
+    # 0.07), while the network orders them. Without a cap the penalty would swap them.
+    amplitude = np.array([[0.0, 0.01, 0.03, 0.05, 0.09, 0.07]] * 3)
+    labels = np.array([[4.0, 3.5, 3.0, 2.5, 2.0, 1.0]] * 3)
+    network = labels + 30.0 * np.minimum(amplitude, 0.05)  # what the rings should cost
+    penalty = penalties.fit_penalty(network, labels, amplitude, ring_check.CAPS,
+                                    ring_check.FLOORS)
+    assert penalty.cap == 0.05 and penalty.floor == 0.0 and penalty.slope == pytest.approx(30.0)
+    penalised = network - np.asarray(penalty(amplitude))
+    np.testing.assert_allclose(penalised, labels, atol=1e-9)
+    uncapped = penalties.fit_penalty(network, labels, amplitude, (1.0,), ring_check.FLOORS[:1])
+    assert uncapped.cap == 1.0 and uncapped.slope > 0
+
+
+def test_fit_penalty_finds_the_floor_below_which_rings_cost_nothing():
+    # Amplitudes up to 0.004 (the measure's noise, faint isolated rings) cost nothing; above
+    # it each unit costs 30 points, up to 0.05.
+    rng = np.random.default_rng(1)
+    amplitude = np.sort(np.concatenate([rng.uniform(0, 0.004, (6, 3)),
+                                        rng.uniform(0.006, 0.08, (6, 3))], axis=1), axis=1)
+    labels = np.linspace(4.0, 1.5, 6) + rng.normal(0, 0.3, (6, 1))
+    cost = 30.0 * np.clip(amplitude - 0.004, 0, 0.046)
+    assert cost[:, :3].max() == 0 and cost[:, 3:].min() > 0
+    network = labels + cost  # a network that does not see what the rings cost
+    penalty = penalties.fit_penalty(network, labels, amplitude, ring_check.CAPS,
+                                    ring_check.FLOORS)
+    assert (penalty.floor, penalty.cap) == (0.004, 0.05)
+    assert penalty.slope == pytest.approx(30.0, rel=1e-6)
+    np.testing.assert_allclose(penalty(np.array([0.002, 0.01, 0.1])), [0.0, 0.18, 1.38],
+                               rtol=1e-5)
+
+
+def test_a_penalty_is_said_in_words_with_the_digits_its_slope_needs():
+    assert penalties.Penalty(46.78, 0.03, 0.004).describe("ring amplitude") == (
+        "46.78 points per unit of ring amplitude above 0.004, up to 0.03")
+    assert penalties.Penalty(0.0175, 80.0, 12.0).describe("comb strength") == (
+        "0.0175 points per unit of comb strength above 12, up to 80")
+
+
+def test_fit_penalty_refuses_a_grid_with_no_cap_above_a_floor():
+    scores = np.ones((2, 6))
+    with pytest.raises(ValueError, match="no cap above a floor"):
+        penalties.fit_penalty(scores, scores, scores, (1.0,), (2.0,))
+
+
+@pytest.mark.slow
+def test_calibration_phase_exports_both_fitted_penalties_and_keeps_the_card(tmp_path, monkeypatch):
+    from configs import calibrate as calibrate_config
+    from tiqa.phases import calibrate
+
+    source = tmp_path / "network"
+    loaded = export_tiny_score_model(tmp_path / "tiny")
+    checkpoints.save_exported(dataclasses.replace(loaded, crop=224, resize=255), source,
+                              card={"purpose": "tests"})
+    config = calibrate_config.get_config("smoke")
+    config.checkpoint, config.output = str(source), str(tmp_path / "calibrated")
+    config.phantoms, config.output_size = 2, 256  # crops of 224 px hold the ring search
+    config.max_views = 720  # the views ladder's ideal
+    # A network blind to rings and views (4 for every acquisition), so that their cost is all
+    # the penalties' to carry; the view fit is asked for the ring check, the ring fit is not.
+    asked = []
+
+    def blind(loaded, batch_size, with_ring_check):
+        asked.append(with_ring_check)
+        return lambda crops: np.full(len(crops), 4.0, np.float32)
+
+    monkeypatch.setattr(scoring, "make_scorer", blind)
+    results = calibrate.run(config)
+    assert asked == [False, True]
+    calibrated = checkpoints.load_model(config.output)
+    rings, views = results["ring_check"], results["view_check"]
+    assert calibrated.ring_penalty == penalties.Penalty(rings["slope"], rings["cap"],
+                                                        rings["floor"])
+    assert calibrated.view_penalty == penalties.Penalty(views["slope"], views["cap"],
+                                                        views["floor"])
+    assert rings["cap"] in ring_check.CAPS and rings["floor"] in ring_check.FLOORS
+    assert views["cap"] in view_check.CAPS and views["floor"] == view_check.THRESHOLD
+    for result in (rings, views):
+        assert result["slope"] > 0 and result["objects"] == 2
+        assert result["rmse_with_penalty"] < result["rmse_network"]
+    card = json.loads((tmp_path / "calibrated" / "model.json").read_text())["card"]
+    assert card["purpose"] == "tests" and card["view_check"]["slope"] == views["slope"]
+    assert card["ring_check"]["factor"] == "gain_error" and card["view_check"]["factor"] == "views"
+    with open(tmp_path / "calibrated" / "calibration.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["check"], int(r["level"])) for r in rows] == (
+        [("ring_check", level) for level in range(6)] * 2
+        + [("view_check", level) for level in range(6)] * 2)
+    for row in rows:  # each score loses the penalty of its own measure
+        result = results[row["check"]]
+        excess = min(max(float(row["measure"]) - result["floor"], 0.0),
+                     result["cap"] - result["floor"])
+        expected = float(row["network"]) - result["slope"] * excess
+        assert float(row["penalised"]) == pytest.approx(expected, abs=1e-6)
+    # The views ladder's sparse levels (90, 45, 24 views at 256 px) show their comb.
+    sparse = [float(r["measure"]) for r in rows if r["check"] == "view_check"
+              and int(r["level"]) >= 3]
+    assert min(sparse) > view_check.THRESHOLD
+
+
+def test_calibration_refuses_an_unknown_check_naming_the_key():
+    from configs import calibrate as calibrate_config
+    from tiqa.phases import calibrate
+
+    config = calibrate_config.get_config("smoke")
+    config.checks = ("ring_check", "blur_check")
+    with pytest.raises(errors.InputError, match=r"config\.checks must name some of"):
+        calibrate.read_settings(config)

@@ -1,0 +1,100 @@
+"""Score points taken off for what a no-reference check measures and the network orders
+poorly, fitted on training ladders.
+
+The score network orders some acquisition faults poorly on objects unlike its training
+slices: faint rings on smooth objects, and sparse views at the scored scale
+(docs/acquisition_ladder.md). A check that measures the fault without a reference
+(`tiqa.ring_check`'s ring amplitude, `tiqa.view_check`'s angular comb) sets a penalty: `slope`
+score points per unit of the measure above a `floor`, counted up to a `cap`. `fit_penalty`
+fits it on the ladders of training objects against the observers' labels
+(`launch.calibrate`), and the exported model carries it (`model.json`'s `ring_check` and
+`view_check`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import numpy as np
+import jax.numpy as jnp
+
+from tiqa import acquisition_ladder
+
+__all__ = ["Penalty", "fit_slope", "fit_penalty"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Penalty:
+    """Score points taken off: `slope` x the measure above `floor`, counted up to `cap` (so at
+    most slope x (cap - floor))."""
+    slope: float
+    cap: float
+    floor: float = 0.0
+
+    def __call__(self, measures: jax.Array) -> jax.Array:
+        return self.slope * _excess(measures, self.cap, self.floor)
+
+    def to_dict(self) -> dict:
+        return {"slope": self.slope, "cap": self.cap, "floor": self.floor}
+
+    def describe(self, unit: str) -> str:
+        """The penalty in words, for reports and logs; `unit` names the measure."""
+        slope = f"{self.slope:.2f}" if self.slope >= 0.1 else f"{self.slope:.4f}"
+        return f"{slope} points per unit of {unit} above {self.floor:g}, up to {self.cap:g}"
+
+
+def _excess(measures, cap: float, floor: float, xp=jnp):
+    """The part of each measure between `floor` and `cap` (`xp`: jnp, or np for the fit's
+    float64)."""
+    return xp.clip(xp.asarray(measures) - floor, 0.0, cap - floor)
+
+
+def fit_slope(network_scores: np.ndarray, labels: np.ndarray, measures: np.ndarray) -> float:
+    """The score points per unit of the measure that bring the network's scores of ladders
+    closest to their labels: least squares of label - score = c_m - slope * measure with an
+    intercept c_m per object, all arrays (M, L); the slope is at least 0."""
+    network_scores, labels, measures = (np.asarray(a, np.float64) for a in
+                                        (network_scores, labels, measures))
+    if not (network_scores.shape == labels.shape == measures.shape) or network_scores.ndim != 2:
+        raise ValueError("fit_slope needs (objects, levels) arrays of one shape, got "
+                         f"{network_scores.shape}, {labels.shape}, {measures.shape}")
+    residual = labels - network_scores
+    residual = residual - residual.mean(axis=1, keepdims=True)
+    spread = measures - measures.mean(axis=1, keepdims=True)
+    denominator = float(np.sum(spread ** 2))
+    if denominator == 0.0 or not math.isfinite(denominator):
+        return 0.0
+    return max(0.0, float(-np.sum(spread * residual) / denominator))
+
+
+def fit_penalty(network_scores: np.ndarray, labels: np.ndarray, measures: np.ndarray,
+                caps: tuple[float, ...], floors: tuple[float, ...]) -> Penalty:
+    """The penalty that best orders ladders (M objects, levels 0..L-1 from the ideal): for each
+    floor and each cap above it, the least-squares slope of the measure's excess over the
+    floor, up to the cap (`fit_slope`); the pair whose penalised scores order levels 1.. best,
+    then the one closest to the labels.
+
+    Why a floor: on fault-free images a measure is not exactly 0, and faint faults the network
+    already sees measure a little too; both would cost points the network does not owe.
+
+    Why a cap: past some strength a measure stops following the fault (heavy rings widen the
+    range an image is normalised in; the comb of very few views saturates) and wanders; the
+    network orders such faults by itself, and a penalty that kept following the measure there
+    would reorder them at random.
+    """
+    network_scores, measures = (np.asarray(a, np.float64) for a in (network_scores, measures))
+    best, best_key = None, None
+    for floor in floors:
+        for cap in (cap for cap in caps if cap > floor):
+            excess = _excess(measures, cap, floor, xp=np)
+            slope = fit_slope(network_scores, labels, excess)
+            penalised = network_scores - slope * excess
+            key = (round(acquisition_ladder.mean_within_object_srocc(penalised), 6),
+                   -float(np.sqrt(np.mean((penalised - labels) ** 2))))
+            if best_key is None or key > best_key:
+                best, best_key = Penalty(slope, cap, floor), key
+    if best is None:
+        raise ValueError(f"fit_penalty found no cap above a floor (caps {caps}, floors {floors})")
+    return best

@@ -1,0 +1,155 @@
+"""Penalty calibration (configs/calibrate.py): the score points that a unit of what a
+no-reference check measures costs beyond the network (`tiqa.penalties.fit_penalty`), for the
+ring check (`tiqa.ring_check`, on gain-error ladders) and the view penalty (`tiqa.view_check`,
+on views ladders). Both are fitted on the ladders of training objects scanned by
+`tiqa.acquisition` and labelled by the observers against each object's ideal acquisition, as
+the training ladders are. Writes the network with its penalties as an exported model (a
+penalty not asked for is kept as the model has it), and the ladders' figures with and without
+each penalty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tiqa import (acquisition, acquisition_ladder, checkpoints, errors, evaluation, io, labels,
+                  objects, penalties, ring_check, scoring, view_check)
+from tiqa.phases import settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """A penalty to fit: the LoadedModel field it fills, the acquisition factor whose ladders
+    it is fitted on, its measure of (whole acquisitions (N, S, S), their scored centre crops
+    (N, c, c)), and its grid."""
+    field: str
+    factor: str
+    unit: str
+    measure: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    caps: tuple[float, ...]
+    floors: tuple[float, ...]
+
+
+def _ring_amplitude(whole, crops):
+    del whole  # rings are measured on the crops the network scores, about their centre
+    return ring_check.ring_amplitude(crops)
+
+
+def _comb(whole, crops):
+    del crops  # the comb on the whole slice's centred square, as the slice scorer measures it
+    return view_check.strongest_comb(view_check.centred_square(whole, view_check.PENALTY_SIDE))
+
+
+# model.json's penalty keys (checkpoints.PENALTY_KEYS), in the order they are fitted: the view
+# penalty is fitted on scores that already have the ring check.
+CHECKS = {"ring_check": Check("ring_penalty", "gain_error", ring_check.UNIT, _ring_amplitude, ring_check.CAPS,
+                              ring_check.FLOORS),
+          "view_check": Check("view_penalty", "views", view_check.UNIT, _comb,
+                              view_check.CAPS, view_check.FLOORS)}
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrateSettings:
+    """configs/calibrate.py, read once."""
+    checkpoint: str
+    output: str
+    checks: tuple[str, ...]
+    grey: str
+    phantoms: int
+    phantom_seed: int
+    object_scale: str
+    output_size: int
+    max_views: int
+    seed: int
+    reference_score: float
+    batch_size: int
+
+
+def read_settings(config) -> CalibrateSettings:
+    found = settings.block(CalibrateSettings, config)
+    settings.check_sizes(config, "output_size", "max_views", "batch_size")
+    if not 1.0 <= found.reference_score <= 5.0:
+        raise errors.InputError(f"config.reference_score must be in [1, 5], got "
+                                f"{found.reference_score}")
+    unknown = [check for check in found.checks if check not in CHECKS]
+    if unknown or not found.checks:
+        raise errors.InputError(f"config.checks must name some of {tuple(CHECKS)}, got "
+                                f"{found.checks!r}")
+    objects.check_scale(found.object_scale, "config.object_scale")
+    return found
+
+
+def fit_check(name: str, loaded: checkpoints.LoadedModel, attenuation: np.ndarray,
+              config: CalibrateSettings) -> tuple[penalties.Penalty, dict, dict]:
+    """The penalty of check `name` fitted on the objects' ladders of its factor: (penalty,
+    figures, per-acquisition arrays (M, 6): label, network, measure, penalised)."""
+    check = CHECKS[name]
+    ladders = acquisition.ladders(attenuation, (check.factor,), jax.random.key(config.seed),
+                                  output_size=config.output_size, max_views=config.max_views)
+    crops = acquisition_ladder.centre_crops(ladders, loaded.resize, loaded.crop)  # (M, 1, 6, c, c)
+    count = crops.shape[0]
+    projection = labels.label_images(crops, jnp.full((count,), config.reference_score),
+                                     labels.ProjectionConfig())
+    ladder_labels = np.asarray(projection.labels)[:, 0]
+    flat = crops.reshape((-1,) + crops.shape[-2:])
+    # The score the penalty adds to: the network, with the ring check when fitting the views.
+    network = scoring.make_scorer(loaded, config.batch_size,
+                                  with_ring_check=name != "ring_check")(flat)
+    network = np.asarray(network, np.float64).reshape(count, -1)
+    whole = np.asarray(ladders, np.float32).reshape((-1,) + ladders.shape[-2:])
+    measure = np.asarray(check.measure(whole, flat), np.float64).reshape(count, -1)
+    penalty = penalties.fit_penalty(network, ladder_labels, measure, check.caps, check.floors)
+    penalised = network - np.asarray(penalty(measure))
+    figures = {"objects": count, **penalty.to_dict(),
+               "srocc_network": acquisition_ladder.mean_within_object_srocc(network),
+               "srocc_with_penalty": acquisition_ladder.mean_within_object_srocc(penalised),
+               "rmse_network": float(np.sqrt(np.mean((network - ladder_labels) ** 2))),
+               "rmse_with_penalty": float(np.sqrt(np.mean((penalised - ladder_labels) ** 2))),
+               "ideal_measure_max": float(measure[:, 0].max()),
+               "factor": check.factor, "levels": list(acquisition.LEVELS[check.factor])}
+    return penalty, figures, {"label": ladder_labels, "network": network, "measure": measure,
+                              "penalised": penalised}
+
+
+def run(config) -> dict:
+    """Fits the penalties asked for and writes the model; returns their figures by check."""
+    config = read_settings(config)
+    loaded = checkpoints.load_model(config.checkpoint)
+    found = objects.collect(config.grey, "", config.phantoms, config.phantom_seed,
+                            acquisition.object_size(config.output_size), config.seed,
+                            scale=config.object_scale, scored_size=config.output_size)
+    if not found.kinds:
+        raise errors.InputError("no calibration objects: give config.grey or config.phantoms")
+    output = pathlib.Path(config.output)
+    # The calibrated network keeps its model card, with the calibration added.
+    card = dict(checkpoints.read_run_info(checkpoints.model_folder(config.checkpoint))
+                .get("card", {}))
+    results, rows = {}, []
+    for name in (name for name in CHECKS if name in config.checks):
+        penalty, figures, arrays = fit_check(name, loaded, found.attenuation, config)
+        loaded = dataclasses.replace(loaded, **{CHECKS[name].field: penalty})
+        results[name] = figures
+        card[name] = dict(figures, objects_from=config.grey, phantoms=config.phantoms,
+                          object_scale=config.object_scale)
+        rows += [{"check": name, "object": source, "level": level,
+                  **{column: float(values[m, level]) for column, values in arrays.items()}}
+                 for m, source in enumerate(found.sources)
+                 for level in range(acquisition.NUM_LEVELS)]
+        logging.info("%s penalty %s from %d objects", name, penalty, figures["objects"])
+        print(f"{name}: {penalty.describe(CHECKS[name].unit)} ({figures['objects']} objects); "
+              f"within-object SROCC along the {CHECKS[name].factor} ladders "
+              f"{figures['srocc_network']:.3f} -> {figures['srocc_with_penalty']:.3f} with the "
+              f"penalty; RMSE against the labels {figures['rmse_network']:.3f} -> "
+              f"{figures['rmse_with_penalty']:.3f}")
+    checkpoints.save_exported(loaded, output, card)
+    evaluation.write_table(rows, output / "calibration.csv", output / "calibration.md")
+    io.write_json(output / "calibration.json", results)
+    print(f"written to {output}")
+    return results

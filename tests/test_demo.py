@@ -49,3 +49,13 @@ def test_shipped_model_is_small_and_prefers_the_better_scan():
     # rings hide in its noise, and 1 % rings in this phantom's high-contrast texture, below
     # the ring floor: the network's business.)
     assert penalties["good"] < 0.02 and penalties["ringed"] > 0.2, penalties
+    # A scan of 90 views (a quarter of what 256 px need) costs about a point through the view
+    # penalty; the same scan with 360 views costs nothing.
+    assert loaded.view_penalty is not None and loaded.view_penalty.floor == 12.0
+    without_views = scoring.make_slice_scorer(loaded, "center", with_view_penalty=False)
+    for angles, low, high in ((90, 0.5, 1.5), (360, 0.0, 1e-6)):
+        volume, _ = phantom.phantom_volume(7, n_slices=2, size=256, photons=1e5,
+                                           gain_error_std=0.0005, n_angles=angles)
+        slices = phantom.to_unit_range(volume)
+        cost = without_views(slices)[0] - score(slices)[0]
+        assert np.all((cost >= low) & (cost <= high)), (angles, cost)

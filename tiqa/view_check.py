@@ -23,6 +23,11 @@ CSV's `view_comb` and `views` columns, `select_filter`'s caution), and the score
 penalty (`tiqa.penalties`, the exported model's `view_check`): score points per unit of the
 comb above `THRESHOLD`, measured by `strongest_comb` on the centred square of up to
 `PENALTY_SIDE` px, the whole slice of the acquisition ladders it was fitted on.
+
+A known false comb: slices blurred far beyond any scan (image-domain Gaussian blur of sigma
+6.5 px and more) keep almost nothing of the object beyond the lowest frequencies, and what
+remains is not isotropic; they measure 12 to 20 at 16 to 20 "views" (docs/acquisition_ladder.md,
+"The view penalty, shipped").
 """
 
 from __future__ import annotations

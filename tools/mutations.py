@@ -189,6 +189,12 @@ MUTATIONS = (
                "                        view_check.centred_square(slices, view_check.PENALTY_SIDE)))",
                "                        view_check.centred_square(slices, view_check.MAX_SIDE)))"),),
              ("tests/test_view_check.py",), keyword="view_penalty"),
+    Mutation("score_phase_ignores_its_view_penalty_key", "launch.score takes the view "
+             "penalty off whatever its config says",
+             (("tiqa/phases/score.py",
+               "with_view_penalty=config.view_penalty, with_view_check=config.view_check)",
+               "with_view_penalty=True, with_view_check=config.view_check)"),),
+             ("tests/test_view_check.py",), keyword="config_asks"),
     Mutation("benchmark_forgets_the_view_penalty", "the acquisition-ladder benchmark scores "
              "TIQA without the model's view penalty",
              (("tiqa/phases/evaluate_acquisition.py",

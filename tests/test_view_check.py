@@ -162,12 +162,13 @@ def test_the_score_loses_the_view_penalty_of_the_slice_centred_square(viewed_mod
     loaded = checkpoints.load_model(viewed_model)
     assert loaded.view_penalty == penalties.Penalty(0.5, 80.0, 12.0)
     assert loaded.ring_penalty is None
-    slices = np.stack([_wide_sparse_slice(40), _wide_sparse_slice(600)])
+    # 120 views: a comb between the floor and the cap in both squares (38.6 and 47.0).
+    slices = np.stack([_wide_sparse_slice(120), _wide_sparse_slice(600)])
     mean, _, _ = scoring.make_slice_scorer(loaded, "center")(slices)
     plain, _, _ = scoring.make_slice_scorer(loaded, "center", with_view_penalty=False)(slices)
     square = [view_check.view_comb(image, max_side=view_check.PENALTY_SIDE)[0] for image in slices]
     whole = view_check.view_comb(slices[0])[0]  # the diagnostic's 272 px square
-    assert square[0] > 20 and square[1] < view_check.THRESHOLD and abs(whole - square[0]) > 1
+    assert 20 < square[0] < 70 and square[1] < view_check.THRESHOLD and abs(whole - square[0]) > 4
     np.testing.assert_allclose(plain - mean, 0.5 * np.clip(np.array(square) - 12.0, 0, 68.0),
                                rtol=1e-4, atol=1e-4)
     assert scoring.penalty_notes(True, True, viewed_model) == (

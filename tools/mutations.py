@@ -299,6 +299,12 @@ MUTATIONS = (
                "    z = (flat - mean[ids]) / jnp.sqrt(jnp.maximum(var[ids], 1e-12))",
                "    z = flat - jnp.mean(flat)"),),
              ("tests/test_view_check.py",)),
+    Mutation("view_comb_separable_window", "the spectrum is taken through a separable Hann "
+             "window, whose leakage along the axes is read as a comb on blurred slices",
+             (("tiqa/view_check.py",
+               "    window = jnp.asarray(radial_window(side), image.dtype)",
+               "    window = jnp.asarray(np.outer(np.hanning(side), np.hanning(side)), image.dtype)"),),
+             ("tests/test_view_check.py",), keyword="heavy_blur"),
     Mutation("view_comb_every_radius", "the comb is summed over every radius, also where the "
              "lines of the views overlap",
              (("tiqa/view_check.py",

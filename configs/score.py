@@ -24,7 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
     # the model has a `view_check` penalty); False: without it.
     config.view_penalty = True
     # Also measure each slice's angular sampling (tiqa.view_check): the CSV gains the columns
-    # view_comb (the comb's strength: about 3 to 8 for a fully sampled slice) and views (the
+    # view_comb (the comb's strength: about 3 to 10 for a fully sampled slice) and views (the
     # number of views, where the slice looks made from too few; else empty). One FFT of the
     # slice's centred square (up to 512 px) per slice.
     config.view_check = False

@@ -62,6 +62,8 @@ def test_a_penalty_is_said_in_words_with_the_digits_its_slope_needs():
         "46.78 points per unit of ring amplitude above 0.004, up to 0.03")
     assert penalties.Penalty(0.0175, 80.0, 12.0).describe("comb strength") == (
         "0.0175 points per unit of comb strength above 12, up to 80")
+    assert penalties.Penalty(0.0144, penalties.NO_CAP, 12.0).describe("comb strength") == (
+        "0.0144 points per unit of comb strength above 12, with no cap")
 
 
 def test_fit_penalty_refuses_a_grid_with_no_cap_above_a_floor():

@@ -17,12 +17,14 @@ import dataclasses
 import math
 
 import jax
-import numpy as np
 import jax.numpy as jnp
+import numpy as np
 
 from tiqa import acquisition_ladder
 
-__all__ = ["Penalty", "fit_slope", "fit_penalty"]
+__all__ = ["NO_CAP", "Penalty", "fit_slope", "fit_penalty"]
+
+NO_CAP = 1e9  # a cap no measure reaches (JSON has no infinity)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +44,8 @@ class Penalty:
     def describe(self, unit: str) -> str:
         """The penalty in words, for reports and logs; `unit` names the measure."""
         slope = f"{self.slope:.2f}" if self.slope >= 0.1 else f"{self.slope:.4f}"
-        return f"{slope} points per unit of {unit} above {self.floor:g}, up to {self.cap:g}"
+        reach = "with no cap" if self.cap >= NO_CAP else f"up to {self.cap:g}"
+        return f"{slope} points per unit of {unit} above {self.floor:g}, {reach}"
 
 
 def _excess(measures, cap: float, floor: float, xp=jnp):

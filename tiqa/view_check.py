@@ -10,12 +10,12 @@ than about 1.5 bins, and the angular profile of the power spectrum there repeats
 coefficient of harmonic 2V (period pi / V in the spectrum's angle) of the log power spectrum,
 z-normalised in annuli of half a bin so the object's own radial fall-off does not count,
 summed over the radii where the lines are apart and divided by the square root of the number of
-pixels summed (about 1 per V for pure texture). The largest over V (3 to 8 on fully sampled
+pixels summed (about 1 per V for pure texture). The largest over V (3 to 10 on fully sampled
 slices) says how strong the comb is and at how many views.
 
 This sees angular undersampling that the score network orders poorly at the scored scale
-(docs/acquisition_ladder.md): in a 256 px square, 90 views and fewer stand out by a wide margin
-and the views estimate is exact; more views than about pi x size / 3 cannot be resolved in the
+(docs/acquisition_ladder.md): in a 256 px square, 180 views and fewer stand out (18 and more,
+against at most 10 on fully sampled acquisitions) and the views estimate is exact; more views than about pi x size / 3 cannot be resolved in the
 square at all (their lines are closer than 1.5 bins even at the highest frequency).
 
 Two uses: a diagnostic (`view_comb` on the centred square of up to `MAX_SIDE` px: the score
@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tiqa import penalties
+
 MIN_VIEWS = 16
 MAX_SIDE = 512  # px: the centred square the spectrum is taken of
 MIN_SIDE = 32  # px: below, too few annuli hold a resolved comb
@@ -55,7 +57,7 @@ UNIT = "comb strength"  # what the penalty's slope is per unit of (penalties.Pen
 # The penalty's floor is the diagnostic's threshold (`penalties.fit_penalty` fits the slope
 # and picks a cap): below it a comb is what fully sampled slices show.
 FLOORS = (THRESHOLD,)
-CAPS = (20.0, 40.0, 80.0, 1e9)  # 1e9: no cap
+CAPS = (20.0, 40.0, 80.0, penalties.NO_CAP)
 
 __all__ = ["MIN_VIEWS", "MIN_SIDE", "MAX_SIDE", "THRESHOLD", "PENALTY_SIDE", "UNIT", "CAPS",
            "FLOORS", "square_side", "max_views", "candidate_views", "comb_strengths",
@@ -171,7 +173,7 @@ def strongest_comb(squares: jax.Array) -> jax.Array:
 
 def view_comb(image, max_side: int = MAX_SIDE) -> tuple[float, int]:
     """(strength, views) of the strongest angular comb in the centred square (at most
-    `max_side` px) of a (H, W) slice: about 3 to 8 for a fully sampled slice, tens for one made
+    `max_side` px) of a (H, W) slice: about 3 to 10 for a fully sampled slice, tens for one made
     from too few views."""
     image = np.asarray(image, np.float32)
     if image.ndim != 2:

@@ -171,7 +171,7 @@ def test_the_score_loses_the_view_penalty_of_the_slice_centred_square(viewed_mod
     loaded = checkpoints.load_model(viewed_model)
     assert loaded.view_penalty == penalties.Penalty(0.5, 80.0, 12.0)
     assert loaded.ring_penalty is None
-    # 120 views: a comb between the floor and the cap in both squares (38.6 and 47.0).
+    # 120 views: a comb between the floor and the test's cap in both squares (49.8 and 57.2).
     slices = np.stack([_wide_sparse_slice(120), _wide_sparse_slice(600)])
     mean, _, _ = scoring.make_slice_scorer(loaded, "center")(slices)
     plain, _, _ = scoring.make_slice_scorer(loaded, "center", with_view_penalty=False)(slices)

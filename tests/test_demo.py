@@ -53,7 +53,7 @@ def test_shipped_model_is_small_and_prefers_the_better_scan():
     # penalty; the same scan with 360 views costs nothing.
     assert loaded.view_penalty is not None and loaded.view_penalty.floor == 12.0
     without_views = scoring.make_slice_scorer(loaded, "center", with_view_penalty=False)
-    for angles, low, high in ((90, 0.5, 1.5), (360, 0.0, 1e-6)):
+    for angles, low, high in ((90, 0.5, 1.5), (360, -1e-5, 1e-5)):  # two programs: rounding
         volume, _ = phantom.phantom_volume(7, n_slices=2, size=256, photons=1e5,
                                            gain_error_std=0.0005, n_angles=angles)
         slices = phantom.to_unit_range(volume)

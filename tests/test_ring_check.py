@@ -189,7 +189,8 @@ def test_the_score_loses_the_ring_penalty(ringed_model):
 
 def test_the_exported_penalty_is_read_without_the_weights_and_said_in_words(ringed_model):
     # What the score report prints (launch.score --config.report=...): "ring check: on (...)".
-    penalty, views = checkpoints.model_penalties(ringed_model)
+    found = checkpoints.model_penalties(ringed_model)
+    penalty, views = found["ring_check"], found["view_check"]
     assert penalty == penalties.Penalty(20.0, 0.05, 0.005) and views is None
     assert penalty.describe(ring_check.UNIT) == ("20.00 points per unit of ring amplitude above "
                                                  "0.005, up to 0.05")

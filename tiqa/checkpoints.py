@@ -193,36 +193,37 @@ def load_model(path: str | pathlib.Path | None = None) -> LoadedModel:
     graphdef, params, batch_stats, config, info = _load_network(folder, MODEL_INFO_KEY,
                                                                 IQAConfig, IQANet)
     return LoadedModel(graphdef, params, batch_stats, config, int(info.get("crop", 224)),
-                       int(info.get("resize", 255)), *_penalties(info, folder))
+                       int(info.get("resize", 255)),
+                       **{PENALTY_FIELDS[key]: penalty
+                          for key, penalty in _penalties(info, folder).items()})
 
 
-# model.json's keys of the penalties, in LoadedModel's order.
-PENALTY_KEYS = ("ring_check", "view_check")
+# model.json's key of each penalty -> the LoadedModel field that holds it.
+PENALTY_FIELDS = {"ring_check": "ring_penalty", "view_check": "view_penalty"}
 
 
-def model_penalties(path: str | pathlib.Path | None = None
-                    ) -> tuple[penalties.Penalty | None, penalties.Penalty | None]:
-    """(ring, view) penalties of a score model (as `load_model` takes it), read without its
-    weights; None for one the model does not have."""
+def model_penalties(path: str | pathlib.Path | None = None) -> dict[str, penalties.Penalty | None]:
+    """The penalties of a score model (as `load_model` takes it) by model.json key, read
+    without its weights; None for one the model does not have."""
     folder = model_folder(path)
     return _penalties(read_run_info(folder), folder)
 
 
-def _penalties(info: dict, folder: pathlib.Path) -> tuple[penalties.Penalty | None, ...]:
-    found = []
-    for key in PENALTY_KEYS:
+def _penalties(info: dict, folder: pathlib.Path) -> dict[str, penalties.Penalty | None]:
+    found = {}
+    for key in PENALTY_FIELDS:
         entry = info.get(key)
         if entry is None:
-            found.append(None)
+            found[key] = None
             continue
         try:
             # Ring checks calibrated before the floor existed have none: 0.
-            found.append(penalties.Penalty(float(entry["slope"]), float(entry["cap"]),
-                                           float(entry.get("floor", 0.0))))
+            found[key] = penalties.Penalty(float(entry["slope"]), float(entry["cap"]),
+                                           float(entry.get("floor", 0.0)))
         except (AttributeError, KeyError, TypeError, ValueError) as error:
             raise errors.InputError(f"{folder / RUN_INFO}: {key} needs a slope and a cap (and "
                                     f"optionally a floor), got {entry!r}") from error
-    return tuple(found)
+    return found
 
 
 def save_exported(loaded: LoadedModel, destination: str | pathlib.Path,
@@ -238,9 +239,9 @@ def save_exported(loaded: LoadedModel, destination: str | pathlib.Path,
             np.savez_compressed(handle, **arrays)
     info = {MODEL_INFO_KEY: loaded.config.to_dict(), "crop": loaded.crop,
             "resize": loaded.resize, "card": card or {}}
-    for key, penalty in zip(PENALTY_KEYS, (loaded.ring_penalty, loaded.view_penalty)):
-        if penalty is not None:
-            info[key] = penalty.to_dict()
+    for key, field in PENALTY_FIELDS.items():
+        if getattr(loaded, field) is not None:
+            info[key] = getattr(loaded, field).to_dict()
     io.write_json(destination / RUN_INFO, info)
     return destination
 

@@ -155,7 +155,7 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
             side = loaded.crop
             top, left = (height - side) // 2, (width - side) // 2
             at_own_pixels = min(height, width) >= side
-            measure_views = view_check.square_side(height, width) >= view_check.MIN_SIDE
+            measure_views = view_check.measurable(height, width)
 
             def ring_square(slices, resized):
                 if at_own_pixels:
@@ -198,9 +198,9 @@ def penalty_notes(ring_check_asked: bool, view_penalty_asked: bool, checkpoint) 
     calibrated model has them."""
     found = checkpoints.model_penalties(checkpoint)
     said = []
-    for name, asked, penalty, unit in (("ring check", ring_check_asked, found[0], ring_check.UNIT),
-                                       ("view penalty", view_penalty_asked, found[1],
-                                        view_check.UNIT)):
+    for name, asked, penalty, unit in (
+            ("ring check", ring_check_asked, found["ring_check"], ring_check.UNIT),
+            ("view penalty", view_penalty_asked, found["view_check"], view_check.UNIT)):
         state = ("off" if not asked else "none in this model" if penalty is None
                  else f"on ({penalty.describe(unit)})")
         said.append(f"{name}: {state}")

@@ -15,8 +15,9 @@ slices) says how strong the comb is and at how many views.
 
 This sees angular undersampling that the score network orders poorly at the scored scale
 (docs/acquisition_ladder.md): in a 256 px square, 180 views and fewer stand out (18 and more,
-against at most 10 on fully sampled acquisitions) and the views estimate is exact; more views than about pi x size / 3 cannot be resolved in the
-square at all (their lines are closer than 1.5 bins even at the highest frequency).
+against at most 10 on fully sampled acquisitions) and the views estimate is exact; more views
+than about pi x size / 3 cannot be resolved in the square at all (their lines are closer than
+1.5 bins even at the highest frequency).
 
 Two uses: a diagnostic (`view_comb` on the centred square of up to `MAX_SIDE` px: the score
 CSV's `view_comb` and `views` columns, `select_filter`'s caution), and the score's view
@@ -60,8 +61,8 @@ FLOORS = (THRESHOLD,)
 CAPS = (20.0, 40.0, 80.0, penalties.NO_CAP)
 
 __all__ = ["MIN_VIEWS", "MIN_SIDE", "MAX_SIDE", "THRESHOLD", "PENALTY_SIDE", "UNIT", "CAPS",
-           "FLOORS", "square_side", "max_views", "candidate_views", "comb_strengths",
-           "strongest_comb", "view_comb", "undersampled", "sampling_note"]
+           "FLOORS", "square_side", "measurable", "max_views", "candidate_views",
+           "comb_strengths", "strongest_comb", "view_comb", "undersampled", "sampling_note"]
 
 
 def square_side(height: int, width: int, max_side: int = MAX_SIDE) -> int:
@@ -152,12 +153,17 @@ def comb_strengths(image: jax.Array) -> jax.Array:
     return jax.lax.map(block, firsts).ravel()[:len(views)]
 
 
+def measurable(height: int, width: int) -> bool:
+    """Whether a (height, width) slice is large enough for the comb (`MIN_SIDE`)."""
+    return square_side(height, width) >= MIN_SIDE
+
+
 def centred_square(images, max_side: int = MAX_SIDE):
     """The centred square of (..., H, W) slices that the comb is measured on (side
     `square_side`); a ValueError naming the shape when it is under `MIN_SIDE`."""
     height, width = images.shape[-2:]
     side = square_side(height, width, max_side)
-    if side < MIN_SIDE:
+    if not measurable(height, width):
         raise ValueError(f"the view check needs slices of at least {MIN_SIDE} px a side, got "
                          f"{tuple(images.shape)}")
     top, left = (height - side) // 2, (width - side) // 2

@@ -180,8 +180,8 @@ MUTATIONS = (
     Mutation("view_penalty_lost_on_export", "an exported model forgets its view penalty, so "
              "the score rewards sparse views again",
              (("tiqa/checkpoints.py",
-               "    for key, penalty in zip(PENALTY_KEYS, (loaded.ring_penalty, loaded.view_penalty)):",
-               "    for key, penalty in zip(PENALTY_KEYS, (loaded.ring_penalty,)):"),),
+               "    for key, field in PENALTY_FIELDS.items():",
+               "    for key, field in list(PENALTY_FIELDS.items())[:1]:"),),
              ("tests/test_view_check.py",), keyword="view_penalty"),
     Mutation("view_penalty_on_the_diagnostic_square", "whole slices lose the view penalty "
              "of the diagnostic's square (up to 512 px), not of the square it was fitted on",

@@ -26,10 +26,8 @@ from tiqa.phases import settings
 
 @dataclasses.dataclass(frozen=True)
 class Check:
-    """A penalty to fit: the LoadedModel field it fills, the acquisition factor whose ladders
-    it is fitted on, its measure of (whole acquisitions (N, S, S), their scored centre crops
-    (N, c, c)), and its grid."""
-    field: str
+    """A penalty to fit: the acquisition factor whose ladders it is fitted on, its measure of
+    (whole acquisitions (N, S, S), their scored centre crops (N, c, c)), and its grid."""
     factor: str
     unit: str
     measure: Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -47,12 +45,12 @@ def _comb(whole, crops):
     return view_check.strongest_comb(view_check.centred_square(whole, view_check.PENALTY_SIDE))
 
 
-# model.json's penalty keys (checkpoints.PENALTY_KEYS), in the order they are fitted: the view
+# model.json's penalty keys (checkpoints.PENALTY_FIELDS), in the order they are fitted: the view
 # penalty is fitted on scores that already have the ring check.
-CHECKS = {"ring_check": Check("ring_penalty", "gain_error", ring_check.UNIT, _ring_amplitude, ring_check.CAPS,
+CHECKS = {"ring_check": Check("gain_error", ring_check.UNIT, _ring_amplitude, ring_check.CAPS,
                               ring_check.FLOORS),
-          "view_check": Check("view_penalty", "views", view_check.UNIT, _comb,
-                              view_check.CAPS, view_check.FLOORS)}
+          "view_check": Check("views", view_check.UNIT, _comb, view_check.CAPS,
+                              view_check.FLOORS)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +132,7 @@ def run(config) -> dict:
     results, rows = {}, []
     for name in (name for name in CHECKS if name in config.checks):
         penalty, figures, arrays = fit_check(name, loaded, found.attenuation, config)
-        loaded = dataclasses.replace(loaded, **{CHECKS[name].field: penalty})
+        loaded = dataclasses.replace(loaded, **{checkpoints.PENALTY_FIELDS[name]: penalty})
         results[name] = figures
         card[name] = dict(figures, objects_from=config.grey, phantoms=config.phantoms,
                           object_scale=config.object_scale)

@@ -161,8 +161,8 @@ def run(config) -> list[dict]:
         scored[contender.name] = (raw.reshape(crops.shape[:3]), contender.higher_is_better)
     # The comb of sparse views on each whole acquisition, as launch.score measures a slice
     # (its centred square of up to view_check.PENALTY_SIDE px); TIQA loses the view penalty.
-    comb = np.stack([np.asarray(view_check.strongest_comb(view_check.centred_square(
-        ladder, view_check.PENALTY_SIDE))) for ladder in images.reshape((-1,) + images.shape[2:])])
+    comb = np.asarray(view_check.strongest_comb(view_check.centred_square(
+        images.reshape((-1,) + images.shape[-2:]), view_check.PENALTY_SIDE)))
     comb = comb.reshape(crops.shape[:3])
     if loaded.view_penalty is not None:
         scored["TIQA"] = (scored["TIQA"][0] - np.asarray(loaded.view_penalty(comb)), True)

@@ -138,7 +138,7 @@ def select(selection: SelectFilterSettings) -> list[dict]:
 def _sampling_note(slices: np.ndarray) -> str:
     """The angular sampling of the sampled (unfiltered) slices, in a line, with what it means
     for the ranking when some look made from too few views."""
-    if min(slices.shape[1:]) < view_check.MIN_SIDE:
+    if not view_check.measurable(*slices.shape[1:]):
         return (f"angular sampling: not checked (slices under {view_check.MIN_SIDE} px a "
                 "side).")
     views = [scoring.view_record(image)["views"] for image in slices]

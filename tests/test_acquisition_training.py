@@ -281,10 +281,10 @@ def test_bootstrap_mean_brackets_the_mean_and_narrows_with_more_objects():
 
 @pytest.mark.slow
 def test_evaluate_acquisition_smoke_writes_its_tables(tmp_path):
-    # A view penalty with no floor: every acquisition loses half a point per unit of its comb.
+    # A view penalty with no floor: every acquisition loses 0.05 points per unit of its comb.
     loaded = export_tiny_score_model(tmp_path / "tiny")
     checkpoints.save_exported(dataclasses.replace(
-        loaded, view_penalty=penalties.Penalty(0.5, 80.0, 0.0)), tmp_path / "viewed")
+        loaded, view_penalty=penalties.Penalty(0.05, 80.0, 0.0)), tmp_path / "viewed")
     config = ladder_config.get_config("smoke")
     config.checkpoint = str(tmp_path / "viewed")
     config.output = str(tmp_path / "ladder")
@@ -299,12 +299,16 @@ def test_evaluate_acquisition_smoke_writes_its_tables(tmp_path):
         per_image = list(csv.DictReader(handle))
     assert len(per_image) == 2 * len(config.factors) * acquisition.NUM_LEVELS
     # TIQA is the network less the view penalty of each whole acquisition's comb (80 px
-    # acquisitions, measured whole), recorded beside it.
+    # acquisitions, measured whole), recorded beside it, then kept above 1 as launch.score
+    # does: below 1.5, 1 + 0.5 exp((linear - 1.5) / 0.5).
+    linear = []
     for row in per_image:
         comb = float(row["view_comb"])
         assert 0.5 < comb < 80.0, row
-        assert float(row["TIQA"]) == pytest.approx(
-            float(row[evaluate_acquisition.NETWORK_ONLY]) - 0.5 * comb, abs=3e-3)
+        linear.append(float(row[evaluate_acquisition.NETWORK_ONLY]) - 0.05 * comb)
+        expected = linear[-1] if linear[-1] >= 1.5 else 1 + 0.5 * np.exp((linear[-1] - 1.5) / 0.5)
+        assert float(row["TIQA"]) == pytest.approx(expected, abs=1e-3)
+    assert min(linear) < 1.0 and max(linear) > 1.5  # both sides of the knee were checked
     assert (tmp_path / "ladder" / "ladder.png").stat().st_size > 10_000
     report = (tmp_path / "ladder" / "ladder.md").read_text()
     assert "median score" in report and "Filter selection" in report

@@ -86,16 +86,17 @@ def test_calibration_phase_exports_both_fitted_penalties_and_keeps_the_card(tmp_
     config.phantoms, config.output_size = 2, 256  # crops of 224 px hold the ring search
     config.max_views = 720  # the views ladder's ideal
     # A network blind to rings and views (4 for every acquisition), so that their cost is all
-    # the penalties' to carry; the view fit is asked for the ring check, the ring fit is not.
+    # the penalties' to carry; the view fit is asked for the ring check, the ring fit is not;
+    # both fit linear scores, not ones kept above 1.
     asked = []
 
-    def blind(loaded, batch_size, with_ring_check):
-        asked.append(with_ring_check)
+    def blind(loaded, batch_size, with_ring_check, on_scale):
+        asked.append((with_ring_check, on_scale))
         return lambda crops: np.full(len(crops), 4.0, np.float32)
 
     monkeypatch.setattr(scoring, "make_scorer", blind)
     results = calibrate.run(config)
-    assert asked == [False, True]
+    assert asked == [(False, False), (True, False)]
     calibrated = checkpoints.load_model(config.output)
     rings, views = results["ring_check"], results["view_check"]
     assert calibrated.ring_penalty == penalties.Penalty(rings["slope"], rings["cap"],
@@ -125,6 +126,24 @@ def test_calibration_phase_exports_both_fitted_penalties_and_keeps_the_card(tmp_
     sparse = [float(r["measure"]) for r in rows if r["check"] == "view_check"
               and int(r["level"]) >= 3]
     assert min(sparse) > view_check.THRESHOLD
+
+
+def test_scores_are_kept_above_the_scale_in_order_and_unchanged_from_the_knee():
+    scores = np.array([-6.0, -1.0, 0.0, 0.11, 1.0, 1.4, 1.5, 1.6, 3.2, 5.4])
+    kept = np.asarray(penalties.onto_scale(scores, xp=np))
+    # Hand-computed: 1 + 0.5 exp((s - 1.5) / 0.5) below 1.5; e^-15, e^-5, e^-3, e^-2.78,
+    # e^-1, e^-0.2.
+    np.testing.assert_allclose(kept[:6], [1 + 0.5 * 3.059023e-7, 1.0033690, 1.0248935,
+                                          1.0310193, 1.1839397, 1.4093654], rtol=1e-6)
+    np.testing.assert_array_equal(kept[6:], scores[6:])
+    fine = np.linspace(-4.0, 3.0, 701)
+    assert (np.diff(np.asarray(penalties.onto_scale(fine, xp=np))) > 0).all()
+    # The same value and slope on both sides of the knee; float32 on the device path.
+    step = 1e-4
+    slope = (penalties.onto_scale(np.array([1.5]), xp=np) - penalties.onto_scale(
+        np.array([1.5 - step]), xp=np)) / step
+    assert slope[0] == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_allclose(penalties.onto_scale(scores.astype(np.float32)), kept, rtol=1e-6)
 
 
 def test_calibration_refuses_an_unknown_check_naming_the_key():

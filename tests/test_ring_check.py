@@ -173,6 +173,14 @@ def test_the_score_loses_the_ring_penalty(ringed_model):
     assert 0.01 < amplitude[1] < 0.05 < amplitude[2] and amplitude[0] < 0.005
     np.testing.assert_allclose(network - with_rings, 20.0 * np.clip(amplitude - 0.005, 0, 0.045),
                                rtol=1e-4, atol=1e-5)
+    # Ten times the penalty takes the faintly ringed crop below 1: kept above it.
+    steep = scoring.make_scorer(dataclasses.replace(
+        loaded, ring_penalty=penalties.Penalty(200.0, 0.05, 0.005)), batch_size=3)(crops)
+    linear = network - 200.0 * np.clip(amplitude - 0.005, 0, 0.045)
+    assert linear[0] > 1.5 and linear[1] < 1.0
+    np.testing.assert_allclose(steep, np.where(linear >= 1.5, linear,
+                                               1 + 0.5 * np.exp((linear - 1.5) / 0.5)),
+                               rtol=1e-4, atol=1e-5)
     # Whole slices: the rings are measured at the slice's own pixels, on its centred
     # crop-sized square (the scoring path's resize would average one-pixel rings away).
     height, width = 240, 250

@@ -139,8 +139,8 @@ def test_the_score_phase_writes_the_angular_sampling_of_each_slice(tmp_path):
 
 @pytest.fixture(scope="module")
 def viewed_model(tmp_path_factory):
-    """The tiny network exported with a view penalty of half a point per unit of comb above
-    12, up to 80."""
+    """The tiny network exported with a view penalty of 0.02 points per unit of comb above 12,
+    up to 80 (the tests' slices, which it scores 3.6 to 10, stay above the scale's knee)."""
     import dataclasses
 
     from tests.tiny_models import export_tiny_score_model
@@ -149,7 +149,7 @@ def viewed_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("viewed")
     loaded = export_tiny_score_model(tmp_path_factory.mktemp("tiny"))
     checkpoints.save_exported(dataclasses.replace(
-        loaded, view_penalty=penalties.Penalty(0.5, 80.0, 12.0)), folder)
+        loaded, view_penalty=penalties.Penalty(0.02, 80.0, 12.0)), folder)
     return folder
 
 
@@ -169,7 +169,7 @@ def test_the_score_loses_the_view_penalty_of_the_slice_centred_square(viewed_mod
     from tiqa import checkpoints, penalties, scoring
 
     loaded = checkpoints.load_model(viewed_model)
-    assert loaded.view_penalty == penalties.Penalty(0.5, 80.0, 12.0)
+    assert loaded.view_penalty == penalties.Penalty(0.02, 80.0, 12.0)
     assert loaded.ring_penalty is None
     # 120 views: a comb between the floor and the test's cap in both squares (49.8 and 57.2).
     slices = np.stack([_wide_sparse_slice(120), _wide_sparse_slice(600)])
@@ -178,12 +178,35 @@ def test_the_score_loses_the_view_penalty_of_the_slice_centred_square(viewed_mod
     square = [view_check.view_comb(image, max_side=view_check.PENALTY_SIDE)[0] for image in slices]
     whole = view_check.view_comb(slices[0])[0]  # the diagnostic's 272 px square
     assert 20 < square[0] < 70 and square[1] < view_check.THRESHOLD and abs(whole - square[0]) > 4
-    np.testing.assert_allclose(plain - mean, 0.5 * np.clip(np.array(square) - 12.0, 0, 68.0),
+    np.testing.assert_allclose(plain - mean, 0.02 * np.clip(np.array(square) - 12.0, 0, 68.0),
                                rtol=1e-4, atol=1e-4)
     assert scoring.penalty_notes(True, True, viewed_model) == (
-        "ring check: none in this model, view penalty: on (0.50 points per unit of comb "
+        "ring check: none in this model, view penalty: on (0.0200 points per unit of comb "
         "strength above 12, up to 80)")
     assert scoring.penalty_notes(True, False, viewed_model).endswith("view penalty: off")
+
+
+def test_a_score_the_penalty_takes_below_the_scale_is_kept_above_1_in_order(tmp_path):
+    # A penalty of 0.1 points per unit of comb takes the 120- and 90-view slices 3.8 and 5.7
+    # points below the network (3.7 and 3.8 here): linear scores under 1 that have an order.
+    import dataclasses
+
+    from tests.tiny_models import export_tiny_score_model
+    from tiqa import checkpoints, penalties, scoring
+
+    loaded = export_tiny_score_model(tmp_path / "tiny")
+    loaded = dataclasses.replace(loaded, view_penalty=penalties.Penalty(0.1, 80.0, 12.0))
+    slices = np.stack([_wide_sparse_slice(views) for views in (600, 150, 120, 90)])
+    mean, _, _ = scoring.make_slice_scorer(loaded, "center")(slices)
+    plain, _, _ = scoring.make_slice_scorer(loaded, "center", with_view_penalty=False)(slices)
+    square = np.array([view_check.view_comb(image, max_side=view_check.PENALTY_SIDE)[0]
+                       for image in slices])
+    linear = plain - 0.1 * np.clip(square - 12.0, 0, 68.0)
+    assert linear[0] > 1.5 and linear[-1] < linear[-2] < 1.0 and plain.min() > 1.5
+    # By hand: the identity from 1.5 up, 1 + 0.5 exp((linear - 1.5) / 0.5) below.
+    expected = np.where(linear >= 1.5, linear, 1 + 0.5 * np.exp((linear - 1.5) / 0.5))
+    np.testing.assert_allclose(mean, expected, rtol=1e-4, atol=1e-6)
+    assert (mean > 1.0).all() and (np.argsort(mean) == np.argsort(linear)).all()
 
 
 def test_a_view_check_without_its_cap_is_refused_naming_the_file(viewed_model, tmp_path):
@@ -218,9 +241,9 @@ def test_the_score_phase_takes_the_view_penalty_its_config_asks_for(viewed_model
         config.report = str(tmp_path / f"report_{asked}")
         found[asked] = score.run(config)["records"][0]["score"]
     comb = view_check.view_comb(image, max_side=view_check.PENALTY_SIDE)[0]  # before 8 bits
-    assert found[False] - found[True] == pytest.approx(0.5 * min(comb - 12.0, 68.0), rel=0.02)
+    assert found[False] - found[True] == pytest.approx(0.02 * min(comb - 12.0, 68.0), rel=0.02)
     html = (tmp_path / "report_True" / "index.html").read_text()
-    assert "view penalty: on (0.50 points per unit of comb strength above 12, up to 80)" in html
+    assert "view penalty: on (0.0200 points per unit of comb strength above 12, up to 80)" in html
     assert "view penalty: off" in (tmp_path / "report_False" / "index.html").read_text()
 
 

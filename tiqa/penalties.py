@@ -22,9 +22,11 @@ import numpy as np
 
 from tiqa import acquisition_ladder
 
-__all__ = ["NO_CAP", "Penalty", "fit_slope", "fit_penalty"]
+__all__ = ["NO_CAP", "SCALE_BOTTOM", "KNEE", "Penalty", "fit_slope", "fit_penalty", "onto_scale"]
 
 NO_CAP = 1e9  # a cap no measure reaches (JSON has no infinity)
+SCALE_BOTTOM = 1.0  # the worst score of the 1..5 scale
+KNEE = 1.5  # scores from here up are left as they are (the network alone scores about 1.5 and up)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,3 +103,19 @@ def fit_penalty(network_scores: np.ndarray, labels: np.ndarray, measures: np.nda
     if best is None:
         raise ValueError(f"fit_penalty found no cap above a floor (caps {caps}, floors {floors})")
     return best
+
+
+def onto_scale(scores, xp=jnp):
+    """Scores kept above the scale's 1, in order: the penalties are linear in what they
+    measure, so the worst scans (heavy rings, very few views) would otherwise fall below 1.
+
+    From `KNEE` up a score is left as it is; below, it becomes 1 + w exp((score - KNEE) / w)
+    with w = KNEE - 1, which meets the identity at the knee with the same value and slope and
+    rises strictly, so no two scores swap (ranks and SROCC are unchanged). A linear score of 1
+    reads 1.18, of 0 reads 1.02; more than about 8 points below 1 rounds to 1 in float32.
+    `xp`: jnp, or np for float64 arrays.
+    """
+    scores = xp.asarray(scores)
+    width = KNEE - SCALE_BOTTOM
+    below = SCALE_BOTTOM + width * xp.exp((xp.minimum(scores, KNEE) - KNEE) / width)
+    return xp.where(scores >= KNEE, scores, below)

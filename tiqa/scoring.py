@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from tiqa import (checkpoints, errors, io, labels, preprocessing, reference_distortions, ring_check,
-                  view_check, volumes)
+from tiqa import (checkpoints, errors, io, labels, penalties, preprocessing, reference_distortions,
+                  ring_check, view_check, volumes)
 from tiqa.models.forward import eval_forward
 
 Scorer = Callable[[np.ndarray], np.ndarray]
@@ -46,12 +46,14 @@ def in_fixed_batches(function, images: np.ndarray, batch_size: int):
 
 
 def make_scorer(loaded: checkpoints.LoadedModel, batch_size: int = 64,
-                with_ring_check: bool = True) -> Scorer:
+                with_ring_check: bool = True, on_scale: bool = True) -> Scorer:
     """A function (N, H, W) crops in [0, 1] -> (N,) scores, run in fixed-size jitted batches.
 
     With `with_ring_check` and a model that has a ring penalty, each crop's score loses the
     penalty of its ring amplitude about the crop's centre (`tiqa.ring_check`): meant for
-    centre crops of reconstructed slices, whose rotation axis is there.
+    centre crops of reconstructed slices, whose rotation axis is there. With `on_scale` the
+    scores are kept above the scale's 1 in order (`penalties.onto_scale`); without, they are
+    the linear scores, for callers that take off more before the end.
     """
     penalty = loaded.ring_penalty if with_ring_check else None
 
@@ -59,7 +61,7 @@ def make_scorer(loaded: checkpoints.LoadedModel, batch_size: int = 64,
         scores = eval_forward(loaded.graphdef, loaded.params, loaded.batch_stats, chunk)
         if penalty is not None:
             scores = scores - penalty(ring_check.ring_amplitude(chunk))
-        return scores
+        return penalties.onto_scale(scores) if on_scale else scores
 
     def score(images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, np.float32)
@@ -139,7 +141,8 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
     where a reconstruction's rotation axis is (`tiqa.ring_check`). With `with_view_penalty`
     and a model that has a view penalty, it loses the penalty of the comb of sparse views in
     the slice's centred square of up to `view_check.PENALTY_SIDE` px at its own pixels
-    (`tiqa.view_check`; slices under `view_check.MIN_SIDE` px are not measured).
+    (`tiqa.view_check`; slices under `view_check.MIN_SIDE` px are not measured). The mean is
+    then kept above the scale's 1, in order (`penalties.onto_scale`).
     """
     penalty = loaded.ring_penalty if with_ring_check else None
     view_penalty = loaded.view_penalty if with_view_penalty else None
@@ -180,7 +183,7 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
                 if view_penalty is not None and measure_views:
                     mean = mean - view_penalty(view_check.strongest_comb(
                         view_check.centred_square(slices, view_check.PENALTY_SIDE)))
-                return mean, scores.std(axis=1)
+                return penalties.onto_scale(mean), scores.std(axis=1)
 
             forward_cache[(height, width)] = (forward, len(positions))
         return forward_cache[(height, width)]

@@ -84,8 +84,9 @@ MUTATIONS = (
     Mutation("slice_scorer_first_crop", "the slice scorer uses the first crop only, spread 0",
              (("tiqa/scoring.py", "                mean = scores.mean(axis=1)\n",
                "                mean = scores[:, 0]\n"),
-              ("tiqa/scoring.py", "                return mean, scores.std(axis=1)",
-               "                return mean, jnp.zeros_like(mean)"),),
+              ("tiqa/scoring.py",
+               "                return penalties.onto_scale(mean), scores.std(axis=1)",
+               "                return penalties.onto_scale(mean), jnp.zeros_like(mean)"),),
              ("tests/test_scoring.py::test_slice_scores_equal_a_step_by_step_reference",)),
     # --- Table 1 ------------------------------------------------------------------------------
     Mutation("table1_drops_originals", "Table 1's per-kind series leave out the originals",
@@ -198,8 +199,8 @@ MUTATIONS = (
     Mutation("benchmark_forgets_the_view_penalty", "the acquisition-ladder benchmark scores "
              "TIQA without the model's view penalty",
              (("tiqa/phases/evaluate_acquisition.py",
-               "        scored[\"TIQA\"] = (scored[\"TIQA\"][0] - np.asarray(loaded.view_penalty(comb)), True)",
-               "        scored[\"TIQA\"] = (scored[\"TIQA\"][0] - 0 * np.asarray(loaded.view_penalty(comb)), True)"),),
+               "        tiqa = tiqa - np.asarray(loaded.view_penalty(comb))",
+               "        tiqa = tiqa - 0 * np.asarray(loaded.view_penalty(comb))"),),
              ("tests/test_acquisition_training.py",), keyword="evaluate_acquisition_smoke"),
     Mutation("detector_shift_linear_interpolation", "projections are shifted by linear "
              "interpolation, which also low-passes them, instead of the Fourier shift theorem",
@@ -324,6 +325,33 @@ MUTATIONS = (
                '    views = [scoring.view_record(image)["views"] for image in slices]',
                "    views = [None for image in slices]"),),
              ("tests/test_scoring.py",), keyword="select_filter_ranks_candidates"),
+    Mutation("slice_score_not_kept_on_scale", "the slice scorer returns the linear score, "
+             "below 1 for the worst scans",
+             (("tiqa/scoring.py",
+               "                return penalties.onto_scale(mean), scores.std(axis=1)",
+               "                return mean, scores.std(axis=1)"),),
+             ("tests/test_view_check.py",), keyword="below_the_scale"),
+    Mutation("onto_scale_steeper_tail", "the tail below the knee falls with twice the slope, "
+             "so value and slope no longer meet at the knee's right",
+             (("tiqa/penalties.py",
+               "    below = SCALE_BOTTOM + width * xp.exp((xp.minimum(scores, KNEE) - KNEE) / width)",
+               "    below = SCALE_BOTTOM + width * xp.exp(2 * (xp.minimum(scores, KNEE) - KNEE) / width)"),),
+             ("tests/test_penalties.py",), keyword="kept_above"),
+    Mutation("benchmark_keeps_on_scale_before_the_view_penalty", "the benchmark's TIQA is kept "
+             "above 1 before the view penalty is taken off, so it can fall below 1 again",
+             (("tiqa/phases/evaluate_acquisition.py",
+               """    found = [comparison.Contender("TIQA", scoring.make_scorer(loaded, config.batch_size,
+                                                              on_scale=False))]""",
+               """    found = [comparison.Contender("TIQA", scoring.make_scorer(loaded, config.batch_size))]"""),
+              ("tiqa/phases/evaluate_acquisition.py",
+               "    scored[\"TIQA\"] = (penalties.onto_scale(tiqa, xp=np), True)",
+               "    scored[\"TIQA\"] = (tiqa, True)"),),
+             ("tests/test_acquisition_training.py",), keyword="smoke_writes"),
+    Mutation("crop_score_not_kept_on_scale", "the crop scorer returns the linear score",
+             (("tiqa/scoring.py",
+               "        return penalties.onto_scale(scores) if on_scale else scores",
+               "        return scores"),),
+             ("tests/test_ring_check.py",), keyword="loses_the_ring_penalty"),
 )
 
 

@@ -97,8 +97,9 @@ def fit_check(name: str, loaded: checkpoints.LoadedModel, attenuation: np.ndarra
                                      labels.ProjectionConfig())
     ladder_labels = np.asarray(projection.labels)[:, 0]
     flat = crops.reshape((-1,) + crops.shape[-2:])
-    # The score the penalty adds to: the network, with the ring check when fitting the views.
-    network = scoring.make_scorer(loaded, config.batch_size,
+    # The score the penalty adds to: the network, with the ring check when fitting the views;
+    # linear (the fit is least squares on the penalty's linear part, before onto_scale).
+    network = scoring.make_scorer(loaded, config.batch_size, on_scale=False,
                                   with_ring_check=name != "ring_check")(flat)
     network = np.asarray(network, np.float64).reshape(count, -1)
     whole = np.asarray(ladders, np.float32).reshape((-1,) + ladders.shape[-2:])

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import stats
 
 from tiqa import (acquisition, acquisition_ladder, checkpoints, comparison, errors, evaluation,
-                  filters, io, objects, observers, scoring, view_check)
+                  filters, io, objects, observers, penalties, scoring, view_check)
 from tiqa.baselines import brisque, niqe
 from tiqa.phases import compare, select_filter, settings
 
@@ -66,10 +66,11 @@ def _contenders(config: EvaluateAcquisitionSettings, loaded: checkpoints.LoadedM
                 output: pathlib.Path) -> list[comparison.Contender]:
     """TIQA on the centre crops (with the ring check; the view penalty is the caller's, on
     whole acquisitions), the network alone where the model has penalties, and the peers."""
-    found = [comparison.Contender("TIQA", scoring.make_scorer(loaded, config.batch_size))]
+    found = [comparison.Contender("TIQA", scoring.make_scorer(loaded, config.batch_size,
+                                                              on_scale=False))]
     if loaded.ring_penalty is not None or loaded.view_penalty is not None:  # shown apart
         found.append(comparison.Contender(NETWORK_ONLY, scoring.make_scorer(
-            loaded, config.batch_size, with_ring_check=False)))
+            loaded, config.batch_size, with_ring_check=False, on_scale=False)))
     if config.brisque:
         found.append(comparison.Contender("BRISQUE (LIVE)", brisque.LiveBrisque(),
                                           higher_is_better=False))
@@ -164,8 +165,10 @@ def run(config) -> list[dict]:
     comb = np.asarray(view_check.strongest_comb(view_check.centred_square(
         images.reshape((-1,) + images.shape[-2:]), view_check.PENALTY_SIDE)))
     comb = comb.reshape(crops.shape[:3])
+    tiqa = scored["TIQA"][0]
     if loaded.view_penalty is not None:
-        scored["TIQA"] = (scored["TIQA"][0] - np.asarray(loaded.view_penalty(comb)), True)
+        tiqa = tiqa - np.asarray(loaded.view_penalty(comb))
+    scored["TIQA"] = (penalties.onto_scale(tiqa, xp=np), True)  # as launch.score gives it
     # The objects unscanned: how much of a low score is the object, how much the scan (no
     # views, so no view penalty).
     object_scores = np.asarray(contenders[0].score(acquisition_ladder.unscanned_crops(

@@ -300,15 +300,15 @@ def test_evaluate_acquisition_smoke_writes_its_tables(tmp_path):
     assert len(per_image) == 2 * len(config.factors) * acquisition.NUM_LEVELS
     # TIQA is the network less the view penalty of each whole acquisition's comb (80 px
     # acquisitions, measured whole), recorded beside it, then kept above 1 as launch.score
-    # does: below 1.5, 1 + 0.5 exp((linear - 1.5) / 0.5).
+    # does: below 1.25, 1 + 0.0625 / (1.5 - linear).
     linear = []
     for row in per_image:
         comb = float(row["view_comb"])
         assert 0.5 < comb < 80.0, row
         linear.append(float(row[evaluate_acquisition.NETWORK_ONLY]) - 0.05 * comb)
-        expected = linear[-1] if linear[-1] >= 1.5 else 1 + 0.5 * np.exp((linear[-1] - 1.5) / 0.5)
+        expected = linear[-1] if linear[-1] >= 1.25 else 1 + 0.0625 / (1.5 - linear[-1])
         assert float(row["TIQA"]) == pytest.approx(expected, abs=1e-3)
-    assert min(linear) < 1.0 and max(linear) > 1.5  # both sides of the knee were checked
+    assert min(linear) < 1.0 and max(linear) > 1.25  # both sides of the knee were checked
     assert (tmp_path / "ladder" / "ladder.png").stat().st_size > 10_000
     report = (tmp_path / "ladder" / "ladder.md").read_text()
     assert "median score" in report and "Filter selection" in report

@@ -129,21 +129,24 @@ def test_calibration_phase_exports_both_fitted_penalties_and_keeps_the_card(tmp_
 
 
 def test_scores_are_kept_above_the_scale_in_order_and_unchanged_from_the_knee():
-    scores = np.array([-6.0, -1.0, 0.0, 0.11, 1.0, 1.4, 1.5, 1.6, 3.2, 5.4])
+    scores = np.array([-1000.0, -8.0, -1.0, 0.0, 0.22, 1.0, 1.2, 1.25, 1.3, 3.2, 5.4])
     kept = np.asarray(penalties.onto_scale(scores, xp=np))
-    # Hand-computed: 1 + 0.5 exp((s - 1.5) / 0.5) below 1.5; e^-15, e^-5, e^-3, e^-2.78,
-    # e^-1, e^-0.2.
-    np.testing.assert_allclose(kept[:6], [1 + 0.5 * 3.059023e-7, 1.0033690, 1.0248935,
-                                          1.0310193, 1.1839397, 1.4093654], rtol=1e-6)
-    np.testing.assert_array_equal(kept[6:], scores[6:])
-    fine = np.linspace(-4.0, 3.0, 701)
+    # Hand-computed: 1 + 0.0625 / (1.5 - s) below 1.25.
+    np.testing.assert_allclose(kept[:7], [1 + 0.0625 / 1001.5, 1 + 0.0625 / 9.5, 1.025,
+                                          1 + 0.0625 / 1.5, 1 + 0.0625 / 1.28, 1.125, 1.208333333],
+                               rtol=1e-9)
+    np.testing.assert_array_equal(kept[7:], scores[7:])
+    fine = np.linspace(-20.0, 3.0, 2301)
     assert (np.diff(np.asarray(penalties.onto_scale(fine, xp=np))) > 0).all()
-    # The same value and slope on both sides of the knee; float32 on the device path.
-    step = 1e-4
-    slope = (penalties.onto_scale(np.array([1.5]), xp=np) - penalties.onto_scale(
-        np.array([1.5 - step]), xp=np)) / step
+    # The same value and slope on both sides of the knee.
+    step = 1e-5
+    slope = (penalties.onto_scale(np.array([1.25]), xp=np) - penalties.onto_scale(
+        np.array([1.25 - step]), xp=np)) / step
     assert slope[0] == pytest.approx(1.0, abs=1e-3)
-    np.testing.assert_allclose(penalties.onto_scale(scores.astype(np.float32)), kept, rtol=1e-6)
+    # float32 (the device path): the same values, and far-off scores still apart.
+    kept32 = np.asarray(penalties.onto_scale(scores.astype(np.float32)))
+    np.testing.assert_allclose(kept32, kept, rtol=1e-6)
+    assert (np.diff(kept32) > 0).all()
 
 
 def test_calibration_refuses_an_unknown_check_naming_the_key():

@@ -177,9 +177,9 @@ def test_the_score_loses_the_ring_penalty(ringed_model):
     steep = scoring.make_scorer(dataclasses.replace(
         loaded, ring_penalty=penalties.Penalty(200.0, 0.05, 0.005)), batch_size=3)(crops)
     linear = network - 200.0 * np.clip(amplitude - 0.005, 0, 0.045)
-    assert linear[0] > 1.5 and linear[1] < 1.0
-    np.testing.assert_allclose(steep, np.where(linear >= 1.5, linear,
-                                               1 + 0.5 * np.exp((linear - 1.5) / 0.5)),
+    assert linear[0] > 1.25 and linear[1] < 1.0
+    np.testing.assert_allclose(steep, np.where(linear >= 1.25, linear,
+                                               1 + 0.0625 / (1.5 - np.minimum(linear, 1.25))),
                                rtol=1e-4, atol=1e-5)
     # Whole slices: the rings are measured at the slice's own pixels, on its centred
     # crop-sized square (the scoring path's resize would average one-pixel rings away).

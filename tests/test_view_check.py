@@ -202,9 +202,9 @@ def test_a_score_the_penalty_takes_below_the_scale_is_kept_above_1_in_order(tmp_
     square = np.array([view_check.view_comb(image, max_side=view_check.PENALTY_SIDE)[0]
                        for image in slices])
     linear = plain - 0.1 * np.clip(square - 12.0, 0, 68.0)
-    assert linear[0] > 1.5 and linear[-1] < linear[-2] < 1.0 and plain.min() > 1.5
-    # By hand: the identity from 1.5 up, 1 + 0.5 exp((linear - 1.5) / 0.5) below.
-    expected = np.where(linear >= 1.5, linear, 1 + 0.5 * np.exp((linear - 1.5) / 0.5))
+    assert linear[0] > 1.25 and linear[-1] < linear[-2] < 1.0 and plain.min() > 1.25
+    # By hand: the identity from 1.25 up, 1 + 0.0625 / (1.5 - linear) below.
+    expected = np.where(linear >= 1.25, linear, 1 + 0.0625 / (1.5 - np.minimum(linear, 1.25)))
     np.testing.assert_allclose(mean, expected, rtol=1e-4, atol=1e-6)
     assert (mean > 1.0).all() and (np.argsort(mean) == np.argsort(linear)).all()
 

@@ -26,7 +26,7 @@ __all__ = ["NO_CAP", "SCALE_BOTTOM", "KNEE", "Penalty", "fit_slope", "fit_penalt
 
 NO_CAP = 1e9  # a cap no measure reaches (JSON has no infinity)
 SCALE_BOTTOM = 1.0  # the worst score of the 1..5 scale
-KNEE = 1.5  # scores from here up are left as they are (the network alone scores about 1.5 and up)
+KNEE = 1.25  # scores from here up are left as they are (the network alone rarely scores lower)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,13 +109,13 @@ def onto_scale(scores, xp=jnp):
     """Scores kept above the scale's 1, in order: the penalties are linear in what they
     measure, so the worst scans (heavy rings, very few views) would otherwise fall below 1.
 
-    From `KNEE` up a score is left as it is; below, it becomes 1 + w exp((score - KNEE) / w)
-    with w = KNEE - 1, which meets the identity at the knee with the same value and slope and
-    rises strictly, so no two scores swap (ranks and SROCC are unchanged). A linear score of 1
-    reads 1.18, of 0 reads 1.02; more than about 8 points below 1 rounds to 1 in float32.
-    `xp`: jnp, or np for float64 arrays.
+    From `KNEE` up a score is left as it is; below, it becomes 1 + w^2 / (1 + 2w - score) with
+    w = KNEE - 1, which meets the identity at the knee with the same value and slope and rises
+    strictly, so no two scores swap (ranks and SROCC are unchanged). A linear score of 1 reads
+    1.125, of 0 reads 1.042, of -8 reads 1.007: a tail that falls like 1 / score, not
+    exponentially, keeps even far-off scores apart in float32. `xp`: jnp, or np for float64.
     """
     scores = xp.asarray(scores)
     width = KNEE - SCALE_BOTTOM
-    below = SCALE_BOTTOM + width * xp.exp((xp.minimum(scores, KNEE) - KNEE) / width)
+    below = SCALE_BOTTOM + width ** 2 / (SCALE_BOTTOM + 2 * width - xp.minimum(scores, KNEE))
     return xp.where(scores >= KNEE, scores, below)

@@ -331,11 +331,11 @@ MUTATIONS = (
                "                return penalties.onto_scale(mean), scores.std(axis=1)",
                "                return mean, scores.std(axis=1)"),),
              ("tests/test_view_check.py",), keyword="below_the_scale"),
-    Mutation("onto_scale_steeper_tail", "the tail below the knee falls with twice the slope, "
-             "so value and slope no longer meet at the knee's right",
+    Mutation("onto_scale_tail_off_the_knee", "the tail below the knee is shifted by w, so "
+             "value and slope no longer meet the identity at the knee",
              (("tiqa/penalties.py",
-               "    below = SCALE_BOTTOM + width * xp.exp((xp.minimum(scores, KNEE) - KNEE) / width)",
-               "    below = SCALE_BOTTOM + width * xp.exp(2 * (xp.minimum(scores, KNEE) - KNEE) / width)"),),
+               "    below = SCALE_BOTTOM + width ** 2 / (SCALE_BOTTOM + 2 * width - xp.minimum(scores, KNEE))",
+               "    below = SCALE_BOTTOM + width ** 2 / (SCALE_BOTTOM + width - xp.minimum(scores, KNEE))"),),
              ("tests/test_penalties.py",), keyword="kept_above"),
     Mutation("benchmark_keeps_on_scale_before_the_view_penalty", "the benchmark's TIQA is kept "
              "above 1 before the view penalty is taken off, so it can fall below 1 again",

@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from configs import score as score_config
-from tiqa import checkpoints, errors, io, phantom, preprocessing, scoring
+from tiqa import checkpoints, errors, io, penalties, phantom, preprocessing, scoring
 from tiqa.phases import score
 from tests.tiny_models import TINY, export_tiny_score_model
 
@@ -125,6 +125,25 @@ def test_score_volume_and_folder_with_report(tiny_model, tmp_path):
     assert "scan.tif" in html and "volumes_boxplot.png" in html
     assert "ring check: none in this model" in html  # asked for, but the tiny model has none
     assert [row["slices"] for row in result["summary"]] == [5, 3]
+
+
+def test_the_report_says_how_many_slices_score_under_the_knee(tiny_model, tmp_path, monkeypatch):
+    volume, _ = phantom.phantom_volume(0, n_slices=3, size=96, photons=2e4)
+    io.write_tiff(tmp_path / "scan.tif", volume)
+
+    def fixed_scorer(loaded, crops, *flags):  # the scores a heavily penalised scan would get
+        def score(slices):
+            assert len(slices) == 3
+            return np.array([3.2, 1.1, 1.2], np.float32), np.zeros(3, np.float32), 4
+        return score
+
+    monkeypatch.setattr(scoring, "make_slice_scorer", fixed_scorer)
+    score.run(_config(tiny_model, str(tmp_path / "scan.tif"), tmp_path,
+                      report=str(tmp_path / "report")))
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "2 of 3 slice(s) score under 1.25" in html
+    assert penalties.scale_note([1.25, 3.0]) is None
+    assert penalties.scale_note([1.2499]).startswith("1 of 1 slice(s) score under 1.25: ")
 
 
 @pytest.mark.slow

@@ -22,7 +22,8 @@ import numpy as np
 
 from tiqa import acquisition_ladder
 
-__all__ = ["NO_CAP", "SCALE_BOTTOM", "KNEE", "Penalty", "fit_slope", "fit_penalty", "onto_scale"]
+__all__ = ["NO_CAP", "SCALE_BOTTOM", "KNEE", "Penalty", "fit_slope", "fit_penalty", "onto_scale",
+           "scale_note"]
 
 NO_CAP = 1e9  # a cap no measure reaches (JSON has no infinity)
 SCALE_BOTTOM = 1.0  # the worst score of the 1..5 scale
@@ -119,3 +120,15 @@ def onto_scale(scores, xp=jnp):
     width = KNEE - SCALE_BOTTOM
     below = SCALE_BOTTOM + width ** 2 / (SCALE_BOTTOM + 2 * width - xp.minimum(scores, KNEE))
     return xp.where(scores >= KNEE, scores, below)
+
+
+def scale_note(scores) -> str | None:
+    """A line for reports where some scores are under `KNEE` (so were pressed by `onto_scale`):
+    how many, and how to read them; None where there are none."""
+    scores = np.asarray(scores, np.float64)
+    low = int(np.sum(scores < KNEE))
+    if not low:
+        return None
+    return (f"{low} of {scores.size} slice(s) score under {KNEE:g}: worse than the worst images "
+            "the network was trained to rank, pressed into 1 to 1.25 in order, so they still "
+            "rank against each other (README, Quick start).")

@@ -352,6 +352,12 @@ MUTATIONS = (
                "        return penalties.onto_scale(scores) if on_scale else scores",
                "        return scores"),),
              ("tests/test_ring_check.py",), keyword="loses_the_ring_penalty"),
+    Mutation("report_forgets_scores_under_the_knee", "the score report does not say which "
+             "slices were pressed onto the scale",
+             (("tiqa/phases/score.py",
+               "        notes += (low,) if low else ()",
+               "        notes += ()"),),
+             ("tests/test_scoring.py",), keyword="under_the_knee"),
 )
 
 

@@ -8,7 +8,7 @@ slices: faint rings on smooth objects, and sparse views at the scored scale
 score points per unit of the measure above a `floor`, counted up to a `cap`. `fit_penalty`
 fits it on the ladders of training objects against the observers' labels
 (`launch.calibrate`), and the exported model carries it (`model.json`'s `ring_check` and
-`view_check`).
+`view_check`). `onto_scale` keeps the penalised scores on the 1..5 scale, in order.
 """
 
 from __future__ import annotations
@@ -130,5 +130,5 @@ def scale_note(scores) -> str | None:
     if not low:
         return None
     return (f"{low} of {scores.size} slice(s) score under {KNEE:g}: worse than the worst images "
-            "the network was trained to rank, pressed into 1 to 1.25 in order, so they still "
-            "rank against each other (README, Quick start).")
+            f"the network was trained to rank, pressed into {SCALE_BOTTOM:g} to {KNEE:g} in order, "
+            "so they still rank against each other (README, Quick start).")

@@ -109,8 +109,8 @@ def fit_check(name: str, loaded: checkpoints.LoadedModel, attenuation: np.ndarra
     figures = {"objects": count, **penalty.to_dict(),
                "srocc_network": acquisition_ladder.mean_within_object_srocc(network),
                "srocc_with_penalty": acquisition_ladder.mean_within_object_srocc(penalised),
-               "rmse_network": float(np.sqrt(np.mean((network - ladder_labels) ** 2))),
-               "rmse_with_penalty": float(np.sqrt(np.mean((penalised - ladder_labels) ** 2))),
+               "rmse_network": evaluation.rmse(network.ravel(), ladder_labels.ravel()),
+               "rmse_with_penalty": evaluation.rmse(penalised.ravel(), ladder_labels.ravel()),
                "ideal_measure_max": float(measure[:, 0].max()),
                "factor": check.factor, "levels": list(acquisition.LEVELS[check.factor])}
     return penalty, figures, {"label": ladder_labels, "network": network, "measure": measure,

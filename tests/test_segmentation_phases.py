@@ -159,3 +159,91 @@ def test_study_scores_with_the_penalties_its_config_asks_for(monkeypatch, tmp_pa
     with pytest.raises(_Stop):
         study_segmentation.run(study)
     assert asked == {"ring": ring_check, "views": view_penalty, "loaded": "model scores"}
+
+
+def test_table_over_segmenters_gives_the_mean_f1_table_and_each_segmenters_spread():
+    import statistics
+
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for n in range(3):
+        for kind, level in (("original", 0), ("blur", 1), ("blur", 2), ("noise", 1), ("noise", 2)):
+            own = rng.random(3)
+            rows.append({"slice": str(n), "kind": kind, "level": level, "score": rng.random(),
+                         "f1": float(own.mean()), **{f"f1_seg{i + 1}": own[i] for i in range(3)}})
+    table = {row["kind"]: row for row in study_segmentation.table_over_segmenters(
+        rows, ("blur", "noise"), 3)}
+    for kind in ("blur", "noise", "overall"):
+        chosen = [r for r in rows if kind == "overall" or r["kind"] in (kind, "original")]
+        scores = [r["score"] for r in chosen]
+        mean_f1 = [np.mean([r[f"f1_seg{i}"] for i in (1, 2, 3)]) for r in chosen]
+        assert table[kind]["srocc"] == pytest.approx(stats.spearmanr(scores, mean_f1)[0]), kind
+        own = [stats.spearmanr(scores, [r[f"f1_seg{i}"] for r in chosen])[0] for i in (1, 2, 3)]
+        assert table[kind]["srocc_mean_over_segmenters"] == pytest.approx(np.mean(own)), kind
+        assert table[kind]["srocc_sd_over_segmenters"] == pytest.approx(statistics.stdev(own)), kind
+        own = [stats.pearsonr(scores, [r[f"f1_seg{i}"] for r in chosen])[0] for i in (1, 2, 3)]
+        assert table[kind]["plcc_mean_over_segmenters"] == pytest.approx(np.mean(own)), kind
+        assert table[kind]["plcc_sd_over_segmenters"] == pytest.approx(statistics.stdev(own)), kind
+
+
+def test_study_with_two_segmenters_equals_the_two_studies_with_one(monkeypatch, tmp_path):
+    """Each image is segmented by every checkpoint listed: its F1 per segmenter is the one a
+    study with that segmenter alone gives, its "f1" their mean, and Table 1's spread the
+    two single tables' mean and SD."""
+    import statistics
+    import types
+
+    from tiqa import checkpoints, scoring
+
+    slices = [phantom.microstructure(seed, (96, 96)) for seed in (5, 6)]
+    images = [(a - a.min()) / (a.max() - a.min()) for a, _ in slices]
+    label_maps = [labels.astype(np.int32) for _, labels in slices]
+
+    class Thresholder:
+        """A segmenter that calls class 0 where the slice is above `level`."""
+        def __init__(self, level):
+            self.level, self.config = level, types.SimpleNamespace(num_classes=2)
+
+        def probabilities(self, batch):
+            above = (np.asarray(batch) > self.level).astype(np.float32)
+            return np.stack([above, 1.0 - above], axis=-1)
+
+    levels = {"low": 0.35, "high": 0.6}
+    monkeypatch.setattr(checkpoints, "load_segmenter", lambda path: Thresholder(levels[path]))
+    monkeypatch.setattr(checkpoints, "positive_class", lambda path: 0)
+    monkeypatch.setattr(checkpoints, "load_model", lambda path: None)
+    monkeypatch.setattr(scoring, "make_slice_scorer",
+                        lambda loaded, crops, **penalties: lambda slices: (
+                            -np.abs(np.diff(slices, axis=-1)).mean(axis=(-2, -1)), None, 1))
+    monkeypatch.setattr(study_segmentation, "held_out",
+                        lambda *args: (["a.tif", "b.tif"], images, label_maps))
+
+    def study(checkpoint, name):
+        config = study_config.get_config()
+        config.segmentation_checkpoint, config.output = checkpoint, str(tmp_path / name)
+        return study_segmentation.run(config)
+
+    low, high, both = study("low", "low"), study("high", "high"), study("low,high", "both")
+    assert len(both["rows"]) == len(low["rows"]) == 2 * (1 + 3 * 5)
+    for row, one, other in zip(both["rows"], low["rows"], high["rows"]):
+        assert row["score"] == one["score"] == other["score"]
+        assert (row["f1_seg1"], row["f1_seg2"]) == (one["f1"], other["f1"])
+        assert row["f1"] == pytest.approx((one["f1"] + other["f1"]) / 2)
+    assert any(one["f1"] != other["f1"] for one, other in zip(low["rows"], high["rows"]))
+    for row, one, other in zip(both["table"], low["table"], high["table"]):
+        singles = [one["srocc"], other["srocc"]]
+        assert row["srocc_mean_over_segmenters"] == pytest.approx(np.mean(singles))
+        assert row["srocc_sd_over_segmenters"] == pytest.approx(statistics.stdev(singles))
+    written = (tmp_path / "both" / "table1.md").read_text()
+    assert "seg1 = low, seg2 = high" in written and "srocc_sd_over_segmenters" in written
+    assert "f1_seg2" in (tmp_path / "both" / "study.csv").read_text().splitlines()[0]
+    assert "over_segmenters" not in (tmp_path / "low" / "table1.csv").read_text()
+
+
+def test_study_refuses_an_empty_segmenter_list():
+    config = study_config.get_config()
+    config.segmentation_checkpoint = " , "
+    with pytest.raises(errors.InputError, match="segmentation_checkpoint is empty"):
+        study_segmentation.read_settings(config)

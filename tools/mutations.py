@@ -178,6 +178,18 @@ MUTATIONS = (
                "    score = scoring.make_slice_scorer(score_model, study.crops, with_ring_check=study.ring_check,",
                "    score = scoring.make_slice_scorer(score_model, study.crops, with_ring_check=True,"),),
              ("tests/test_segmentation_phases.py",), keyword="penalties"),
+    Mutation("study_mean_f1_is_the_first_segmenters", "with several D-LinkNets the study's F1 "
+             "is the first segmenter's, not their mean",
+             (("tiqa/phases/study_segmentation.py",
+               '"level": level, "score": tiqa_score, "f1": float(np.mean(f1s)),',
+               '"level": level, "score": tiqa_score, "f1": float(f1s[0]),'),),
+             ("tests/test_segmentation_phases.py",), keyword="segmenters"),
+    Mutation("study_spread_is_the_population_sd", "the spread of Table 1 over segmenters "
+             "divides by n, not n - 1, and so understates it for a few trainings",
+             (("tiqa/phases/study_segmentation.py",
+               'spread[f"{measure}_sd_over_segmenters"] = float(values.std(ddof=1))',
+               'spread[f"{measure}_sd_over_segmenters"] = float(values.std())'),),
+             ("tests/test_segmentation_phases.py",), keyword="segmenters"),
     Mutation("view_penalty_lost_on_export", "an exported model forgets its view penalty, so "
              "the score rewards sparse views again",
              (("tiqa/checkpoints.py",

@@ -1,6 +1,11 @@
 """The study that ties the TIQA score to segmentation accuracy: every held-out slice at every
 distortion kind and level is scored by the quality network and segmented; the table of SROCC
 and PLCC between score and F1, per kind and overall, is the paper's Table 1.
+
+Table 1 moves more between two trainings of the segmenter than between two score models, so
+the study takes several D-LinkNet checkpoints: each image is scored once and segmented by each,
+and the table is given against each image's F1 averaged over the segmenters, with the mean and
+spread of every segmenter's own table beside it.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import jax
 import numpy as np
 import tqdm
 
-from tiqa import checkpoints, distortions, evaluation, scoring, segmentation
+from tiqa import checkpoints, distortions, errors, evaluation, io, scoring, segmentation
 from tiqa.phases import settings
 from tiqa.phases.evaluate_segmentation import binary_prediction, held_out
 
@@ -29,6 +34,24 @@ def table_one(rows: list[dict], kinds) -> list[dict]:
         table.append({"kind": kind, "n": len(chosen), "srocc": evaluation.srocc(scores, f1s),
                       "plcc": evaluation.plcc(scores, f1s),
                       "mean_f1": float(f1s.mean()), "mean_score": float(scores.mean())})
+    return table
+
+
+def table_over_segmenters(rows: list[dict], kinds, segmenters: int) -> list[dict]:
+    """Table 1 for rows scored against `segmenters` D-LinkNets: SROCC and PLCC against each
+    row's mean F1 ("f1"), and the mean and sample SD over the segmenters of each one's own
+    SROCC and PLCC (against "f1_seg1", "f1_seg2", ...)."""
+    pooled = table_one(rows, kinds)
+    own = [table_one([{**row, "f1": row[f"f1_seg{i + 1}"]} for row in rows], kinds)
+           for i in range(segmenters)]
+    table = []
+    for index, row in enumerate(pooled):
+        spread = {}
+        for measure in ("srocc", "plcc"):
+            values = np.asarray([tables[index][measure] for tables in own])
+            spread[f"{measure}_mean_over_segmenters"] = float(values.mean())
+            spread[f"{measure}_sd_over_segmenters"] = float(values.std(ddof=1))
+        table.append({**row, **spread})
     return table
 
 
@@ -51,7 +74,19 @@ class StudySegmentationSettings:
 
 
 def read_settings(config) -> StudySegmentationSettings:
-    return settings.block(StudySegmentationSettings, config)
+    found = settings.block(StudySegmentationSettings, config)
+    if not io.split_paths(found.segmentation_checkpoint):
+        raise errors.InputError("config.segmentation_checkpoint is empty: give one or more "
+                                "D-LinkNet checkpoints (comma-separated)")
+    return found
+
+
+def _segment(segmenter, positive: int, threshold: float, image: np.ndarray):
+    """(mask of the positive class, class probabilities) of one slice."""
+    probabilities = segmenter.probabilities(image[None])[0]
+    if segmenter.config.num_classes > 1:
+        return segmentation.argmax_labels(probabilities) == positive, probabilities
+    return binary_prediction(probabilities, threshold), probabilities
 
 
 def run(config) -> dict:
@@ -59,8 +94,9 @@ def run(config) -> dict:
     study = read_settings(config)
     output = pathlib.Path(study.output)
     output.mkdir(parents=True, exist_ok=True)
-    segmenter = checkpoints.load_segmenter(study.segmentation_checkpoint)
-    positive = checkpoints.positive_class(study.segmentation_checkpoint)
+    segmenter_paths = io.split_paths(study.segmentation_checkpoint)
+    segmenters = [(checkpoints.load_segmenter(path), checkpoints.positive_class(path))
+                  for path in segmenter_paths]
     score_model = checkpoints.load_model(study.score_checkpoint)
     score = scoring.make_slice_scorer(score_model, study.crops, with_ring_check=study.ring_check,
                                       with_view_penalty=study.view_penalty)
@@ -75,23 +111,36 @@ def run(config) -> dict:
         key = jax.random.fold_in(jax.random.fold_in(base_key, n), study.kinds.index(kind))
         distorted = np.asarray(distortions.apply(kind, images[n], level, key))
         tiqa_score = float(score(distorted[None])[0][0])
-        probabilities = segmenter.probabilities(distorted[None])[0]
-        if segmenter.config.num_classes > 1:
-            mask = segmentation.argmax_labels(probabilities) == positive
-        else:
-            mask = binary_prediction(probabilities, study.threshold)
-        target = label_maps[n] == positive
-        rows.append({"slice": pathlib.Path(paths[n]).stem, "kind": kind if level else "original",
-                     "level": level, "score": tiqa_score,
-                     "f1": segmentation.f1(mask, target), "iou": segmentation.iou(mask, target),
-                     "uncertainty_mean": float(segmentation.entropy(probabilities).mean())})
+        f1s, ious, uncertainties = [], [], []
+        for index, (segmenter, positive) in enumerate(segmenters):
+            mask, probabilities = _segment(segmenter, positive, study.threshold, distorted)
+            target = label_maps[n] == positive
+            f1s.append(segmentation.f1(mask, target))
+            ious.append(segmentation.iou(mask, target))
+            uncertainties.append(float(segmentation.entropy(probabilities).mean()))
+            if index == 0:  # the figures show the first segmenter's masks
+                first = (mask, target, probabilities)
+        row = {"slice": pathlib.Path(paths[n]).stem, "kind": kind if level else "original",
+               "level": level, "score": tiqa_score, "f1": float(np.mean(f1s)),
+               "iou": float(np.mean(ious)), "uncertainty_mean": float(np.mean(uncertainties))}
+        if len(segmenters) > 1:
+            row.update({f"f1_seg{i + 1}": value for i, value in enumerate(f1s)})
+        rows.append(row)
+        mask, target, probabilities = first
         if n == 0 and kind == study.figure_kind:
             curves[f"level {level}"] = segmentation.two_point_correlation(mask, axis=1)
             curves.setdefault("ground truth", segmentation.two_point_correlation(target, axis=1))
             if level in (0, 3, 5):
                 examples[level] = (distorted, target, mask, probabilities)
-    table = table_one(rows, study.kinds)
-    evaluation.write_table(table, output / "table1.csv", output / "table1.md")
+    if len(segmenters) == 1:
+        table, notes = table_one(rows, study.kinds), ()
+    else:
+        table = table_over_segmenters(rows, study.kinds, len(segmenters))
+        notes = ("srocc, plcc: against each image's F1 averaged over the segmenters; "
+                 "*_over_segmenters: the mean and sample SD of each segmenter's own figure. "
+                 "Segmenters: " + ", ".join(f"seg{i + 1} = {path}"
+                                            for i, path in enumerate(segmenter_paths)),)
+    evaluation.write_table(table, output / "table1.csv", output / "table1.md", notes)
     evaluation.write_table(rows, output / "study.csv", output / "study.md")
     segmentation.figure_score_vs_f1([r["score"] for r in rows], [r["f1"] for r in rows],
                                     [r["kind"] for r in rows], output / "score_vs_f1.png")
@@ -104,7 +153,8 @@ def run(config) -> dict:
                                          output / f"segmentation_{study.figure_kind}_level{level}.png",
                                          title=f"{study.figure_kind} level {level}")
     said = scoring.penalty_notes(study.ring_check, study.view_penalty, study.score_checkpoint)
-    print(f"TIQA score ({said}) against segmentation F1 (the paper's Table 1)")
+    print(f"TIQA score ({said}) against segmentation F1 (the paper's Table 1)"
+          + (f", F1 averaged over {len(segmenters)} segmenters" if len(segmenters) > 1 else ""))
     print(evaluation.format_table(table))
     print(f"written to {output}: table1.csv/.md, study.csv/.md, score_vs_f1.png, two_point_levels.png")
     return {"table": table, "rows": rows}

@@ -249,3 +249,12 @@ def test_study_refuses_an_empty_segmenter_list():
     config.segmentation_checkpoint = " , "
     with pytest.raises(errors.InputError, match="segmentation_checkpoint is empty"):
         study_segmentation.read_settings(config)
+
+
+def test_study_names_a_missing_segmenter_and_writes_nothing(tmp_path):
+    config = study_config.get_config()
+    config.segmentation_checkpoint = f"{tmp_path / 'missing'}"
+    config.output = str(tmp_path / "study")
+    with pytest.raises(FileNotFoundError, match="missing: no such model folder"):
+        study_segmentation.run(config)
+    assert not (tmp_path / "study").exists()

@@ -190,6 +190,12 @@ MUTATIONS = (
                'spread[f"{measure}_sd_over_segmenters"] = float(values.std(ddof=1))',
                'spread[f"{measure}_sd_over_segmenters"] = float(values.std())'),),
              ("tests/test_segmentation_phases.py",), keyword="segmenters"),
+    Mutation("study_makes_its_folder_before_loading", "the study makes its output folder "
+             "before its segmenters load, so a missing checkpoint leaves an empty folder behind",
+             (("tiqa/phases/study_segmentation.py",
+               "    study = read_settings(config)\n",
+               "    study = read_settings(config)\n    pathlib.Path(study.output).mkdir(parents=True, exist_ok=True)\n"),),
+             ("tests/test_segmentation_phases.py",), keyword="missing_segmenter"),
     Mutation("view_penalty_lost_on_export", "an exported model forgets its view penalty, so "
              "the score rewards sparse views again",
              (("tiqa/checkpoints.py",

@@ -92,11 +92,11 @@ def _segment(segmenter, positive: int, threshold: float, image: np.ndarray):
 def run(config) -> dict:
     """Runs the study described by configs/study_segmentation.py: the paper's Table 1."""
     study = read_settings(config)
-    output = pathlib.Path(study.output)
-    output.mkdir(parents=True, exist_ok=True)
     segmenter_paths = io.split_paths(study.segmentation_checkpoint)
     segmenters = [(checkpoints.load_segmenter(path), checkpoints.positive_class(path))
                   for path in segmenter_paths]
+    output = pathlib.Path(study.output)
+    output.mkdir(parents=True, exist_ok=True)  # once every segmenter has loaded
     score_model = checkpoints.load_model(study.score_checkpoint)
     score = scoring.make_slice_scorer(score_model, study.crops, with_ring_check=study.ring_check,
                                       with_view_penalty=study.view_penalty)

@@ -95,12 +95,12 @@ def run(config) -> dict:
     segmenter_paths = io.split_paths(study.segmentation_checkpoint)
     segmenters = [(checkpoints.load_segmenter(path), checkpoints.positive_class(path))
                   for path in segmenter_paths]
-    output = pathlib.Path(study.output)
-    output.mkdir(parents=True, exist_ok=True)  # once every segmenter has loaded
     score_model = checkpoints.load_model(study.score_checkpoint)
     score = scoring.make_slice_scorer(score_model, study.crops, with_ring_check=study.ring_check,
                                       with_view_penalty=study.view_penalty)
     paths, images, label_maps = held_out(study.images, study.labels, study.label_suffix)
+    output = pathlib.Path(study.output)
+    output.mkdir(parents=True, exist_ok=True)  # once every model and slice has loaded
     base_key = jax.random.key(study.seed)
     rows, curves, examples = [], {}, {}
     work = [(n, kind, level) for n in range(len(images)) for kind in study.kinds

@@ -81,12 +81,15 @@ def read_settings(config) -> StudySegmentationSettings:
     return found
 
 
-def _segment(segmenter, positive: int, threshold: float, image: np.ndarray):
-    """(mask of the positive class, class probabilities) of one slice."""
+def _segment(segmenter, positive: int, threshold: float, image: np.ndarray,
+             labels: np.ndarray):
+    """(predicted mask, target mask, class probabilities) of the positive class in one slice."""
     probabilities = segmenter.probabilities(image[None])[0]
     if segmenter.config.num_classes > 1:
-        return segmentation.argmax_labels(probabilities) == positive, probabilities
-    return binary_prediction(probabilities, threshold), probabilities
+        mask = segmentation.argmax_labels(probabilities) == positive
+    else:
+        mask = binary_prediction(probabilities, threshold)
+    return mask, labels == positive, probabilities
 
 
 def run(config) -> dict:
@@ -111,23 +114,20 @@ def run(config) -> dict:
         key = jax.random.fold_in(jax.random.fold_in(base_key, n), study.kinds.index(kind))
         distorted = np.asarray(distortions.apply(kind, images[n], level, key))
         tiqa_score = float(score(distorted[None])[0][0])
-        f1s, ious, uncertainties = [], [], []
-        for index, (segmenter, positive) in enumerate(segmenters):
-            mask, probabilities = _segment(segmenter, positive, study.threshold, distorted)
-            target = label_maps[n] == positive
-            f1s.append(segmentation.f1(mask, target))
-            ious.append(segmentation.iou(mask, target))
-            uncertainties.append(float(segmentation.entropy(probabilities).mean()))
-            if index == 0:  # the figures show the first segmenter's masks
-                first = (mask, target, probabilities)
+        segmented = [_segment(segmenter, positive, study.threshold, distorted, label_maps[n])
+                     for segmenter, positive in segmenters]
+        f1s = [segmentation.f1(mask, target) for mask, target, _ in segmented]
         # f1, iou and the uncertainty are means over the segmenters (each one's F1 kept beside)
         row = {"slice": pathlib.Path(paths[n]).stem, "kind": kind if level else "original",
                "level": level, "score": tiqa_score, "f1": float(np.mean(f1s)),
-               "iou": float(np.mean(ious)), "uncertainty_mean": float(np.mean(uncertainties))}
+               "iou": float(np.mean([segmentation.iou(mask, target)
+                                     for mask, target, _ in segmented])),
+               "uncertainty_mean": float(np.mean([segmentation.entropy(probabilities).mean()
+                                                  for _, _, probabilities in segmented]))}
         if len(segmenters) > 1:
             row.update({f"f1_seg{i + 1}": value for i, value in enumerate(f1s)})
         rows.append(row)
-        mask, target, probabilities = first
+        mask, target, probabilities = segmented[0]  # the figures show the first segmenter's
         if n == 0 and kind == study.figure_kind:
             curves[f"level {level}"] = segmentation.two_point_correlation(mask, axis=1)
             curves.setdefault("ground truth", segmentation.two_point_correlation(target, axis=1))

@@ -33,6 +33,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # A training ladder bank (.npz, the phases' acquisition.cache): NIQE's pristine model is
     # fitted on its ideal acquisitions. Empty: NIQE is left out.
     config.niqe_pristine = ""
+    # D-LinkNet checkpoints (comma-separated, launch.train_segmentation's work directories):
+    # every acquisition is segmented and its mask compared with the ideal acquisition's, so
+    # the report says what each level costs the segmentation. Empty: not measured.
+    config.segmenters = ""
+    config.segmentation_threshold = 0.5  # binary segmenters' probability threshold
     # Filter selection on the objects' acquisitions at `filter_photons` photons, checked
     # against the SSIM each candidate gains; `filter_selection` is configs/select_filter.py
     # (its input, output and checkpoint are set here).

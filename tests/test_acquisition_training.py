@@ -3,6 +3,7 @@ acquisition-ladder benchmark's statistics and phase."""
 
 import csv
 import dataclasses
+import types
 
 import jax
 import jax.numpy as jnp
@@ -279,19 +280,36 @@ def test_bootstrap_mean_brackets_the_mean_and_narrows_with_more_objects():
     assert np.isnan(acquisition_ladder._bootstrap_mean(np.array([0.7]), 500, seed=0)).all()
 
 
+class _Thresholder:
+    """A segmenter that calls class 0 where the slice is above `level`, keeping what it saw."""
+    def __init__(self, level):
+        self.level, self.config, self.seen = level, types.SimpleNamespace(num_classes=2), []
+
+    def probabilities(self, batch):
+        self.seen.append(np.asarray(batch))
+        above = (np.asarray(batch) > self.level).astype(np.float32)
+        return np.stack([above, 1.0 - above], axis=-1)
+
+
 @pytest.mark.slow
-def test_evaluate_acquisition_smoke_writes_its_tables(tmp_path):
+def test_evaluate_acquisition_smoke_writes_its_tables(monkeypatch, tmp_path):
     # A view penalty with no floor: every acquisition loses 0.05 points per unit of its comb.
     loaded = export_tiny_score_model(tmp_path / "tiny")
     checkpoints.save_exported(dataclasses.replace(
         loaded, view_penalty=penalties.Penalty(0.05, 80.0, 0.0)), tmp_path / "viewed")
+    segmenters = {"low": _Thresholder(0.3), "high": _Thresholder(0.6)}
+    monkeypatch.setattr(checkpoints, "load_segmenter", lambda path: segmenters[path])
+    monkeypatch.setattr(checkpoints, "positive_class", lambda path: 0)
     config = ladder_config.get_config("smoke")
     config.checkpoint = str(tmp_path / "viewed")
     config.output = str(tmp_path / "ladder")
     config.brisque = False
+    config.segmenters = "low,high"
+    config.batch_size = 7  # batches that straddle objects and factors
     rows = evaluate_acquisition.run(config)
     assert {row["contender"] for row in rows} == {"TIQA", evaluate_acquisition.NETWORK_ONLY,
-                                                  acquisition_ladder.ORACLE}
+                                                  acquisition_ladder.ORACLE,
+                                                  acquisition_ladder.SEGMENTATION}
     oracle = [row for row in rows if row["contender"] == acquisition_ladder.ORACLE]
     # Full-reference SSIM against the ideal orders the phantom's ladders (the model's ceiling).
     assert all(row["srocc"] >= 0.9 for row in oracle), oracle
@@ -310,8 +328,27 @@ def test_evaluate_acquisition_smoke_writes_its_tables(tmp_path):
         assert float(row["TIQA"]) == pytest.approx(expected, abs=1e-3)
     assert min(linear) < 1.0 and max(linear) > 1.25  # both sides of the knee were checked
     assert (tmp_path / "ladder" / "ladder.png").stat().st_size > 10_000
+    # Each acquisition's mask against its ideal acquisition's, by Dice computed here on what
+    # the segmenters saw (every acquisition, whole, in the order of the rows), averaged.
+    shape = (2, len(config.factors), acquisition.NUM_LEVELS, 80, 80)
+    dice = []
+    for segmenter in segmenters.values():
+        masks = np.concatenate(segmenter.seen).reshape(shape) > segmenter.level
+        ideal = masks[:, :, :1]
+        dice.append(2 * (masks & ideal).sum(axis=(-2, -1))
+                    / (masks.sum(axis=(-2, -1)) + ideal.sum(axis=(-2, -1))))
+    expected = np.mean(dice, axis=0).ravel()
+    found = np.asarray([float(row[acquisition_ladder.SEGMENTATION]) for row in per_image])
+    np.testing.assert_allclose(found, expected, rtol=1e-6)
+    assert expected.min() < 0.99 and np.all(expected.reshape(shape[:3])[:, :, 0] == 1.0)
+    assert not np.allclose(dice[0], dice[1])  # the mean, not one segmenter's
     report = (tmp_path / "ladder" / "ladder.md").read_text()
     assert "median score" in report and "Filter selection" in report
+    assert "mean over 2 D-LinkNet(s)" in report
+    # The photon ladder's level-5 cell of the table is the mean over the objects.
+    photons_row = next(line for line in report.splitlines()
+                       if line.startswith("| phantom | photons |"))
+    assert photons_row.split("|")[-2].strip() == f"{expected.reshape(shape[:3])[:, 0, 5].mean():.4f}"
     assert "| object kind | object (no scan) | ideal | level 1 |" in report
     with open(tmp_path / "ladder" / "filter_check" / "filters_vs_ssim.csv") as handle:
         checked = list(csv.DictReader(handle))
@@ -321,3 +358,12 @@ def test_evaluate_acquisition_smoke_writes_its_tables(tmp_path):
     assert gains["identity"] == pytest.approx(0.0, abs=1e-6)
     # At 3e3 photons smoothing a little helps and blurring by 3 px costs SSIM.
     assert gains["gaussian(sigma=1.0)"] > 0 > gains["gaussian(sigma=3.0)"]
+
+
+def test_evaluate_acquisition_names_a_missing_segmenter_and_writes_nothing(tmp_path):
+    config = ladder_config.get_config("smoke")
+    config.segmenters = str(tmp_path / "missing")
+    config.output = str(tmp_path / "ladder")
+    with pytest.raises(FileNotFoundError, match="missing: no such model folder"):
+        evaluate_acquisition.run(config)
+    assert not (tmp_path / "ladder").exists()

@@ -29,9 +29,10 @@ import pathlib
 import numpy as np
 from scipy import stats
 
-from tiqa import acquisition, errors, io, objects, observers, preprocessing
+from tiqa import acquisition, errors, io, objects, observers, preprocessing, segmentation
 
 ORACLE = "SSIM vs ideal (oracle)"
+SEGMENTATION = "Segmentation F1 vs ideal (D-LinkNet)"
 OBJECT_KINDS = ("grey", "label_map", "phantom")
 LEVELS = np.arange(acquisition.NUM_LEVELS)
 
@@ -144,6 +145,31 @@ def oracle_ssim(crops: np.ndarray) -> np.ndarray:
     distorted = crops.reshape(count, factors * acquisition.NUM_LEVELS, *crops.shape[-2:])
     values = observers.one_to_many("ssim", ideal, distorted)
     return np.asarray(values).reshape(count, factors, acquisition.NUM_LEVELS)
+
+
+def agreement_with_ideal(masks: np.ndarray) -> np.ndarray:
+    """F1 (Dice) of every acquisition's predicted mask against the mask of its object's ideal
+    acquisition (level 0): (M, F, 6, H, W) bool -> (M, F, 6); 1 where both are empty."""
+    masks = np.asarray(masks, bool)
+    ideal = np.broadcast_to(masks[:, :, :1], masks.shape)
+    return np.asarray(segmentation.f1(masks, ideal), np.float64).reshape(masks.shape[:3])
+
+
+def segmentation_markdown(agreement: np.ndarray, kinds: tuple[str, ...],
+                          factors: tuple[str, ...], segmenters: int) -> str:
+    """The table of what each level costs the segmentation: per object kind and factor, the
+    mean over objects of `agreement_with_ideal` (averaged over `segmenters`) at levels 1..5."""
+    kinds_array = np.asarray(kinds)
+    lines = [f"Segmentation: F1 of each acquisition's particle mask against the ideal "
+             f"acquisition's, mean over {segmenters} D-LinkNet(s) and over objects (1 = the "
+             "segmentation is unchanged):", "",
+             "| object kind | factor | " + " | ".join(f"level {level}" for level in LEVELS[1:])
+             + " |", "|---|---|" + "---:|" * (len(LEVELS) - 1)]
+    for kind in dict.fromkeys(kinds):
+        mean = agreement[kinds_array == kind].mean(axis=0)
+        lines += [f"| {kind} | {factor} | " + " | ".join(f"{value:.4f}" for value in mean[f, 1:])
+                  + " |" for f, factor in enumerate(factors)]
+    return "\n".join(lines)
 
 
 def markdown(rows: list[dict], best: list[dict], factors: tuple[str, ...]) -> str:

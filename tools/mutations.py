@@ -196,6 +196,24 @@ MUTATIONS = (
                "    study = read_settings(config)\n",
                "    study = read_settings(config)\n    pathlib.Path(study.output).mkdir(parents=True, exist_ok=True)\n"),),
              ("tests/test_segmentation_phases.py",), keyword="missing_segmenter"),
+    Mutation("ladder_segmentation_against_level_one", "the benchmark's segmentation F1 "
+             "compares each acquisition with the first worse level, not the ideal one",
+             (("tiqa/acquisition_ladder.py",
+               "    ideal = np.broadcast_to(masks[:, :, :1], masks.shape)",
+               "    ideal = np.broadcast_to(masks[:, :, 1:2], masks.shape)"),),
+             ("tests/test_acquisition_training.py",), keyword="smoke_writes"),
+    Mutation("ladder_segmentation_first_segmenter_only", "with several D-LinkNets the "
+             "benchmark's segmentation F1 is the first one's, not their mean",
+             (("tiqa/phases/evaluate_acquisition.py",
+               "    return np.mean(agreement, axis=0)",
+               "    return agreement[0]"),),
+             ("tests/test_acquisition_training.py",), keyword="smoke_writes"),
+    Mutation("ladder_makes_its_folder_before_loading_segmenters", "the benchmark makes its "
+             "output folder before its segmenters load, so a missing one leaves a folder behind",
+             (("tiqa/phases/evaluate_acquisition.py",
+               "    config = read_settings(config)\n    segmenters",
+               "    config = read_settings(config)\n    pathlib.Path(config.output).mkdir(parents=True)\n    segmenters"),),
+             ("tests/test_acquisition_training.py",), keyword="missing_segmenter"),
     Mutation("view_penalty_lost_on_export", "an exported model forgets its view penalty, so "
              "the score rewards sparse views again",
              (("tiqa/checkpoints.py",

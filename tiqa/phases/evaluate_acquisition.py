@@ -20,6 +20,7 @@ from tiqa import (acquisition, acquisition_ladder, checkpoints, comparison, erro
                   filters, io, objects, observers, penalties, scoring, view_check)
 from tiqa.baselines import brisque, niqe
 from tiqa.phases import compare, select_filter, settings
+from tiqa.phases.evaluate_segmentation import positive_mask
 
 NETWORK_ONLY = "TIQA network alone (no penalties)"
 
@@ -44,6 +45,8 @@ class EvaluateAcquisitionSettings:
     bootstrap: int
     brisque: bool
     niqe_pristine: str
+    segmenters: str
+    segmentation_threshold: float
     filter_check: bool
     filter_photons: float
     brisque_training: compare.BrisqueTraining
@@ -91,6 +94,22 @@ def pristine_niqe(config: EvaluateAcquisitionSettings, output: pathlib.Path) -> 
     model = niqe.Niqe.fit(acquisition_ladder.centre_crops(ideal, config.resize, config.crop))
     model.save(output / "niqe")
     return model
+
+
+def segmentation_agreement(segmenters: list, images: np.ndarray, threshold: float,
+                           batch_size: int) -> np.ndarray:
+    """(M, F, 6) F1 of each whole acquisition's particle mask against its ideal acquisition's,
+    the mean over `segmenters` ((D-LinkNet, positive class) pairs)."""
+    flat = images.reshape((-1,) + images.shape[-2:])
+    agreement = []
+    for segmenter, positive in segmenters:
+        masks = np.concatenate([
+            positive_mask(np.asarray(segmenter.probabilities(flat[start:start + batch_size])),
+                          segmenter.config.num_classes, positive, threshold)
+            for start in range(0, len(flat), batch_size)])
+        agreement.append(acquisition_ladder.agreement_with_ideal(
+            masks.reshape(images.shape[:3] + masks.shape[-2:])))
+    return np.mean(agreement, axis=0)
 
 
 def filter_check(config: EvaluateAcquisitionSettings, images: np.ndarray, output: pathlib.Path) -> dict:
@@ -141,6 +160,8 @@ def _selection_config(config, folder: pathlib.Path) -> ml_collections.ConfigDict
 def run(config) -> list[dict]:
     """Runs the benchmark (configs/evaluate_acquisition.py); writes ladder.csv/.md, scores.csv/.md and ladder.png under output."""
     config = read_settings(config)
+    segmenters = [(checkpoints.load_segmenter(path), checkpoints.positive_class(path))
+                  for path in io.split_paths(config.segmenters)]  # before anything is written
     output = pathlib.Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     factors = tuple(config.factors)
@@ -174,6 +195,9 @@ def run(config) -> list[dict]:
     object_scores = np.asarray(contenders[0].score(acquisition_ladder.unscanned_crops(
         held_out.attenuation, config.output_size, config.resize, config.crop)), np.float64)
     scored[acquisition_ladder.ORACLE] = (acquisition_ladder.oracle_ssim(crops), True)
+    if segmenters:
+        scored[acquisition_ladder.SEGMENTATION] = (segmentation_agreement(
+            segmenters, images, config.segmentation_threshold, config.batch_size), True)
     rows = []
     for name, (raw, higher_is_better) in scored.items():
         rows += acquisition_ladder.summarise(raw if higher_is_better else -raw, held_out.kinds, factors, name,
@@ -191,6 +215,9 @@ def run(config) -> list[dict]:
     evaluation.write_table(per_image, output / "scores.csv", output / "scores.md")
     summary = acquisition_ladder.markdown(rows, best, factors)
     acquisition_ladder.plot(rows, factors, output / "ladder.png")
+    if segmenters:
+        summary += "\n\n" + acquisition_ladder.segmentation_markdown(
+            scored[acquisition_ladder.SEGMENTATION][0], held_out.kinds, factors, len(segmenters))
     if config.filter_check:
         if factors[0] != "photons":
             raise errors.InputError("filter_check needs 'photons' as the first of config.factors")

@@ -45,6 +45,15 @@ def binary_prediction(probabilities: np.ndarray, level: float) -> np.ndarray:
     return segmentation.threshold(probabilities[..., 1], level)
 
 
+def positive_mask(probabilities: np.ndarray, num_classes: int, positive: int,
+                  threshold: float) -> np.ndarray:
+    """The predicted mask of the positive class from a segmenter's (..., H, W, C)
+    probabilities: the argmax for several classes, the threshold for a binary segmenter."""
+    if num_classes > 1:
+        return segmentation.argmax_labels(probabilities) == positive
+    return binary_prediction(probabilities, threshold)
+
+
 def run(config) -> dict:
     """Runs the evaluation described by configs/evaluate_segmentation.py."""
     config = read_settings(config)

@@ -19,7 +19,7 @@ import tqdm
 
 from tiqa import checkpoints, distortions, errors, evaluation, io, scoring, segmentation
 from tiqa.phases import settings
-from tiqa.phases.evaluate_segmentation import binary_prediction, held_out
+from tiqa.phases.evaluate_segmentation import held_out, positive_mask
 
 
 def table_one(rows: list[dict], kinds) -> list[dict]:
@@ -85,10 +85,7 @@ def _segment(segmenter, positive: int, threshold: float, image: np.ndarray,
              labels: np.ndarray):
     """(predicted mask, target mask, class probabilities) of the positive class in one slice."""
     probabilities = segmenter.probabilities(image[None])[0]
-    if segmenter.config.num_classes > 1:
-        mask = segmentation.argmax_labels(probabilities) == positive
-    else:
-        mask = binary_prediction(probabilities, threshold)
+    mask = positive_mask(probabilities, segmenter.config.num_classes, positive, threshold)
     return mask, labels == positive, probabilities
 
 

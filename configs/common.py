@@ -28,6 +28,9 @@ def add_acquisition(config: ml_collections.ConfigDict) -> None:
     config.acquisition.grey = ""
     config.acquisition.label_maps = ""
     config.acquisition.label_map_slices = 4
+    # Label maps drawn as smooth grey slices (soft phase boundaries, texture inside the
+    # phases: tiqa.objects.smooth_from_labels), so that soft edges are not taken for blur.
+    config.acquisition.smooth_label_maps = ""
     config.acquisition.phantoms = 0
     config.acquisition.phantom_seed = 100  # phantoms use seeds phantom_seed, phantom_seed + 1, ...
     config.acquisition.factors = ("photons", "gain_error", "views", "centre_offset",

@@ -3,6 +3,7 @@ acquisition-ladder benchmark's statistics and phase."""
 
 import csv
 import dataclasses
+import json
 import types
 
 import jax
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import special
 
 from configs import evaluate_acquisition as ladder_config
 from configs import finetune as finetune_config
@@ -44,6 +46,59 @@ def test_label_objects_keep_phases_apart_and_texture_is_optional():
     assert np.min(np.diff(values)) >= objects.MIN_PHASE_GAP * values.max() - 1e-6
     textured = objects.from_labels(label_map, 100, np.random.default_rng(3), texture=True)
     assert len(np.unique(textured)) > 100
+
+
+def test_smooth_label_objects_have_soft_edges_and_texture_of_the_drawn_amplitude(monkeypatch):
+    # Without texture and grain, the row profile across a two-phase step is the step blurred by
+    # a Gaussian: the normal CDF of the distance to the boundary over a sigma in
+    # SMOOTH_EDGE_RANGE, between the two phases' values (a sharp label object jumps in a pixel).
+    step = np.zeros((64, 200), np.int32)
+    step[:, 100:] = 1
+    distance = np.arange(200) - 99.5
+    monkeypatch.setattr(objects, "SMOOTH_TEXTURE_RANGE", (0.0, 0.0))
+    monkeypatch.setattr(objects, "SMOOTH_GRAIN_RANGE", (0.0, 0.0))
+    for seed in range(3):
+        profile = objects.smooth_from_labels(step, np.random.default_rng(seed)).mean(axis=0)
+        low, high = profile[0], profile[-1]
+        assert max(low, high) == pytest.approx(1.0) and abs(high - low) >= 0.1
+        sigmas = np.linspace(1.0, 12.0, 221)
+        errors_by_sigma = [np.abs(low + (high - low) * special.ndtr(distance / sigma) - profile).max()
+                           for sigma in sigmas]
+        best = int(np.argmin(errors_by_sigma))
+        assert errors_by_sigma[best] < 0.01 * abs(high - low)
+        assert objects.SMOOTH_EDGE_RANGE[0] - 0.05 <= sigmas[best] <= objects.SMOOTH_EDGE_RANGE[1] + 0.05
+    # One phase without grain: texture only, its relative std the drawn amplitude, correlated
+    # between neighbours (white grain is not).
+    monkeypatch.undo()
+    monkeypatch.setattr(objects, "SMOOTH_GRAIN_RANGE", (0.0, 0.0))
+    flat = objects.smooth_from_labels(np.zeros((256, 256), np.int32), np.random.default_rng(5))
+    assert objects.SMOOTH_TEXTURE_RANGE[0] - 1e-6 <= flat.std() / flat.mean() <= objects.SMOOTH_TEXTURE_RANGE[1] + 1e-6
+    assert np.corrcoef(flat[:, :-1].ravel(), flat[:, 1:].ravel())[0, 1] > 0.8
+
+
+def test_smooth_label_maps_join_the_training_objects_and_the_bank_description(tmp_path, monkeypatch):
+    stripes = np.repeat(np.arange(3, dtype=np.uint8) * 100, 50)[None, :].repeat(150, axis=0)
+    Image.fromarray(stripes).save(tmp_path / "labels.png")
+    found = objects.collect("", str(tmp_path / "labels.png"), 1, 7, 100, 0,
+                            smooth_label_maps=str(tmp_path / "labels.png"))
+    assert found.kinds == ("label_map", "smooth", "phantom")
+    assert found.sources[1] == str(tmp_path / "labels.png")
+    # The label map object has three attenuation values; the smooth one a continuum of them.
+    assert len(np.unique(found.attenuation[0])) <= 3 < 1000 < len(np.unique(found.attenuation[1]))
+    described = {}
+
+    def record(attenuation, factors, key, **kwargs):
+        described["objects"] = attenuation.shape[0]
+        return np.zeros((attenuation.shape[0], len(factors), 6, 8, 8), np.float32)
+
+    monkeypatch.setattr(acquisition, "ladders", record)
+    settings = batches.LadderSettings(objects_per_batch=1, smooth_label_maps=str(tmp_path / "labels.png"),
+                                      factors=("photons",), cache=str(tmp_path / "bank.npz"))
+    batches.ladder_bank(settings, seed=0)
+    assert described["objects"] == 1
+    with np.load(tmp_path / "bank.npz") as stored:
+        assert list(stored["names"]) == [f"smooth:{tmp_path / 'labels.png'}"]
+        assert json.loads(str(stored["description"]))["smooth_label_maps"] == settings.smooth_label_maps
 
 
 def test_scored_scale_shows_a_large_slice_whole_and_native_a_window_of_it(tmp_path):

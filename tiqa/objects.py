@@ -6,6 +6,11 @@ scanned sample:
 * grey slices (real reconstructions in [0, 1]): a random zoom and window, a random gamma;
 * label maps (segmented microstructures): a random attenuation per phase, kept apart so the
   phases stay distinct, and optional smooth texture inside the phases;
+* smooth label maps: a label map drawn as a grey slice with soft phase boundaries, texture
+  inside the phases and a faint grain (`smooth_from_labels`), then treated as a grey slice.
+  Real slices can be this smooth: sub-volume B's nano-CT slices are best explained by their
+  own label maps blurred with a Gaussian of 6 to 10 px, and a score trained only on sharp
+  objects reads their soft edges as blur, whatever the acquisition;
 * the project's synthetic electrodes (`tiqa.phantom`).
 
 Every object is then scaled so that a ray through the centre is attenuated by a random total
@@ -30,14 +35,22 @@ GAMMA_RANGE = (0.7, 1.4)
 # Phases of a label map get attenuations in [0, 1] at least this far apart.
 MIN_PHASE_GAP = 0.15
 TEXTURE_RANGE = (0.02, 0.12)  # relative amplitude of smooth texture inside the phases
-KINDS = ("grey", "label_map", "phantom")
+# Smooth label maps (`smooth_from_labels`), in the label map's own pixels: the Gaussian sigma of
+# the soft phase boundaries, the relative amplitude and correlation length (Gaussian sigma) of
+# the texture inside the phases, and the std of a faint white grain on the [0, 1] range.
+SMOOTH_EDGE_RANGE = (3.0, 8.0)
+SMOOTH_TEXTURE_RANGE = (0.05, 0.20)
+SMOOTH_TEXTURE_SCALE = (2.0, 6.0)
+SMOOTH_GRAIN_RANGE = (0.005, 0.02)
+KINDS = ("grey", "label_map", "smooth", "phantom")
 # The scale at which a slice is drawn before the random zoom: "native", its own pixels; or
 # "scored", the scale at which the scoring path shows the whole slice when its short side is
 # resized to the reconstruction's side (how a user's real slice of any size is scored).
 SCALES = ("native", "scored")
 
-__all__ = ["KINDS", "SCALES", "Collection", "check_scale", "collect", "from_grey", "from_labels", "from_phantom", "scale_to_transmission",
-           "read_label_map", "inside_circle"]
+__all__ = ["KINDS", "SCALES", "Collection", "check_scale", "collect", "from_grey", "from_labels",
+           "from_phantom", "smooth_from_labels", "scale_to_transmission", "read_label_map",
+           "inside_circle"]
 
 
 def inside_circle(size: int) -> np.ndarray:
@@ -125,6 +138,27 @@ def from_labels(labels: np.ndarray, size: int, rng: np.random.Generator,
     return scale_to_transmission(np.maximum(values, 0.0), _transmission(rng))
 
 
+def smooth_from_labels(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A grey slice in [0, 1], the same shape as the integer label map `labels`: a random
+    attenuation per phase (kept `MIN_PHASE_GAP` apart), phase boundaries softened by a
+    Gaussian of sigma `SMOOTH_EDGE_RANGE`, texture inside the phases (`SMOOTH_TEXTURE_RANGE`
+    of the local value, correlated over `SMOOTH_TEXTURE_SCALE`) and a white grain
+    (`SMOOTH_GRAIN_RANGE`). `from_grey` then zooms, windows and scales it like a real slice."""
+    labels = np.asarray(labels)
+    phases, index = np.unique(labels, return_inverse=True)
+    # A floor keeps the darkest phase attenuating, so the texture has a value to modulate.
+    values = 0.1 + _phase_values(len(phases), rng)[index.reshape(labels.shape)]
+    values = ndimage.gaussian_filter(values, rng.uniform(*SMOOTH_EDGE_RANGE), mode="nearest")
+    # The texture after the boundaries are softened, so its amplitude is the one drawn.
+    texture = _smooth_field(rng, labels.shape, rng.uniform(*SMOOTH_TEXTURE_SCALE))
+    values = values * (1.0 + rng.uniform(*SMOOTH_TEXTURE_RANGE) * texture)
+    # Divided by the maximum, not stretched to [0, 1], so phases keep their attenuation
+    # ratios and the texture its relative amplitude.
+    values = np.maximum(values, 0.0) / float(values.max())
+    grain = rng.uniform(*SMOOTH_GRAIN_RANGE) * rng.standard_normal(labels.shape)
+    return np.clip(values + grain, 0.0, 1.0)
+
+
 def from_phantom(seed: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """An object from the project's synthetic electrode (a random particle size)."""
     attenuation, _ = phantom.microstructure(seed, (size, size),
@@ -160,10 +194,12 @@ def check_scale(scale: str, key: str = "object scale") -> None:
 
 def collect(grey: str, label_maps: str, phantoms: int, phantom_seed: int, size: int, seed: int,
             *, label_map_slices: int = 0, label_texture: bool | None = None,
-            scale: str = "native", scored_size: int = 0) -> Collection:
-    """Objects from comma-separated grey slices and label maps (`label_map_slices` evenly
-    spaced pages of each, 0: all) and `phantoms` phantoms of seeds from `phantom_seed`, in
-    that order, all random draws from one generator of `seed`. Empty lists give no objects.
+            scale: str = "native", scored_size: int = 0,
+            smooth_label_maps: str = "") -> Collection:
+    """Objects from comma-separated grey slices, label maps and label maps drawn as smooth
+    grey slices (`smooth_from_labels`; `label_map_slices` evenly spaced pages of each label
+    map, 0: all), and `phantoms` phantoms of seeds from `phantom_seed`, in that order, all
+    random draws from one generator of `seed`. Empty lists give no objects.
     `scale` (SCALES) is the scale slices and label maps are drawn at; "scored" needs the
     reconstruction's side, `scored_size`."""
     check_scale(scale)
@@ -185,6 +221,12 @@ def collect(grey: str, label_maps: str, phantoms: int, phantom_seed: int, size: 
         for item in evenly_spaced(io.list_inputs(path), label_map_slices):
             attenuation.append(from_labels(read_label_map(item), size, rng, label_texture, scored))
             kinds.append("label_map")
+            sources.append(source(item))
+    for path in io.split_paths(smooth_label_maps):
+        for item in evenly_spaced(io.list_inputs(path), label_map_slices):
+            grey_slice = smooth_from_labels(read_label_map(item), rng)
+            attenuation.append(from_grey(grey_slice, size, rng, scored))
+            kinds.append("smooth")
             sources.append(source(item))
     for index in range(phantoms):
         attenuation.append(from_phantom(phantom_seed + index, size, rng))

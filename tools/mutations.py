@@ -214,6 +214,25 @@ MUTATIONS = (
                "    config = read_settings(config)\n    segmenters",
                "    config = read_settings(config)\n    pathlib.Path(config.output).mkdir(parents=True)\n    segmenters"),),
              ("tests/test_acquisition_training.py",), keyword="missing_segmenter"),
+    Mutation("smooth_objects_sharp_edges", "smooth label-map objects keep their sharp "
+             "phase boundaries (no Gaussian), so soft edges never reach training",
+             (("tiqa/objects.py",
+               "    values = ndimage.gaussian_filter(values, rng.uniform(*SMOOTH_EDGE_RANGE), mode=\"nearest\")\n",
+               "    rng.uniform(*SMOOTH_EDGE_RANGE)\n"),),
+             ("tests/test_acquisition_training.py",), keyword="smooth_label_objects"),
+    Mutation("smooth_objects_blurred_after_texture", "smooth objects are blurred again "
+             "after their texture is drawn, which flattens the texture",
+             (("tiqa/objects.py",
+               "    values = np.maximum(values, 0.0) / float(values.max())\n",
+               "    values = ndimage.gaussian_filter(values, 6.0, mode=\"nearest\")\n"
+               "    values = np.maximum(values, 0.0) / float(values.max())\n"),),
+             ("tests/test_acquisition_training.py",), keyword="smooth_label_objects"),
+    Mutation("smooth_objects_out_of_the_bank_description", "a ladder bank cached without "
+             "its smooth label maps is read back for settings that name them",
+             (("tiqa/train/batches.py",
+               '        physics["smooth_label_maps"] = settings.smooth_label_maps',
+               "        pass"),),
+             ("tests/test_acquisition_training.py",), keyword="smooth_label_maps_join"),
     Mutation("view_penalty_lost_on_export", "an exported model forgets its view penalty, so "
              "the score rewards sparse views again",
              (("tiqa/checkpoints.py",

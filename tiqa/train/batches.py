@@ -82,6 +82,8 @@ class LadderSettings:
     grey: str = ""  # comma-separated grey slices
     label_maps: str = ""  # comma-separated label maps
     label_map_slices: int = 4
+    # comma-separated label maps drawn as smooth grey slices (objects.smooth_from_labels)
+    smooth_label_maps: str = ""
     phantoms: int = 0
     phantom_seed: int = 100
     factors: tuple[str, ...] = ("photons", "gain_error", "views", "centre_offset", "detector_blur")
@@ -141,11 +143,12 @@ def training_objects(settings: LadderSettings, seed: int) -> tuple[np.ndarray, l
     found = objects.collect(settings.grey, settings.label_maps, settings.phantoms,
                             settings.phantom_seed, acquisition.object_size(settings.output_size),
                             seed, label_map_slices=settings.label_map_slices,
-                            scale=settings.object_scale, scored_size=settings.output_size)
+                            scale=settings.object_scale, scored_size=settings.output_size,
+                            smooth_label_maps=settings.smooth_label_maps)
     if not found.kinds:
         raise errors.InputError("acquisition.objects_per_batch is set but acquisition.grey, "
                                 "acquisition.label_maps and acquisition.phantoms give no objects")
-    prefixes = {"grey": "grey", "label_map": "labels", "phantom": "phantom"}
+    prefixes = {"grey": "grey", "label_map": "labels", "smooth": "smooth", "phantom": "phantom"}
     return found.attenuation, [f"{prefixes[kind]}:{source}"
                                for kind, source in zip(found.kinds, found.sources)]
 
@@ -161,8 +164,11 @@ def ladder_bank(settings: LadderSettings, seed: int) -> np.ndarray:
     physics = {key: getattr(settings, key) for key in (
         "grey", "label_maps", "label_map_slices", "phantoms", "phantom_seed", "output_size",
         "max_views")}
-    if settings.object_scale != "native":  # banks made before the option stay valid
+    # Banks made before these options stay valid while the options keep their defaults.
+    if settings.object_scale != "native":
         physics["object_scale"] = settings.object_scale
+    if settings.smooth_label_maps:
+        physics["smooth_label_maps"] = settings.smooth_label_maps
     physics.update(factors=list(settings.factors), seed=seed)
     # Banks of an earlier model (version 1 stored none) differ here, so they are simulated anew.
     physics["acquisition_model"] = acquisition.MODEL_VERSION

@@ -31,6 +31,9 @@ def add_acquisition(config: ml_collections.ConfigDict) -> None:
     # Label maps drawn as smooth grey slices (soft phase boundaries, texture inside the
     # phases: tiqa.objects.smooth_from_labels), so that soft edges are not taken for blur.
     config.acquisition.smooth_label_maps = ""
+    # Factors whose ladders of those smooth objects are left out of the losses (simulated all
+    # the same): e.g. ("detector_blur",), since a soft object changes little under more blur.
+    config.acquisition.smooth_factors_left_out = ()
     config.acquisition.phantoms = 0
     config.acquisition.phantom_seed = 100  # phantoms use seeds phantom_seed, phantom_seed + 1, ...
     config.acquisition.factors = ("photons", "gain_error", "views", "centre_offset",

@@ -99,6 +99,12 @@ def test_smooth_label_maps_join_the_training_objects_and_the_bank_description(tm
     with np.load(tmp_path / "bank.npz") as stored:
         assert list(stored["names"]) == [f"smooth:{tmp_path / 'labels.png'}"]
         assert json.loads(str(stored["description"]))["smooth_label_maps"] == settings.smooth_label_maps
+    # The pool weighs each ladder by its object's kind: the smooth object's photon ladder is
+    # left out when asked, and with nothing left out the pool carries no weights at all.
+    pool = batches.build_pool([np.zeros((8, 8), np.float32)], [4.0], resize=0, crop=8)
+    left_out = dataclasses.replace(settings, smooth_factors_left_out=("photons",))
+    np.testing.assert_array_equal(batches.with_ladders(pool, left_out, 0, 8, 4.0).ladder_weights, [[0.0]])
+    assert batches.with_ladders(pool, settings, 0, 8, 4.0).ladder_weights is None
 
 
 def test_scored_scale_shows_a_large_slice_whole_and_native_a_window_of_it(tmp_path):
@@ -198,6 +204,36 @@ def test_finetune_batch_labels_ladders_against_their_ideal_acquisition():
     np.testing.assert_array_equal(np.asarray(batch["levels"]), np.tile(np.arange(6), 3))
 
 
+def test_smooth_objects_ladders_left_out_get_weight_zero_in_batches():
+    settings = batches.LadderSettings(factors=("photons", "detector_blur"),
+                                      smooth_factors_left_out=("detector_blur",),
+                                      denoising_ladder=True)
+    weights = batches.ladder_weights(["grey:a.tif", "smooth:b.tif", "phantom:100"], settings)
+    np.testing.assert_array_equal(weights, [[1, 1, 1], [1, 0, 1], [1, 1, 1]])
+    # In a batch, every image of a ladder carries its weight; the originals weigh 1.
+    pool = _pool_with_ladders(count=2)
+    # Object m's ladders are offset by 10 m, so a crop tells which object it came from.
+    pool = pool._replace(ladders=pool.ladders + 10.0 * jnp.arange(2.0)[:, None, None, None, None],
+                         ladder_weights=jnp.asarray([[1.0, 0.0], [0.0, 1.0]]))
+    seen = set()
+    projection = labels.ProjectionConfig(kinds=("blur",))
+    for step in range(2):
+        batch = batches.finetune_batch(pool, jnp.int32(step), key=jax.random.key(0),
+                                       originals_per_batch=1, crop=32, projection=projection,
+                                       objects_per_batch=1)
+        ladder_weights = np.asarray(batch["weights"][6:]).reshape(2, 6)
+        np.testing.assert_array_equal(np.asarray(batch["weights"][:6]), 1.0)
+        which = int(np.asarray(batch["images"][6]).mean() // 10)
+        seen.add(which)
+        np.testing.assert_array_equal(ladder_weights, np.repeat(
+            np.asarray(pool.ladder_weights[which])[:, None], 6, axis=1))
+    assert seen == {0, 1}  # one epoch of two steps shows both objects
+    rank = rank_config.get_config("smoke")
+    rank.acquisition.smooth_factors_left_out = ("centre_offset",)
+    with pytest.raises(errors.InputError, match=r"config\.acquisition\.smooth_factors_left_out"):
+        train_rank.read_settings(rank)
+
+
 def test_fixed_ladder_labels_measure_the_damage_not_the_rank():
     # Each level of this ladder adds 0.01 to the ideal: a damage far too small to be labelled 1.
     pool = _pool_with_ladders()
@@ -228,18 +264,18 @@ def test_ladder_bank_is_cached_and_refreshed_when_settings_change(tmp_path, monk
     config = batches.LadderSettings(phantoms=1, objects_per_batch=1, output_size=32,
                                     factors=("photons",), max_views=180,
                                     cache=str(tmp_path / "bank.npz"))
-    first = batches.ladder_bank(config, seed=0)
+    first = batches.ladder_bank(config, seed=0).ladders
     assert first.shape == (1, 1, 6, 32, 32)
     stamp = (tmp_path / "bank.npz").stat().st_mtime_ns
-    np.testing.assert_array_equal(batches.ladder_bank(config, seed=0), first)
+    np.testing.assert_array_equal(batches.ladder_bank(config, seed=0).ladders, first)
     assert (tmp_path / "bank.npz").stat().st_mtime_ns == stamp  # read, not simulated again
     config = dataclasses.replace(config, factors=("gain_error",))
-    changed = batches.ladder_bank(config, seed=0)
+    changed = batches.ladder_bank(config, seed=0).ladders
     assert not np.array_equal(changed, first)
     # A bank of an earlier acquisition model is simulated anew, not read.
     stamp = (tmp_path / "bank.npz").stat().st_mtime_ns
     monkeypatch.setattr(acquisition, "MODEL_VERSION", acquisition.MODEL_VERSION + 1)
-    np.testing.assert_array_equal(batches.ladder_bank(config, seed=0), changed)
+    np.testing.assert_array_equal(batches.ladder_bank(config, seed=0).ladders, changed)
     assert (tmp_path / "bank.npz").stat().st_mtime_ns != stamp
 
 
@@ -248,7 +284,7 @@ def test_denoising_ladders_extend_a_cached_bank_without_simulating_it_again(tmp_
     config = batches.LadderSettings(phantoms=3, objects_per_batch=1, output_size=32,
                                     factors=("gain_error", "photons"), max_views=180,
                                     cache=str(tmp_path / "bank.npz"))
-    physics = batches.ladder_bank(config, seed=0)
+    physics = batches.ladder_bank(config, seed=0).ladders
 
     def simulate_again(*args, **kwargs):
         raise AssertionError("the physics of a cached bank was simulated again")
@@ -256,14 +292,14 @@ def test_denoising_ladders_extend_a_cached_bank_without_simulating_it_again(tmp_
     monkeypatch.setattr(acquisition, "ladders", simulate_again)
     config = dataclasses.replace(config, denoising_ladder=True)
     assert config.num_ladders == 3
-    extended = batches.ladder_bank(config, seed=0)
+    extended = batches.ladder_bank(config, seed=0).ladders
     assert extended.shape == (3, 3, 6, 32, 32)
     np.testing.assert_array_equal(extended[:, :2], physics)
     # Object m's denoising ladder restores its acquisition at photon level 3, 4 or 5.
     for m in range(3):
         np.testing.assert_array_equal(extended[m, 2], filters.denoising_ladder(
             physics[m, 1, 0], physics[m, 1, 3 + m]))
-    np.testing.assert_array_equal(batches.ladder_bank(config, seed=0), extended)  # now cached
+    np.testing.assert_array_equal(batches.ladder_bank(config, seed=0).ladders, extended)  # now cached
     assert batches.images_per_batch(1, 2, 1, config.num_ladders) == 2 * 6 + 3 * 6
     rank = rank_config.get_config("smoke")
     rank.acquisition.denoising_ladder = True

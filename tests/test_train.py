@@ -46,6 +46,26 @@ def test_mse_loss():
     assert float(losses.mse_loss(jnp.asarray([1.0, 3.0]), jnp.asarray([2.0, 5.0]))) == pytest.approx(2.5)
 
 
+def test_losses_leave_out_images_of_weight_zero():
+    # The case of test_hinge_rank_loss_hand_computed with image 2 left out: group 0 keeps the
+    # pair (0, 1), hinge 0; group 1's pair costs 6; the mean over 2 pairs is 3.
+    scores = jnp.asarray([3.0, 1.0, 2.0, 0.0, 5.0])
+    levels = jnp.asarray([0, 1, 2, 0, 1])
+    groups = jnp.asarray([0, 0, 0, 1, 1])
+    weights = jnp.asarray([1.0, 1.0, 0.0, 1.0, 1.0])
+    assert float(losses.hinge_rank_loss(scores, levels, groups, 1.0, weights)) == pytest.approx(3.0)
+    assert float(losses.pair_accuracy(scores, levels, groups, weights)) == pytest.approx(0.5)
+    # MSE over the weighted images only: errors 1 and 2 (the 100 of weight 0 does not count).
+    mse = losses.mse_loss(jnp.asarray([1.0, 3.0, 100.0]), jnp.asarray([2.0, 5.0, 0.0]),
+                          jnp.asarray([1.0, 1.0, 0.0]))
+    assert float(mse) == pytest.approx(2.5)
+    batch = {"labels": jnp.asarray([2.0, 5.0, 0.0]), "levels": jnp.asarray([0, 1, 2]),
+             "group_ids": jnp.asarray([0, 0, 0]), "weights": jnp.asarray([1.0, 1.0, 0.0])}
+    loss, _ = losses.mse_rank_loss_fn(1.0, 0.5)(jnp.asarray([1.0, 3.0, 100.0]), batch)
+    # MSE 2.5, and the one kept pair (0, 1) costs 0.5 - (1 - 3) = 2.5.
+    assert float(loss) == pytest.approx(5.0)
+
+
 def test_mse_rank_loss_adds_the_weighted_hinge_of_each_group():
     scores = jnp.asarray([3.0, 3.5, 2.0, 1.0])
     batch = {"labels": jnp.asarray([4.0, 3.0, 4.0, 2.0]), "levels": jnp.asarray([0, 1, 0, 1]),

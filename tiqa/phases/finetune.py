@@ -35,8 +35,11 @@ def calibrate_output(graphdef, state: loop.TrainState, pool, make_batch, steps: 
     for step in range(steps):
         batch = batch_fn(pool, jax.numpy.int32(step))
         images = batch["images"]
-        scores.append(np.asarray(eval_forward(graphdef, state.params, state.batch_stats, images)))
-        targets.append(np.asarray(batch["labels"]))
+        # Images of ladders left out of the losses are left out of the fit too.
+        kept = np.asarray(batch.get("weights", np.ones(images.shape[0]))) > 0
+        scored = np.asarray(eval_forward(graphdef, state.params, state.batch_stats, images))
+        scores.append(scored[kept])
+        targets.append(np.asarray(batch["labels"])[kept])
     scores, targets = np.concatenate(scores), np.concatenate(targets)
     if np.std(scores) < 1e-3 * (1.0 + abs(np.mean(scores))):
         logging.warning("finetune: the rank network's scores barely vary; output left as is")

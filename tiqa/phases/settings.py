@@ -83,6 +83,11 @@ def data_source(config, where: str = "config") -> DataSource:
         raise errors.InputError("acquisition.objects_per_batch must be 0 (no ladders) or positive, "
                                 f"got {source.ladders.objects_per_batch}")
     objects.check_scale(source.ladders.object_scale, f"{where}.acquisition.object_scale")
+    unknown = set(source.ladders.smooth_factors_left_out) - set(source.ladders.factors)
+    if unknown:
+        raise errors.InputError(f"{where}.acquisition.smooth_factors_left_out names factors that "
+                                f"are not among {where}.acquisition.factors "
+                                f"{tuple(source.ladders.factors)}: {sorted(unknown)}")
     if source.ladders.label_normalisation not in labels.NORMALISATIONS:
         raise errors.InputError(f"{where}.acquisition.label_normalisation must be one of "
                                 f"{labels.NORMALISATIONS}, got {source.ladders.label_normalisation!r}")

@@ -32,6 +32,9 @@ class ReferencePool(NamedTuple):
     # (M, F, 6, A, A) ladders of M objects (`acquisition.ladders`), or None.
     ladders: jax.Array | None = None
     ladder_scores: jax.Array | None = None  # (M,) score S0 of each object's ideal acquisition
+    # (M, L) 1 where a ladder trains, 0 where it is left out of the losses
+    # (`LadderSettings.smooth_factors_left_out`); None: every ladder trains.
+    ladder_weights: jax.Array | None = None
 
 
 def build_pool(slices: Sequence[np.ndarray], scores: Sequence[float], resize: int, crop: int
@@ -84,6 +87,8 @@ class LadderSettings:
     label_map_slices: int = 4
     # comma-separated label maps drawn as smooth grey slices (objects.smooth_from_labels)
     smooth_label_maps: str = ""
+    # Factors whose ladders of smooth objects are simulated but left out of the losses.
+    smooth_factors_left_out: tuple[str, ...] = ()
     phantoms: int = 0
     phantom_seed: int = 100
     factors: tuple[str, ...] = ("photons", "gain_error", "views", "centre_offset", "detector_blur")
@@ -130,12 +135,24 @@ def with_ladders(pool: ReferencePool, settings: LadderSettings, seed: int, crop:
     or as it is when `settings.objects_per_batch` is 0."""
     if not settings.objects_per_batch:
         return pool
-    ladders = ladder_bank(settings, seed)
+    ladders, names = ladder_bank(settings, seed)
     if ladders.shape[-1] < crop:
         raise errors.InputError(f"acquisition.output_size={ladders.shape[-1]} is smaller than the "
                                 f"{crop} px crop")
+    weights = ladder_weights(names, settings)
     return pool._replace(ladders=jnp.asarray(ladders), ladder_scores=jnp.full(
-        (ladders.shape[0],), score, jnp.float32))
+        (ladders.shape[0],), score, jnp.float32),
+        ladder_weights=None if weights.all() else jnp.asarray(weights))
+
+
+def ladder_weights(names: Sequence[str], settings: LadderSettings) -> np.ndarray:
+    """(M, L) weights of the bank's ladders: 0 for the factors of
+    `settings.smooth_factors_left_out` on smooth objects (names "smooth:..."), 1 elsewhere,
+    the denoising ladder included."""
+    left_out = np.array([factor in settings.smooth_factors_left_out for factor in settings.factors]
+                        + [False] * int(settings.denoising_ladder))
+    smooth = np.array([str(name).startswith("smooth:") for name in names])
+    return np.where(smooth[:, None] & left_out[None, :], 0.0, 1.0).astype(np.float32)
 
 
 def training_objects(settings: LadderSettings, seed: int) -> tuple[np.ndarray, list[str]]:
@@ -153,9 +170,15 @@ def training_objects(settings: LadderSettings, seed: int) -> tuple[np.ndarray, l
                                for kind, source in zip(found.kinds, found.sources)]
 
 
-def ladder_bank(settings: LadderSettings, seed: int) -> np.ndarray:
+class LadderBank(NamedTuple):
+    ladders: np.ndarray  # (M, L, 6, A, A)
+    names: list[str]  # one per object, "kind:source" (`training_objects`)
+
+
+def ladder_bank(settings: LadderSettings, seed: int) -> LadderBank:
     """(M, L, 6, A, A) acquisition ladders of the training objects, simulated once: one per
-    factor, then the denoising ladder when `settings.denoising_ladder` is set.
+    factor, then the denoising ladder when `settings.denoising_ladder` is set; and the
+    objects' names.
 
     With `settings.cache` set, the bank is read from that .npz when it was made from the same
     settings, and written there otherwise, so the rank and fine-tune phases share one. A bank
@@ -180,9 +203,9 @@ def ladder_bank(settings: LadderSettings, seed: int) -> np.ndarray:
             found = json.loads(str(stored["description"]))
             if found == description:
                 logging.info("acquisition ladders read from %s", cache)
-                return stored["ladders"]
+                return LadderBank(stored["ladders"], [str(name) for name in stored["names"]])
             if found == physics:  # the same physics: only the denoising ladders are new
-                ladders, names = stored["ladders"], stored["names"]
+                ladders, names = stored["ladders"], [str(name) for name in stored["names"]]
         if ladders is None:
             logging.warning("%s was made from other acquisition settings; simulating anew", cache)
     if ladders is None:
@@ -201,7 +224,7 @@ def ladder_bank(settings: LadderSettings, seed: int) -> np.ndarray:
             with open(temporary, "wb") as handle:
                 np.savez(handle, ladders=ladders, names=np.asarray(names),
                          description=json.dumps(description))
-    return ladders
+    return LadderBank(ladders, list(names))
 
 
 def _random_crop(key: jax.Array, image: jax.Array, height: jax.Array, width: jax.Array,
@@ -233,9 +256,10 @@ def steps_per_epoch(pool_size: int, originals_per_batch: int) -> int:
 
 
 def ladder_crops(pool: ReferencePool, step: jax.Array, key: jax.Array, objects_per_batch: int,
-                 crop: int) -> tuple[jax.Array, jax.Array]:
-    """(G, F, 6, crop, crop) and the (G,) scores S0: the ladders of G objects of this step, each cut at one random
-    place (the same for all its acquisitions, so they differ only by the acquisition)."""
+                 crop: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(G, F, 6, crop, crop), the (G,) scores S0 and the (G, F) ladder weights: the ladders of
+    G objects of this step, each cut at one random place (the same for all its acquisitions,
+    so they differ only by the acquisition)."""
     count, _, _, height, width = pool.ladders.shape
     # A per-epoch permutation of the objects, as for the originals.
     epoch_steps = steps_per_epoch(count, objects_per_batch)
@@ -250,11 +274,17 @@ def ladder_crops(pool: ReferencePool, step: jax.Array, key: jax.Array, objects_p
                                width - crop + 1)
     cut = lambda ladder, top, left: jax.lax.dynamic_slice(
         ladder, (0, 0, top, left), ladder.shape[:2] + (crop, crop))
-    return jax.vmap(cut)(pool.ladders[index], tops, lefts), pool.ladder_scores[index]
+    weights = (jnp.ones(pool.ladders.shape[:2], jnp.float32) if pool.ladder_weights is None
+               else pool.ladder_weights)
+    return jax.vmap(cut)(pool.ladders[index], tops, lefts), pool.ladder_scores[index], weights[index]
 
 
-def _with_ladders(batch: dict, ladders: jax.Array, extra: dict) -> dict:
-    """`batch` with the ladder images (G, F, 6, h, w) appended, one group per object and factor."""
+def _with_ladders(batch: dict, ladders: jax.Array, weights: jax.Array, extra: dict) -> dict:
+    """`batch` with the ladder images (G, F, 6, h, w) appended, one group per object and factor,
+    and a weight per image (`losses`): the ladder's (G, F) weight for its images, 1 for the
+    batch's own."""
+    extra = dict(extra, weights=jnp.broadcast_to(weights[:, :, None], ladders.shape[:3]))
+    batch = dict(batch, weights=jnp.ones(batch["levels"].shape, jnp.float32))
     appended = _levels_and_groups(*ladders.shape[:3])
     appended["group_ids"] = appended["group_ids"] + batch["group_ids"].max() + 1
     appended.update((name, value.reshape(-1)) for name, value in extra.items())
@@ -285,8 +315,8 @@ def rank_batch(pool: ReferencePool, step: jax.Array, *, key: jax.Array, original
     batch = {"images": images.reshape((-1,) + images.shape[-2:]),
              **_levels_and_groups(*images.shape[:3])}
     if objects_per_batch:
-        ladders, _ = ladder_crops(pool, step, key, objects_per_batch, crop)
-        batch = _with_ladders(batch, ladders, {})
+        ladders, _, weights = ladder_crops(pool, step, key, objects_per_batch, crop)
+        batch = _with_ladders(batch, ladders, weights, {})
     return batch
 
 
@@ -306,12 +336,12 @@ def finetune_batch(pool: ReferencePool, step: jax.Array, *, key: jax.Array,
     batch = {"images": result.images.reshape((-1,) + result.images.shape[-2:]),
              "labels": result.labels.reshape(-1), **_levels_and_groups(*result.labels.shape)}
     if objects_per_batch:
-        ladders, ladder_scores = ladder_crops(pool, step, key, objects_per_batch, crop)
+        ladders, ladder_scores, weights = ladder_crops(pool, step, key, objects_per_batch, crop)
         if projection.quantize_8bit:
             ladders = jnp.round(ladders * 255.0) / 255.0
         ladder_projection = dataclasses.replace(projection, normalisation=ladder_normalisation)
         ladder_labels = labels.label_images(ladders, ladder_scores, ladder_projection).labels
-        batch = _with_ladders(batch, ladders, {"labels": ladder_labels})
+        batch = _with_ladders(batch, ladders, weights, {"labels": ladder_labels})
     return batch
 
 

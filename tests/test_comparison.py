@@ -2,14 +2,18 @@
 and a smoke run of the whole comparison writing its tables and chart."""
 
 import csv
+import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import compare as compare_config
 from tests.tiny_models import export_tiny_score_model
 from tiqa import comparison
-from tiqa.phases import compare
+from tiqa.baselines import brisque
+from tiqa.phases import compare, settings
+from tiqa.train import batches
 
 import cv2  # noqa: E402,F401  (pinned: the comparison's BRISQUE needs OpenCV; fails if missing)
 
@@ -124,3 +128,28 @@ def test_a_lower_is_better_metric_is_read_the_right_way_round(tmp_path, monkeypa
             "+1 whichever way round it scores")
     flipped = [r for r in rows if r["metric"] == "good, lower is better" and r["set"] == "overall"]
     assert flipped[0]["auc_bw"] == pytest.approx(1.0) and flipped[0]["plcc"] > 0.99
+
+
+def test_retrained_brisque_learns_only_the_ladders_that_train(monkeypatch):
+    training = compare.brisque_training(compare_config.get_config("smoke"))
+    crop = training.source.crop
+    rng = np.random.default_rng(0)
+    pool = batches.build_pool([rng.random((crop + 8, crop + 8)).astype(np.float32)], [4.0],
+                              resize=0, crop=crop)
+    # Two objects with two factors each; object 0's second ladder and object 1's first are
+    # left out. Level l of a ladder is filled with 10 + l, so a ladder image is told apart.
+    ladders = np.broadcast_to(10.0 + np.arange(6, dtype=np.float32)[None, None, :, None, None],
+                              (2, 2, 6, crop, crop))
+    pool = pool._replace(ladders=jnp.asarray(ladders), ladder_scores=jnp.full((2,), 4.0),
+                         ladder_weights=jnp.asarray([[1.0, 0.0], [0.0, 1.0]]))
+    monkeypatch.setattr(settings, "reference_pool", lambda source, scores: pool)
+    monkeypatch.setattr(brisque, "features_of",
+                        lambda images: images.reshape(len(images), -1).mean(axis=1, keepdims=True))
+    source = dataclasses.replace(training.source, ladders=dataclasses.replace(
+        training.source.ladders, objects_per_batch=1))
+    features, targets = compare._brisque_training_set(dataclasses.replace(training, source=source))
+    kinds = len(training.projection.kinds)
+    steps = training.crops_per_slice  # one slice in the pool
+    # Every step: the original's kinds x 6 levels, and one of its object's two ladders.
+    assert len(targets) == steps * (kinds * 6 + 6)
+    assert np.sum(features[:, 0] >= 10.0 - 1e-6) == steps * 6

@@ -66,6 +66,28 @@ def test_losses_leave_out_images_of_weight_zero():
     assert float(loss) == pytest.approx(5.0)
 
 
+def test_head_calibration_fits_only_the_images_that_train(monkeypatch):
+    # Scores are the images' means; the weighted images are labelled 2 x score + 1 and the
+    # images of weight 0 carry labels far off that line, which must not pull the fit.
+    monkeypatch.setattr(finetune, "eval_forward",
+                        lambda graphdef, params, stats, images: images.mean(axis=(1, 2)))
+    rng = np.random.default_rng(0)
+
+    def make_batch(pool, step):
+        scores = jnp.asarray(rng.uniform(1.0, 4.0, 8), jnp.float32)
+        weights = jnp.asarray([1, 1, 1, 1, 1, 0, 0, 1], jnp.float32)
+        labels = jnp.where(weights > 0, 2.0 * scores + 1.0, 40.0 - 10.0 * scores)
+        return {"images": jnp.broadcast_to(scores[:, None, None], (8, 4, 4)),
+                "labels": labels, "weights": weights}
+
+    state = loop.TrainState(step=jnp.int32(0), params={"output": {"kernel": jnp.ones((1, 1)),
+                                                                   "bias": jnp.zeros((1,))}},
+                            batch_stats={}, opt_state=())
+    calibrated = finetune.calibrate_output(None, state, None, make_batch, steps=3)
+    np.testing.assert_allclose(calibrated.params["output"]["kernel"], [[2.0]], rtol=1e-5)
+    np.testing.assert_allclose(calibrated.params["output"]["bias"], [1.0], atol=1e-4)
+
+
 def test_mse_rank_loss_adds_the_weighted_hinge_of_each_group():
     scores = jnp.asarray([3.0, 3.5, 2.0, 1.0])
     batch = {"labels": jnp.asarray([4.0, 3.0, 4.0, 2.0]), "levels": jnp.asarray([0, 1, 0, 1]),

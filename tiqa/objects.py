@@ -115,6 +115,12 @@ def _phase_values(count: int, rng: np.random.Generator) -> np.ndarray:
     raise AssertionError(f"no attenuations {MIN_PHASE_GAP} apart for {count} phases")
 
 
+def _attenuation_per_phase(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random attenuation in [0, 1] per phase of `labels` (`_phase_values`), mapped onto it."""
+    phases, index = np.unique(labels, return_inverse=True)
+    return _phase_values(len(phases), rng)[index.reshape(np.shape(labels))]
+
+
 def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
     field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
     return (field - field.mean()) / max(field.std(), 1e-12)
@@ -126,8 +132,7 @@ def from_labels(labels: np.ndarray, size: int, rng: np.random.Generator,
     per phase, optional texture (None: a coin toss)."""
     window = _zoom_and_crop(np.asarray(labels), size, rng, order=0,
                             base=scale_base(np.shape(labels), scored_size))
-    phases, index = np.unique(window, return_inverse=True)
-    values = _phase_values(len(phases), rng)[index.reshape(window.shape)]
+    values = _attenuation_per_phase(window, rng)
     if values.max() <= 0:
         values = values + 0.5
     if texture is None:
@@ -145,9 +150,8 @@ def smooth_from_labels(labels: np.ndarray, rng: np.random.Generator) -> np.ndarr
     of the local value, correlated over `SMOOTH_TEXTURE_SCALE`) and a white grain
     (`SMOOTH_GRAIN_RANGE`). `from_grey` then zooms, windows and scales it like a real slice."""
     labels = np.asarray(labels)
-    phases, index = np.unique(labels, return_inverse=True)
     # A floor keeps the darkest phase attenuating, so the texture has a value to modulate.
-    values = 0.1 + _phase_values(len(phases), rng)[index.reshape(labels.shape)]
+    values = 0.1 + _attenuation_per_phase(labels, rng)
     values = ndimage.gaussian_filter(values, rng.uniform(*SMOOTH_EDGE_RANGE), mode="nearest")
     # The texture after the boundaries are softened, so its amplitude is the one drawn.
     texture = _smooth_field(rng, labels.shape, rng.uniform(*SMOOTH_TEXTURE_SCALE))

@@ -259,14 +259,14 @@ MUTATIONS = (
     Mutation("head_calibration_fits_left_out_images", "the fine-tune's head calibration "
              "fits the images of ladders left out of training too",
              (("tiqa/phases/finetune.py",
-               '        kept = np.asarray(batch.get("weights", np.ones(images.shape[0]))) > 0',
-               '        kept = np.ones(images.shape[0], bool)'),),
+               "        kept = batches.trained_images(batch)\n        scored =",
+               "        kept = np.ones(images.shape[0], bool)\n        scored ="),),
              ("tests/test_train.py",), keyword="head_calibration"),
     Mutation("retrained_brisque_learns_left_out_ladders", "the retrained BRISQUE's training "
              "set keeps the images of ladders left out of TIQA's training",
              (("tiqa/phases/compare.py",
-               '        kept = np.asarray(batch.get("weights", np.ones(batch["labels"].shape))) > 0',
-               '        kept = np.ones(batch["labels"].shape, bool)'),),
+               "        kept = batches.trained_images(batch)\n        features",
+               "        kept = np.ones(batch[\"labels\"].shape, bool)\n        features"),),
              ("tests/test_comparison.py",), keyword="only_the_ladders"),
     Mutation("view_penalty_lost_on_export", "an exported model forgets its view penalty, so "
              "the score rewards sparse views again",

@@ -98,7 +98,7 @@ def _brisque_training_set(training: BrisqueTraining) -> tuple[np.ndarray, np.nda
     for step in tqdm.trange(steps, desc="BRISQUE features (training)", unit="crop"):
         batch = make_batch(pool, jax.numpy.int32(step))
         # Ladders left out of TIQA's losses are left out of BRISQUE's training too.
-        kept = np.asarray(batch.get("weights", np.ones(batch["labels"].shape))) > 0
+        kept = batches.trained_images(batch)
         features.append(brisque.features_of(np.asarray(batch["images"], np.float64)[kept]))
         targets.append(np.asarray(batch["labels"], np.float64)[kept])
     return np.concatenate(features), np.concatenate(targets)

@@ -36,7 +36,7 @@ def calibrate_output(graphdef, state: loop.TrainState, pool, make_batch, steps: 
         batch = batch_fn(pool, jax.numpy.int32(step))
         images = batch["images"]
         # Images of ladders left out of the losses are left out of the fit too.
-        kept = np.asarray(batch.get("weights", np.ones(images.shape[0]))) > 0
+        kept = batches.trained_images(batch)
         scored = np.asarray(eval_forward(graphdef, state.params, state.batch_stats, images))
         scores.append(scored[kept])
         targets.append(np.asarray(batch["labels"])[kept])

@@ -292,6 +292,12 @@ def _with_ladders(batch: dict, ladders: jax.Array, weights: jax.Array, extra: di
     return {name: jnp.concatenate([batch[name], value]) for name, value in appended.items()}
 
 
+def trained_images(batch: dict) -> np.ndarray:
+    """(N,) True for the images of a batch that train: weight above 0 (every image of a batch
+    without weights). What fits to the training labels beside the losses leaves the rest out."""
+    return np.asarray(batch.get("weights", np.ones(len(batch["images"])))) > 0
+
+
 def _levels_and_groups(groups: int, num_kinds: int, num_levels: int) -> dict[str, jax.Array]:
     """Flat levels and group ids of (groups, kinds, levels) images: one group per original and
     kind, so a rank loss only orders images whose order is known."""

@@ -28,6 +28,14 @@ def get_config() -> ml_collections.ConfigDict:
     # number of views, where the slice looks made from too few; else empty). One FFT of the
     # slice's centred square (up to 512 px) per slice.
     config.view_check = False
+    # Take the model's centre penalty off each slice's score (tiqa.centre_check: the rotation-
+    # centre offset of a 180-degree scan, estimated on the slice's centred square of up to
+    # 256 px, where the model has a `centre_check` penalty); False: without it (e.g. 360-degree
+    # or offset-axis scans, which the estimate does not model).
+    config.centre_penalty = True
+    # Also write each slice's estimated rotation-centre offset in px (tiqa.centre_check) as the
+    # CSV column centre_offset (signed; about 0 to 0.5 for a well-centred slice).
+    config.centre_check = False
     config.batch_size = 16  # slices per call on the accelerator
     config.normalisation = "auto"  # auto | minmax | percentile | none (see tiqa.io)
     # A TIFF page of 3 or 4 sample planes (tifffile's default for a (3|4, H, W) array): a

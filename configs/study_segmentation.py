@@ -15,6 +15,9 @@ def get_config() -> ml_collections.ConfigDict:
     # And its view penalty (model.json `view_check`: the comb of sparse views), as in
     # launch.score; False: without it.
     config.view_penalty = True
+    # And its centre penalty (model.json `centre_check`: the estimated rotation-centre offset),
+    # as in launch.score; False: without it.
+    config.centre_penalty = True
     # One D-LinkNet checkpoint, or several comma-separated (trainings with other seeds): each
     # image is then segmented by each, and Table 1 is given against the mean F1 with the mean
     # and SD of every segmenter's own table.

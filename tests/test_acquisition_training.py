@@ -17,8 +17,8 @@ from configs import evaluate_acquisition as ladder_config
 from configs import finetune as finetune_config
 from configs import train_rank as rank_config
 from tests.tiny_models import export_tiny_score_model
-from tiqa import (acquisition, acquisition_ladder, checkpoints, errors, filters, io, labels,
-                  objects, penalties)
+from tiqa import (acquisition, acquisition_ladder, centre_check, checkpoints, errors, filters,
+                  io, labels, objects, penalties)
 from tiqa.phases import evaluate_acquisition, train_rank
 from tiqa.train import batches
 
@@ -384,10 +384,12 @@ class _Thresholder:
 
 @pytest.mark.slow
 def test_evaluate_acquisition_smoke_writes_its_tables(monkeypatch, tmp_path):
-    # A view penalty with no floor: every acquisition loses 0.05 points per unit of its comb.
+    # View and centre penalties with no floor: every acquisition loses 0.05 points per unit of
+    # its comb and 0.1 points per px of its estimated centre offset.
     loaded = export_tiny_score_model(tmp_path / "tiny")
     checkpoints.save_exported(dataclasses.replace(
-        loaded, view_penalty=penalties.Penalty(0.05, 80.0, 0.0)), tmp_path / "viewed")
+        loaded, view_penalty=penalties.Penalty(0.05, 80.0, 0.0),
+        centre_penalty=penalties.Penalty(0.1, 1e9, 0.0)), tmp_path / "viewed")
     segmenters = {"low": _Thresholder(0.3), "high": _Thresholder(0.6)}
     monkeypatch.setattr(checkpoints, "load_segmenter", lambda path: segmenters[path])
     monkeypatch.setattr(checkpoints, "positive_class", lambda path: 0)
@@ -407,14 +409,20 @@ def test_evaluate_acquisition_smoke_writes_its_tables(monkeypatch, tmp_path):
     with open(tmp_path / "ladder" / "scores.csv") as handle:
         per_image = list(csv.DictReader(handle))
     assert len(per_image) == 2 * len(config.factors) * acquisition.NUM_LEVELS
-    # TIQA is the network less the view penalty of each whole acquisition's comb (80 px
-    # acquisitions, measured whole), recorded beside it, then kept above 1 as launch.score
-    # does: below 1.25, 1 + 0.0625 / (1.5 - linear).
+    # TIQA is the network less the view penalty of each whole acquisition's comb and the centre
+    # penalty of its centre offset (80 px acquisitions, measured whole), recorded beside it,
+    # then kept above 1 as launch.score does: below 1.25, 1 + 0.0625 / (1.5 - linear).
     linear = []
-    for row in per_image:
-        comb = float(row["view_comb"])
+    whole = acquisition.ladders(acquisition_ladder.held_out_objects(
+        "", "", 2, config.phantom_seed, 80, config.seed).attenuation, config.factors,
+        jax.random.key(config.seed), output_size=80, max_views=180)
+    offsets = np.asarray(centre_check.centre_offset(whole.reshape(-1, 80, 80)))
+    for row, offset in zip(per_image, offsets):
+        comb, centre = float(row["view_comb"]), float(row["centre_offset"])
         assert 0.5 < comb < 80.0, row
-        linear.append(float(row[evaluate_acquisition.NETWORK_ONLY]) - 0.05 * comb)
+        assert centre == pytest.approx(offset, abs=0.006)  # rounded to 0.01 px
+        linear.append(float(row[evaluate_acquisition.NETWORK_ONLY]) - 0.05 * comb
+                      - 0.1 * abs(offset))
         expected = linear[-1] if linear[-1] >= 1.25 else 1 + 0.0625 / (1.5 - linear[-1])
         assert float(row["TIQA"]) == pytest.approx(expected, abs=1e-3)
     assert min(linear) < 1.0 and max(linear) > 1.25  # both sides of the knee were checked

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.tiny_models import export_tiny_score_model
-from tiqa import checkpoints, errors, penalties, ring_check, scoring, view_check
+from tiqa import centre_check, checkpoints, errors, penalties, ring_check, scoring, view_check
 
 
 def test_fit_slope_recovers_the_cost_of_rings():
@@ -73,7 +73,7 @@ def test_fit_penalty_refuses_a_grid_with_no_cap_above_a_floor():
 
 
 @pytest.mark.slow
-def test_calibration_phase_exports_both_fitted_penalties_and_keeps_the_card(tmp_path, monkeypatch):
+def test_calibration_phase_exports_the_fitted_penalties_and_keeps_the_card(tmp_path, monkeypatch):
     from configs import calibrate as calibrate_config
     from tiqa.phases import calibrate
 
@@ -85,9 +85,9 @@ def test_calibration_phase_exports_both_fitted_penalties_and_keeps_the_card(tmp_
     config.checkpoint, config.output = str(source), str(tmp_path / "calibrated")
     config.phantoms, config.output_size = 2, 256  # crops of 224 px hold the ring search
     config.max_views = 720  # the views ladder's ideal
-    # A network blind to rings and views (4 for every acquisition), so that their cost is all
-    # the penalties' to carry; the view fit is asked for the ring check, the ring fit is not;
-    # both fit linear scores, not ones kept above 1.
+    # A network blind to rings, views and the axis (4 for every acquisition), so that their
+    # cost is all the penalties' to carry; the view and centre fits are asked for the ring
+    # check, the ring fit is not; all fit linear scores, not ones kept above 1.
     asked = []
 
     def blind(loaded, batch_size, with_ring_check, on_scale):
@@ -96,26 +96,31 @@ def test_calibration_phase_exports_both_fitted_penalties_and_keeps_the_card(tmp_
 
     monkeypatch.setattr(scoring, "make_scorer", blind)
     results = calibrate.run(config)
-    assert asked == [(False, False), (True, False)]
+    assert asked == [(False, False), (True, False), (True, False)]
     calibrated = checkpoints.load_model(config.output)
-    rings, views = results["ring_check"], results["view_check"]
+    rings, views, centres = results["ring_check"], results["view_check"], results["centre_check"]
     assert calibrated.ring_penalty == penalties.Penalty(rings["slope"], rings["cap"],
                                                         rings["floor"])
     assert calibrated.view_penalty == penalties.Penalty(views["slope"], views["cap"],
                                                         views["floor"])
     assert rings["cap"] in ring_check.CAPS and rings["floor"] in ring_check.FLOORS
     assert views["cap"] in view_check.CAPS and views["floor"] == view_check.THRESHOLD
-    for result in (rings, views):
+    assert calibrated.centre_penalty == penalties.Penalty(centres["slope"], centres["cap"],
+                                                          centres["floor"])
+    assert centres["cap"] in centre_check.CAPS and centres["floor"] in centre_check.FLOORS
+    for result in (rings, views, centres):
         assert result["slope"] > 0 and result["objects"] == 2
         assert result["rmse_with_penalty"] < result["rmse_network"]
     card = json.loads((tmp_path / "calibrated" / "model.json").read_text())["card"]
     assert card["purpose"] == "tests" and card["view_check"]["slope"] == views["slope"]
     assert card["ring_check"]["factor"] == "gain_error" and card["view_check"]["factor"] == "views"
+    assert card["centre_check"]["factor"] == "centre_offset"
     with open(tmp_path / "calibrated" / "calibration.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["check"], int(r["level"])) for r in rows] == (
         [("ring_check", level) for level in range(6)] * 2
-        + [("view_check", level) for level in range(6)] * 2)
+        + [("view_check", level) for level in range(6)] * 2
+        + [("centre_check", level) for level in range(6)] * 2)
     for row in rows:  # each score loses the penalty of its own measure
         result = results[row["check"]]
         excess = min(max(float(row["measure"]) - result["floor"], 0.0),
@@ -126,6 +131,9 @@ def test_calibration_phase_exports_both_fitted_penalties_and_keeps_the_card(tmp_
     sparse = [float(r["measure"]) for r in rows if r["check"] == "view_check"
               and int(r["level"]) >= 3]
     assert min(sparse) > view_check.THRESHOLD
+    # The centre ladder's offsets (0, 0.5, 1, 2, 4, 8 px) are measured on the phantoms.
+    offsets = np.array([float(r["measure"]) for r in rows if r["check"] == "centre_check"])
+    np.testing.assert_allclose(offsets.reshape(2, 6), [[0, 0.5, 1, 2, 4, 8]] * 2, atol=0.3)
 
 
 def test_scores_are_kept_above_the_scale_in_order_and_unchanged_from_the_knee():

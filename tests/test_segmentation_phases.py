@@ -135,9 +135,10 @@ def test_table_one_counts_and_correlates_its_rows():
         assert table[kind]["mean_f1"] == pytest.approx(np.mean(f1s))
 
 
-@pytest.mark.parametrize("ring_check, view_penalty", [(True, False), (False, True)])
+@pytest.mark.parametrize("ring_check, view_penalty, centre_penalty",
+                         [(True, False, True), (False, True, False)])
 def test_study_scores_with_the_penalties_its_config_asks_for(monkeypatch, tmp_path, ring_check,
-                                                             view_penalty):
+                                                             view_penalty, centre_penalty):
     from tiqa import checkpoints, scoring
 
     class _Stop(Exception):
@@ -145,8 +146,10 @@ def test_study_scores_with_the_penalties_its_config_asks_for(monkeypatch, tmp_pa
 
     asked = {}
 
-    def slice_scorer(loaded, crops, with_ring_check=True, with_view_penalty=True):
-        asked.update(ring=with_ring_check, views=with_view_penalty, loaded=loaded)
+    def slice_scorer(loaded, crops, with_ring_check=True, with_view_penalty=True,
+                     with_centre_penalty=True):
+        asked.update(ring=with_ring_check, views=with_view_penalty, centre=with_centre_penalty,
+                     loaded=loaded)
         raise _Stop
 
     monkeypatch.setattr(checkpoints, "load_segmenter", lambda path: None)
@@ -155,10 +158,12 @@ def test_study_scores_with_the_penalties_its_config_asks_for(monkeypatch, tmp_pa
     monkeypatch.setattr(scoring, "make_slice_scorer", slice_scorer)
     study = study_config.get_config()
     study.score_checkpoint, study.ring_check, study.view_penalty = "scores", ring_check, view_penalty
+    study.centre_penalty = centre_penalty
     study.output = str(tmp_path / "study")
     with pytest.raises(_Stop):
         study_segmentation.run(study)
-    assert asked == {"ring": ring_check, "views": view_penalty, "loaded": "model scores"}
+    assert asked == {"ring": ring_check, "views": view_penalty, "centre": centre_penalty,
+                     "loaded": "model scores"}
 
 
 def test_table_over_segmenters_gives_the_mean_f1_table_and_each_segmenters_spread():

@@ -174,10 +174,12 @@ class LoadedModel:
     config: IQAConfig
     crop: int
     resize: int
-    # Score points taken off for rings (tiqa.ring_check) and for sparse views
-    # (tiqa.view_check) beyond the network; None: the network's score alone.
+    # Score points taken off for rings (tiqa.ring_check), for sparse views (tiqa.view_check)
+    # and for a rotation-centre offset (tiqa.centre_check) beyond the network; None: the
+    # network's score alone.
     ring_penalty: penalties.Penalty | None = None
     view_penalty: penalties.Penalty | None = None
+    centre_penalty: penalties.Penalty | None = None
 
 
 def model_folder(path: str | pathlib.Path | None) -> pathlib.Path:
@@ -199,7 +201,8 @@ def load_model(path: str | pathlib.Path | None = None) -> LoadedModel:
 
 
 # model.json's key of each penalty -> the LoadedModel field that holds it.
-PENALTY_FIELDS = {"ring_check": "ring_penalty", "view_check": "view_penalty"}
+PENALTY_FIELDS = {"ring_check": "ring_penalty", "view_check": "view_penalty",
+                  "centre_check": "centre_penalty"}
 
 
 def model_penalties(path: str | pathlib.Path | None = None) -> dict[str, penalties.Penalty | None]:

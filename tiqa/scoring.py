@@ -17,14 +17,16 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from tiqa import (checkpoints, errors, io, labels, penalties, preprocessing, reference_distortions,
-                  ring_check, view_check, volumes)
+from tiqa import (centre_check, checkpoints, errors, io, labels, penalties, preprocessing,
+                  reference_distortions, ring_check, view_check, volumes)
 from tiqa.models.forward import eval_forward
 
 Scorer = Callable[[np.ndarray], np.ndarray]
-# The score CSV's columns, and its angular-sampling ones (launch.score's config.view_check).
+# The score CSV's columns, its angular-sampling ones (launch.score's config.view_check) and its
+# rotation-centre one (config.centre_check).
 CSV_FIELDS = ("file", "slice", "volume", "score", "spread", "n_crops")
 VIEW_FIELDS = ("view_comb", "views")
+CENTRE_FIELDS = ("centre_offset",)
 
 
 def in_fixed_batches(function, images: np.ndarray, batch_size: int):
@@ -131,7 +133,8 @@ def _resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
 
 
 def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
-                      with_ring_check: bool = True, with_view_penalty: bool = True):
+                      with_ring_check: bool = True, with_view_penalty: bool = True,
+                      with_centre_penalty: bool = True):
     """`score(slices (B, H, W) in [0, 1]) -> (mean (B,), spread (B,), n_crops)` on the device.
 
     The area resize (shorter side to the model's 255), the crops (centre, or the grid) and the
@@ -141,11 +144,15 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
     where a reconstruction's rotation axis is (`tiqa.ring_check`). With `with_view_penalty`
     and a model that has a view penalty, it loses the penalty of the comb of sparse views in
     the slice's centred square of up to `view_check.PENALTY_SIDE` px at its own pixels
-    (`tiqa.view_check`; slices under `view_check.MIN_SIDE` px are not measured). The mean is
-    then kept above the scale's 1, in order (`penalties.onto_scale`).
+    (`tiqa.view_check`; slices under `view_check.MIN_SIDE` px are not measured). With
+    `with_centre_penalty` and a model that has a centre penalty, it loses the penalty of the
+    rotation-centre offset estimated on the same square of up to `centre_check.PENALTY_SIDE` px
+    (`tiqa.centre_check`; slices under `centre_check.MIN_SIDE` px are not measured). The mean
+    is then kept above the scale's 1, in order (`penalties.onto_scale`).
     """
     penalty = loaded.ring_penalty if with_ring_check else None
     view_penalty = loaded.view_penalty if with_view_penalty else None
+    centre_penalty = loaded.centre_penalty if with_centre_penalty else None
     forward_cache = {}
 
     def compiled(height, width):
@@ -159,6 +166,7 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
             top, left = (height - side) // 2, (width - side) // 2
             at_own_pixels = min(height, width) >= side
             measure_views = view_check.measurable(height, width)
+            measure_centre = centre_check.measurable(height, width)
 
             def ring_square(slices, resized):
                 if at_own_pixels:
@@ -183,6 +191,9 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
                 if view_penalty is not None and measure_views:
                     mean = mean - view_penalty(view_check.strongest_comb(
                         view_check.centred_square(slices, view_check.PENALTY_SIDE)))
+                if centre_penalty is not None and measure_centre:
+                    mean = mean - centre_penalty(jnp.abs(centre_check.centre_offset(
+                        view_check.centred_square(slices, centre_check.PENALTY_SIDE))))
                 return penalties.onto_scale(mean), scores.std(axis=1)
 
             forward_cache[(height, width)] = (forward, len(positions))
@@ -196,14 +207,16 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
     return score
 
 
-def penalty_notes(ring_check_asked: bool, view_penalty_asked: bool, checkpoint) -> str:
+def penalty_notes(ring_check_asked: bool, view_penalty_asked: bool, checkpoint,
+                  centre_penalty_asked: bool = True) -> str:
     """What the score's penalties did, in words: a config can ask for them, but only a
     calibrated model has them."""
     found = checkpoints.model_penalties(checkpoint)
     said = []
     for name, asked, penalty, unit in (
             ("ring check", ring_check_asked, found["ring_check"], ring_check.UNIT),
-            ("view penalty", view_penalty_asked, found["view_check"], view_check.UNIT)):
+            ("view penalty", view_penalty_asked, found["view_check"], view_check.UNIT),
+            ("centre penalty", centre_penalty_asked, found["centre_check"], centre_check.UNIT)):
         state = ("off" if not asked else "none in this model" if penalty is None
                  else f"on ({penalty.describe(unit)})")
         said.append(f"{name}: {state}")
@@ -329,16 +342,32 @@ def view_record(image: np.ndarray) -> dict:
             "views": views if view_check.undersampled(strength) else None}
 
 
+def centre_record(images: np.ndarray) -> list[dict]:
+    """The rotation-centre column of each of (B, H, W) slices of one shape (tiqa.centre_check):
+    the offset in px estimated on the centred square the penalty measures, rounded to 0.1 px;
+    None where the slices are too small."""
+    if not centre_check.measurable(*images.shape[-2:]):
+        return [{"centre_offset": None} for _ in images]
+    offsets = np.asarray(centre_check.centre_offset(
+        view_check.centred_square(np.asarray(images, np.float32), centre_check.PENALTY_SIDE)))
+    return [{"centre_offset": round(float(offset), 1)} for offset in offsets]
+
+
 def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *, crops: str,
                   batch_size: int, normalisation: str, tiff_planes: str,
                   desc: str = "scoring", with_ring_check: bool = True,
                   with_view_penalty: bool = True,
-                  with_view_check: bool = False) -> list[tuple[int, dict]]:
+                  with_view_check: bool = False, with_centre_penalty: bool = True,
+                  with_centre_check: bool = False) -> list[tuple[int, dict]]:
     """(order, record) of every slice of `batches`, read a batch at a time and scored
     `batch_size` slices per call on `crops` ('center' or 'grid'), with the model's ring and
     view penalties unless `with_ring_check` or `with_view_penalty` is False; with
-    `with_view_check`, each record also has the slice's angular sampling (VIEW_FIELDS)."""
-    score = make_slice_scorer(loaded, crops, with_ring_check, with_view_penalty)
+    `with_view_check`, each record also has the slice's angular sampling (VIEW_FIELDS); with
+    `with_centre_check`, its estimated rotation-centre offset in px (CENTRE_FIELDS, signed;
+    empty for slices under `centre_check.MIN_SIDE` px). The centre penalty is taken off unless
+    `with_centre_penalty` is False."""
+    score = make_slice_scorer(loaded, crops, with_ring_check, with_view_penalty,
+                              with_centre_penalty)
     reader = _Reader(normalisation, tiff_planes, batches)
     records = []
     # Closed however the loop ends, so an error is printed on a line of its own.
@@ -355,7 +384,10 @@ def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *
 
                 means, spreads = in_fixed_batches(score_chunk, images, batch_size)
                 sampling = ([view_record(image) for image in images] if with_view_check
-                            else [{}] * len(batch))
+                            else [{} for _ in batch])
+                if with_centre_check:
+                    for record, offset in zip(sampling, centre_record(images)):
+                        record.update(offset)
                 del images
                 for offset, item in enumerate(batch):
                     records.append((item.order, {
@@ -387,8 +419,10 @@ def report_thumbnails(records: list[dict], work: list[_Work], *, normalisation: 
 
 
 def csv_fields(records: list[dict]) -> list[str]:
-    """The CSV columns of `records`: the angular-sampling ones only where they were measured."""
-    return list(CSV_FIELDS) + [k for k in VIEW_FIELDS if records and k in records[0]]
+    """The CSV columns of `records`: the angular-sampling and centre ones only where they were
+    measured."""
+    return list(CSV_FIELDS) + [k for k in VIEW_FIELDS + CENTRE_FIELDS
+                               if records and k in records[0]]
 
 
 def write_scores_csv(records: list[dict], path: str | pathlib.Path) -> None:

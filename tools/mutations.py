@@ -283,8 +283,8 @@ MUTATIONS = (
     Mutation("score_phase_ignores_its_view_penalty_key", "launch.score takes the view "
              "penalty off whatever its config says",
              (("tiqa/phases/score.py",
-               "with_view_penalty=config.view_penalty, with_view_check=config.view_check)",
-               "with_view_penalty=True, with_view_check=config.view_check)"),),
+               "with_view_penalty=config.view_penalty, with_view_check=config.view_check,",
+               "with_view_penalty=True, with_view_check=config.view_check,"),),
              ("tests/test_view_check.py",), keyword="config_asks"),
     Mutation("benchmark_forgets_the_view_penalty", "the acquisition-ladder benchmark scores "
              "TIQA without the model's view penalty",
@@ -448,6 +448,70 @@ MUTATIONS = (
                "        notes += (low,) if low else ()",
                "        notes += ()"),),
              ("tests/test_scoring.py",), keyword="under_the_knee"),
+    # --- The rotation-centre check (tiqa.centre_check) ----------------------------------------
+    Mutation("centre_filter_without_half_planes", "the inverse filter ignores the half planes "
+             "(a symmetric phase, no longer the offset's all-pass filter)",
+             (("tiqa/centre_check.py", "    return along_rows, along_cols, np.where(upper, radius, -radius)",
+               "    return along_rows, along_cols, radius"),),
+             ("tests/test_centre_check.py",), keyword="independent_scan or all_pass"),
+    Mutation("centre_rings_left_in", "the search runs on the slice with its rings",
+             (("tiqa/centre_check.py",
+               "    clean = periodic_component(remove_rings(image.astype(jnp.float32)))",
+               "    clean = periodic_component(image.astype(jnp.float32))"),),
+             ("tests/test_centre_check.py",), keyword="rings_do_not"),
+    Mutation("centre_ring_baseline_median_only", "the ring profiles' baseline is the running "
+             "median alone, whose jumps follow the rings",
+             (("tiqa/centre_check.py",
+               "    baseline = running(running(profiles, jnp.median), jnp.mean)",
+               "    baseline = running(profiles, jnp.median)"),),
+             ("tests/test_centre_check.py",), keyword="remove_rings"),
+    Mutation("centre_periodic_sign", "the periodic component adds the smooth part instead of "
+             "taking it off",
+             (("tiqa/centre_check.py",
+               "    return image - jnp.real(jnp.fft.ifft2(smooth)).astype(image.dtype)",
+               "    return image + jnp.real(jnp.fft.ifft2(smooth)).astype(image.dtype)"),),
+             ("tests/test_centre_check.py",), keyword="periodic"),
+    Mutation("centre_featureless_counted", "an offset counts however little the sparsity "
+             "varies (featureless slices read random offsets)",
+             (("tiqa/centre_check.py",
+               "    found = jnp.where(structure >= min_structure(*images.shape[-2:]), found, 0.0)",
+               "    found = jnp.where(structure >= 0.0, found, 0.0)"),),
+             ("tests/test_centre_check.py",), keyword="featureless"),
+    Mutation("centre_one_direction_only", "only the first projection along the columns' axis "
+             "is searched",
+             (("tiqa/centre_check.py",
+               "    for split_rows in (True, False):\n        along_rows, along_cols, signed_radius",
+               "    for split_rows in (True, True):\n        along_rows, along_cols, signed_radius"),),
+             ("tests/test_centre_check.py",), keyword="other_direction"),
+    Mutation("centre_penalty_signed", "the score's centre penalty follows the signed offset, "
+             "not its magnitude",
+             (("tiqa/scoring.py",
+               "                    mean = mean - centre_penalty(jnp.abs(centre_check.centre_offset(",
+               "                    mean = mean - centre_penalty((centre_check.centre_offset("),),
+             ("tests/test_centre_check.py",), keyword="loses_the_centre_penalty"),
+    Mutation("centre_penalty_lost_on_export", "an exported model forgets its centre penalty",
+             (("tiqa/checkpoints.py",
+               "    for key, field in PENALTY_FIELDS.items():",
+               "    for key, field in list(PENALTY_FIELDS.items())[:2]:"),),
+             ("tests/test_centre_check.py",), keyword="loses_the_centre_penalty"),
+    Mutation("score_phase_ignores_its_centre_penalty_key", "launch.score takes the centre "
+             "penalty off whatever its config says",
+             (("tiqa/phases/score.py",
+               "                         with_centre_penalty=config.centre_penalty,",
+               "                         with_centre_penalty=True,"),),
+             ("tests/test_centre_check.py",), keyword="config_asks"),
+    Mutation("benchmark_forgets_the_centre_penalty", "the acquisition-ladder benchmark scores "
+             "TIQA without the model's centre penalty",
+             (("tiqa/phases/evaluate_acquisition.py",
+               "        tiqa = tiqa - np.asarray(loaded.centre_penalty(np.abs(centre)))",
+               "        tiqa = tiqa - 0 * np.asarray(loaded.centre_penalty(np.abs(centre)))"),),
+             ("tests/test_acquisition_training.py",), keyword="evaluate_acquisition_smoke"),
+    Mutation("calibration_signed_centre_offset", "the calibration fits the centre penalty on "
+             "the signed offset",
+             (("tiqa/phases/calibrate.py",
+               "    return np.abs(np.asarray(centre_check.centre_offset(",
+               "    return (np.asarray(centre_check.centre_offset("),),
+             ("tests/test_penalties.py",), keyword="calibration_phase"),
 )
 
 

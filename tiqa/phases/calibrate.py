@@ -1,7 +1,8 @@
 """Penalty calibration (configs/calibrate.py): the score points that a unit of what a
 no-reference check measures costs beyond the network (`tiqa.penalties.fit_penalty`), for the
-ring check (`tiqa.ring_check`, on gain-error ladders) and the view penalty (`tiqa.view_check`,
-on views ladders). Both are fitted on the ladders of training objects scanned by
+ring check (`tiqa.ring_check`, on gain-error ladders), the view penalty (`tiqa.view_check`,
+on views ladders) and the centre penalty (`tiqa.centre_check`, on centre-offset ladders).
+Each is fitted on the ladders of training objects scanned by
 `tiqa.acquisition` and labelled by the observers against each object's ideal acquisition, as
 the training ladders are. Writes the network with its penalties as an exported model (a
 penalty not asked for is kept as the model has it), and the ladders' figures with and without
@@ -19,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tiqa import (acquisition, acquisition_ladder, checkpoints, errors, evaluation, io, labels,
-                  objects, penalties, ring_check, scoring, view_check)
+from tiqa import (acquisition, acquisition_ladder, centre_check, checkpoints, errors, evaluation,
+                  io, labels, objects, penalties, ring_check, scoring, view_check)
 from tiqa.phases import settings
 
 
@@ -45,12 +46,20 @@ def _comb(whole, crops):
     return view_check.strongest_comb(view_check.centred_square(whole, view_check.PENALTY_SIDE))
 
 
+def _centre_offset(whole, crops):
+    del crops  # on the whole slice's centred square, as the slice scorer measures it
+    return np.abs(np.asarray(centre_check.centre_offset(
+        view_check.centred_square(whole, centre_check.PENALTY_SIDE))))
+
+
 # model.json's penalty keys (checkpoints.PENALTY_FIELDS), in the order they are fitted: the view
-# penalty is fitted on scores that already have the ring check.
+# and centre penalties are fitted on scores that already have the ring check.
 CHECKS = {"ring_check": Check("gain_error", ring_check.UNIT, _ring_amplitude, ring_check.CAPS,
                               ring_check.FLOORS),
           "view_check": Check("views", view_check.UNIT, _comb, view_check.CAPS,
-                              view_check.FLOORS)}
+                              view_check.FLOORS),
+          "centre_check": Check("centre_offset", centre_check.UNIT, _centre_offset,
+                                centre_check.CAPS, centre_check.FLOORS)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,8 +16,8 @@ import ml_collections
 import numpy as np
 from scipy import stats
 
-from tiqa import (acquisition, acquisition_ladder, checkpoints, comparison, errors, evaluation,
-                  filters, io, objects, observers, penalties, scoring, view_check)
+from tiqa import (acquisition, acquisition_ladder, centre_check, checkpoints, comparison, errors,
+                  evaluation, filters, io, objects, observers, penalties, scoring, view_check)
 from tiqa.baselines import brisque, niqe
 from tiqa.phases import compare, select_filter, settings
 from tiqa.phases.evaluate_segmentation import positive_mask
@@ -67,11 +67,13 @@ def read_settings(config) -> EvaluateAcquisitionSettings:
 
 def _contenders(config: EvaluateAcquisitionSettings, loaded: checkpoints.LoadedModel,
                 output: pathlib.Path) -> list[comparison.Contender]:
-    """TIQA on the centre crops (with the ring check; the view penalty is the caller's, on
-    whole acquisitions), the network alone where the model has penalties, and the peers."""
+    """TIQA on the centre crops (with the ring check; the view and centre penalties are the
+    caller's, on whole acquisitions), the network alone where the model has penalties, and the
+    peers."""
     found = [comparison.Contender("TIQA", scoring.make_scorer(loaded, config.batch_size,
                                                               on_scale=False))]
-    if loaded.ring_penalty is not None or loaded.view_penalty is not None:  # shown apart
+    if any(penalty is not None for penalty in (loaded.ring_penalty, loaded.view_penalty,
+                                                loaded.centre_penalty)):  # shown apart
         found.append(comparison.Contender(NETWORK_ONLY, scoring.make_scorer(
             loaded, config.batch_size, with_ring_check=False, on_scale=False)))
     if config.brisque:
@@ -186,9 +188,16 @@ def run(config) -> list[dict]:
     comb = np.asarray(view_check.strongest_comb(view_check.centred_square(
         images.reshape((-1,) + images.shape[-2:]), view_check.PENALTY_SIDE)))
     comb = comb.reshape(crops.shape[:3])
+    # The rotation-centre offset of each whole acquisition, on the same square; TIQA loses the
+    # centre penalty.
+    centre = np.asarray(centre_check.centre_offset(view_check.centred_square(
+        images.reshape((-1,) + images.shape[-2:]), centre_check.PENALTY_SIDE)))
+    centre = centre.reshape(crops.shape[:3])
     tiqa = scored["TIQA"][0]
     if loaded.view_penalty is not None:
         tiqa = tiqa - np.asarray(loaded.view_penalty(comb))
+    if loaded.centre_penalty is not None:
+        tiqa = tiqa - np.asarray(loaded.centre_penalty(np.abs(centre)))
     scored["TIQA"] = (penalties.onto_scale(tiqa, xp=np), True)  # as launch.score gives it
     # The objects unscanned: how much of a low score is the object, how much the scan (no
     # views, so no view penalty).
@@ -209,7 +218,8 @@ def run(config) -> list[dict]:
                   "factor": factor, "level": level,
                   "setting": acquisition.LEVELS[factor][level],
                   **{name: float(raw[m, f, level]) for name, (raw, _) in scored.items()},
-                  "view_comb": round(float(comb[m, f, level]), 2)}
+                  "view_comb": round(float(comb[m, f, level]), 2),
+                  "centre_offset": round(float(centre[m, f, level]), 2)}
                  for m in range(len(held_out.names)) for f, factor in enumerate(factors)
                  for level in acquisition_ladder.LEVELS]
     evaluation.write_table(per_image, output / "scores.csv", output / "scores.md")

@@ -28,6 +28,8 @@ class ScoreSettings:
     ring_check: bool
     view_penalty: bool
     view_check: bool
+    centre_penalty: bool
+    centre_check: bool
     batch_size: int
     normalisation: str
     tiff_planes: str
@@ -71,7 +73,9 @@ def _score(config: ScoreSettings, loaded, batches, desc: str) -> list[tuple[int,
     return score_batches(loaded, batches, crops=config.crops, batch_size=config.batch_size,
                          normalisation=config.normalisation, tiff_planes=config.tiff_planes,
                          desc=desc, with_ring_check=config.ring_check,
-                         with_view_penalty=config.view_penalty, with_view_check=config.view_check)
+                         with_view_penalty=config.view_penalty, with_view_check=config.view_check,
+                         with_centre_penalty=config.centre_penalty,
+                         with_centre_check=config.centre_check)
 
 
 def _thumbnails(config: ScoreSettings, records: list[dict], work) -> dict:
@@ -145,7 +149,7 @@ def _read_part(path: pathlib.Path) -> list[tuple[int, dict]]:
                                  "slice": None if row["slice"] == "" else int(row["slice"]),
                                  "volume": row["volume"], "score": float(row["score"]),
                                  "spread": float(row["spread"]), "n_crops": int(row["n_crops"]),
-                                 **_view_fields(row)})
+                                 **_view_fields(row), **_centre_fields(row)})
             for row in rows]
 
 
@@ -155,6 +159,13 @@ def _view_fields(row: dict) -> dict:
         return {}
     return {"view_comb": float(row["view_comb"]),
             "views": None if row["views"] == "" else int(row["views"])}
+
+
+def _centre_fields(row: dict) -> dict:
+    """The rotation-centre column of a part's row, where the part has it."""
+    if "centre_offset" not in row:
+        return {}
+    return {"centre_offset": None if row["centre_offset"] == "" else float(row["centre_offset"])}
 
 
 def _merge_parts(output: pathlib.Path, processes: int, expected: int,
@@ -235,8 +246,9 @@ def score_phase(config: ScoreSettings) -> dict:
     result = {"records": records, "summary": summary, "csv": output}
     if config.report:
         model = str(config.checkpoint) if config.checkpoint else "the shipped default model"
-        notes = (f"Scored with {model}, crops: {config.crops}, "
-                 f"{scoring.penalty_notes(config.ring_check, config.view_penalty, config.checkpoint)}.",)
+        said = scoring.penalty_notes(config.ring_check, config.view_penalty, config.checkpoint,
+                                     config.centre_penalty)
+        notes = (f"Scored with {model}, crops: {config.crops}, {said}.",)
         if config.view_check:
             notes += (view_check.sampling_note([record["views"] for record in records]),)
         low = penalties.scale_note([record["score"] for record in records])

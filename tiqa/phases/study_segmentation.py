@@ -61,6 +61,7 @@ class StudySegmentationSettings:
     score_checkpoint: str
     ring_check: bool
     view_penalty: bool
+    centre_penalty: bool
     segmentation_checkpoint: str
     output: str
     images: str
@@ -97,7 +98,8 @@ def run(config) -> dict:
                   for path in segmenter_paths]
     score_model = checkpoints.load_model(study.score_checkpoint)
     score = scoring.make_slice_scorer(score_model, study.crops, with_ring_check=study.ring_check,
-                                      with_view_penalty=study.view_penalty)
+                                      with_view_penalty=study.view_penalty,
+                                      with_centre_penalty=study.centre_penalty)
     paths, images, label_maps = held_out(study.images, study.labels, study.label_suffix)
     output = pathlib.Path(study.output)
     output.mkdir(parents=True, exist_ok=True)  # once every model and slice has loaded
@@ -150,7 +152,8 @@ def run(config) -> dict:
                                          if probabilities.shape[-1] == 2 else probabilities,
                                          output / f"segmentation_{study.figure_kind}_level{level}.png",
                                          title=f"{study.figure_kind} level {level}")
-    said = scoring.penalty_notes(study.ring_check, study.view_penalty, study.score_checkpoint)
+    said = scoring.penalty_notes(study.ring_check, study.view_penalty, study.score_checkpoint,
+                                 study.centre_penalty)
     print(f"TIQA score ({said}) against segmentation F1 (the paper's Table 1)"
           + (f", F1 averaged over {len(segmenters)} segmenters" if len(segmenters) > 1 else ""))
     print(evaluation.format_table(table))

@@ -1,0 +1,263 @@
+"""The rotation-centre check: scans made with scikit-image's radon and iradon (an implementation
+independent of the project's) whose projections are moved along the detector by scipy, the
+all-pass filter and the periodic decomposition against hand computation, and the penalty in
+the score."""
+
+import csv
+import dataclasses
+import pathlib
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.transform import iradon, radon
+
+from tiqa import centre_check
+
+SIDE = 128
+
+
+def _particles(seed: int = 0) -> np.ndarray:
+    """Soft-edged particles with a little grain, zero outside the inscribed circle."""
+    rng = np.random.default_rng(seed)
+    blobs = ndimage.gaussian_filter(rng.random((SIDE, SIDE)), 3.0)
+    image = 1.0 / (1.0 + np.exp(-(blobs - blobs.mean()) / (0.25 * blobs.std())))
+    image = image + 0.05 * ndimage.gaussian_filter(rng.random((SIDE, SIDE)), 1.0)
+    rows, cols = np.mgrid[:SIDE, :SIDE] - (SIDE - 1) / 2.0
+    return np.where(np.hypot(rows, cols) < SIDE / 2 - 1, image, 0.0)
+
+
+def _scan(image: np.ndarray, offset: float, gains: np.ndarray | None = None,
+          views: int = 360) -> np.ndarray:
+    """A 180-degree parallel-beam scan whose projections all lie `offset` px along the detector
+    from where the FBP assumes them (scipy's cubic spline shift), optionally with per-detector
+    gain errors (rings), reconstructed by scikit-image's ramp FBP."""
+    angles = np.linspace(0.0, 180.0, views, endpoint=False)
+    sinogram = radon(image, theta=angles, circle=False)
+    sinogram = ndimage.shift(sinogram, (offset, 0.0), order=3, mode="constant")
+    if gains is not None:
+        sinogram = sinogram + gains[:, None] * sinogram.mean()
+    return iradon(sinogram, theta=angles, output_size=SIDE, circle=False,
+                  filter_name="ramp").astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def offsets_found():
+    """The estimates of scans of one object with the axis 0, 1, 2, 4 and 6 px off."""
+    image = _particles()
+    offsets = (0.0, 1.0, 2.0, 4.0, 6.0)
+    scans = np.stack([_scan(image, offset) for offset in offsets])
+    return offsets, np.asarray(centre_check.centre_offset(scans)), scans
+
+
+def test_the_offset_of_an_independent_scan_is_found_to_a_fraction_of_a_pixel(offsets_found):
+    offsets, found, _ = offsets_found
+    np.testing.assert_allclose(np.abs(found), offsets, atol=0.35)
+    assert np.all(np.diff(np.abs(found)) > 0.5)  # each step is told apart
+    signs = np.sign(found[1:])
+    assert np.all(signs == signs[0])  # one direction, as the projections all moved one way
+
+
+def test_the_other_direction_of_the_first_projection_is_searched_too(offsets_found):
+    # A transposed slice: the software's first projection along the other axis.
+    offsets, found, scans = offsets_found
+    transposed = np.asarray(centre_check.centre_offset(np.swapaxes(scans[[0, 3]], 1, 2)))
+    np.testing.assert_allclose(np.abs(transposed), np.abs(found[[0, 3]]), atol=0.1)
+    # An offset the other way reads the other sign.
+    other_way = float(centre_check.centre_offset(_scan(_particles(), -4.0)[None])[0])
+    assert other_way == pytest.approx(-found[3], abs=0.35)
+
+
+def test_rings_do_not_read_as_an_offset():
+    # Strong gain errors: half circles about the axis on a well-centred scan.
+    gains = 0.08 * np.random.default_rng(3).standard_normal(radon(
+        _particles(), theta=[0.0], circle=False).shape[0])
+    ringed = _scan(_particles(), 0.0, gains)
+    plain = _scan(_particles(), 0.0)
+    assert np.std(ringed - plain) > 0.2 * np.std(plain)  # the rings are strong
+    found = np.asarray(centre_check.centre_offset(np.stack([ringed, _scan(_particles(), 3.0,
+                                                                          gains)])))
+    assert abs(found[0]) < 0.35 and abs(abs(found[1]) - 3.0) < 0.5
+    # On a smooth object (particles blurred by 4 px, 256 px square) strong rings are most of
+    # the slice's edges; left in, the sparsest result is an offset near the end of the range.
+    side = 256
+    rng = np.random.default_rng(0)
+    blobs = ndimage.gaussian_filter(rng.random((side, side)), 4.0)
+    smooth = ndimage.gaussian_filter(1.0 / (1.0 + np.exp(-(blobs - blobs.mean())
+                                                          / (0.25 * blobs.std()))), 4.0)
+    rows, cols = np.mgrid[:side, :side] - (side - 1) / 2.0
+    smooth = np.where(np.hypot(rows, cols) < side / 2 - 1, smooth, 0.0)
+    angles = np.linspace(0.0, 180.0, 360, endpoint=False)
+    sinogram = radon(smooth, theta=angles, circle=False)
+    sinogram = sinogram + 0.1 * np.random.default_rng(3).standard_normal(
+        sinogram.shape[0])[:, None] * sinogram.mean()
+    ringed = iradon(sinogram, theta=angles, output_size=side, circle=False,
+                    filter_name="ramp").astype(np.float32)
+    assert abs(float(centre_check.centre_offset(ringed[None])[0])) < 0.5
+
+
+def test_a_featureless_slice_reads_no_offset():
+    # Smooth random fields hold no edge for an offset to double: the sparsity wanders by about
+    # 1 % over the search in a 128 px square (2 % counts there), so its least is anywhere (up
+    # to 8 px here) and counts as none. Scanned particles vary by 5 % and more.
+    fields = np.stack([ndimage.gaussian_filter(np.random.default_rng(seed).random((SIDE, SIDE)),
+                                               2.0) for seed in range(4)]).astype(np.float32)
+    found, structure = (np.asarray(a) for a in centre_check.search(fields))
+    assert centre_check.min_structure(SIDE, SIDE) == pytest.approx(0.02)
+    assert np.all(structure < 0.015) and np.abs(found).max() > 5.0
+    np.testing.assert_array_equal(np.asarray(centre_check.centre_offset(fields)), 0.0)
+    _, particles = (np.asarray(a) for a in centre_check.search(_scan(_particles(), 0.0)[None]))
+    assert particles.min() > 0.05
+
+
+def test_remove_rings_takes_out_what_depends_on_the_radius_alone_in_each_quadrant():
+    rng = np.random.default_rng(5)
+    texture = ndimage.gaussian_filter(rng.random((SIDE, SIDE)), 2.0).astype(np.float32)
+    rows, cols = np.mgrid[:SIDE, :SIDE] - (SIDE - 1) / 2.0
+    radius = np.hypot(rows, cols)
+    # One-pixel rings of random amplitude, one set per half (the detector's two sides).
+    upper = rng.standard_normal(SIDE)[np.floor(radius).astype(int)]
+    lower = rng.standard_normal(SIDE)[np.floor(radius).astype(int)]
+    rings = (0.02 * np.where(rows >= 0, upper, lower)).astype(np.float32)
+    def fine(image, inner=6):  # the detail the gradient search sees, away from the centre
+        inside = (radius > inner) & (radius < SIDE / 2 - 6)
+        return np.std((image - ndimage.gaussian_filter(image, 2.0))[inside])
+
+    # Rings alone: a tenth of their fine detail is left.
+    assert fine(np.asarray(centre_check.remove_rings(rings))) < 0.15 * fine(rings)
+    # Texture alone loses what the thin annuli of a quadrant average it to (each holds few
+    # independent patches of it): a third of its fine detail, no more.
+    lost = np.asarray(centre_check.remove_rings(texture)) - texture
+    assert fine(lost) < 0.4 * fine(texture)
+    # Together, as much as of each alone.
+    together = np.asarray(centre_check.remove_rings(texture + rings))
+    assert fine(together - texture) < 0.4 * fine(texture) + 0.15 * fine(rings)
+
+
+def test_the_inverse_filter_is_all_pass_and_undoes_itself():
+    rng = np.random.default_rng(1)
+    image = rng.random((64, 64)).astype(np.float32)
+    spectrum = np.fft.fft2(image)
+    _, _, signed = centre_check._frequencies(64, 64, split_rows=True)
+    moved = np.asarray(centre_check.undo_offset(spectrum, signed, 2.7))
+    np.testing.assert_allclose(np.abs(moved), np.abs(spectrum), rtol=1e-5)
+    back = np.asarray(centre_check.undo_offset(moved, signed, -2.7))
+    np.testing.assert_allclose(back, spectrum, rtol=1e-4, atol=1e-3)
+    # w(-k) = -w(k) off the Nyquist row and column: the filtered image stays real there.
+    flipped = np.roll(np.flip(signed, (0, 1)), 1, (0, 1))
+    inner = np.ones((64, 64), bool)
+    inner[32, :] = inner[:, 32] = False
+    np.testing.assert_allclose(flipped[inner], -signed[inner], atol=1e-12)
+    # Along the first projection's direction (row frequency 0) the filter is a shift by d.
+    along = np.fft.fftfreq(64)
+    np.testing.assert_allclose(signed[0], along, atol=1e-12)
+
+
+def test_the_periodic_component_leaves_the_frame_jumps_to_a_smooth_image():
+    # Moisan's decomposition by hand: the smooth part s = u - p has, as periodic discrete
+    # Laplacian, the jumps across opposite edges of the frame (0 inside).
+    rng = np.random.default_rng(2)
+    image = (np.linspace(0, 1, 40)[:, None] * np.linspace(1, 3, 48)[None, :]
+             + 0.1 * rng.random((40, 48))).astype(np.float32)
+    smooth = image - np.asarray(centre_check.periodic_component(image))
+    laplacian = (np.roll(smooth, 1, 0) + np.roll(smooth, -1, 0) + np.roll(smooth, 1, 1)
+                 + np.roll(smooth, -1, 1) - 4 * smooth)
+    jumps = np.zeros_like(image)
+    jumps[0] += image[-1] - image[0]
+    jumps[-1] += image[0] - image[-1]
+    jumps[:, 0] += image[:, -1] - image[:, 0]
+    jumps[:, -1] += image[:, 0] - image[:, -1]
+    np.testing.assert_allclose(laplacian, jumps - jumps.mean(), atol=2e-4)
+    assert abs(smooth.mean()) < 1e-4
+
+
+def test_a_slice_too_small_is_refused_naming_its_shape():
+    with pytest.raises(ValueError, match="48x80 slice is too small"):
+        centre_check.centre_offset(np.zeros((1, 48, 80), np.float32))
+
+
+@pytest.fixture(scope="module")
+def centred_model(tmp_path_factory):
+    """The tiny network exported with a centre penalty of 0.3 points per px above 0.25 px."""
+    from tests.tiny_models import export_tiny_score_model
+    from tiqa import checkpoints, penalties
+
+    folder = tmp_path_factory.mktemp("centred")
+    loaded = export_tiny_score_model(tmp_path_factory.mktemp("tiny"))
+    checkpoints.save_exported(dataclasses.replace(
+        loaded, centre_penalty=penalties.Penalty(0.3, 1e9, 0.25)), folder)
+    return folder
+
+
+def test_the_score_loses_the_centre_penalty_of_the_estimated_offset(centred_model,
+                                                                    offsets_found):
+    from tiqa import checkpoints, penalties, scoring
+
+    loaded = checkpoints.load_model(centred_model)
+    assert loaded.centre_penalty == penalties.Penalty(0.3, 1e9, 0.25)
+    assert loaded.ring_penalty is None and loaded.view_penalty is None
+    _, found, scans = offsets_found
+    slices = (scans - scans.min()) / np.ptp(scans)
+    mean, _, _ = scoring.make_slice_scorer(loaded, "center")(slices)
+    plain, _, _ = scoring.make_slice_scorer(loaded, "center", with_centre_penalty=False)(slices)
+    taken = 0.3 * np.clip(np.abs(found) - 0.25, 0, None)
+    assert taken[-1] > 1.5  # 6 px: about 1.7 points
+    # Taken off the network's score, then kept on the scale (the tiny network scores low).
+    np.testing.assert_allclose(mean, penalties.onto_scale(plain - taken, xp=np), rtol=1e-3,
+                               atol=2e-3)
+    assert scoring.penalty_notes(True, True, centred_model) == (
+        "ring check: none in this model, view penalty: none in this model, centre penalty: on "
+        "(0.30 points per unit of centre offset (px) above 0.25, with no cap)")
+    assert scoring.penalty_notes(True, True, centred_model, False).endswith("centre penalty: off")
+
+
+def test_the_score_phase_writes_each_slice_centre_offset(tmp_path, offsets_found):
+    from configs import score as score_config
+    from tests.tiny_models import export_tiny_score_model
+    from tiqa import io
+    from tiqa.phases import score
+
+    offsets, found, scans = offsets_found
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    for name, index in (("centred", 0), ("off", 3)):
+        io.write_tiff(folder / f"{name}.tif", scans[index])
+    config = score_config.get_config()
+    config.input, config.output = str(folder), str(tmp_path / "scores.csv")
+    export_tiny_score_model(tmp_path / "model")
+    config.checkpoint = str(tmp_path / "model")
+    config.centre_check = True
+    score.run(config)
+    with open(tmp_path / "scores.csv", newline="") as handle:
+        rows = {pathlib.Path(row["file"]).stem: row for row in csv.DictReader(handle)}
+    assert abs(float(rows["centred"]["centre_offset"])) < 0.35
+    assert abs(float(rows["off"]["centre_offset"])) == pytest.approx(4.0, abs=0.35)
+    # The column survives the part files that several processes write and process 0 merges.
+    records = [{**row, "slice": None, "score": float(row["score"]),
+                "spread": float(row["spread"]), "n_crops": int(row["n_crops"]),
+                "centre_offset": float(row["centre_offset"])} for row in rows.values()]
+    part = tmp_path / "part.csv"
+    score._write_part(part, records, [0, 1])
+    assert [record for _, record in score._read_part(part)] == records
+
+
+def test_the_score_phase_takes_the_centre_penalty_its_config_asks_for(centred_model, tmp_path,
+                                                                      offsets_found):
+    from configs import score as score_config
+    from tiqa import io
+    from tiqa.phases import score
+
+    _, found, scans = offsets_found
+    io.write_tiff(tmp_path / "off.tif", scans[4])  # 6 px
+    config = score_config.get_config()
+    config.input, config.checkpoint = str(tmp_path / "off.tif"), str(centred_model)
+    scores = {}
+    for asked in (True, False):
+        config.centre_penalty = asked
+        config.output = str(tmp_path / f"scores_{asked}.csv")
+        config.report = str(tmp_path / f"report_{asked}")
+        scores[asked] = score.run(config)["records"][0]["score"]
+    assert scores[False] > scores[True] + 1.0  # 0.3 x (about 6 - 0.25) points, on the scale
+    html = (tmp_path / "report_True" / "index.html").read_text()
+    assert "centre penalty: on (0.30 points per unit of centre offset (px) above 0.25" in html
+    assert "centre penalty: off" in (tmp_path / "report_False" / "index.html").read_text()

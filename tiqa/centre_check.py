@@ -24,6 +24,12 @@ the slice alone. Before the search:
 - the slice's periodic component is taken (`periodic_component`), so the frame's edges put no
   cross into the spectrum along the very axes where the halves meet.
 
+And after it, an offset counts only where the sparsity varies enough over the search
+(`min_structure`): a slice without edges (heavy noise, featureless texture, very few views)
+is as sparse at any offset, and its sparsest one means nothing. Heavily blurred slices (edges
+many pixels wide) pass that test but their sparsest offset is poorly determined: they can read
+several px that are not an axis error.
+
 Both directions of the first projection (along the rows or the columns) are searched, as
 reconstruction software differs, and the larger offset found is the estimate. An offset found
 at the end of the search range (`REACH`) is no finding (0): there the sparsity keeps falling
@@ -48,11 +54,11 @@ COARSE_STEP = 1.0  # px: the first search's grid
 FINE_STEP = 0.25  # px: the second search's grid, over one coarse step each way
 GRADIENT_SIGMA = 1.0  # px: the Gaussian the gradient is taken of (noise in the finest detail)
 RING_BIN_WIDTH = 0.5  # px: annuli of the ring profiles (`tiqa.ring_check`'s)
-RING_DETAIL_BINS = 9  # the running median the rings are taken against (4.5 px)
+RING_DETAIL_BINS = 9  # the running median and mean the rings are taken against (4.5 px)
 # The least variation of the sparsity over the search (its range over its least) for an offset
-# to count, in a 256 px square: slices with edges vary by 1.5 % and more, featureless or
-# noise-dominated ones by up to about 1 %, and their sparsest offset is anywhere
-# (docs/acquisition_ladder.md). A featureless field's variation is a sampling fluctuation,
+# to count, in a 256 px square: slices with edges vary by 1 to 3 % (smooth particles) and
+# more, featureless or noise-dominated ones by up to about 1 %, and their sparsest offset is
+# anywhere (docs/acquisition_ladder.md). A featureless field's variation is a sampling fluctuation,
 # which grows as the side shrinks (fewer independent patches), so the least variation is
 # scaled by 256 / side (`min_structure`).
 MIN_STRUCTURE = 0.01
@@ -121,8 +127,9 @@ def _ring_geometry(height: int, width: int) -> tuple[np.ndarray, np.ndarray, int
 def remove_rings(image: jax.Array) -> jax.Array:
     """An (H, W) slice less its rings about the centre: in each quadrant, the radial profile's
     fine detail (the mean in annuli of half a pixel less the running mean of its running
-    median, each over 4.5 px), much as `tiqa.ring_check` measures rings. A detector pixel's half circle lies in two quadrants of
-    one half, so each quadrant holds its rings whichever way the first projection lies."""
+    median, each over 4.5 px), much as `tiqa.ring_check` measures rings. A detector pixel's
+    half circle lies in two quadrants of one half, so each quadrant holds its rings whichever
+    way the first projection lies."""
     height, width = image.shape
     segment, stand_in, bins = _ring_geometry(height, width)
     total = jax.ops.segment_sum(image.ravel(), jnp.asarray(segment), num_segments=4 * bins)

@@ -34,7 +34,8 @@ def get_config() -> ml_collections.ConfigDict:
     # or offset-axis scans, which the estimate does not model).
     config.centre_penalty = True
     # Also write each slice's estimated rotation-centre offset in px (tiqa.centre_check) as the
-    # CSV column centre_offset (signed; about 0 to 0.5 for a well-centred slice).
+    # CSV column centre_offset (signed; about 0 to 0.5 for a well-centred slice), and the report
+    # a line that counts the slices above 1 px.
     config.centre_check = False
     config.batch_size = 16  # slices per call on the accelerator
     config.normalisation = "auto"  # auto | minmax | percentile | none (see tiqa.io)

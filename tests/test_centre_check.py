@@ -227,7 +227,10 @@ def test_the_score_phase_writes_each_slice_centre_offset(tmp_path, offsets_found
     export_tiny_score_model(tmp_path / "model")
     config.checkpoint = str(tmp_path / "model")
     config.centre_check = True
+    config.report = str(tmp_path / "report")
     score.run(config)
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "rotation centre: 1 of 2 slice(s) read an offset above 1 px (median 3." in html
     with open(tmp_path / "scores.csv", newline="") as handle:
         rows = {pathlib.Path(row["file"]).stem: row for row in csv.DictReader(handle)}
     assert abs(float(rows["centred"]["centre_offset"])) < 0.35
@@ -261,3 +264,14 @@ def test_the_score_phase_takes_the_centre_penalty_its_config_asks_for(centred_mo
     html = (tmp_path / "report_True" / "index.html").read_text()
     assert "centre penalty: on (0.30 points per unit of centre offset (px) above 0.25" in html
     assert "centre penalty: off" in (tmp_path / "report_False" / "index.html").read_text()
+
+
+def test_the_offset_note_counts_the_slices_above_a_pixel():
+    assert centre_check.offset_note([0.2, -3.0, None, 5.0, 1.0]) == (
+        "rotation centre: 2 of 4 slice(s) read an offset above 1 px (median 4.0 px). A "
+        "misplaced axis doubles edges; heavily blurred slices can read so without one "
+        "(tiqa/centre_check.py).")
+    assert centre_check.offset_note([0.5, -0.3]) == (
+        "rotation centre: no slice of 2 reads an offset above 1 px.")
+    assert centre_check.offset_note([None]) == (
+        "rotation centre: no slice was large enough to be checked.")

@@ -70,10 +70,11 @@ UNIT = "centre offset (px)"  # what the penalty's slope is per unit of (penaltie
 # scale, 1 px at their own, docs/acquisition_ladder.md).
 CAPS = (1.0, 2.0, 4.0, 8.0, 1e9)
 FLOORS = (0.0, 0.25, 0.5, 1.0)
+NOTE_OFFSET = 1.0  # px: offsets the report names (the shipped penalty's floor)
 
 __all__ = ["REACH", "MIN_STRUCTURE", "MIN_SIDE", "PENALTY_SIDE", "UNIT", "CAPS", "FLOORS",
            "periodic_component", "remove_rings", "undo_offset", "gradient_spread", "search",
-           "centre_offset", "measurable", "min_structure"]
+           "centre_offset", "measurable", "min_structure", "NOTE_OFFSET", "offset_note"]
 
 
 def measurable(height: int, width: int) -> bool:
@@ -248,3 +249,18 @@ def centre_offset(images: jax.Array) -> jax.Array:
     found, structure = search(images)
     found = jnp.where(structure >= min_structure(*images.shape[-2:]), found, 0.0)
     return jnp.where(jnp.abs(found[:, 0]) >= jnp.abs(found[:, 1]), found[:, 0], found[:, 1])
+
+
+def offset_note(offsets: list[float | None]) -> str:
+    """One line on the slices' estimated rotation-centre offsets (None: not measured): how many
+    read more than NOTE_OFFSET px, and their median."""
+    measured = [abs(offset) for offset in offsets if offset is not None]
+    if not measured:
+        return "rotation centre: no slice was large enough to be checked."
+    off = [offset for offset in measured if offset > NOTE_OFFSET]
+    if not off:
+        return (f"rotation centre: no slice of {len(measured)} reads an offset above "
+                f"{NOTE_OFFSET:g} px.")
+    return (f"rotation centre: {len(off)} of {len(measured)} slice(s) read an offset above "
+            f"{NOTE_OFFSET:g} px (median {float(np.median(off)):.1f} px). A misplaced axis "
+            "doubles edges; heavily blurred slices can read so without one (tiqa/centre_check.py).")

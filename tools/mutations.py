@@ -506,6 +506,12 @@ MUTATIONS = (
                "        tiqa = tiqa - np.asarray(loaded.centre_penalty(np.abs(centre)))",
                "        tiqa = tiqa - 0 * np.asarray(loaded.centre_penalty(np.abs(centre)))"),),
              ("tests/test_acquisition_training.py",), keyword="evaluate_acquisition_smoke"),
+    Mutation("offset_note_signed", "the report counts signed offsets above 1 px (misses the "
+             "axes off the other way)",
+             (("tiqa/centre_check.py",
+               "    measured = [abs(offset) for offset in offsets if offset is not None]",
+               "    measured = [offset for offset in offsets if offset is not None]"),),
+             ("tests/test_centre_check.py",), keyword="offset_note"),
     Mutation("calibration_signed_centre_offset", "the calibration fits the centre penalty on "
              "the signed offset",
              (("tiqa/phases/calibrate.py",

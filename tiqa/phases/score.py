@@ -11,7 +11,7 @@ import pathlib
 import time
 from typing import Any
 
-from tiqa import checkpoints, errors, io, penalties, scoring, view_check, volumes
+from tiqa import centre_check, checkpoints, errors, io, penalties, scoring, view_check, volumes
 from tiqa.phases import settings
 from tiqa.scoring import (csv_fields, cut_batches, plan_slices, report_thumbnails, score_batches,
                           share, write_scores_csv)
@@ -251,6 +251,8 @@ def score_phase(config: ScoreSettings) -> dict:
         notes = (f"Scored with {model}, crops: {config.crops}, {said}.",)
         if config.view_check:
             notes += (view_check.sampling_note([record["views"] for record in records]),)
+        if config.centre_check:
+            notes += (centre_check.offset_note([record["centre_offset"] for record in records]),)
         low = penalties.scale_note([record["score"] for record in records])
         notes += (low,) if low else ()
         index = report.write_report(records, config.report, thumbnails, notes=notes)

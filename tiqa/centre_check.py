@@ -49,6 +49,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tiqa import view_check
+
 REACH = 12.0  # px: the largest offset searched each way
 COARSE_STEP = 1.0  # px: the first search's grid
 FINE_STEP = 0.25  # px: the second search's grid, over one coarse step each way
@@ -74,7 +76,8 @@ NOTE_OFFSET = 1.0  # px: offsets the report names (the shipped penalty's floor)
 
 __all__ = ["REACH", "MIN_STRUCTURE", "MIN_SIDE", "PENALTY_SIDE", "UNIT", "CAPS", "FLOORS",
            "periodic_component", "remove_rings", "undo_offset", "gradient_spread", "search",
-           "centre_offset", "measurable", "min_structure", "NOTE_OFFSET", "offset_note"]
+           "centre_offset", "penalty_offset", "measurable", "min_structure", "NOTE_OFFSET",
+           "offset_note"]
 
 
 def measurable(height: int, width: int) -> bool:
@@ -106,10 +109,11 @@ def periodic_component(image: jax.Array) -> jax.Array:
     return image - jnp.real(jnp.fft.ifft2(smooth)).astype(image.dtype)
 
 
-def _ring_geometry(height: int, width: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Each pixel's (quadrant, annulus) segment about the slice's centre, the non-empty
-    segment standing in for each segment (the nearest inward, else outward, annulus of the same
-    quadrant), and the annuli per quadrant. Shapes are static, so this is numpy."""
+def _ring_geometry(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Each pixel's (quadrant, annulus) segment about the slice's centre, the pixels of each
+    segment (at least 1), the non-empty segment standing in for each segment (the nearest
+    inward, else outward, annulus of the same quadrant), and the annuli per quadrant. Shapes
+    are static, so this is numpy."""
     rows, cols = np.meshgrid(np.arange(height) - (height - 1) / 2.0,
                              np.arange(width) - (width - 1) / 2.0, indexing="ij")
     annulus = np.floor(np.hypot(rows, cols) / RING_BIN_WIDTH).astype(np.int64)
@@ -122,7 +126,7 @@ def _ring_geometry(height: int, width: int) -> tuple[np.ndarray, np.ndarray, int
         filled = np.flatnonzero(counts[index])
         nearest = np.abs(np.arange(bins)[:, None] - filled[None, :]).argmin(axis=1)
         stand_in[index] = index * bins + filled[nearest]
-    return segment.ravel(), stand_in.ravel(), bins
+    return segment.ravel(), np.maximum(counts.ravel(), 1), stand_in.ravel(), bins
 
 
 def remove_rings(image: jax.Array) -> jax.Array:
@@ -132,10 +136,9 @@ def remove_rings(image: jax.Array) -> jax.Array:
     half circle lies in two quadrants of one half, so each quadrant holds its rings whichever
     way the first projection lies."""
     height, width = image.shape
-    segment, stand_in, bins = _ring_geometry(height, width)
+    segment, count, stand_in, bins = _ring_geometry(height, width)
     total = jax.ops.segment_sum(image.ravel(), jnp.asarray(segment), num_segments=4 * bins)
-    count = np.maximum(np.bincount(segment, minlength=4 * bins), 1).astype(np.float32)
-    profiles = (total / jnp.asarray(count))[jnp.asarray(stand_in)].reshape(4, bins)
+    profiles = (total / jnp.asarray(count, jnp.float32))[jnp.asarray(stand_in)].reshape(4, bins)
     half = RING_DETAIL_BINS // 2
 
     def running(values, statistic):
@@ -249,6 +252,13 @@ def centre_offset(images: jax.Array) -> jax.Array:
     found, structure = search(images)
     found = jnp.where(structure >= min_structure(*images.shape[-2:]), found, 0.0)
     return jnp.where(jnp.abs(found[:, 0]) >= jnp.abs(found[:, 1]), found[:, 0], found[:, 1])
+
+
+def penalty_offset(slices) -> jax.Array:
+    """(N, H, W) whole slices -> (N,) `centre_offset` of their centred squares of up to
+    PENALTY_SIDE px at their own pixels: what the centre penalty counts (calibrated on
+    256 px acquisitions, so a slice is measured as calibrated whatever its size)."""
+    return centre_offset(view_check.centred_square(slices, PENALTY_SIDE))
 
 
 def offset_note(offsets: list[float | None]) -> str:

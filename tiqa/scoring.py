@@ -192,8 +192,7 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
                     mean = mean - view_penalty(view_check.strongest_comb(
                         view_check.centred_square(slices, view_check.PENALTY_SIDE)))
                 if centre_penalty is not None and measure_centre:
-                    mean = mean - centre_penalty(jnp.abs(centre_check.centre_offset(
-                        view_check.centred_square(slices, centre_check.PENALTY_SIDE))))
+                    mean = mean - centre_penalty(jnp.abs(centre_check.penalty_offset(slices)))
                 return penalties.onto_scale(mean), scores.std(axis=1)
 
             forward_cache[(height, width)] = (forward, len(positions))
@@ -348,8 +347,7 @@ def centre_record(images: np.ndarray) -> list[dict]:
     None where the slices are too small."""
     if not centre_check.measurable(*images.shape[-2:]):
         return [{"centre_offset": None} for _ in images]
-    offsets = np.asarray(centre_check.centre_offset(
-        view_check.centred_square(np.asarray(images, np.float32), centre_check.PENALTY_SIDE)))
+    offsets = np.asarray(centre_check.penalty_offset(np.asarray(images, np.float32)))
     return [{"centre_offset": round(float(offset), 1)} for offset in offsets]
 
 

@@ -486,8 +486,8 @@ MUTATIONS = (
     Mutation("centre_penalty_signed", "the score's centre penalty follows the signed offset, "
              "not its magnitude",
              (("tiqa/scoring.py",
-               "                    mean = mean - centre_penalty(jnp.abs(centre_check.centre_offset(",
-               "                    mean = mean - centre_penalty((centre_check.centre_offset("),),
+               "                    mean = mean - centre_penalty(jnp.abs(centre_check.penalty_offset(slices)))",
+               "                    mean = mean - centre_penalty((centre_check.penalty_offset(slices)))"),),
              ("tests/test_centre_check.py",), keyword="loses_the_centre_penalty"),
     Mutation("centre_penalty_lost_on_export", "an exported model forgets its centre penalty",
              (("tiqa/checkpoints.py",
@@ -515,8 +515,8 @@ MUTATIONS = (
     Mutation("calibration_signed_centre_offset", "the calibration fits the centre penalty on "
              "the signed offset",
              (("tiqa/phases/calibrate.py",
-               "    return np.abs(np.asarray(centre_check.centre_offset(",
-               "    return (np.asarray(centre_check.centre_offset("),),
+               "    return np.abs(np.asarray(centre_check.penalty_offset(whole)))",
+               "    return (np.asarray(centre_check.penalty_offset(whole)))"),),
              ("tests/test_penalties.py",), keyword="calibration_phase"),
 )
 

@@ -48,8 +48,7 @@ def _comb(whole, crops):
 
 def _centre_offset(whole, crops):
     del crops  # on the whole slice's centred square, as the slice scorer measures it
-    return np.abs(np.asarray(centre_check.centre_offset(
-        view_check.centred_square(whole, centre_check.PENALTY_SIDE))))
+    return np.abs(np.asarray(centre_check.penalty_offset(whole)))
 
 
 # model.json's penalty keys (checkpoints.PENALTY_FIELDS), in the order they are fitted: the view

@@ -185,14 +185,12 @@ def run(config) -> list[dict]:
         scored[contender.name] = (raw.reshape(crops.shape[:3]), contender.higher_is_better)
     # The comb of sparse views on each whole acquisition, as launch.score measures a slice
     # (its centred square of up to view_check.PENALTY_SIDE px); TIQA loses the view penalty.
+    whole = images.reshape((-1,) + images.shape[-2:])
     comb = np.asarray(view_check.strongest_comb(view_check.centred_square(
-        images.reshape((-1,) + images.shape[-2:]), view_check.PENALTY_SIDE)))
-    comb = comb.reshape(crops.shape[:3])
-    # The rotation-centre offset of each whole acquisition, on the same square; TIQA loses the
-    # centre penalty.
-    centre = np.asarray(centre_check.centre_offset(view_check.centred_square(
-        images.reshape((-1,) + images.shape[-2:]), centre_check.PENALTY_SIDE)))
-    centre = centre.reshape(crops.shape[:3])
+        whole, view_check.PENALTY_SIDE))).reshape(crops.shape[:3])
+    # The rotation-centre offset of each whole acquisition, as launch.score measures it; TIQA
+    # loses the centre penalty.
+    centre = np.asarray(centre_check.penalty_offset(whole)).reshape(crops.shape[:3])
     tiqa = scored["TIQA"][0]
     if loaded.view_penalty is not None:
         tiqa = tiqa - np.asarray(loaded.view_penalty(comb))

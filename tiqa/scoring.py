@@ -189,8 +189,7 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
                 if penalty is not None:
                     mean = mean - penalty(ring_check.ring_amplitude(ring_square(slices, resized)))
                 if view_penalty is not None and measure_views:
-                    mean = mean - view_penalty(view_check.strongest_comb(
-                        view_check.centred_square(slices, view_check.PENALTY_SIDE)))
+                    mean = mean - view_penalty(view_check.penalty_comb(slices))
                 if centre_penalty is not None and measure_centre:
                     mean = mean - centre_penalty(jnp.abs(centre_check.penalty_offset(slices)))
                 return penalties.onto_scale(mean), scores.std(axis=1)

@@ -62,7 +62,8 @@ CAPS = (20.0, 40.0, 80.0, penalties.NO_CAP)
 
 __all__ = ["MIN_VIEWS", "MIN_SIDE", "MAX_SIDE", "THRESHOLD", "PENALTY_SIDE", "UNIT", "CAPS",
            "FLOORS", "square_side", "measurable", "max_views", "candidate_views",
-           "comb_strengths", "strongest_comb", "view_comb", "undersampled", "sampling_note"]
+           "comb_strengths", "strongest_comb", "penalty_comb", "view_comb", "undersampled",
+           "sampling_note"]
 
 
 def square_side(height: int, width: int, max_side: int = MAX_SIDE) -> int:
@@ -177,6 +178,13 @@ def strongest_comb(squares: jax.Array) -> jax.Array:
     # Vectorised over 16 squares at a time: four times faster than one by one on the CPU, and
     # a bounded memory however many squares come.
     return jax.lax.map(lambda square: jnp.max(comb_strengths(square)), squares, batch_size=16)
+
+
+def penalty_comb(slices) -> jax.Array:
+    """(N, H, W) whole slices -> (N,) `strongest_comb` of their centred squares of up to
+    PENALTY_SIDE px at their own pixels: what the view penalty counts (calibrated on 256 px
+    acquisitions, so a slice is measured as calibrated whatever its size)."""
+    return strongest_comb(centred_square(slices, PENALTY_SIDE))
 
 
 def view_comb(image, max_side: int = MAX_SIDE) -> tuple[float, int]:

@@ -276,9 +276,9 @@ MUTATIONS = (
              ("tests/test_view_check.py",), keyword="view_penalty"),
     Mutation("view_penalty_on_the_diagnostic_square", "whole slices lose the view penalty "
              "of the diagnostic's square (up to 512 px), not of the square it was fitted on",
-             (("tiqa/scoring.py",
-               "                        view_check.centred_square(slices, view_check.PENALTY_SIDE)))",
-               "                        view_check.centred_square(slices, view_check.MAX_SIDE)))"),),
+             (("tiqa/view_check.py",
+               "    return strongest_comb(centred_square(slices, PENALTY_SIDE))",
+               "    return strongest_comb(centred_square(slices, MAX_SIDE))"),),
              ("tests/test_view_check.py",), keyword="view_penalty"),
     Mutation("score_phase_ignores_its_view_penalty_key", "launch.score takes the view "
              "penalty off whatever its config says",

@@ -43,7 +43,7 @@ def _ring_amplitude(whole, crops):
 
 def _comb(whole, crops):
     del crops  # the comb on the whole slice's centred square, as the slice scorer measures it
-    return view_check.strongest_comb(view_check.centred_square(whole, view_check.PENALTY_SIDE))
+    return view_check.penalty_comb(whole)
 
 
 def _centre_offset(whole, crops):

@@ -186,8 +186,7 @@ def run(config) -> list[dict]:
     # The comb of sparse views on each whole acquisition, as launch.score measures a slice
     # (its centred square of up to view_check.PENALTY_SIDE px); TIQA loses the view penalty.
     whole = images.reshape((-1,) + images.shape[-2:])
-    comb = np.asarray(view_check.strongest_comb(view_check.centred_square(
-        whole, view_check.PENALTY_SIDE))).reshape(crops.shape[:3])
+    comb = np.asarray(view_check.penalty_comb(whole)).reshape(crops.shape[:3])
     # The rotation-centre offset of each whole acquisition, as launch.score measures it; TIQA
     # loses the centre penalty.
     centre = np.asarray(centre_check.penalty_offset(whole)).reshape(crops.shape[:3])

@@ -110,6 +110,29 @@ def test_a_featureless_slice_reads_no_offset():
     assert particles.min() > 0.05
 
 
+def test_a_real_slice_is_measured_on_up_to_512_px_where_256_px_misses(nanoct_dir):
+    # A real nano-CT slice (500 x 572 px, soft particles and grain) given offsets of 1, 2 and
+    # 4 px by the offset's phase-only filter, built here by hand: exp(-2 pi i d w) with
+    # w = +|k| on the half plane of projection angles [0, 180) and -|k| on the other.
+    from tiqa import io, view_check
+
+    image = io.read_slice(nanoct_dir / "images" / "103.tif")
+    spectrum = np.fft.fft2(np.asarray(centre_check.periodic_component(image)))
+    along_rows = np.fft.fftfreq(image.shape[0])[:, None]
+    along_cols = np.fft.fftfreq(image.shape[1])[None, :]
+    upper = (along_rows > 0) | ((along_rows == 0) & (along_cols >= 0))
+    signed = np.where(upper, 1.0, -1.0) * np.hypot(along_rows, along_cols)
+    offsets = np.array([1.0, 2.0, 4.0])
+    scans = np.stack([np.real(np.fft.ifft2(spectrum * np.exp(-2j * np.pi * d * signed)))
+                      for d in offsets]).astype(np.float32)
+    # The penalty measures the whole 500 px square and finds each offset.
+    measured = np.abs(np.asarray(centre_check.penalty_offset(scans)))
+    np.testing.assert_allclose(measured, offsets, atol=0.25)
+    # Its centred 256 px square alone holds too few soft edges to tell them as well.
+    small = np.abs(np.asarray(centre_check.centre_offset(view_check.centred_square(scans, 256))))
+    assert np.max(np.abs(small - offsets)) > 0.3
+
+
 def test_remove_rings_takes_out_what_depends_on_the_radius_alone_in_each_quadrant():
     rng = np.random.default_rng(5)
     texture = ndimage.gaussian_filter(rng.random((SIDE, SIDE)), 2.0).astype(np.float32)

@@ -39,8 +39,12 @@ module's convention; the penalty counts its magnitude.
 The score network orders centre offsets poorly on smooth grey objects
 (docs/acquisition_ladder.md). The shipped model's `centre_check` penalty (`tiqa.penalties`,
 fitted on training objects' centre-offset ladders by `launch.calibrate`) takes score points
-per px of the estimate above a floor, measured like the view penalty on the slice's centred
-square of up to `PENALTY_SIDE` px at its own pixels.
+per px of the estimate above a floor, measured on the slice's centred square of up to
+`PENALTY_SIDE` px at its own pixels. That square is larger than the view penalty's: on smooth
+objects, a 256 px square misses offsets of several px that the 512 px square around it finds
+(its edges are too few and too soft; docs/acquisition_ladder.md), and real slices are mostly
+larger than 512 px. Acquisitions of 256 px, on which the penalty was calibrated, are measured
+whole either way.
 """
 
 from __future__ import annotations
@@ -62,10 +66,11 @@ RING_DETAIL_BINS = 9  # the running median and mean the rings are taken against 
 # more, featureless or noise-dominated ones by up to about 1 %, and their sparsest offset is
 # anywhere (docs/acquisition_ladder.md). A featureless field's variation is a sampling fluctuation,
 # which grows as the side shrinks (fewer independent patches), so the least variation is
-# scaled by 256 / side (`min_structure`).
+# scaled by STRUCTURE_SIDE / side (`min_structure`).
 MIN_STRUCTURE = 0.01
+STRUCTURE_SIDE = 256  # px: the side MIN_STRUCTURE holds at
 MIN_SIDE = 64  # px: a smaller square holds too little to search 12 px each way
-PENALTY_SIDE = 256  # px: the centred square measured, as the view penalty's (calibrated on it)
+PENALTY_SIDE = 512  # px: the largest centred square the penalty measures (module docstring)
 UNIT = "centre offset (px)"  # what the penalty's slope is per unit of (penalties.Penalty.describe)
 # Caps and floors of the penalty (`penalties.fit_penalty` picks one of each), in px. The floors
 # cover what smooth objects measure with the axis in place (up to about 0.4 px at the scored
@@ -74,9 +79,9 @@ CAPS = (1.0, 2.0, 4.0, 8.0, 1e9)
 FLOORS = (0.0, 0.25, 0.5, 1.0)
 NOTE_OFFSET = 1.0  # px: offsets the report names (the shipped penalty's floor)
 
-__all__ = ["REACH", "MIN_STRUCTURE", "MIN_SIDE", "PENALTY_SIDE", "UNIT", "CAPS", "FLOORS",
-           "periodic_component", "remove_rings", "undo_offset", "gradient_spread", "search",
-           "centre_offset", "penalty_offset", "measurable", "min_structure", "NOTE_OFFSET",
+__all__ = ["REACH", "MIN_STRUCTURE", "STRUCTURE_SIDE", "MIN_SIDE", "PENALTY_SIDE", "UNIT", "CAPS",
+           "FLOORS", "periodic_component", "remove_rings", "undo_offset", "gradient_spread",
+           "search", "centre_offset", "penalty_offset", "measurable", "min_structure", "NOTE_OFFSET",
            "offset_note"]
 
 
@@ -87,7 +92,7 @@ def measurable(height: int, width: int) -> bool:
 
 def min_structure(height: int, width: int) -> float:
     """The least structure (`search`) for an offset to count in a (height, width) slice."""
-    return MIN_STRUCTURE * PENALTY_SIDE / min(height, width)
+    return MIN_STRUCTURE * STRUCTURE_SIDE / min(height, width)
 
 
 def periodic_component(image: jax.Array) -> jax.Array:
@@ -256,8 +261,7 @@ def centre_offset(images: jax.Array) -> jax.Array:
 
 def penalty_offset(slices) -> jax.Array:
     """(N, H, W) whole slices -> (N,) `centre_offset` of their centred squares of up to
-    PENALTY_SIDE px at their own pixels: what the centre penalty counts (calibrated on
-    256 px acquisitions, so a slice is measured as calibrated whatever its size)."""
+    PENALTY_SIDE px at their own pixels: what the centre penalty counts."""
     return centre_offset(view_check.centred_square(slices, PENALTY_SIDE))
 
 

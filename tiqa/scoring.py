@@ -146,8 +146,8 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
     the slice's centred square of up to `view_check.PENALTY_SIDE` px at its own pixels
     (`tiqa.view_check`; slices under `view_check.MIN_SIDE` px are not measured). With
     `with_centre_penalty` and a model that has a centre penalty, it loses the penalty of the
-    rotation-centre offset estimated on the same square of up to `centre_check.PENALTY_SIDE` px
-    (`tiqa.centre_check`; slices under `centre_check.MIN_SIDE` px are not measured). The mean
+    rotation-centre offset estimated on its centred square of up to `centre_check.PENALTY_SIDE`
+    px (`tiqa.centre_check`; slices under `centre_check.MIN_SIDE` px are not measured). The mean
     is then kept above the scale's 1, in order (`penalties.onto_scale`).
     """
     penalty = loaded.ring_penalty if with_ring_check else None

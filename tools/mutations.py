@@ -489,6 +489,12 @@ MUTATIONS = (
                "                    mean = mean - centre_penalty(jnp.abs(centre_check.penalty_offset(slices)))",
                "                    mean = mean - centre_penalty((centre_check.penalty_offset(slices)))"),),
              ("tests/test_centre_check.py",), keyword="loses_the_centre_penalty"),
+    Mutation("centre_penalty_on_a_256_px_square", "the centre penalty measures a large "
+             "slice's centred 256 px square, where soft edges leave offsets poorly told",
+             (("tiqa/centre_check.py",
+               "PENALTY_SIDE = 512  # px",
+               "PENALTY_SIDE = 256  # px"),),
+             ("tests/test_centre_check.py",), keyword="up_to_512"),
     Mutation("centre_penalty_lost_on_export", "an exported model forgets its centre penalty",
              (("tiqa/checkpoints.py",
                "    for key, field in PENALTY_FIELDS.items():",
@@ -555,6 +561,9 @@ def run_one(mutation: Mutation, root: pathlib.Path) -> tuple[str, str, float]:
     with tempfile.TemporaryDirectory(prefix=f"mutation_{mutation.name}_") as folder:
         copy = pathlib.Path(folder) / "repo"
         copy_repository(root, copy)
+        # The real data beside the checkout, beside the copy too, so its tests run, not skip.
+        if (root.parent / "shared").is_dir():
+            (pathlib.Path(folder) / "shared").symlink_to(root.parent / "shared")
         apply(mutation, copy)
         command = [sys.executable, "-m", "pytest", "-q", "-x", "-rf", "--no-header",
                    "-p", "no:cacheprovider", *mutation.tests]

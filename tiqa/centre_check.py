@@ -81,8 +81,8 @@ NOTE_OFFSET = 1.0  # px: offsets the report names (the shipped penalty's floor)
 
 __all__ = ["REACH", "MIN_STRUCTURE", "STRUCTURE_SIDE", "MIN_SIDE", "PENALTY_SIDE", "UNIT", "CAPS",
            "FLOORS", "periodic_component", "remove_rings", "undo_offset", "gradient_spread",
-           "search", "centre_offset", "penalty_offset", "measurable", "min_structure", "NOTE_OFFSET",
-           "offset_note"]
+           "search", "centre_offset", "penalty_offset", "measurable", "min_structure",
+           "NOTE_OFFSET", "offset_note"]
 
 
 def measurable(height: int, width: int) -> bool:

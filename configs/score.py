@@ -30,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.view_check = False
     # Take the model's centre penalty off each slice's score (tiqa.centre_check: the rotation-
     # centre offset of a 180-degree scan, estimated on the slice's centred square of up to
-    # 256 px, where the model has a `centre_check` penalty); False: without it (e.g. 360-degree
+    # 512 px, where the model has a `centre_check` penalty); False: without it (e.g. 360-degree
     # or offset-axis scans, which the estimate does not model).
     config.centre_penalty = True
     # Also write each slice's estimated rotation-centre offset in px (tiqa.centre_check) as the

@@ -3,9 +3,7 @@ independent of the project's) whose projections are moved along the detector by 
 all-pass filter and the periodic decomposition against hand computation, and the penalty in
 the score."""
 
-import csv
 import dataclasses
-import pathlib
 
 import numpy as np
 import pytest
@@ -235,58 +233,36 @@ def test_the_score_loses_the_centre_penalty_of_the_estimated_offset(centred_mode
 
 
 def test_the_score_phase_writes_each_slice_centre_offset(tmp_path, offsets_found):
-    from configs import score as score_config
-    from tests.tiny_models import export_tiny_score_model
     from tiqa import io
-    from tiqa.phases import score
+    from tests.score_runs import part_round_trip, score_folder
 
     offsets, found, scans = offsets_found
     folder = tmp_path / "slices"
     folder.mkdir()
     for name, index in (("centred", 0), ("off", 3)):
         io.write_tiff(folder / f"{name}.tif", scans[index])
-    config = score_config.get_config()
-    config.input, config.output = str(folder), str(tmp_path / "scores.csv")
-    export_tiny_score_model(tmp_path / "model")
-    config.checkpoint = str(tmp_path / "model")
-    config.centre_check = True
-    config.report = str(tmp_path / "report")
-    score.run(config)
-    html = (tmp_path / "report" / "index.html").read_text()
+    html, rows = score_folder(folder, tmp_path, centre_check=True)
     assert "rotation centre: 1 of 2 slice(s) read an offset above 1 px (median 3." in html
-    with open(tmp_path / "scores.csv", newline="") as handle:
-        rows = {pathlib.Path(row["file"]).stem: row for row in csv.DictReader(handle)}
     assert abs(float(rows["centred"]["centre_offset"])) < 0.35
     assert abs(float(rows["off"]["centre_offset"])) == pytest.approx(4.0, abs=0.35)
     # The column survives the part files that several processes write and process 0 merges.
-    records = [{**row, "slice": None, "score": float(row["score"]),
-                "spread": float(row["spread"]), "n_crops": int(row["n_crops"]),
-                "centre_offset": float(row["centre_offset"])} for row in rows.values()]
-    part = tmp_path / "part.csv"
-    score._write_part(part, records, [0, 1])
-    assert [record for _, record in score._read_part(part)] == records
+    records, read_back = part_round_trip(rows, tmp_path, {"centre_offset": float})
+    assert read_back == records
 
 
 def test_the_score_phase_takes_the_centre_penalty_its_config_asks_for(centred_model, tmp_path,
                                                                       offsets_found):
-    from configs import score as score_config
     from tiqa import io
-    from tiqa.phases import score
+    from tests.score_runs import penalty_on_and_off
 
     _, found, scans = offsets_found
     io.write_tiff(tmp_path / "off.tif", scans[4])  # 6 px
-    config = score_config.get_config()
-    config.input, config.checkpoint = str(tmp_path / "off.tif"), str(centred_model)
-    scores = {}
-    for asked in (True, False):
-        config.centre_penalty = asked
-        config.output = str(tmp_path / f"scores_{asked}.csv")
-        config.report = str(tmp_path / f"report_{asked}")
-        scores[asked] = score.run(config)["records"][0]["score"]
-    assert scores[False] > scores[True] + 1.0  # 0.3 x (about 6 - 0.25) points, on the scale
-    html = (tmp_path / "report_True" / "index.html").read_text()
-    assert "centre penalty: on (0.30 points per unit of centre offset (px) above 0.25" in html
-    assert "centre penalty: off" in (tmp_path / "report_False" / "index.html").read_text()
+    scores = penalty_on_and_off(tmp_path / "off.tif", centred_model, "centre_penalty", tmp_path)
+    # 0.3 x (about 6 - 0.25) points, on the scale.
+    assert scores[False][0] > scores[True][0] + 1.0
+    assert ("centre penalty: on (0.30 points per unit of centre offset (px) above 0.25"
+            in scores[True][1])
+    assert "centre penalty: off" in scores[False][1]
 
 
 def test_the_offset_note_counts_the_slices_above_a_pixel():

@@ -1,9 +1,7 @@
 """The angular-sampling check: sparse-view reconstructions from scikit-image's radon and iradon
 (an implementation independent of the project's), against fully sampled ones and texture."""
 
-import csv
 import math
-import pathlib
 
 import numpy as np
 import pytest
@@ -102,39 +100,23 @@ def test_bad_shapes_are_refused():
 
 
 def test_the_score_phase_writes_the_angular_sampling_of_each_slice(tmp_path):
-    from configs import score as score_config
     from tiqa import io
-    from tiqa.phases import score
-    from tests.tiny_models import export_tiny_score_model
+    from tests.score_runs import part_round_trip, score_folder
 
     folder = tmp_path / "slices"
     folder.mkdir()
     for name, views in (("sparse", 24), ("full", 400)):
         image = _fbp(_texture(6), views)
         io.write_png(folder / f"{name}.png", (image - image.min()) / np.ptp(image))
-    config = score_config.get_config()
-    config.input, config.output = str(folder), str(tmp_path / "scores.csv")
-    export_tiny_score_model(tmp_path / "model")
-    config.checkpoint = str(tmp_path / "model")
-    config.view_check = True
-    config.report = str(tmp_path / "report")
-    score.run(config)
-    html = (tmp_path / "report" / "index.html").read_text()
+    html, rows = score_folder(folder, tmp_path, view_check=True)
     assert "angular sampling: 1 of 2 slice(s) look made from too few views" in html
     assert "views found (slices): 24 (1)" in html
-    with open(tmp_path / "scores.csv", newline="") as handle:
-        rows = {pathlib.Path(row["file"]).stem: row for row in csv.DictReader(handle)}
     assert rows["sparse"]["views"] == "24" and float(rows["sparse"]["view_comb"]) > 20
     assert rows["full"]["views"] == "" and float(rows["full"]["view_comb"]) < 6
     # The columns survive the part files that several processes write and process 0 merges.
-    records = [{**row, "slice": None, "score": float(row["score"]),
-                "spread": float(row["spread"]), "n_crops": int(row["n_crops"]),
-                "view_comb": float(row["view_comb"]),
-                "views": None if row["views"] == "" else int(row["views"])}
-               for row in rows.values()]
-    part = tmp_path / "part.csv"
-    score._write_part(part, records, [0, 1])
-    assert [record for _, record in score._read_part(part)] == records
+    records, read_back = part_round_trip(rows, tmp_path, {
+        "view_comb": float, "views": lambda views: None if views == "" else int(views)})
+    assert read_back == records
 
 
 @pytest.fixture(scope="module")
@@ -226,25 +208,18 @@ def test_a_view_check_without_its_cap_is_refused_naming_the_file(viewed_model, t
 
 
 def test_the_score_phase_takes_the_view_penalty_its_config_asks_for(viewed_model, tmp_path):
-    from configs import score as score_config
     from tiqa import io
-    from tiqa.phases import score
+    from tests.score_runs import penalty_on_and_off
 
     image = _wide_sparse_slice(40)
     io.write_png(tmp_path / "sparse.png", image)
-    config = score_config.get_config()
-    config.input, config.checkpoint = str(tmp_path / "sparse.png"), str(viewed_model)
-    found = {}
-    for asked in (True, False):
-        config.view_penalty = asked
-        config.output = str(tmp_path / f"scores_{asked}.csv")
-        config.report = str(tmp_path / f"report_{asked}")
-        found[asked] = score.run(config)["records"][0]["score"]
+    found = penalty_on_and_off(tmp_path / "sparse.png", viewed_model, "view_penalty", tmp_path)
     comb = view_check.view_comb(image, max_side=view_check.PENALTY_SIDE)[0]  # before 8 bits
-    assert found[False] - found[True] == pytest.approx(0.02 * min(comb - 12.0, 68.0), rel=0.02)
-    html = (tmp_path / "report_True" / "index.html").read_text()
-    assert "view penalty: on (0.0200 points per unit of comb strength above 12, up to 80)" in html
-    assert "view penalty: off" in (tmp_path / "report_False" / "index.html").read_text()
+    assert found[False][0] - found[True][0] == pytest.approx(0.02 * min(comb - 12.0, 68.0),
+                                                             rel=0.02)
+    assert ("view penalty: on (0.0200 points per unit of comb strength above 12, up to 80)"
+            in found[True][1])
+    assert "view penalty: off" in found[False][1]
 
 
 def test_heavy_blur_is_not_taken_for_sparse_views():

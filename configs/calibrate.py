@@ -24,6 +24,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.phantom_seed = 100
     config.object_scale = "native"  # native | scored (tiqa.objects.SCALES)
     config.output_size = 256  # as the acquisition-ladder benchmark
+    # The centre penalty is fitted once per size of these (ladders of that size, measured
+    # whole): a slice is charged by the fit of the largest size its measured square reaches
+    # (the first below that), as the offset's estimate grows more reliable with the square
+    # (tiqa.centre_check; at most its PENALTY_SIDE, 512 px).
+    config.centre_output_sizes = (256, 512)
     config.max_views = 720
     config.seed = 0
     # The label of each ideal acquisition: the prior of unannotated references.
@@ -32,6 +37,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     if variant == "smoke":
         config.output = "runs/smoke/calibrated"
         config.output_size, config.max_views = 80, 180
+        config.centre_output_sizes = (80,)
     elif variant:
         raise ValueError(f"unknown calibrate config variant {variant!r}; known: smoke")
     return config

@@ -385,11 +385,13 @@ class _Thresholder:
 @pytest.mark.slow
 def test_evaluate_acquisition_smoke_writes_its_tables(monkeypatch, tmp_path):
     # View and centre penalties with no floor: every acquisition loses 0.05 points per unit of
-    # its comb and 0.1 points per px of its estimated centre offset.
+    # its comb and 0.1 points per px of its estimated centre offset, the centre penalty's fit
+    # for squares of 80 px (the acquisitions'), not its own 5 points per px for smaller ones.
     loaded = export_tiny_score_model(tmp_path / "tiny")
     checkpoints.save_exported(dataclasses.replace(
         loaded, view_penalty=penalties.Penalty(0.05, 80.0, 0.0),
-        centre_penalty=penalties.Penalty(0.1, 1e9, 0.0)), tmp_path / "viewed")
+        centre_penalty=penalties.Penalty(5.0, 1e9, 0.0, ((80, penalties.Penalty(0.1, 1e9, 0.0)),))),
+        tmp_path / "viewed")
     segmenters = {"low": _Thresholder(0.3), "high": _Thresholder(0.6)}
     monkeypatch.setattr(checkpoints, "load_segmenter", lambda path: segmenters[path])
     monkeypatch.setattr(checkpoints, "positive_class", lambda path: 0)

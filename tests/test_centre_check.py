@@ -232,6 +232,34 @@ def test_the_score_loses_the_centre_penalty_of_the_estimated_offset(centred_mode
     assert scoring.penalty_notes(True, True, centred_model, False).endswith("centre penalty: off")
 
 
+@pytest.mark.parametrize("least_side, charged", [(SIDE, True), (SIDE + 2, False)])
+def test_the_score_takes_the_centre_penalty_fitted_for_the_measured_square(
+        tmp_path, offsets_found, least_side, charged):
+    from tests.tiny_models import export_tiny_score_model
+    from tiqa import checkpoints, penalties, scoring
+
+    # No penalty of its own; 0.3 points per px above 0.25 px for squares of `least_side` px up.
+    # The scans are measured whole, on 128 px: charged by that fit only where it starts there.
+    loaded = dataclasses.replace(
+        export_tiny_score_model(tmp_path / "tiny"),
+        centre_penalty=penalties.Penalty(0.0, 1e9, 0.0,
+                                         ((least_side, penalties.Penalty(0.3, 1e9, 0.25)),)))
+    checkpoints.save_exported(loaded, tmp_path / "sized")
+    loaded = checkpoints.load_model(tmp_path / "sized")
+    assert loaded.centre_penalty.at(centre_check.measured_side(SIDE, SIDE + 40)).slope == (
+        0.3 if charged else 0.0)
+    _, found, scans = offsets_found
+    slices = (scans - scans.min()) / np.ptp(scans)
+    mean, _, _ = scoring.make_slice_scorer(loaded, "center")(slices)
+    plain, _, _ = scoring.make_slice_scorer(loaded, "center", with_centre_penalty=False)(slices)
+    taken = 0.3 * np.clip(np.abs(found) - 0.25, 0, None) if charged else 0.0
+    np.testing.assert_allclose(mean, penalties.onto_scale(plain - taken, xp=np), rtol=1e-3,
+                               atol=2e-3)
+    assert scoring.penalty_notes(True, True, tmp_path / "sized").endswith(
+        "centre penalty: on (0.0000 points per unit of centre offset (px) above 0, with no cap; "
+        f"measured on {least_side} px or more, 0.30 points above 0.25, with no cap)")
+
+
 def test_the_score_phase_writes_each_slice_centre_offset(tmp_path, offsets_found):
     from tiqa import io
     from tests.score_runs import part_round_trip, score_folder
@@ -248,6 +276,29 @@ def test_the_score_phase_writes_each_slice_centre_offset(tmp_path, offsets_found
     # The column survives the part files that several processes write and process 0 merges.
     records, read_back = part_round_trip(rows, tmp_path, {"centre_offset": float})
     assert read_back == records
+
+
+def test_the_offset_written_is_the_one_the_penalty_counted_searched_once(
+        centred_model, tmp_path, offsets_found, monkeypatch):
+    from tiqa import io
+    from tests.score_runs import score_folder
+
+    _, found, scans = offsets_found
+    folder = tmp_path / "slices"
+    folder.mkdir()
+    io.write_tiff(folder / "off.tif", scans[3])  # 4 px
+    searched = []
+    search = centre_check.penalty_offset
+
+    def counted(slices):
+        searched.append(tuple(slices.shape))
+        return search(slices)
+
+    monkeypatch.setattr(centre_check, "penalty_offset", counted)
+    _, rows = score_folder(folder, tmp_path, centre_check=True, checkpoint=str(centred_model))
+    # One search serves the penalty and the CSV (it costs 0.1 to 0.4 s a slice on a CPU).
+    assert len(searched) == 1
+    assert float(rows["off"]["centre_offset"]) == pytest.approx(found[3], abs=0.06)
 
 
 def test_the_score_phase_takes_the_centre_penalty_its_config_asks_for(centred_model, tmp_path,

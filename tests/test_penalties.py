@@ -66,6 +66,31 @@ def test_a_penalty_is_said_in_words_with_the_digits_its_slope_needs():
         "0.0144 points per unit of comb strength above 12, with no cap")
 
 
+def test_a_penalty_fitted_per_size_is_chosen_by_the_measured_square_and_kept_on_export(
+        tmp_path):
+    small, large = penalties.Penalty(0.2, 8.0, 1.0), penalties.Penalty(0.5, 4.0, 0.25)
+    huge = penalties.Penalty(0.9, 2.0, 0.0)
+    sized = dataclasses.replace(small, larger=((512, large), (1024, huge)))
+    assert [sized.at(side) for side in (64, 256, 510, 512, 700, 1024, 4096)] == (
+        [small] * 3 + [large] * 2 + [huge] * 2)
+    # A penalty called without a side is its own fit: 0.2 x (3 - 1) points for 3 px.
+    assert float(sized(np.float32(3.0))) == pytest.approx(0.4)
+    assert float(sized.at(600)(np.float32(3.0))) == pytest.approx(0.5 * 2.75)
+    assert sized.describe("offset (px)") == (
+        "0.20 points per unit of offset (px) above 1, up to 8; measured on 512 px or more, 0.50 "
+        "points above 0.25, up to 4; measured on 1024 px or more, 0.90 points above 0, up to 2")
+    loaded = dataclasses.replace(export_tiny_score_model(tmp_path / "tiny"), centre_penalty=sized)
+    checkpoints.save_exported(loaded, tmp_path / "sized")
+    assert checkpoints.load_model(tmp_path / "sized").centre_penalty == sized
+    with pytest.raises(ValueError, match="in order of side"):
+        penalties.Penalty(0.2, 8.0, 1.0, ((1024, huge), (512, large)))
+    entry = json.loads((tmp_path / "sized" / "model.json").read_text())
+    entry["centre_check"]["larger"][0].pop("side")
+    (tmp_path / "sized" / "model.json").write_text(json.dumps(entry))
+    with pytest.raises(errors.InputError, match="model.json: centre_check needs a slope"):
+        checkpoints.load_model(tmp_path / "sized")
+
+
 def test_fit_penalty_refuses_a_grid_with_no_cap_above_a_floor():
     scores = np.ones((2, 6))
     with pytest.raises(ValueError, match="no cap above a floor"):
@@ -84,6 +109,8 @@ def test_calibration_phase_exports_the_fitted_penalties_and_keeps_the_card(tmp_p
     config = calibrate_config.get_config("smoke")
     config.checkpoint, config.output = str(source), str(tmp_path / "calibrated")
     config.phantoms, config.output_size = 2, 256  # crops of 224 px hold the ring search
+    # The centre penalty at two sizes: its own fit (128 px) and one for squares of 256 px up.
+    config.centre_output_sizes = (128, 256)
     config.max_views = 720  # the views ladder's ideal
     # A network blind to rings, views and the axis (4 for every acquisition), so that their
     # cost is all the penalties' to carry; the view and centre fits are asked for the ring
@@ -96,7 +123,7 @@ def test_calibration_phase_exports_the_fitted_penalties_and_keeps_the_card(tmp_p
 
     monkeypatch.setattr(scoring, "make_scorer", blind)
     results = calibrate.run(config)
-    assert asked == [(False, False), (True, False), (True, False)]
+    assert asked == [(False, False), (True, False), (True, False), (True, False)]
     calibrated = checkpoints.load_model(config.output)
     rings, views, centres = results["ring_check"], results["view_check"], results["centre_check"]
     assert calibrated.ring_penalty == penalties.Penalty(rings["slope"], rings["cap"],
@@ -105,24 +132,37 @@ def test_calibration_phase_exports_the_fitted_penalties_and_keeps_the_card(tmp_p
                                                         views["floor"])
     assert rings["cap"] in ring_check.CAPS and rings["floor"] in ring_check.FLOORS
     assert views["cap"] in view_check.CAPS and views["floor"] == view_check.THRESHOLD
+    [larger] = centres["larger"]
+    larger_fit = penalties.Penalty(larger["slope"], larger["cap"], larger["floor"])
     assert calibrated.centre_penalty == penalties.Penalty(centres["slope"], centres["cap"],
-                                                          centres["floor"])
-    assert centres["cap"] in centre_check.CAPS and centres["floor"] in centre_check.FLOORS
-    for result in (rings, views, centres):
+                                                          centres["floor"], ((256, larger_fit),))
+    # A slice measured on a square under 256 px is charged by the 128 px fit, from 256 px up by
+    # the 256 px one (the two fits differ, so the choice shows).
+    assert calibrated.centre_penalty.at(254) == penalties.Penalty(
+        centres["slope"], centres["cap"], centres["floor"]) != larger_fit
+    assert calibrated.centre_penalty.at(256) == calibrated.centre_penalty.at(512) == larger_fit
+    assert (centres["output_size"], larger["output_size"], larger["side"]) == (128, 256, 256)
+    for result in (centres, larger):
+        assert result["cap"] in centre_check.CAPS and result["floor"] in centre_check.FLOORS
+    for result in (rings, views, centres, larger):
         assert result["slope"] > 0 and result["objects"] == 2
         assert result["rmse_with_penalty"] < result["rmse_network"]
     card = json.loads((tmp_path / "calibrated" / "model.json").read_text())["card"]
     assert card["purpose"] == "tests" and card["view_check"]["slope"] == views["slope"]
     assert card["ring_check"]["factor"] == "gain_error" and card["view_check"]["factor"] == "views"
     assert card["centre_check"]["factor"] == "centre_offset"
+    assert card["centre_check"]["larger"][0]["slope"] == larger["slope"]
     with open(tmp_path / "calibrated" / "calibration.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["check"], int(r["level"])) for r in rows] == (
-        [("ring_check", level) for level in range(6)] * 2
-        + [("view_check", level) for level in range(6)] * 2
-        + [("centre_check", level) for level in range(6)] * 2)
-    for row in rows:  # each score loses the penalty of its own measure
+    assert [(r["check"], int(r["output_size"]), int(r["level"])) for r in rows] == (
+        [("ring_check", 256, level) for level in range(6)] * 2
+        + [("view_check", 256, level) for level in range(6)] * 2
+        + [("centre_check", 128, level) for level in range(6)] * 2
+        + [("centre_check", 256, level) for level in range(6)] * 2)
+    for row in rows:  # each score loses the penalty of its own measure, fitted at its size
         result = results[row["check"]]
+        if row["check"] == "centre_check" and int(row["output_size"]) == 256:
+            result = larger
         excess = min(max(float(row["measure"]) - result["floor"], 0.0),
                      result["cap"] - result["floor"])
         expected = float(row["network"]) - result["slope"] * excess
@@ -132,7 +172,8 @@ def test_calibration_phase_exports_the_fitted_penalties_and_keeps_the_card(tmp_p
               and int(r["level"]) >= 3]
     assert min(sparse) > view_check.THRESHOLD
     # The centre ladder's offsets (0, 0.5, 1, 2, 4, 8 px) are measured on the phantoms.
-    offsets = np.array([float(r["measure"]) for r in rows if r["check"] == "centre_check"])
+    offsets = np.array([float(r["measure"]) for r in rows if r["check"] == "centre_check"
+                        and int(r["output_size"]) == 256])
     np.testing.assert_allclose(offsets.reshape(2, 6), [[0, 0.5, 1, 2, 4, 8]] * 2, atol=0.3)
 
 

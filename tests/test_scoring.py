@@ -131,7 +131,7 @@ def test_the_report_says_how_many_slices_score_under_the_knee(tiny_model, tmp_pa
     volume, _ = phantom.phantom_volume(0, n_slices=3, size=96, photons=2e4)
     io.write_tiff(tmp_path / "scan.tif", volume)
 
-    def fixed_scorer(loaded, crops, *flags):  # the scores a heavily penalised scan would get
+    def fixed_scorer(loaded, crops, *flags, **options):  # the scores a heavily penalised scan would get
         def score(slices):
             assert len(slices) == 3
             return np.array([3.2, 1.1, 1.2], np.float32), np.zeros(3, np.float32), 4

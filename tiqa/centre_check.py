@@ -81,13 +81,20 @@ NOTE_OFFSET = 1.0  # px: offsets the report names (the shipped penalty's floor)
 
 __all__ = ["REACH", "MIN_STRUCTURE", "STRUCTURE_SIDE", "MIN_SIDE", "PENALTY_SIDE", "UNIT", "CAPS",
            "FLOORS", "periodic_component", "remove_rings", "undo_offset", "gradient_spread",
-           "search", "centre_offset", "penalty_offset", "measurable", "min_structure",
+           "search", "centre_offset", "penalty_offset", "measurable", "measured_side",
+           "min_structure",
            "NOTE_OFFSET", "offset_note"]
 
 
 def measurable(height: int, width: int) -> bool:
     """Whether a (height, width) slice is large enough to be searched."""
     return min(height, width) >= MIN_SIDE
+
+
+def measured_side(height: int, width: int) -> int:
+    """The side of the centred square `penalty_offset` measures in a (height, width) slice:
+    the penalty's fit for that size applies (`penalties.Penalty.at`)."""
+    return view_check.square_side(height, width, PENALTY_SIDE)
 
 
 def min_structure(height: int, width: int) -> float:

@@ -220,12 +220,11 @@ def _penalties(info: dict, folder: pathlib.Path) -> dict[str, penalties.Penalty 
             found[key] = None
             continue
         try:
-            # Ring checks calibrated before the floor existed have none: 0.
-            found[key] = penalties.Penalty(float(entry["slope"]), float(entry["cap"]),
-                                           float(entry.get("floor", 0.0)))
+            found[key] = penalties.Penalty.from_dict(entry)
         except (AttributeError, KeyError, TypeError, ValueError) as error:
             raise errors.InputError(f"{folder / RUN_INFO}: {key} needs a slope and a cap (and "
-                                    f"optionally a floor), got {entry!r}") from error
+                                    f"optionally a floor, and `larger` fits each with a side), "
+                                    f"got {entry!r}") from error
     return found
 
 

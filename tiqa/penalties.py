@@ -7,8 +7,10 @@ slices: faint rings on smooth objects, and sparse views at the scored scale
 (`tiqa.ring_check`'s ring amplitude, `tiqa.view_check`'s angular comb) sets a penalty: `slope`
 score points per unit of the measure above a `floor`, counted up to a `cap`. `fit_penalty`
 fits it on the ladders of training objects against the observers' labels
-(`launch.calibrate`), and the exported model carries it (`model.json`'s `ring_check` and
-`view_check`). `onto_scale` keeps the penalised scores on the 1..5 scale, in order.
+(`launch.calibrate`), and the exported model carries it (`model.json`'s `ring_check`,
+`view_check` and `centre_check`). A measure that grows more reliable with the square it is
+taken on (`tiqa.centre_check`'s offset) can carry one fit per size (`Penalty.larger`, chosen by
+`Penalty.at`). `onto_scale` keeps the penalised scores on the 1..5 scale, in order.
 """
 
 from __future__ import annotations
@@ -33,22 +35,60 @@ KNEE = 1.25  # scores from here up are left as they are (the network alone rarel
 @dataclasses.dataclass(frozen=True)
 class Penalty:
     """Score points taken off: `slope` x the measure above `floor`, counted up to `cap` (so at
-    most slope x (cap - floor))."""
+    most slope x (cap - floor)).
+
+    `larger`: (least side in px, penalty) pairs, by side, for a measure taken on squares of at
+    least that side, fitted on acquisitions of that size; this penalty's own fields hold below
+    the first. `__call__` is this penalty's own; a caller that knows the square's side takes
+    `at(side)` first.
+    """
     slope: float
     cap: float
     floor: float = 0.0
+    larger: tuple[tuple[int, Penalty], ...] = ()
+
+    def __post_init__(self):
+        sides = [side for side, _ in self.larger]
+        if sides != sorted(set(sides)) or any(penalty.larger for _, penalty in self.larger):
+            raise ValueError(f"a penalty's larger squares must be distinct, in order of side and "
+                             f"without sizes of their own, got sides {sides}")
 
     def __call__(self, measures: jax.Array) -> jax.Array:
         return self.slope * _excess(measures, self.cap, self.floor)
 
+    def at(self, side: int) -> Penalty:
+        """The penalty of a measure taken on a `side` px square: the fit of the largest size
+        not above `side`, else this one's own."""
+        found = dataclasses.replace(self, larger=())
+        for least, penalty in self.larger:
+            if side >= least:
+                found = penalty
+        return found
+
     def to_dict(self) -> dict:
-        return {"slope": self.slope, "cap": self.cap, "floor": self.floor}
+        found = {"slope": self.slope, "cap": self.cap, "floor": self.floor}
+        if self.larger:
+            found["larger"] = [{"side": side, **penalty.to_dict()} for side, penalty in self.larger]
+        return found
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> Penalty:
+        """The penalty `to_dict` wrote (a missing floor is 0: ring checks calibrated before the
+        floor existed have none); KeyError, TypeError or ValueError where it is not one."""
+        larger = tuple((int(item["side"]), cls.from_dict({**item, "larger": []}))
+                       for item in entry.get("larger", ()))
+        return cls(float(entry["slope"]), float(entry["cap"]), float(entry.get("floor", 0.0)),
+                   larger)
 
     def describe(self, unit: str) -> str:
         """The penalty in words, for reports and logs; `unit` names the measure."""
         slope = f"{self.slope:.2f}" if self.slope >= 0.1 else f"{self.slope:.4f}"
         reach = "with no cap" if self.cap >= NO_CAP else f"up to {self.cap:g}"
-        return f"{slope} points per unit of {unit} above {self.floor:g}, {reach}"
+        said = f"{slope} points per unit of {unit} above {self.floor:g}, {reach}"
+        for side, penalty in self.larger:
+            said += (f"; measured on {side} px or more, "
+                     f"{penalty.describe(unit).replace(f' per unit of {unit}', '')}")
+        return said
 
 
 def _excess(measures, cap: float, floor: float, xp=jnp):

@@ -134,8 +134,11 @@ def _resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
 
 def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
                       with_ring_check: bool = True, with_view_penalty: bool = True,
-                      with_centre_penalty: bool = True):
-    """`score(slices (B, H, W) in [0, 1]) -> (mean (B,), spread (B,), n_crops)` on the device.
+                      with_centre_penalty: bool = True, with_centre_offsets: bool = False):
+    """`score(slices (B, H, W) in [0, 1]) -> (mean (B,), spread (B,), n_crops)` on the device;
+    with `with_centre_offsets`, also each slice's estimated rotation-centre offset in px
+    (signed, (B,); None for slices under `centre_check.MIN_SIDE` px), from the same search
+    the centre penalty counts.
 
     The area resize (shorter side to the model's 255), the crops (centre, or the grid) and the
     network run in one jitted call per slice shape; the score of a slice is the mean over its
@@ -147,7 +150,8 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
     (`tiqa.view_check`; slices under `view_check.MIN_SIDE` px are not measured). With
     `with_centre_penalty` and a model that has a centre penalty, it loses the penalty of the
     rotation-centre offset estimated on its centred square of up to `centre_check.PENALTY_SIDE`
-    px (`tiqa.centre_check`; slices under `centre_check.MIN_SIDE` px are not measured). The mean
+    px, as fitted for that square's size (`tiqa.centre_check`; slices under
+    `centre_check.MIN_SIDE` px are not measured). The mean
     is then kept above the scale's 1, in order (`penalties.onto_scale`).
     """
     penalty = loaded.ring_penalty if with_ring_check else None
@@ -167,6 +171,9 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
             at_own_pixels = min(height, width) >= side
             measure_views = view_check.measurable(height, width)
             measure_centre = centre_check.measurable(height, width)
+            # The centre penalty fitted for the square the offset is measured on.
+            centre_fit = (centre_penalty.at(centre_check.measured_side(height, width))
+                          if centre_penalty is not None and measure_centre else None)
 
             def ring_square(slices, resized):
                 if at_own_pixels:
@@ -175,6 +182,8 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
 
             rows = jnp.asarray(preprocessing.area_weights(height, out_h))
             cols = jnp.asarray(preprocessing.area_weights(width, out_w))
+
+            find_offsets = measure_centre and (centre_fit is not None or with_centre_offsets)
 
             @jax.jit
             def forward(params, batch_stats, slices):
@@ -190,16 +199,21 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
                     mean = mean - penalty(ring_check.ring_amplitude(ring_square(slices, resized)))
                 if view_penalty is not None and measure_views:
                     mean = mean - view_penalty(view_check.penalty_comb(slices))
-                if centre_penalty is not None and measure_centre:
-                    mean = mean - centre_penalty(jnp.abs(centre_check.penalty_offset(slices)))
-                return penalties.onto_scale(mean), scores.std(axis=1)
+                offsets = centre_check.penalty_offset(slices) if find_offsets else None
+                if centre_fit is not None:
+                    mean = mean - centre_fit(jnp.abs(offsets))
+                return penalties.onto_scale(mean), scores.std(axis=1), offsets
 
             forward_cache[(height, width)] = (forward, len(positions))
         return forward_cache[(height, width)]
 
     def score(slices: np.ndarray):
         forward, count = compiled(*slices.shape[-2:])
-        mean, spread = forward(loaded.params, loaded.batch_stats, jnp.asarray(slices, jnp.float32))
+        mean, spread, offsets = forward(loaded.params, loaded.batch_stats,
+                                        jnp.asarray(slices, jnp.float32))
+        if with_centre_offsets:
+            offsets = None if offsets is None else np.asarray(offsets)
+            return np.asarray(mean), np.asarray(spread), count, offsets
         return np.asarray(mean), np.asarray(spread), count
 
     return score
@@ -340,13 +354,11 @@ def view_record(image: np.ndarray) -> dict:
             "views": views if view_check.undersampled(strength) else None}
 
 
-def centre_record(images: np.ndarray) -> list[dict]:
-    """The rotation-centre column of each of (B, H, W) slices of one shape (tiqa.centre_check):
-    the offset in px estimated on the centred square the penalty measures, rounded to 0.1 px;
-    None where the slices are too small."""
-    if not centre_check.measurable(*images.shape[-2:]):
-        return [{"centre_offset": None} for _ in images]
-    offsets = np.asarray(centre_check.penalty_offset(np.asarray(images, np.float32)))
+def centre_records(offsets: np.ndarray | None, count: int) -> list[dict]:
+    """The rotation-centre column of `count` slices (tiqa.centre_check) from the slice scorer's
+    offsets: in px, rounded to 0.1 px; None where the slices were too small to be searched."""
+    if offsets is None:
+        return [{"centre_offset": None} for _ in range(count)]
     return [{"centre_offset": round(float(offset), 1)} for offset in offsets]
 
 
@@ -364,7 +376,7 @@ def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *
     empty for slices under `centre_check.MIN_SIDE` px). The centre penalty is taken off unless
     `with_centre_penalty` is False."""
     score = make_slice_scorer(loaded, crops, with_ring_check, with_view_penalty,
-                              with_centre_penalty)
+                              with_centre_penalty, with_centre_offsets=with_centre_check)
     reader = _Reader(normalisation, tiff_planes, batches)
     records = []
     # Closed however the loop ends, so an error is printed on a line of its own.
@@ -375,15 +387,15 @@ def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *
                 counts = []
 
                 def score_chunk(chunk):
-                    means, spreads, count = score(chunk)
+                    means, spreads, count, *offsets = score(chunk)
                     counts.append(count)
-                    return means, spreads
+                    return means, spreads, *offsets
 
-                means, spreads = in_fixed_batches(score_chunk, images, batch_size)
+                means, spreads, *offsets = in_fixed_batches(score_chunk, images, batch_size)
                 sampling = ([view_record(image) for image in images] if with_view_check
                             else [{} for _ in batch])
-                if with_centre_check:
-                    for record, offset in zip(sampling, centre_record(images)):
+                if with_centre_check:  # the offsets the centre penalty counted, searched once
+                    for record, offset in zip(sampling, centre_records(offsets[0], len(batch))):
                         record.update(offset)
                 del images
                 for offset, item in enumerate(batch):

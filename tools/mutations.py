@@ -157,8 +157,8 @@ MUTATIONS = (
     Mutation("ring_floor_lost_on_export", "an exported model forgets its ring floor, so a "
              "loaded model charges for the measure's own noise",
              (("tiqa/penalties.py",
-               '        return {"slope": self.slope, "cap": self.cap, "floor": self.floor}',
-               '        return {"slope": self.slope, "cap": self.cap}'),),
+               '        found = {"slope": self.slope, "cap": self.cap, "floor": self.floor}',
+               '        found = {"slope": self.slope, "cap": self.cap}'),),
              ("tests/test_ring_check.py",), keyword="penalty"),
     Mutation("calibration_keeps_the_network_scores", "the penalty calibration reports and "
              "writes the network's scores as the penalised ones",
@@ -486,8 +486,8 @@ MUTATIONS = (
     Mutation("centre_penalty_signed", "the score's centre penalty follows the signed offset, "
              "not its magnitude",
              (("tiqa/scoring.py",
-               "                    mean = mean - centre_penalty(jnp.abs(centre_check.penalty_offset(slices)))",
-               "                    mean = mean - centre_penalty((centre_check.penalty_offset(slices)))"),),
+               "                    mean = mean - centre_fit(jnp.abs(offsets))",
+               "                    mean = mean - centre_fit((offsets))"),),
              ("tests/test_centre_check.py",), keyword="loses_the_centre_penalty"),
     Mutation("centre_penalty_on_a_256_px_square", "the centre penalty measures a large "
              "slice's centred 256 px square, where soft edges leave offsets poorly told",
@@ -509,9 +509,41 @@ MUTATIONS = (
     Mutation("benchmark_forgets_the_centre_penalty", "the acquisition-ladder benchmark scores "
              "TIQA without the model's centre penalty",
              (("tiqa/phases/evaluate_acquisition.py",
-               "        tiqa = tiqa - np.asarray(loaded.centre_penalty(np.abs(centre)))",
-               "        tiqa = tiqa - 0 * np.asarray(loaded.centre_penalty(np.abs(centre)))"),),
+               "        tiqa = tiqa - np.asarray(fit(np.abs(centre)))",
+               "        tiqa = tiqa - 0 * np.asarray(fit(np.abs(centre)))"),),
              ("tests/test_acquisition_training.py",), keyword="evaluate_acquisition_smoke"),
+    Mutation("benchmark_centre_penalty_of_any_size", "the acquisition-ladder benchmark charges "
+             "every acquisition by the centre penalty's own fit, whatever its size",
+             (("tiqa/phases/evaluate_acquisition.py",
+               "        fit = loaded.centre_penalty.at(centre_check.measured_side(*whole.shape[-2:]))",
+               "        fit = loaded.centre_penalty"),),
+             ("tests/test_acquisition_training.py",), keyword="evaluate_acquisition_smoke"),
+    Mutation("score_centre_penalty_of_any_size", "the slice scorer charges every slice by the "
+             "centre penalty's own fit, whatever the size of the square it measures",
+             (("tiqa/scoring.py",
+               "            centre_fit = (centre_penalty.at(centre_check.measured_side(height, width))",
+               "            centre_fit = (centre_penalty.at(0)"),),
+             ("tests/test_centre_check.py",), keyword="measured_square"),
+    Mutation("score_searches_the_centre_twice", "launch.score searches the offset it writes "
+             "apart from the one the penalty counted",
+             (("tiqa/scoring.py",
+               "zip(sampling, centre_records(offsets[0], len(batch))):",
+               "zip(sampling, centre_records(np.asarray(centre_check.penalty_offset(np.asarray("
+               "images, np.float32))), len(batch))):"),),
+             ("tests/test_centre_check.py",), keyword="searched_once"),
+    Mutation("penalty_size_from_above", "a penalty's fit for a size starts above that size",
+             (("tiqa/penalties.py", "            if side >= least:", "            if side > least:"),),
+             ("tests/test_penalties.py",), keyword="per_size"),
+    Mutation("penalty_sizes_lost_on_export", "an exported model keeps only the centre "
+             "penalty's own fit",
+             (("tiqa/penalties.py", "        if self.larger:\n", "        if False:\n"),),
+             ("tests/test_penalties.py",), keyword="per_size"),
+    Mutation("calibration_centre_at_one_size", "the calibration fits the centre penalty at the "
+             "ring and view checks' size only",
+             (("tiqa/phases/calibrate.py",
+               "    return config.centre_output_sizes if name == \"centre_check\" else (config.output_size,)",
+               "    return (config.output_size,)"),),
+             ("tests/test_penalties.py",), keyword="calibration_phase"),
     Mutation("offset_note_signed", "the report counts signed offsets above 1 px (misses the "
              "axes off the other way)",
              (("tiqa/centre_check.py",

@@ -4,7 +4,9 @@ ring check (`tiqa.ring_check`, on gain-error ladders), the view penalty (`tiqa.v
 on views ladders) and the centre penalty (`tiqa.centre_check`, on centre-offset ladders).
 Each is fitted on the ladders of training objects scanned by
 `tiqa.acquisition` and labelled by the observers against each object's ideal acquisition, as
-the training ladders are. Writes the network with its penalties as an exported model (a
+the training ladders are. The centre penalty is fitted once per acquisition size
+(`centre_output_sizes`): its estimate grows more reliable with the square it is measured on,
+so a slice is charged by the fit for its measured square's size (`penalties.Penalty.at`). Writes the network with its penalties as an exported model (a
 penalty not asked for is kept as the model has it), and the ladders' figures with and without
 each penalty.
 """
@@ -72,6 +74,7 @@ class CalibrateSettings:
     phantom_seed: int
     object_scale: str
     output_size: int
+    centre_output_sizes: tuple[int, ...]
     max_views: int
     seed: int
     reference_score: float
@@ -89,16 +92,25 @@ def read_settings(config) -> CalibrateSettings:
         raise errors.InputError(f"config.checks must name some of {tuple(CHECKS)}, got "
                                 f"{found.checks!r}")
     objects.check_scale(found.object_scale, "config.object_scale")
+    sizes = found.centre_output_sizes
+    if (not sizes or any(isinstance(size, bool) or not isinstance(size, int) for size in sizes)
+            or list(sizes) != sorted(set(sizes)) or sizes[0] < centre_check.MIN_SIDE
+            or sizes[-1] > centre_check.PENALTY_SIDE):
+        raise errors.InputError(
+            "config.centre_output_sizes must be whole numbers of px in increasing order, from "
+            f"{centre_check.MIN_SIDE} to {centre_check.PENALTY_SIDE} (the largest square the "
+            f"centre penalty measures), got {sizes!r}")
     return found
 
 
 def fit_check(name: str, loaded: checkpoints.LoadedModel, attenuation: np.ndarray,
-              config: CalibrateSettings) -> tuple[penalties.Penalty, dict, dict]:
-    """The penalty of check `name` fitted on the objects' ladders of its factor: (penalty,
-    figures, per-acquisition arrays (M, 6): label, network, measure, penalised)."""
+              config: CalibrateSettings, output_size: int) -> tuple[penalties.Penalty, dict, dict]:
+    """The penalty of check `name` fitted on the objects' ladders of its factor, acquisitions of
+    `output_size` px: (penalty, figures, per-acquisition arrays (M, 6): label, network,
+    measure, penalised)."""
     check = CHECKS[name]
     ladders = acquisition.ladders(attenuation, (check.factor,), jax.random.key(config.seed),
-                                  output_size=config.output_size, max_views=config.max_views)
+                                  output_size=output_size, max_views=config.max_views)
     crops = acquisition_ladder.centre_crops(ladders, loaded.resize, loaded.crop)  # (M, 1, 6, c, c)
     count = crops.shape[0]
     projection = labels.label_images(crops, jnp.full((count,), config.reference_score),
@@ -120,41 +132,70 @@ def fit_check(name: str, loaded: checkpoints.LoadedModel, attenuation: np.ndarra
                "rmse_network": evaluation.rmse(network.ravel(), ladder_labels.ravel()),
                "rmse_with_penalty": evaluation.rmse(penalised.ravel(), ladder_labels.ravel()),
                "ideal_measure_max": float(measure[:, 0].max()),
-               "factor": check.factor, "levels": list(acquisition.LEVELS[check.factor])}
+               "factor": check.factor, "levels": list(acquisition.LEVELS[check.factor]),
+               "output_size": output_size}
     return penalty, figures, {"label": ladder_labels, "network": network, "measure": measure,
                               "penalised": penalised}
 
 
+def output_sizes(name: str, config: CalibrateSettings) -> tuple[int, ...]:
+    """The acquisition sizes check `name` is fitted at: the first fit is the penalty's own, the
+    others its `larger` ones."""
+    return config.centre_output_sizes if name == "centre_check" else (config.output_size,)
+
+
 def run(config) -> dict:
-    """Fits the penalties asked for and writes the model; returns their figures by check."""
+    """Fits the penalties asked for and writes the model; returns their figures by check (for a
+    penalty fitted at several sizes, the first size's, with the others' as `larger`)."""
     config = read_settings(config)
     loaded = checkpoints.load_model(config.checkpoint)
-    found = objects.collect(config.grey, "", config.phantoms, config.phantom_seed,
-                            acquisition.object_size(config.output_size), config.seed,
-                            scale=config.object_scale, scored_size=config.output_size)
-    if not found.kinds:
-        raise errors.InputError("no calibration objects: give config.grey or config.phantoms")
+    found_by_size = {}
+
+    def objects_at(size: int) -> objects.Collection:
+        # The object holds an acquisition of its size (acquisition.object_size), so each size
+        # has its own objects, from the same sources.
+        if size not in found_by_size:
+            found = objects.collect(config.grey, "", config.phantoms, config.phantom_seed,
+                                    acquisition.object_size(size), config.seed,
+                                    scale=config.object_scale, scored_size=size)
+            if not found.kinds:
+                raise errors.InputError("no calibration objects: give config.grey or "
+                                        "config.phantoms")
+            found_by_size[size] = found
+        return found_by_size[size]
+
     output = pathlib.Path(config.output)
     # The calibrated network keeps its model card, with the calibration added.
     card = dict(checkpoints.read_run_info(checkpoints.model_folder(config.checkpoint))
                 .get("card", {}))
     results, rows = {}, []
     for name in (name for name in CHECKS if name in config.checks):
-        penalty, figures, arrays = fit_check(name, loaded, found.attenuation, config)
+        sizes = output_sizes(name, config)
+        fits = []
+        for size in sizes:
+            found = objects_at(size)
+            penalty, figures, arrays = fit_check(name, loaded, found.attenuation, config, size)
+            fits.append((size, penalty, figures))
+            rows += [{"check": name, "output_size": size, "object": source, "level": level,
+                      **{column: float(values[m, level]) for column, values in arrays.items()}}
+                     for m, source in enumerate(found.sources)
+                     for level in range(acquisition.NUM_LEVELS)]
+            logging.info("%s penalty %s from %d objects of %d px", name, penalty,
+                         figures["objects"], size)
+            at_size = f" ({size} px acquisitions)" if len(sizes) > 1 else ""
+            print(f"{name}{at_size}: {penalty.describe(CHECKS[name].unit)} "
+                  f"({figures['objects']} objects); within-object SROCC along the "
+                  f"{CHECKS[name].factor} ladders {figures['srocc_network']:.3f} -> "
+                  f"{figures['srocc_with_penalty']:.3f} with the penalty; RMSE against the "
+                  f"labels {figures['rmse_network']:.3f} -> {figures['rmse_with_penalty']:.3f}")
+        (_, penalty, figures), larger = fits[0], fits[1:]
+        penalty = dataclasses.replace(penalty, larger=tuple((size, fit) for size, fit, _ in larger))
         loaded = dataclasses.replace(loaded, **{checkpoints.PENALTY_FIELDS[name]: penalty})
+        if larger:
+            figures = dict(figures, larger=[dict(more, side=size) for size, _, more in larger])
         results[name] = figures
         card[name] = dict(figures, objects_from=config.grey, phantoms=config.phantoms,
                           object_scale=config.object_scale)
-        rows += [{"check": name, "object": source, "level": level,
-                  **{column: float(values[m, level]) for column, values in arrays.items()}}
-                 for m, source in enumerate(found.sources)
-                 for level in range(acquisition.NUM_LEVELS)]
-        logging.info("%s penalty %s from %d objects", name, penalty, figures["objects"])
-        print(f"{name}: {penalty.describe(CHECKS[name].unit)} ({figures['objects']} objects); "
-              f"within-object SROCC along the {CHECKS[name].factor} ladders "
-              f"{figures['srocc_network']:.3f} -> {figures['srocc_with_penalty']:.3f} with the "
-              f"penalty; RMSE against the labels {figures['rmse_network']:.3f} -> "
-              f"{figures['rmse_with_penalty']:.3f}")
     checkpoints.save_exported(loaded, output, card)
     evaluation.write_table(rows, output / "calibration.csv", output / "calibration.md")
     io.write_json(output / "calibration.json", results)

@@ -194,7 +194,8 @@ def run(config) -> list[dict]:
     if loaded.view_penalty is not None:
         tiqa = tiqa - np.asarray(loaded.view_penalty(comb))
     if loaded.centre_penalty is not None:
-        tiqa = tiqa - np.asarray(loaded.centre_penalty(np.abs(centre)))
+        fit = loaded.centre_penalty.at(centre_check.measured_side(*whole.shape[-2:]))
+        tiqa = tiqa - np.asarray(fit(np.abs(centre)))
     scored["TIQA"] = (penalties.onto_scale(tiqa, xp=np), True)  # as launch.score gives it
     # The objects unscanned: how much of a low score is the object, how much the scan (no
     # views, so no view penalty).

@@ -27,8 +27,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # The centre penalty is fitted once per size of these (ladders of that size, measured
     # whole): a slice is charged by the fit of the largest size its measured square reaches
     # (the first below that), as the offset's estimate grows more reliable with the square
-    # (tiqa.centre_check; at most its PENALTY_SIDE, 512 px).
-    config.centre_output_sizes = (256, 512)
+    # (tiqa.centre_check; at most its PENALTY_SIDE, 512 px). The shipped model has the 256 px
+    # fit alone: (256, 512) adds a 512 px fit that orders the offsets better but charges the
+    # best acquisitions too (docs/acquisition_ladder.md, "A centre penalty per measured size").
+    config.centre_output_sizes = (256,)
     config.max_views = 720
     config.seed = 0
     # The label of each ideal acquisition: the prior of unannotated references.

@@ -30,12 +30,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.view_check = False
     # Take the model's centre penalty off each slice's score (tiqa.centre_check: the rotation-
     # centre offset of a 180-degree scan, estimated on the slice's centred square of up to
-    # 512 px, where the model has a `centre_check` penalty); False: without it (e.g. 360-degree
-    # or offset-axis scans, which the estimate does not model).
+    # 512 px, where the model has a `centre_check` penalty, by the fit for that square's size);
+    # False: without it (e.g. 360-degree or offset-axis scans, which the estimate does not
+    # model).
     config.centre_penalty = True
     # Also write each slice's estimated rotation-centre offset in px (tiqa.centre_check) as the
     # CSV column centre_offset (signed; about 0 to 0.5 for a well-centred slice), and the report
-    # a line that counts the slices above 1 px.
+    # a line that counts the slices above 1 px (the search the penalty runs, not a second one).
     config.centre_check = False
     config.batch_size = 16  # slices per call on the accelerator
     config.normalisation = "auto"  # auto | minmax | percentile | none (see tiqa.io)

@@ -43,8 +43,12 @@ per px of the estimate above a floor, measured on the slice's centred square of 
 `PENALTY_SIDE` px at its own pixels. That square is larger than the view penalty's: on smooth
 objects, a 256 px square misses offsets of several px that the 512 px square around it finds
 (its edges are too few and too soft; docs/acquisition_ladder.md), and real slices are mostly
-larger than 512 px. Acquisitions of 256 px, on which the penalty was calibrated, are measured
-whole either way.
+larger than 512 px. The estimate is more reliable on the larger square, so a penalty can carry
+one fit per size (`launch.calibrate`'s `centre_output_sizes`), and a slice is charged by the
+fit for the size of the square it is measured on (`measured_side`, `penalties.Penalty.at`).
+The shipped model carries the fit on 256 px acquisitions alone: a fit on 512 px ones orders
+offsets better but also charges the best acquisitions for what they read with the axis in
+place (docs/acquisition_ladder.md, "A centre penalty per measured size").
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ UNIT = "centre offset (px)"  # what the penalty's slope is per unit of (penaltie
 # scale, 1 px at their own, docs/acquisition_ladder.md).
 CAPS = (1.0, 2.0, 4.0, 8.0, 1e9)
 FLOORS = (0.0, 0.25, 0.5, 1.0)
-NOTE_OFFSET = 1.0  # px: offsets the report names (the shipped penalty's floor)
+NOTE_OFFSET = 1.0  # px: offsets the report names (the shipped penalty's floor under 512 px)
 
 __all__ = ["REACH", "MIN_STRUCTURE", "STRUCTURE_SIDE", "MIN_SIDE", "PENALTY_SIDE", "UNIT", "CAPS",
            "FLOORS", "periodic_component", "remove_rings", "undo_offset", "gradient_spread",

@@ -223,8 +223,8 @@ def _penalties(info: dict, folder: pathlib.Path) -> dict[str, penalties.Penalty 
             found[key] = penalties.Penalty.from_dict(entry)
         except (AttributeError, KeyError, TypeError, ValueError) as error:
             raise errors.InputError(f"{folder / RUN_INFO}: {key} needs a slope and a cap (and "
-                                    f"optionally a floor, and `larger` fits each with a side), "
-                                    f"got {entry!r}") from error
+                                    f"optionally a floor), and each of its `larger` fits a side "
+                                    f"too, got {entry!r}") from error
     return found
 
 

@@ -85,6 +85,11 @@ def test_a_penalty_fitted_per_size_is_chosen_by_the_measured_square_and_kept_on_
     with pytest.raises(ValueError, match="in order of side"):
         penalties.Penalty(0.2, 8.0, 1.0, ((1024, huge), (512, large)))
     entry = json.loads((tmp_path / "sized" / "model.json").read_text())
+    nested = json.loads(json.dumps(entry))  # a larger fit with sizes of its own
+    nested["centre_check"]["larger"][0]["larger"] = [{"side": 2048, **huge.to_dict()}]
+    (tmp_path / "sized" / "model.json").write_text(json.dumps(nested))
+    with pytest.raises(errors.InputError, match="model.json: centre_check needs a slope"):
+        checkpoints.load_model(tmp_path / "sized")
     entry["centre_check"]["larger"][0].pop("side")
     (tmp_path / "sized" / "model.json").write_text(json.dumps(entry))
     with pytest.raises(errors.InputError, match="model.json: centre_check needs a slope"):

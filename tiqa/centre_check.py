@@ -86,8 +86,7 @@ NOTE_OFFSET = 1.0  # px: offsets the report names (the shipped penalty's floor u
 __all__ = ["REACH", "MIN_STRUCTURE", "STRUCTURE_SIDE", "MIN_SIDE", "PENALTY_SIDE", "UNIT", "CAPS",
            "FLOORS", "periodic_component", "remove_rings", "undo_offset", "gradient_spread",
            "search", "centre_offset", "penalty_offset", "measurable", "measured_side",
-           "min_structure",
-           "NOTE_OFFSET", "offset_note"]
+           "min_structure", "NOTE_OFFSET", "offset_note"]
 
 
 def measurable(height: int, width: int) -> bool:

@@ -74,8 +74,9 @@ class Penalty:
     @classmethod
     def from_dict(cls, entry: dict) -> Penalty:
         """The penalty `to_dict` wrote (a missing floor is 0: ring checks calibrated before the
-        floor existed have none); KeyError, TypeError or ValueError where it is not one."""
-        larger = tuple((int(item["side"]), cls.from_dict({**item, "larger": []}))
+        floor existed have none); KeyError, TypeError or ValueError where it is not one (a
+        larger fit with sizes of its own is refused by the constructor)."""
+        larger = tuple((int(item["side"]), cls.from_dict(item))
                        for item in entry.get("larger", ()))
         return cls(float(entry["slope"]), float(entry["cap"]), float(entry.get("floor", 0.0)),
                    larger)

@@ -4,11 +4,11 @@ ring check (`tiqa.ring_check`, on gain-error ladders), the view penalty (`tiqa.v
 on views ladders) and the centre penalty (`tiqa.centre_check`, on centre-offset ladders).
 Each is fitted on the ladders of training objects scanned by
 `tiqa.acquisition` and labelled by the observers against each object's ideal acquisition, as
-the training ladders are. The centre penalty is fitted once per acquisition size
+the training ladders are. The centre penalty can be fitted at several acquisition sizes
 (`centre_output_sizes`): its estimate grows more reliable with the square it is measured on,
-so a slice is charged by the fit for its measured square's size (`penalties.Penalty.at`). Writes the network with its penalties as an exported model (a
-penalty not asked for is kept as the model has it), and the ladders' figures with and without
-each penalty.
+so a slice is charged by the fit for its measured square's size (`penalties.Penalty.at`).
+Writes the network with its penalties as an exported model (a penalty not asked for is kept
+as the model has it), and the ladders' figures with and without each penalty.
 """
 
 from __future__ import annotations

@@ -142,8 +142,33 @@ def test_the_report_says_how_many_slices_score_under_the_knee(tiny_model, tmp_pa
                       report=str(tmp_path / "report")))
     html = (tmp_path / "report" / "index.html").read_text()
     assert "2 of 3 slice(s) score under 1.25" in html
+    assert "shrunk" not in html  # 96 px slices are enlarged, not shrunk
     assert penalties.scale_note([1.25, 3.0]) is None
     assert penalties.scale_note([1.2499]).startswith("1 of 1 slice(s) score under 1.25: ")
+
+
+def test_the_report_says_which_slices_the_resize_shrinks_so_far_that_fine_blur_is_unseen(
+        tiny_model, tmp_path, monkeypatch):
+    # Shorter sides 3 and 2 times the model's resize are shrunk 3.0 and 2.0 times (the note's
+    # threshold, inclusive); one pixel less than twice is not counted.
+    resize = checkpoints.load_model(tiny_model[0]).resize
+    for name, shape in (("a", (3 * resize, 3 * resize + 40)), ("b", (2 * resize + 10, 2 * resize)),
+                        ("c", (2 * resize - 1, 3 * resize))):
+        io.write_png(tmp_path / f"{name}.png", np.indices(shape).sum(0) % 2 * 0.5 + 0.25)
+
+    def fixed_scorer(loaded, crops, *flags, **options):  # the network is not what is tested
+        def score(slices):
+            return np.full(len(slices), 3.0, np.float32), np.zeros(len(slices), np.float32), 4
+        return score
+
+    monkeypatch.setattr(scoring, "make_slice_scorer", fixed_scorer)
+    inputs = ",".join(str(tmp_path / f"{name}.png") for name in "abc")
+    score.run(_config(tiny_model, inputs, tmp_path, report=str(tmp_path / "report")))
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert f"2 of 3 slice(s) are shrunk 2.0 to 3.0 times (shorter side to {resize} px)" in html
+    assert scoring.resize_note([(255, 300), (509, 509)], 255) is None
+    assert scoring.resize_note([(2048, 2048)], 255).startswith(
+        "1 of 1 slice(s) are shrunk 8.0 times (shorter side to 255 px) before the network ")
 
 
 @pytest.mark.slow

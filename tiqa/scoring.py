@@ -219,6 +219,30 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
     return score
 
 
+# Slices shrunk this many times or more before the network sees them get `resize_note`: at
+# 512 px (twice the resize) the network already orders detector blur poorly on objects unlike
+# B's (docs/acquisition_ladder.md, "A 512 px centre fit chosen on the validation set").
+SHRINK_NOTE = 2.0
+
+
+def resize_note(shapes, resize: int) -> str | None:
+    """A line for reports where some (height, width) slices are shrunk `SHRINK_NOTE` times or
+    more by the area resize (shorter side to `resize`) before the network scores them: a
+    pixel or two of blur at their own pixels is averaged away first, so the score barely
+    weighs it. None where no slice is."""
+    shrinks = [min(height, width) / resize for height, width in shapes]
+    large = [shrink for shrink in shrinks if shrink >= SHRINK_NOTE]
+    if not large:
+        return None
+    lo, hi = min(large), max(large)
+    by = f"{lo:.1f} times" if round(lo, 1) == round(hi, 1) else f"{lo:.1f} to {hi:.1f} times"
+    return (f"{len(large)} of {len(shrinks)} slice(s) are shrunk {by} (shorter side to "
+            f"{resize} px) before the network scores them, so a blur of a pixel or two at their "
+            "own pixels is averaged away first and barely moves their score. To compare blur, "
+            "detector or PSF settings, score slices of one size, or centred crops of about "
+            f"{resize} px (README, 'What the score cannot see in a large slice').")
+
+
 def penalty_notes(ring_check_asked: bool, view_penalty_asked: bool, checkpoint,
                   centre_penalty_asked: bool = True) -> str:
     """What the score's penalties did, in words: a config can ask for them, but only a

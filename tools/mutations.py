@@ -550,6 +550,17 @@ MUTATIONS = (
                "    measured = [abs(offset) for offset in offsets if offset is not None]",
                "    measured = [offset for offset in offsets if offset is not None]"),),
              ("tests/test_centre_check.py",), keyword="offset_note"),
+    Mutation("resize_note_threshold_exclusive", "the report's resize note leaves out slices "
+             "shrunk exactly twice (512 px slices, where the blur miss was measured)",
+             (("tiqa/scoring.py",
+               "    large = [shrink for shrink in shrinks if shrink >= SHRINK_NOTE]",
+               "    large = [shrink for shrink in shrinks if shrink > SHRINK_NOTE]"),),
+             ("tests/test_scoring.py",), keyword="resize_shrinks"),
+    Mutation("resize_note_forgotten", "the score report leaves out the resize note",
+             (("tiqa/phases/score.py",
+               "        notes += (shrunk,) if shrunk else ()",
+               "        notes += ()"),),
+             ("tests/test_scoring.py",), keyword="resize_shrinks"),
     Mutation("calibration_signed_centre_offset", "the calibration fits the centre penalty on "
              "the signed offset",
              (("tiqa/phases/calibrate.py",

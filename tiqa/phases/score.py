@@ -255,6 +255,10 @@ def score_phase(config: ScoreSettings) -> dict:
             notes += (centre_check.offset_note([record["centre_offset"] for record in records]),)
         low = penalties.scale_note([record["score"] for record in records])
         notes += (low,) if low else ()
+        # The plan's headers give each slice's shape (no slice is read again).
+        shrunk = scoring.resize_note([item.shape for item in _plan(config)],
+                                     checkpoints.load_model(config.checkpoint).resize)
+        notes += (shrunk,) if shrunk else ()
         index = report.write_report(records, config.report, thumbnails, notes=notes)
         print(f"report: {index}")
         result["report"] = index

@@ -156,7 +156,11 @@ def test_the_report_says_which_slices_the_resize_shrinks_so_far_that_fine_blur_i
                         ("c", (2 * resize - 1, 3 * resize))):
         io.write_png(tmp_path / f"{name}.png", np.indices(shape).sum(0) % 2 * 0.5 + 0.25)
 
+    asked = []
+
     def fixed_scorer(loaded, crops, *flags, **options):  # the network is not what is tested
+        asked.append(options["own_pixels"])
+
         def score(slices):
             return np.full(len(slices), 3.0, np.float32), np.zeros(len(slices), np.float32), 4
         return score
@@ -167,6 +171,12 @@ def test_the_report_says_which_slices_the_resize_shrinks_so_far_that_fine_blur_i
     html = (tmp_path / "report" / "index.html").read_text()
     assert f"2 of 3 slice(s) are shrunk 2.0 to 3.0 times (shorter side to {resize} px)" in html
     assert scoring.resize_note([(255, 300), (509, 509)], 255) is None
+    # Scored at their own pixels, nothing is shrunk: no note, and the grid covers each slice.
+    score.run(_config(tiny_model, inputs, tmp_path, report=str(tmp_path / "own"),
+                      output=str(tmp_path / "own.csv"), own_pixels=True))
+    html = (tmp_path / "own" / "index.html").read_text()
+    assert "shrunk" not in html and "own pixels" in html
+    assert asked == [False, True]  # the setting reaches the slice scorer
     assert scoring.resize_note([(2048, 2048)], 255).startswith(
         "1 of 1 slice(s) are shrunk 8.0 times (shorter side to 255 px) before the network ")
 
@@ -351,7 +361,8 @@ def test_select_filter_ranks_by_a_known_scorer(tmp_path, monkeypatch):
 
     calls = []
     monkeypatch.setattr(checkpoints, "load_model", lambda path: None)
-    monkeypatch.setattr(scoring, "make_slice_scorer", lambda loaded, crops: _roughness_scorer(calls))
+    monkeypatch.setattr(scoring, "make_slice_scorer",
+                        lambda loaded, crops, own_pixels: _roughness_scorer(calls))
     # White noise: a median filter smooths it, the wider one more.
     data = np.random.default_rng(3).integers(1000, 60000, (3, 48, 48)).astype(np.uint16)
     io.write_tiff(tmp_path / "noise.tif", data)
@@ -373,3 +384,39 @@ def test_select_filter_ranks_by_a_known_scorer(tmp_path, monkeypatch):
         expected = -np.abs(np.diff(filtered.astype(np.float64), axis=-1)).mean(axis=(1, 2))
         assert row["median"] == pytest.approx(np.median(expected), rel=1e-5), row
         assert row["slices"] == 3
+
+
+def test_own_pixels_scores_a_large_slice_on_crops_at_its_own_pixels(tiny_model, monkeypatch):
+    loaded = checkpoints.load_model(tiny_model[0])
+    resize, crop = loaded.resize, loaded.crop
+    rng = np.random.default_rng(0)
+    network = scoring.make_scorer(loaded, with_ring_check=False, on_scale=False)
+
+    def slice_scorer(**options):
+        return scoring.make_slice_scorer(loaded, "grid", with_ring_check=False,
+                                         with_view_penalty=False, with_centre_penalty=False,
+                                         **options)
+
+    # Chunks of 5 crops: 2 slices of 12 crops run as 5 chunks, the last padded.
+    monkeypatch.setattr(scoring, "OWN_PIXEL_CHUNK", 5)
+    large = rng.random((2, 2 * resize + 7, 3 * resize)).astype(np.float32)
+    mean, _, count = slice_scorer(own_pixels=True)(large)
+    positions = scoring.crop_positions(*large.shape[-2:], crop, "grid")
+    assert count == len(positions) == -(-large.shape[1] // crop) * -(-large.shape[2] // crop)
+    crops = np.stack([large[:, top:top + crop, left:left + crop] for top, left in positions], 1)
+    expected = network(crops.reshape((-1, crop, crop))).reshape(2, -1).mean(axis=1)
+    np.testing.assert_allclose(mean, penalties.onto_scale(expected, np), rtol=1e-5, atol=1e-5)
+    # Without it the same slices are resized first, which changes what the network sees.
+    resized = np.stack([np.asarray(preprocessing.preprocess(image, key=None, resize=resize,
+                                                            crop=crop)) for image in large])
+    default = scoring.make_slice_scorer(loaded, "center", with_ring_check=False,
+                                        with_view_penalty=False, with_centre_penalty=False)
+    np.testing.assert_allclose(default(large)[0],
+                               penalties.onto_scale(network(resized), np), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(default(large)[0], scoring.make_slice_scorer(
+        loaded, "center", with_ring_check=False, with_view_penalty=False,
+        with_centre_penalty=False, own_pixels=True)(large)[0], atol=1e-3)
+    # A slice smaller than the resize is enlarged to it either way.
+    small = rng.random((2, resize - 5, resize + 3)).astype(np.float32)
+    np.testing.assert_array_equal(slice_scorer(own_pixels=True)(small)[0],
+                                  slice_scorer()(small)[0])

@@ -134,7 +134,8 @@ def _resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
 
 def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
                       with_ring_check: bool = True, with_view_penalty: bool = True,
-                      with_centre_penalty: bool = True, with_centre_offsets: bool = False):
+                      with_centre_penalty: bool = True, with_centre_offsets: bool = False,
+                      own_pixels: bool = False):
     """`score(slices (B, H, W) in [0, 1]) -> (mean (B,), spread (B,), n_crops)` on the device;
     with `with_centre_offsets`, also each slice's estimated rotation-centre offset in px
     (signed, (B,); None for slices under `centre_check.MIN_SIDE` px), from the same search
@@ -153,6 +154,13 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
     px, as fitted for that square's size (`tiqa.centre_check`; slices under
     `centre_check.MIN_SIDE` px are not measured). The mean
     is then kept above the scale's 1, in order (`penalties.onto_scale`).
+
+    With `own_pixels`, a slice whose shorter side is at least the model's resize is not
+    resized: its crops are taken at its own pixels, so the network sees blur and noise at the
+    scan's pixels (the resize halves a 512 px slice and shrinks a 2048 px one 8 times, and a
+    pixel or two of blur goes unseen; docs/acquisition_ladder.md, "Scoring at the slice's own
+    pixels"). The grid then has about (side / crop)^2 crops, run `OWN_PIXEL_CHUNK` at a time.
+    Smaller slices are enlarged to the resize as without it.
     """
     penalty = loaded.ring_penalty if with_ring_check else None
     view_penalty = loaded.view_penalty if with_view_penalty else None
@@ -161,7 +169,9 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
 
     def compiled(height, width):
         if (height, width) not in forward_cache:
-            out_h, out_w = _resized_shape(height, width, loaded.resize)
+            keep = own_pixels and min(height, width) >= loaded.resize  # no resize at all
+            out_h, out_w = ((height, width) if keep
+                            else _resized_shape(height, width, loaded.resize))
             positions = crop_positions(out_h, out_w, loaded.crop, crops)
             # Rings are measured at the slice's own pixels (the resize would average
             # one-pixel rings away), on the centred crop-sized square about the axis, as
@@ -180,19 +190,34 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
                     return slices[:, top:top + side, left:left + side]
                 return preprocessing.center_crop(resized, side)
 
-            rows = jnp.asarray(preprocessing.area_weights(height, out_h))
-            cols = jnp.asarray(preprocessing.area_weights(width, out_w))
+            if not keep:
+                rows = jnp.asarray(preprocessing.area_weights(height, out_h))
+                cols = jnp.asarray(preprocessing.area_weights(width, out_w))
 
             find_offsets = measure_centre and (centre_fit is not None or with_centre_offsets)
 
+            def network(params, batch_stats, patches):
+                if not keep:
+                    return eval_forward(loaded.graphdef, params, batch_stats, patches)
+                # A large slice's own-pixel grid: a chunk of crops at a time bounds the memory
+                # (the last chunk padded with copies of the last crop, whose scores are dropped).
+                count = patches.shape[0]
+                chunks = -(-count // OWN_PIXEL_CHUNK)
+                padded = jnp.concatenate([patches, jnp.repeat(
+                    patches[-1:], chunks * OWN_PIXEL_CHUNK - count, axis=0)])
+                scores = jax.lax.map(
+                    lambda chunk: eval_forward(loaded.graphdef, params, batch_stats, chunk),
+                    padded.reshape((chunks, OWN_PIXEL_CHUNK) + patches.shape[1:]))
+                return scores.reshape(-1)[:count]
+
             @jax.jit
             def forward(params, batch_stats, slices):
-                resized = jnp.einsum("ih,bhw,jw->bij", rows, slices, cols,
-                                     precision=jax.lax.Precision.HIGHEST)
+                resized = slices if keep else jnp.einsum("ih,bhw,jw->bij", rows, slices, cols,
+                                                         precision=jax.lax.Precision.HIGHEST)
                 patches = jnp.stack([resized[:, r:r + loaded.crop, c:c + loaded.crop]
                                      for r, c in positions], axis=1)
-                scores = eval_forward(loaded.graphdef, params, batch_stats,
-                                      patches.reshape((-1, loaded.crop, loaded.crop)))
+                scores = network(params, batch_stats,
+                                 patches.reshape((-1, loaded.crop, loaded.crop)))
                 scores = scores.reshape(slices.shape[0], len(positions))
                 mean = scores.mean(axis=1)
                 if penalty is not None:
@@ -219,6 +244,9 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
     return score
 
 
+# Crops per network call in a slice scored at its own pixels (`make_slice_scorer`'s
+# own_pixels): a 2048 px slice has 100 crops of 224 px, a batch of 16 such slices 1600.
+OWN_PIXEL_CHUNK = 64
 # Slices shrunk this many times or more before the network sees them get `resize_note`: at
 # 512 px (twice the resize) the network already orders detector blur poorly on objects unlike
 # B's (docs/acquisition_ladder.md, "A 512 px centre fit chosen on the validation set").
@@ -387,7 +415,7 @@ def centre_records(offsets: np.ndarray | None, count: int) -> list[dict]:
 
 
 def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *, crops: str,
-                  batch_size: int, normalisation: str, tiff_planes: str,
+                  batch_size: int, own_pixels: bool = False, normalisation: str, tiff_planes: str,
                   desc: str = "scoring", with_ring_check: bool = True,
                   with_view_penalty: bool = True,
                   with_view_check: bool = False, with_centre_penalty: bool = True,
@@ -398,9 +426,10 @@ def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *
     `with_view_check`, each record also has the slice's angular sampling (VIEW_FIELDS); with
     `with_centre_check`, its estimated rotation-centre offset in px (CENTRE_FIELDS, signed;
     empty for slices under `centre_check.MIN_SIDE` px). The centre penalty is taken off unless
-    `with_centre_penalty` is False."""
+    `with_centre_penalty` is False. `own_pixels`: as `make_slice_scorer`'s."""
     score = make_slice_scorer(loaded, crops, with_ring_check, with_view_penalty,
-                              with_centre_penalty, with_centre_offsets=with_centre_check)
+                              with_centre_penalty, with_centre_offsets=with_centre_check,
+                              own_pixels=own_pixels)
     reader = _Reader(normalisation, tiff_planes, batches)
     records = []
     # Closed however the loop ends, so an error is printed on a line of its own.

@@ -25,6 +25,7 @@ class ScoreSettings:
     report: str
     checkpoint: str
     crops: str
+    own_pixels: bool
     ring_check: bool
     view_penalty: bool
     view_check: bool
@@ -70,7 +71,8 @@ def _plan(config: ScoreSettings):
 
 
 def _score(config: ScoreSettings, loaded, batches, desc: str) -> list[tuple[int, dict]]:
-    return score_batches(loaded, batches, crops=config.crops, batch_size=config.batch_size,
+    return score_batches(loaded, batches, crops=config.crops, own_pixels=config.own_pixels,
+                         batch_size=config.batch_size,
                          normalisation=config.normalisation, tiff_planes=config.tiff_planes,
                          desc=desc, with_ring_check=config.ring_check,
                          with_view_penalty=config.view_penalty, with_view_check=config.view_check,
@@ -248,17 +250,18 @@ def score_phase(config: ScoreSettings) -> dict:
         model = str(config.checkpoint) if config.checkpoint else "the shipped default model"
         said = scoring.penalty_notes(config.ring_check, config.view_penalty, config.checkpoint,
                                      config.centre_penalty)
-        notes = (f"Scored with {model}, crops: {config.crops}, {said}.",)
+        at = ", at the slices' own pixels" if config.own_pixels else ""
+        notes = (f"Scored with {model}, crops: {config.crops}{at}, {said}.",)
         if config.view_check:
             notes += (view_check.sampling_note([record["views"] for record in records]),)
         if config.centre_check:
             notes += (centre_check.offset_note([record["centre_offset"] for record in records]),)
         low = penalties.scale_note([record["score"] for record in records])
         notes += (low,) if low else ()
-        # The plan's headers give each slice's shape (no slice is read again).
-        shrunk = scoring.resize_note([item.shape for item in _plan(config)],
-                                     checkpoints.load_model(config.checkpoint).resize)
-        notes += (shrunk,) if shrunk else ()
+        if not config.own_pixels:  # the plan's headers give each slice's shape, no pixels
+            shrunk = scoring.resize_note([item.shape for item in _plan(config)],
+                                         checkpoints.load_model(config.checkpoint).resize)
+            notes += (shrunk,) if shrunk else ()
         index = report.write_report(records, config.report, thumbnails, notes=notes)
         print(f"report: {index}")
         result["report"] = index

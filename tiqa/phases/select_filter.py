@@ -67,6 +67,7 @@ class SelectFilterSettings:
     candidates: str
     checkpoint: str
     crops: str
+    own_pixels: bool
     batch_size: int
     normalisation: str
     tiff_planes: str
@@ -99,7 +100,8 @@ def select(selection: SelectFilterSettings) -> list[dict]:
     slices, chosen = _read_slices(selection.input, selection.samples, selection.normalisation,
                                   selection.slices, selection.tiff_planes)
     sampling = _sampling_note(slices) if selection.view_check else None
-    score = scoring.make_slice_scorer(checkpoints.load_model(selection.checkpoint), selection.crops)
+    score = scoring.make_slice_scorer(checkpoints.load_model(selection.checkpoint), selection.crops,
+                                      own_pixels=selection.own_pixels)
     output.mkdir(parents=True, exist_ok=True)
 
     def score_all(images: np.ndarray) -> np.ndarray:

@@ -267,8 +267,8 @@ def resize_note(shapes, resize: int) -> str | None:
     return (f"{len(large)} of {len(shrinks)} slice(s) are shrunk {by} (shorter side to "
             f"{resize} px) before the network scores them, so a blur of a pixel or two at their "
             "own pixels is averaged away first and barely moves their score. To compare blur, "
-            "detector or PSF settings, score slices of one size, or centred crops of about "
-            f"{resize} px (README, 'What the score cannot see in a large slice').")
+            "detector or PSF settings, score them at their own pixels (--config.own_pixels=True; "
+            "README, 'What the score cannot see in a large slice').")
 
 
 def penalty_notes(ring_check_asked: bool, view_penalty_asked: bool, checkpoint,

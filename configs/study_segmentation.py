@@ -29,6 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.threshold = base.threshold
     config.kinds = ("blur", "noise", "ring")
     config.crops = "grid"
+    # Score the slices (500 x 572 px) on crops at their own pixels, not resized to 255 px
+    # (configs/score.py's own_pixels).
+    config.own_pixels = False
     config.seed = 2
     # The kind whose levels the S2 and segmentation figures show (the paper's Fig. 7).
     config.figure_kind = "noise"

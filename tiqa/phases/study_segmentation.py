@@ -70,6 +70,7 @@ class StudySegmentationSettings:
     threshold: float
     kinds: tuple[str, ...]
     crops: str
+    own_pixels: bool
     seed: int
     figure_kind: str
 
@@ -99,7 +100,8 @@ def run(config) -> dict:
     score_model = checkpoints.load_model(study.score_checkpoint)
     score = scoring.make_slice_scorer(score_model, study.crops, with_ring_check=study.ring_check,
                                       with_view_penalty=study.view_penalty,
-                                      with_centre_penalty=study.centre_penalty)
+                                      with_centre_penalty=study.centre_penalty,
+                                      own_pixels=study.own_pixels)
     paths, images, label_maps = held_out(study.images, study.labels, study.label_suffix)
     output = pathlib.Path(study.output)
     output.mkdir(parents=True, exist_ok=True)  # once every model and slice has loaded

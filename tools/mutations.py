@@ -571,6 +571,11 @@ MUTATIONS = (
                "own_pixels=config.own_pixels,",
                "own_pixels=False,"),),
              ("tests/test_scoring.py",), keyword="resize_shrinks"),
+    Mutation("own_pixels_lost_in_the_study", "launch.study_segmentation drops config.own_pixels",
+             (("tiqa/phases/study_segmentation.py",
+               "                                      own_pixels=study.own_pixels)",
+               "                                      own_pixels=False)"),),
+             ("tests/test_segmentation_phases.py",), keyword="penalties_its_config_asks_for"),
     Mutation("own_pixels_small_slices_unresized", "own_pixels also keeps slices smaller than "
              "the resize at their pixels",
              (("tiqa/scoring.py",

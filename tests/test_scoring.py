@@ -148,7 +148,7 @@ def test_the_report_says_how_many_slices_score_under_the_knee(tiny_model, tmp_pa
 
 
 def test_the_report_says_which_slices_the_resize_shrinks_so_far_that_fine_blur_is_unseen(
-        tiny_model, tmp_path, monkeypatch):
+        tiny_model, tmp_path, monkeypatch, capsys):
     # Shorter sides 3 and 2 times the model's resize are shrunk 3.0 and 2.0 times (the note's
     # threshold, inclusive); one pixel less than twice is not counted.
     resize = checkpoints.load_model(tiny_model[0]).resize
@@ -169,13 +169,15 @@ def test_the_report_says_which_slices_the_resize_shrinks_so_far_that_fine_blur_i
     inputs = ",".join(str(tmp_path / f"{name}.png") for name in "abc")
     score.run(_config(tiny_model, inputs, tmp_path, report=str(tmp_path / "report")))
     html = (tmp_path / "report" / "index.html").read_text()
-    assert f"2 of 3 slice(s) are shrunk 2.0 to 3.0 times (shorter side to {resize} px)" in html
+    said = f"2 of 3 slice(s) are shrunk 2.0 to 3.0 times (shorter side to {resize} px)"
+    assert said in html and said in capsys.readouterr().out  # the console says it too
     assert scoring.resize_note([(255, 300), (509, 509)], 255) is None
     # Scored at their own pixels, nothing is shrunk: no note, and the grid covers each slice.
     score.run(_config(tiny_model, inputs, tmp_path, report=str(tmp_path / "own"),
                       output=str(tmp_path / "own.csv"), own_pixels=True))
     html = (tmp_path / "own" / "index.html").read_text()
     assert "shrunk" not in html and "own pixels" in html
+    assert "shrunk" not in capsys.readouterr().out
     assert asked == [False, True]  # the setting reaches the slice scorer
     assert scoring.resize_note([(2048, 2048)], 255).startswith(
         "1 of 1 slice(s) are shrunk 8.0 times (shorter side to 255 px) before the network ")

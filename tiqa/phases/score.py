@@ -245,6 +245,12 @@ def score_phase(config: ScoreSettings) -> dict:
         print(f"{row['volume']}: {row['slices']} slice(s), median score {row['median']:.2f} "
               f"(min {row['min']:.2f}, max {row['max']:.2f})")
     print(f"scores written to {output}")
+    # Said on the console too, as most runs write no report; the plan's headers give each
+    # slice's shape (no pixels are read again).
+    shrunk = None if config.own_pixels else scoring.resize_note(
+        [item.shape for item in _plan(config)], checkpoints.load_model(config.checkpoint).resize)
+    if shrunk:
+        print(shrunk)
     result = {"records": records, "summary": summary, "csv": output}
     if config.report:
         model = str(config.checkpoint) if config.checkpoint else "the shipped default model"
@@ -258,10 +264,7 @@ def score_phase(config: ScoreSettings) -> dict:
             notes += (centre_check.offset_note([record["centre_offset"] for record in records]),)
         low = penalties.scale_note([record["score"] for record in records])
         notes += (low,) if low else ()
-        if not config.own_pixels:  # the plan's headers give each slice's shape, no pixels
-            shrunk = scoring.resize_note([item.shape for item in _plan(config)],
-                                         checkpoints.load_model(config.checkpoint).resize)
-            notes += (shrunk,) if shrunk else ()
+        notes += (shrunk,) if shrunk else ()
         index = report.write_report(records, config.report, thumbnails, notes=notes)
         print(f"report: {index}")
         result["report"] = index

@@ -16,12 +16,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.candidates = ""
     config.checkpoint = ""  # empty: the shipped default model
     config.crops = "grid"
-    # Score slices larger than the model's resize (255 px) on crops at their own pixels, not
-    # after the area resize that halves a 512 px slice and shrinks a 2048 px one 8 times: the
-    # network then sees a pixel or two of blur and the noise at the scan's pixels
-    # (docs/acquisition_ladder.md, "Scoring at the slice's own pixels"). About (side / 224)^2
-    # crops a slice on the grid (100 for 2048 px), so slower; scores are not comparable with
-    # those of the default path.
+    # Slices larger than the model's resize scored on crops at their own pixels, as
+    # configs/score.py's own_pixels (it sees the blur and noise a filter trades).
     config.own_pixels = False
     config.batch_size = 8
     config.normalisation = "auto"

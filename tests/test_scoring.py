@@ -394,8 +394,8 @@ def test_own_pixels_scores_a_large_slice_on_crops_at_its_own_pixels(tiny_model, 
     rng = np.random.default_rng(0)
     network = scoring.make_scorer(loaded, with_ring_check=False, on_scale=False)
 
-    def slice_scorer(**options):
-        return scoring.make_slice_scorer(loaded, "grid", with_ring_check=False,
+    def slice_scorer(crops="grid", **options):
+        return scoring.make_slice_scorer(loaded, crops, with_ring_check=False,
                                          with_view_penalty=False, with_centre_penalty=False,
                                          **options)
 
@@ -411,13 +411,10 @@ def test_own_pixels_scores_a_large_slice_on_crops_at_its_own_pixels(tiny_model, 
     # Without it the same slices are resized first, which changes what the network sees.
     resized = np.stack([np.asarray(preprocessing.preprocess(image, key=None, resize=resize,
                                                             crop=crop)) for image in large])
-    default = scoring.make_slice_scorer(loaded, "center", with_ring_check=False,
-                                        with_view_penalty=False, with_centre_penalty=False)
-    np.testing.assert_allclose(default(large)[0],
-                               penalties.onto_scale(network(resized), np), rtol=1e-5, atol=1e-5)
-    assert not np.allclose(default(large)[0], scoring.make_slice_scorer(
-        loaded, "center", with_ring_check=False, with_view_penalty=False,
-        with_centre_penalty=False, own_pixels=True)(large)[0], atol=1e-3)
+    default, _, _ = slice_scorer("center")(large)
+    np.testing.assert_allclose(default, penalties.onto_scale(network(resized), np), rtol=1e-5,
+                               atol=1e-5)
+    assert not np.allclose(default, slice_scorer("center", own_pixels=True)(large)[0], atol=1e-3)
     # A slice smaller than the resize is enlarged to it either way.
     small = rng.random((2, resize - 5, resize + 3)).astype(np.float32)
     np.testing.assert_array_equal(slice_scorer(own_pixels=True)(small)[0],

@@ -195,7 +195,7 @@ def load_model(path: str | pathlib.Path | None = None) -> LoadedModel:
     graphdef, params, batch_stats, config, info = _load_network(folder, MODEL_INFO_KEY,
                                                                 IQAConfig, IQANet)
     return LoadedModel(graphdef, params, batch_stats, config, int(info.get("crop", 224)),
-                       int(info.get("resize", 255)),
+                       _resize(info),
                        **{PENALTY_FIELDS[key]: penalty
                           for key, penalty in _penalties(info, folder).items()})
 
@@ -203,6 +203,17 @@ def load_model(path: str | pathlib.Path | None = None) -> LoadedModel:
 # model.json's key of each penalty -> the LoadedModel field that holds it.
 PENALTY_FIELDS = {"ring_check": "ring_penalty", "view_check": "view_penalty",
                   "centre_check": "centre_penalty"}
+
+
+def _resize(info: dict) -> int:
+    """The side a model's inputs are area-resized to (model.json's `resize`; 255 before it
+    was written)."""
+    return int(info.get("resize", 255))
+
+
+def model_resize(path: str | pathlib.Path | None = None) -> int:
+    """`load_model(path).resize`, read without the weights."""
+    return _resize(read_run_info(model_folder(path)))
 
 
 def model_penalties(path: str | pathlib.Path | None = None) -> dict[str, penalties.Penalty | None]:

@@ -85,16 +85,18 @@ def _thumbnails(config: ScoreSettings, records: list[dict], work) -> dict:
                              tiff_planes=config.tiff_planes)
 
 
-def score_inputs(config: ScoreSettings, process: int = 0, processes: int = 1) -> tuple[list[dict], dict]:
+def score_inputs(config: ScoreSettings, process: int = 0, processes: int = 1,
+                 work=None) -> tuple[list[dict], dict]:
     """Scores every selected slice of every input (comma-separated paths, `\\,` for a comma in
     a path) that falls to process `process` of `processes`; returns (records, thumbnails).
+    `work`: the plan (`plan_slices`), where the caller has made it already.
 
     Slices are read a batch at a time (`tiqa.volumes`), so memory is set by the batch, not the
     volume. Thumbnails (only with `config.report`, and only in a single process) are those of
     the slices the report shows."""
     _check_config(config)
     loaded = checkpoints.load_model(config.checkpoint)
-    work = _plan(config)
+    work = _plan(config) if work is None else work
     batches = share(cut_batches(work, config.batch_size), process, processes)
     desc = "scoring" if processes == 1 else f"scoring (process {process} of {processes})"
     records = [record for _, record in
@@ -189,7 +191,8 @@ def _merge_parts(output: pathlib.Path, processes: int, expected: int,
     return [record for _, record in merged]
 
 
-def _score_distributed(config: ScoreSettings, output: pathlib.Path, process: int, processes: int) -> list[dict] | None:
+def _score_distributed(config: ScoreSettings, output: pathlib.Path, process: int, processes: int,
+                       work) -> list[dict] | None:
     """This process's share scored and written as a part file; after a barrier across all
     processes, process 0 merges the parts into `output` (atomically) and removes them. Returns
     the merged records on process 0, None elsewhere."""
@@ -197,7 +200,6 @@ def _score_distributed(config: ScoreSettings, output: pathlib.Path, process: int
 
     _check_config(config)
     loaded = checkpoints.load_model(config.checkpoint)
-    work = _plan(config)
     batches = share(cut_batches(work, config.batch_size), process, processes)
     scored = sorted(_score(config, loaded, batches,
                            f"scoring (process {process} of {processes})"),
@@ -231,13 +233,14 @@ def score_phase(config: ScoreSettings) -> dict:
         io.check_output(config.report, "config.report", folder=True)
     _check_config(config)
     process, processes = _join_processes(config)
+    work = _plan(config)  # from the headers; it serves the scoring, thumbnails and notes
     if processes > 1:
-        records = _score_distributed(config, output, process, processes)
+        records = _score_distributed(config, output, process, processes, work)
         if records is None:
             return {"records": None, "process": process, "processes": processes}
-        thumbnails = _thumbnails(config, records, _plan(config)) if config.report else {}
+        thumbnails = _thumbnails(config, records, work) if config.report else {}
     else:
-        records, thumbnails = score_inputs(config)
+        records, thumbnails = score_inputs(config, work=work)
         output.parent.mkdir(parents=True, exist_ok=True)
         write_scores_csv(records, output)
     summary = report.summarise(records)
@@ -245,10 +248,9 @@ def score_phase(config: ScoreSettings) -> dict:
         print(f"{row['volume']}: {row['slices']} slice(s), median score {row['median']:.2f} "
               f"(min {row['min']:.2f}, max {row['max']:.2f})")
     print(f"scores written to {output}")
-    # Said on the console too, as most runs write no report; the plan's headers give each
-    # slice's shape (no pixels are read again).
+    # Said on the console too, as most runs write no report.
     shrunk = None if config.own_pixels else scoring.resize_note(
-        [item.shape for item in _plan(config)], checkpoints.load_model(config.checkpoint).resize)
+        [item.shape for item in work], checkpoints.model_resize(config.checkpoint))
     if shrunk:
         print(shrunk)
     result = {"records": records, "summary": summary, "csv": output}

@@ -12,6 +12,11 @@ def add_data_source(config: ml_collections.ConfigDict) -> None:
     config.annotations = ""
     config.default_reference_score = 4.0
     config.resize = 255  # shorter side after area resizing, as in the paper
+    # True: a slice whose shorter side is at least `resize` is not resized, so the network
+    # learns (and, recorded in model.json, scores) at the scan's own pixels, where a pixel or
+    # two of blur or noise is not averaged away (README "What the score cannot see in a large
+    # slice"). The acquisition ladders are cut at their own pixels either way.
+    config.own_pixels = False
     config.crop = 224
     # `input` may list several paths, comma-separated (a comma inside a path is written \,).
     add_phantom(config, size=288)

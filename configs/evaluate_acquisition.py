@@ -2,6 +2,7 @@
 --config.label_maps=LABELS [--config.checkpoint=DIR] [--config.output=DIR]"""
 
 import ml_collections
+from ml_collections import config_dict
 
 from configs import common
 from configs import select_filter
@@ -24,6 +25,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.output_size = 256  # reconstructed square, scored through the scoring path
     config.max_views = 720
     config.resize = 255
+    # Every contender's centre crop at the acquisition's own pixels (no resize) when it is at
+    # least `resize`; None: as the TIQA model was trained (model.json `own_pixels`).
+    config.own_pixels = config_dict.placeholder(bool)
     config.crop = 224
     config.seed = 1
     config.batch_size = 64

@@ -1,6 +1,7 @@
 """Scoring: python -m launch.score --config.input=PATH --config.output=results.csv [--config.report=DIR]"""
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -21,8 +22,9 @@ def get_config() -> ml_collections.ConfigDict:
     # network then sees a pixel or two of blur and the noise at the scan's pixels
     # (docs/acquisition_ladder.md, "Scoring at the slice's own pixels"). About (side / 224)^2
     # crops a slice on the grid (100 for 2048 px), so slower; scores are not comparable with
-    # those of the default path.
-    config.own_pixels = False
+    # those of the resized path. None: as the model was trained (its model.json `own_pixels`;
+    # the shipped model: resized).
+    config.own_pixels = config_dict.placeholder(bool)
     # Take the model's ring penalty off each slice's score (tiqa.ring_check: rings about the
     # slice centre, where a reconstruction's rotation axis is); False: the network alone.
     config.ring_check = True

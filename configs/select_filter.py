@@ -1,6 +1,7 @@
 """Pre-processing selection: python -m launch.select_filter --config.input=VOLUME [--config.output=DIR]"""
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -17,8 +18,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint = ""  # empty: the shipped default model
     config.crops = "grid"
     # Slices larger than the model's resize scored on crops at their own pixels, as
-    # configs/score.py's own_pixels (it sees the blur and noise a filter trades).
-    config.own_pixels = False
+    # configs/score.py's own_pixels (it sees the blur and noise a filter trades); None: as the
+    # model was trained.
+    config.own_pixels = config_dict.placeholder(bool)
     config.batch_size = 8
     config.normalisation = "auto"
     config.tiff_planes = "volume"  # as in configs/score.py

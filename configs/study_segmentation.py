@@ -1,6 +1,7 @@
 """The study: python -m launch.study_segmentation --config.score_checkpoint=... --config.segmentation_checkpoint=..."""
 
 import ml_collections
+from ml_collections import config_dict
 
 from configs import evaluate_segmentation
 
@@ -30,8 +31,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.kinds = ("blur", "noise", "ring")
     config.crops = "grid"
     # Score the slices (500 x 572 px) on crops at their own pixels, not resized to 255 px
-    # (configs/score.py's own_pixels).
-    config.own_pixels = False
+    # (configs/score.py's own_pixels); None: as the model was trained.
+    config.own_pixels = config_dict.placeholder(bool)
     config.seed = 2
     # The kind whose levels the S2 and segmentation figures show (the paper's Fig. 7).
     config.figure_kind = "noise"

@@ -360,6 +360,23 @@ def test_unscanned_crops_are_the_reconstructed_square_of_the_object():
     np.testing.assert_allclose(crops, expected, atol=1e-6)
 
 
+def test_benchmark_crops_follow_the_view_the_model_was_trained_on():
+    images = np.random.default_rng(0).random((2, 3, 40, 48)).astype(np.float32)
+    own = acquisition_ladder.centre_crops(images, 20, 16, own_pixels=True)
+    np.testing.assert_array_equal(own, images[..., 12:28, 16:32])
+    halved = images.reshape(2, 3, 20, 2, 24, 2).mean(axis=(3, 5))  # the area resize to 20 px
+    np.testing.assert_allclose(acquisition_ladder.centre_crops(images, 20, 16),
+                               halved[..., 2:18, 4:20], atol=1e-6)
+    # The benchmark crops as the TIQA model was trained unless the config says otherwise.
+    config = ladder_config.get_config("smoke")
+    for setting, trained, expected in ((None, True, True), (None, False, False),
+                                       (False, True, False), (True, False, True)):
+        config.own_pixels = setting
+        model = types.SimpleNamespace(own_pixels=trained)
+        assert evaluate_acquisition.at_own_pixels(evaluate_acquisition.read_settings(config),
+                                                  model) is expected
+
+
 def test_bootstrap_mean_brackets_the_mean_and_narrows_with_more_objects():
     rng = np.random.default_rng(0)
     few, many = rng.normal(0.5, 0.2, 10), rng.normal(0.5, 0.2, 160)

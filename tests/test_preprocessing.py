@@ -116,3 +116,16 @@ def test_preprocess():
     assert preprocessing.preprocess(images[0], key=jax.random.key(1)).shape == (224, 224)
     small = preprocessing.preprocess(images[0], resize=None, crop=100)
     np.testing.assert_array_equal(small, images[0, 100:200, 120:220])
+
+
+def test_model_view_keeps_large_slices_at_their_own_pixels():
+    # A model trained at its own pixels crops a slice of at least `resize` as it is (the
+    # resize would average away its blur and noise); a smaller one is enlarged as always.
+    image = RNG.random((60, 80)).astype(np.float32)
+    np.testing.assert_array_equal(preprocessing.model_view(image, 60, own_pixels=True), image)
+    resized = np.asarray(preprocessing.model_view(image, 30))  # the default: resized
+    np.testing.assert_allclose(resized, image.reshape(30, 2, 40, 2).mean(axis=(1, 3)), atol=1e-6)
+    enlarged = preprocessing.model_view(image[:, :60], 120, own_pixels=True)
+    np.testing.assert_allclose(enlarged, np.kron(image[:, :60], np.ones((2, 2))), atol=1e-6)
+    crop = preprocessing.preprocess(image, resize=40, crop=20, own_pixels=True)
+    np.testing.assert_array_equal(crop, image[20:40, 30:50])

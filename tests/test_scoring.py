@@ -44,6 +44,9 @@ def test_exported_model_round_trip(tiny_model):
                     jax.tree.leaves((again.params, again.batch_stats))):
         np.testing.assert_array_equal(a, b)
     assert again.crop == 64 and again.resize == 72 and again.config == TINY
+    assert not again.own_pixels  # a model trained on resized slices (model.json without the key)
+    own = checkpoints.save_exported(dataclasses.replace(loaded, own_pixels=True), folder / "own")
+    assert checkpoints.load_model(own).own_pixels and checkpoints.model_own_pixels(own)
     with pytest.raises(FileNotFoundError, match="no such model"):
         checkpoints.load_model(folder / "missing")
 
@@ -64,10 +67,10 @@ def test_averaged_model_is_the_weighted_mean_of_its_sources(tiny_model, tmp_path
         checkpoints.average_models([folder], [1.0, 1.0], tmp_path / "bad")
     with pytest.raises(errors.InputError, match="positive sum"):
         checkpoints.average_models([folder, folder], [1.0, -1.0], tmp_path / "bad")
-    other = dataclasses.replace(loaded, crop=32)
-    checkpoints.save_exported(other, tmp_path / "other")
-    with pytest.raises(errors.InputError, match="only one architecture"):
-        checkpoints.average_models([folder, tmp_path / "other"], [1.0, 1.0], tmp_path / "bad")
+    for field, value in (("crop", 32), ("own_pixels", True)):
+        checkpoints.save_exported(dataclasses.replace(loaded, **{field: value}), tmp_path / field)
+        with pytest.raises(errors.InputError, match="only one architecture"):
+            checkpoints.average_models([folder, tmp_path / field], [1.0, 1.0], tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
 
 
@@ -178,7 +181,15 @@ def test_the_report_says_which_slices_the_resize_shrinks_so_far_that_fine_blur_i
     html = (tmp_path / "own" / "index.html").read_text()
     assert "shrunk" not in html and "own pixels" in html
     assert "shrunk" not in capsys.readouterr().out
-    assert asked == [False, True]  # the setting reaches the slice scorer
+    # A model trained at its own pixels scores so by default (None): no note either.
+    own_model = checkpoints.save_exported(dataclasses.replace(
+        checkpoints.load_model(tiny_model[0]), own_pixels=True), tmp_path / "own_model")
+    score.run(_config((own_model,), inputs, tmp_path, report=str(tmp_path / "own_default"),
+                      output=str(tmp_path / "own_default.csv")))
+    html = (tmp_path / "own_default" / "index.html").read_text()
+    assert "shrunk" not in html and "own pixels" in html
+    assert "shrunk" not in capsys.readouterr().out
+    assert asked == [None, True, None]  # the setting reaches the slice scorer
     assert scoring.resize_note([(2048, 2048)], 255).startswith(
         "1 of 1 slice(s) are shrunk 8.0 times (shorter side to 255 px) before the network ")
 
@@ -414,7 +425,15 @@ def test_own_pixels_scores_a_large_slice_on_crops_at_its_own_pixels(tiny_model, 
     default, _, _ = slice_scorer("center")(large)
     np.testing.assert_allclose(default, penalties.onto_scale(network(resized), np), rtol=1e-5,
                                atol=1e-5)
-    assert not np.allclose(default, slice_scorer("center", own_pixels=True)(large)[0], atol=1e-3)
+    own = slice_scorer("center", own_pixels=True)(large)[0]
+    assert not np.allclose(default, own, atol=1e-3)
+    # A model trained at its own pixels scores at them unless told otherwise.
+    own_model = dataclasses.replace(loaded, own_pixels=True)
+    unset = lambda **options: scoring.make_slice_scorer(
+        own_model, "center", with_ring_check=False, with_view_penalty=False,
+        with_centre_penalty=False, **options)(large)[0]
+    np.testing.assert_array_equal(unset(), own)
+    np.testing.assert_array_equal(unset(own_pixels=False), default)
     # A slice smaller than the resize is enlarged to it either way.
     small = rng.random((2, resize - 5, resize + 3)).astype(np.float32)
     np.testing.assert_array_equal(slice_scorer(own_pixels=True)(small)[0],

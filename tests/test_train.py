@@ -19,9 +19,9 @@ from flax import nnx
 from configs import evaluate as evaluate_config
 from configs import finetune as finetune_config
 from configs import train_rank as train_rank_config
-from tiqa import checkpoints
+from tiqa import checkpoints, preprocessing
 from tiqa.models.iqa import IQAConfig, IQANet, build_model, load_pretrained_trunk
-from tiqa.phases import evaluate, finetune, train_rank
+from tiqa.phases import evaluate, finetune, settings, train_rank
 from tiqa.train import batches, loop, losses
 from tests.tiny_models import TINY
 
@@ -133,6 +133,20 @@ def test_pretrained_trunk_is_the_imagenet_lite0():
     from tiqa.models import load_pretrained
     reference = load_pretrained("lite0", num_classes=0)
     np.testing.assert_array_equal(model.trunk.stem_conv.kernel[...], reference.stem_conv.kernel[...])
+
+
+def test_pool_at_own_pixels_keeps_large_slices_as_they_are():
+    rng = np.random.default_rng(0)
+    large, small = rng.random((60, 80), np.float32), rng.random((40, 40), np.float32)
+    pool = batches.build_pool([large, small], [4.0, 3.0], resize=50, crop=32, own_pixels=True)
+    np.testing.assert_array_equal(pool.heights, [60, 50])
+    np.testing.assert_array_equal(pool.widths, [80, 50])
+    np.testing.assert_array_equal(pool.images[0], large)  # not resized
+    np.testing.assert_allclose(pool.images[1, :50, :50],  # enlarged as always
+                               preprocessing.resize_short_side(small, 50), atol=1e-6)
+    resized = batches.build_pool([large], [4.0], resize=30, crop=30)  # the paper's path
+    np.testing.assert_allclose(resized.images[0], large.reshape(30, 2, 40, 2).mean(axis=(1, 3)),
+                               atol=1e-6)
 
 
 @pytest.mark.slow
@@ -252,9 +266,13 @@ def test_phases_end_to_end_smoke(tmp_path, rank_two_steps):
     tune = finetune_config.get_config("smoke")
     tune.workdir = str(tmp_path / "finetune")
     tune.rank_checkpoint = str(rank_two_steps)
+    tune.own_pixels = True  # the phantom's 96 px slices kept as they are, not resized to 80
     finetune.run(tune)
     info = json.loads((tmp_path / "finetune" / "model.json").read_text())
     assert info["model"]["backbone"] == "b0" and info["phase"] == "finetune"
+    # Recorded, so that scoring and the evaluation see slices as the model was trained.
+    assert info["own_pixels"] is True and not checkpoints.load_model(rank_two_steps).own_pixels
+    assert checkpoints.load_model(tmp_path / "finetune").own_pixels
     evaluation = evaluate_config.get_config("smoke")
     evaluation.checkpoint = str(tmp_path / "finetune")
     evaluation.output = str(tmp_path / "evaluation")
@@ -573,3 +591,12 @@ def test_train_benchmark_compares_each_gpu_peer_with_our_run_of_the_same_network
         "ours", "b0", "(batch", "252)", "train", "3000.0", "img/s,", "inference", "18000.0",
         "img/s,", "compile", "1.0", "s"]
     assert train_benchmark.format_row(peers[1]).startswith("  timm tf_efficientnet_lite0 eager ")
+
+
+def test_heldout_references_are_cropped_as_the_model_was_trained():
+    source = settings.data_source(evaluate_config.get_config("smoke"))  # 96 px phantom, crop 64
+    slices, _ = settings.reference_slices(source)
+    own, _, _ = evaluate.heldout_references(source, own_pixels=True)
+    np.testing.assert_allclose(own, np.stack([image[16:80, 16:80] for image in slices]), atol=1e-6)
+    resized, _, _ = evaluate.heldout_references(source)  # the source's own setting: resized
+    assert resized.shape == own.shape and not np.allclose(resized, own, atol=1e-3)

@@ -120,20 +120,23 @@ def best_acquisition_scores(scores: np.ndarray, kinds: tuple[str, ...],
     return rows
 
 
-def unscanned_crops(attenuation: np.ndarray, output_size: int, resize: int, crop: int
-                    ) -> np.ndarray:
+def unscanned_crops(attenuation: np.ndarray, output_size: int, resize: int, crop: int,
+                    own_pixels: bool = False) -> np.ndarray:
     """The objects themselves as the scoring path sees their acquisitions: the centred
     (output_size)^2 square that is reconstructed, normalised by its percentiles, centre crop."""
     start = attenuation.shape[-1] // 2 - output_size // 2
     square = np.asarray(attenuation)[..., start:start + output_size, start:start + output_size]
     unit = np.asarray(acquisition.normalise_percentile(square))
-    return centre_crops(unit, resize, crop)
+    return centre_crops(unit, resize, crop, own_pixels)
 
 
-def centre_crops(images: np.ndarray, resize: int, crop: int) -> np.ndarray:
-    """The scoring path's centre crop of every (..., H, W) acquisition."""
+def centre_crops(images: np.ndarray, resize: int, crop: int, own_pixels: bool = False
+                 ) -> np.ndarray:
+    """The scoring path's centre crop of every (..., H, W) acquisition (at its own pixels with
+    `own_pixels`, as a model trained so scores it: `preprocessing.model_view`)."""
     flat = images.reshape((-1,) + images.shape[-2:])
-    crops = np.stack([np.asarray(preprocessing.preprocess(image, key=None, resize=resize, crop=crop))
+    crops = np.stack([np.asarray(preprocessing.preprocess(image, key=None, resize=resize, crop=crop,
+                                                          own_pixels=own_pixels))
                       for image in flat])
     return crops.reshape(images.shape[:-2] + crops.shape[-2:])
 

@@ -174,6 +174,9 @@ class LoadedModel:
     config: IQAConfig
     crop: int
     resize: int
+    # True: trained on slices kept at their own pixels (configs/common.py `own_pixels`), so
+    # it scores a slice at least `resize` at its own pixels too (preprocessing.model_view).
+    own_pixels: bool = False
     # Score points taken off for rings (tiqa.ring_check), for sparse views (tiqa.view_check)
     # and for a rotation-centre offset (tiqa.centre_check) beyond the network; None: the
     # network's score alone.
@@ -195,7 +198,7 @@ def load_model(path: str | pathlib.Path | None = None) -> LoadedModel:
     graphdef, params, batch_stats, config, info = _load_network(folder, MODEL_INFO_KEY,
                                                                 IQAConfig, IQANet)
     return LoadedModel(graphdef, params, batch_stats, config, int(info.get("crop", 224)),
-                       _resize(info),
+                       _resize(info), bool(info.get("own_pixels", False)),
                        **{PENALTY_FIELDS[key]: penalty
                           for key, penalty in _penalties(info, folder).items()})
 
@@ -214,6 +217,11 @@ def _resize(info: dict) -> int:
 def model_resize(path: str | pathlib.Path | None = None) -> int:
     """`load_model(path).resize`, read without the weights."""
     return _resize(read_run_info(model_folder(path)))
+
+
+def model_own_pixels(path: str | pathlib.Path | None = None) -> bool:
+    """`load_model(path).own_pixels`, read without the weights."""
+    return bool(read_run_info(model_folder(path)).get("own_pixels", False))
 
 
 def model_penalties(path: str | pathlib.Path | None = None) -> dict[str, penalties.Penalty | None]:
@@ -252,6 +260,8 @@ def save_exported(loaded: LoadedModel, destination: str | pathlib.Path,
             np.savez_compressed(handle, **arrays)
     info = {MODEL_INFO_KEY: loaded.config.to_dict(), "crop": loaded.crop,
             "resize": loaded.resize, "card": card or {}}
+    if loaded.own_pixels:  # written only when set, so older models' files stay as they were
+        info["own_pixels"] = True
     for key, field in PENALTY_FIELDS.items():
         if getattr(loaded, field) is not None:
             info[key] = getattr(loaded, field).to_dict()
@@ -283,8 +293,9 @@ def average_models(sources: list[str | pathlib.Path], weights: list[float],
     models = [load_model(source) for source in sources]
     first = models[0]
     for source, model in zip(sources[1:], models[1:]):
-        if (model.config, model.crop, model.resize) != (first.config, first.crop, first.resize):
-            raise errors.InputError(f"{source}: its network, crop or resize differ from those "
+        if ((model.config, model.crop, model.resize, model.own_pixels)
+                != (first.config, first.crop, first.resize, first.own_pixels)):
+            raise errors.InputError(f"{source}: its network, crop, resize or own_pixels differ from those "
                                     f"of {sources[0]}; only one architecture can be averaged")
     mean = lambda *leaves: sum(w / total * np.asarray(leaf, np.float64)
                                for w, leaf in zip(weights, leaves)).astype(np.float32)

@@ -84,6 +84,17 @@ def resize_short_side(image: Any, size: int = 255) -> jax.Array:
     return area_resize(image, out_shape)
 
 
+def model_view(image: Any, size: int = 255, own_pixels: bool = False) -> jax.Array:
+    """The slice a score network crops from: `resize_short_side(image, size)`, or with
+    `own_pixels` the slice as it is when its shorter side is at least `size` (a model trained
+    at the scan's own pixels: the resize would average away the blur and noise of a large slice).
+    A smaller slice is enlarged to `size` either way."""
+    height, width = jnp.shape(image)[-2:]
+    if own_pixels and min(height, width) >= size:
+        return jnp.asarray(image)
+    return resize_short_side(image, size)
+
+
 def _check_crop(shape: Sequence[int], size: int) -> None:
     height, width = shape[-2:]
     if height < size or width < size:
@@ -132,7 +143,7 @@ def random_crop(key: jax.Array, image: Any,
 
 
 def preprocess(image: Any, key: jax.Array | None = None, resize: int | None = 255,
-               crop: int = 224) -> jax.Array:
+               crop: int = 224, own_pixels: bool = False) -> jax.Array:
     """The paper's input: short side area-resized to `resize`, then a `crop` x `crop` crop.
 
     Args:
@@ -140,8 +151,9 @@ def preprocess(image: Any, key: jax.Array | None = None, resize: int | None = 25
         key: a PRNG key for a random crop (training), or None for the centre crop (evaluation).
         resize: the short side after resizing, or None to crop the image as it is.
         crop: the side of the square crop.
+        own_pixels: a slice whose shorter side is at least `resize` is not resized (`model_view`).
     """
-    image = jnp.asarray(image) if resize is None else resize_short_side(image, resize)
+    image = jnp.asarray(image) if resize is None else model_view(image, resize, own_pixels)
     if key is None:
         return center_crop(image, crop)
     return random_crop(key, image, crop)[0]

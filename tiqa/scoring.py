@@ -135,7 +135,7 @@ def _resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
 def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
                       with_ring_check: bool = True, with_view_penalty: bool = True,
                       with_centre_penalty: bool = True, with_centre_offsets: bool = False,
-                      own_pixels: bool = False):
+                      own_pixels: bool | None = None):
     """`score(slices (B, H, W) in [0, 1]) -> (mean (B,), spread (B,), n_crops)` on the device;
     with `with_centre_offsets`, also each slice's estimated rotation-centre offset in px
     (signed, (B,); None for slices under `centre_check.MIN_SIDE` px), from the same search
@@ -155,13 +155,14 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
     `centre_check.MIN_SIDE` px are not measured). The mean
     is then kept above the scale's 1, in order (`penalties.onto_scale`).
 
-    With `own_pixels`, a slice whose shorter side is at least the model's resize is not
-    resized: its crops are taken at its own pixels, so the network sees blur and noise at the
+    With `own_pixels` (None: as the model was trained, `LoadedModel.own_pixels`), a slice
+    whose shorter side is at least the model's resize is not resized: its crops are taken at its own pixels, so the network sees blur and noise at the
     scan's pixels (the resize halves a 512 px slice and shrinks a 2048 px one 8 times, and a
     pixel or two of blur goes unseen; docs/acquisition_ladder.md, "Scoring at the slice's own
     pixels"). The grid then has about (side / crop)^2 crops, run `OWN_PIXEL_CHUNK` at a time.
     Smaller slices are enlarged to the resize as without it.
     """
+    own_pixels = loaded.own_pixels if own_pixels is None else own_pixels
     penalty = loaded.ring_penalty if with_ring_check else None
     view_penalty = loaded.view_penalty if with_view_penalty else None
     centre_penalty = loaded.centre_penalty if with_centre_penalty else None
@@ -415,7 +416,7 @@ def centre_records(offsets: np.ndarray | None, count: int) -> list[dict]:
 
 
 def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *, crops: str,
-                  batch_size: int, own_pixels: bool = False, normalisation: str, tiff_planes: str,
+                  batch_size: int, own_pixels: bool | None = None, normalisation: str, tiff_planes: str,
                   desc: str = "scoring", with_ring_check: bool = True,
                   with_view_penalty: bool = True,
                   with_view_check: bool = False, with_centre_penalty: bool = True,

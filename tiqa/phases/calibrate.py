@@ -111,7 +111,8 @@ def fit_check(name: str, loaded: checkpoints.LoadedModel, attenuation: np.ndarra
     check = CHECKS[name]
     ladders = acquisition.ladders(attenuation, (check.factor,), jax.random.key(config.seed),
                                   output_size=output_size, max_views=config.max_views)
-    crops = acquisition_ladder.centre_crops(ladders, loaded.resize, loaded.crop)  # (M, 1, 6, c, c)
+    crops = acquisition_ladder.centre_crops(ladders, loaded.resize, loaded.crop,  # (M, 1, 6, c, c)
+                                            loaded.own_pixels)
     count = crops.shape[0]
     projection = labels.label_images(crops, jnp.full((count,), config.reference_score),
                                      labels.ProjectionConfig())

@@ -50,7 +50,9 @@ def evaluate(setup: EvaluateSettings, output: pathlib.Path) -> dict:
     loaded = checkpoints.load_model(setup.checkpoint)  # empty: the shipped default model
     score = make_scorer(loaded, setup.batch_size)
     projection = setup.projection
-    crops, sources, reference_scores = heldout_references(setup.source)
+    # A model trained on own-pixel crops sees the slices at their own pixels too.
+    crops, sources, reference_scores = heldout_references(
+        setup.source, setup.source.own_pixels or loaded.own_pixels)
     distort_and_label = distorter(setup.distortion_backend, projection, setup.seed)
     rows = []
     # A `with` closes the bar however the loop ends, so an error gets a line of its own.
@@ -94,12 +96,16 @@ def evaluate(setup: EvaluateSettings, output: pathlib.Path) -> dict:
     return {"correlations": table, "levels": level_rows}
 
 
-def heldout_references(source: settings.DataSource) -> tuple[np.ndarray, list[str], np.ndarray]:
+def heldout_references(source: settings.DataSource, own_pixels: bool | None = None
+                       ) -> tuple[np.ndarray, list[str], np.ndarray]:
     """The evaluation's reference crops (the centre crop of each slice after the paper's
-    resize), their sources and their reference scores (human, or the documented prior)."""
+    resize, or at its own pixels with `own_pixels`; None: `source.own_pixels`), their sources
+    and their reference scores (human, or the documented prior)."""
+    own_pixels = source.own_pixels if own_pixels is None else own_pixels
     slices, sources = settings.reference_slices(source)
     reference_scores = settings.annotated_scores(source)(sources)
-    crops = np.stack([np.asarray(preprocessing.preprocess(s, key=None, resize=source.resize, crop=source.crop))
+    crops = np.stack([np.asarray(preprocessing.preprocess(s, key=None, resize=source.resize,
+                                                          crop=source.crop, own_pixels=own_pixels))
                       for s in slices])
     return crops, sources, np.asarray(reference_scores, np.float32)
 

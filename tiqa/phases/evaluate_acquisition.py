@@ -39,6 +39,7 @@ class EvaluateAcquisitionSettings:
     output_size: int
     max_views: int
     resize: int
+    own_pixels: bool | None  # None: as the model was trained
     crop: int
     seed: int
     batch_size: int
@@ -65,6 +66,12 @@ def read_settings(config) -> EvaluateAcquisitionSettings:
                           filter_selection=selection)
 
 
+def at_own_pixels(config: EvaluateAcquisitionSettings, loaded: checkpoints.LoadedModel) -> bool:
+    """Whether the acquisitions are cropped at their own pixels: `config.own_pixels`, or as the
+    TIQA model was trained when it is None."""
+    return loaded.own_pixels if config.own_pixels is None else config.own_pixels
+
+
 def _contenders(config: EvaluateAcquisitionSettings, loaded: checkpoints.LoadedModel,
                 output: pathlib.Path) -> list[comparison.Contender]:
     """TIQA on the centre crops (with the ring check; the view and centre penalties are the
@@ -83,17 +90,19 @@ def _contenders(config: EvaluateAcquisitionSettings, loaded: checkpoints.LoadedM
                                           compare.retrained_brisque(config.brisque_training,
                                                                     output)))
     if config.niqe_pristine:
-        found.append(comparison.Contender("NIQE (fitted here)", pristine_niqe(config, output),
-                                          higher_is_better=False))
+        pristine = pristine_niqe(config, output, at_own_pixels(config, loaded))
+        found.append(comparison.Contender("NIQE (fitted here)", pristine, higher_is_better=False))
     return found
 
 
-def pristine_niqe(config: EvaluateAcquisitionSettings, output: pathlib.Path) -> niqe.Niqe:
+def pristine_niqe(config: EvaluateAcquisitionSettings, output: pathlib.Path,
+                  own_pixels: bool = False) -> niqe.Niqe:
     """NIQE's pristine model fitted on the ideal acquisitions of a training ladder bank (the
     `acquisition.cache` .npz of the training phases), centre crops as scored."""
     with np.load(config.niqe_pristine) as stored:
         ideal = stored["ladders"][:, 0, 0]
-    model = niqe.Niqe.fit(acquisition_ladder.centre_crops(ideal, config.resize, config.crop))
+    model = niqe.Niqe.fit(acquisition_ladder.centre_crops(ideal, config.resize, config.crop,
+                                                          own_pixels))
     model.save(output / "niqe")
     return model
 
@@ -176,9 +185,10 @@ def run(config) -> list[dict]:
     logging.info("%d acquisitions of %d objects simulated in %.0f s",
                  images.shape[0] * (1 + 5 * len(factors)), images.shape[0],
                  time.perf_counter() - started)
-    crops = acquisition_ladder.centre_crops(images, config.resize, config.crop)
-    scored = {}
     loaded = checkpoints.load_model(config.checkpoint)
+    own_pixels = at_own_pixels(config, loaded)
+    crops = acquisition_ladder.centre_crops(images, config.resize, config.crop, own_pixels)
+    scored = {}
     contenders = _contenders(config, loaded, output)
     for contender in contenders:
         raw = np.asarray(contender.score(crops.reshape((-1,) + crops.shape[-2:])), np.float64)
@@ -200,7 +210,8 @@ def run(config) -> list[dict]:
     # The objects unscanned: how much of a low score is the object, how much the scan (no
     # views, so no view penalty).
     object_scores = np.asarray(contenders[0].score(acquisition_ladder.unscanned_crops(
-        held_out.attenuation, config.output_size, config.resize, config.crop)), np.float64)
+        held_out.attenuation, config.output_size, config.resize, config.crop, own_pixels)),
+        np.float64)
     scored[acquisition_ladder.ORACLE] = (acquisition_ladder.oracle_ssim(crops), True)
     if segmenters:
         scored[acquisition_ladder.SEGMENTATION] = (segmentation_agreement(

@@ -161,6 +161,7 @@ def run(config) -> pathlib.Path:
     checkpoints.write_run_info(workdir, {checkpoints.MODEL_INFO_KEY: model_cfg.to_dict(),
                                          "phase": "finetune", "crop": source.crop,
                                          "resize": source.resize,
+                                         "own_pixels": source.own_pixels,
                                          "rank_checkpoint": rank_checkpoint,
                                          "originals": int(pool.images.shape[0])})
     loss_fn = (losses.mse_rank_loss_fn(tune.rank_weight, tune.rank_margin) if tune.rank_weight

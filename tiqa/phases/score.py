@@ -25,7 +25,7 @@ class ScoreSettings:
     report: str
     checkpoint: str
     crops: str
-    own_pixels: bool
+    own_pixels: bool | None  # None: as the model was trained
     ring_check: bool
     view_penalty: bool
     view_check: bool
@@ -248,8 +248,10 @@ def score_phase(config: ScoreSettings) -> dict:
         print(f"{row['volume']}: {row['slices']} slice(s), median score {row['median']:.2f} "
               f"(min {row['min']:.2f}, max {row['max']:.2f})")
     print(f"scores written to {output}")
+    own_pixels = (checkpoints.model_own_pixels(config.checkpoint) if config.own_pixels is None
+                  else config.own_pixels)
     # Said on the console too, as most runs write no report.
-    shrunk = None if config.own_pixels else scoring.resize_note(
+    shrunk = None if own_pixels else scoring.resize_note(
         [item.shape for item in work], checkpoints.model_resize(config.checkpoint))
     if shrunk:
         print(shrunk)
@@ -258,7 +260,7 @@ def score_phase(config: ScoreSettings) -> dict:
         model = str(config.checkpoint) if config.checkpoint else "the shipped default model"
         said = scoring.penalty_notes(config.ring_check, config.view_penalty, config.checkpoint,
                                      config.centre_penalty)
-        at = ", at the slices' own pixels" if config.own_pixels else ""
+        at = ", at the slices' own pixels" if own_pixels else ""
         notes = (f"Scored with {model}, crops: {config.crops}{at}, {said}.",)
         if config.view_check:
             notes += (view_check.sampling_note([record["views"] for record in records]),)

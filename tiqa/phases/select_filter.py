@@ -67,7 +67,7 @@ class SelectFilterSettings:
     candidates: str
     checkpoint: str
     crops: str
-    own_pixels: bool
+    own_pixels: bool | None  # None: as the model was trained
     batch_size: int
     normalisation: str
     tiff_planes: str

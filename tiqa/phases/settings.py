@@ -27,7 +27,7 @@ def _checked(value: Any, annotation: str, key: str) -> Any:
             raise errors.InputError(f"{key} must be a tuple, got {value!r}")
         return tuple(value)
     allowed = _SCALARS.get(annotation.split(" |")[0])
-    if allowed is None:
+    if allowed is None or (value is None and annotation.endswith("| None")):
         return value
     if (not isinstance(value, allowed) or (bool not in allowed and isinstance(value, bool))):
         raise errors.InputError(f"{key} must be a {annotation}, got {value!r}")
@@ -67,6 +67,7 @@ class DataSource:
     annotations: str
     default_reference_score: float
     resize: int
+    own_pixels: bool  # slices at least `resize` kept at their own pixels (configs/common.py)
     crop: int
     seed: int  # draws the phantom (and the ladders' acquisitions)
     phantom: phantom.PhantomSettings
@@ -121,7 +122,7 @@ def reference_pool(source: DataSource, scores_for_sources) -> batches.ReferenceP
     slices, sources = reference_slices(source)
     scores = scores_for_sources(sources)
     logging.info("reference pool: %d slices from %s", len(slices), source.input or "the phantom")
-    pool = batches.build_pool(slices, scores, source.resize, source.crop)
+    pool = batches.build_pool(slices, scores, source.resize, source.crop, source.own_pixels)
     return batches.with_ladders(pool, source.ladders, source.seed, source.crop,
                                 source.default_reference_score)
 

@@ -70,7 +70,7 @@ class StudySegmentationSettings:
     threshold: float
     kinds: tuple[str, ...]
     crops: str
-    own_pixels: bool
+    own_pixels: bool | None  # None: as the model was trained
     seed: int
     figure_kind: str
 

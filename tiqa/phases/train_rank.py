@@ -79,7 +79,8 @@ def run(config) -> pathlib.Path:
     graphdef, state = loop.init_state(model, optimizer)
     checkpoints.write_run_info(workdir, {checkpoints.MODEL_INFO_KEY: model_cfg.to_dict(),
                                          "phase": "rank", "crop": source.crop,
-                                         "resize": source.resize, "init_model": rank.init_model})
+                                         "resize": source.resize,
+                                         "own_pixels": source.own_pixels, "init_model": rank.init_model})
     make_batch = functools.partial(batches.rank_batch, key=data_key,
                                    originals_per_batch=rank.originals_per_batch,
                                    crop=source.crop, kinds=kinds,

@@ -37,13 +37,14 @@ class ReferencePool(NamedTuple):
     ladder_weights: jax.Array | None = None
 
 
-def build_pool(slices: Sequence[np.ndarray], scores: Sequence[float], resize: int, crop: int
-               ) -> ReferencePool:
-    """Resizes each slice's shorter side to `resize` (area) and pads them to a common shape."""
+def build_pool(slices: Sequence[np.ndarray], scores: Sequence[float], resize: int, crop: int,
+               own_pixels: bool = False) -> ReferencePool:
+    """Resizes each slice's shorter side to `resize` (area; with `own_pixels` only the slices
+    smaller than that, `preprocessing.model_view`) and pads them to a common shape."""
     if not slices:
         raise errors.InputError("no reference slices to train on")
-    resized = [np.asarray(preprocessing.resize_short_side(s, resize)) if resize else np.asarray(s)
-               for s in slices]
+    resized = [np.asarray(preprocessing.model_view(s, resize, own_pixels)) if resize
+               else np.asarray(s) for s in slices]
     too_small = [i for i, r in enumerate(resized) if min(r.shape) < crop]
     if too_small:
         raise errors.InputError(f"slice(s) {too_small} are smaller than the {crop} px crop after resizing")

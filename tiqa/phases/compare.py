@@ -146,10 +146,11 @@ def heldout_images(source: settings.DataSource, projection: labels.ProjectionCon
             kinds.reshape(-1))
 
 
-def phantom_acquisitions(acquisitions: PhantomAcquisitions, resize: int,
-                         crop: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Centre crops of phantom scans from the worst acquisition to the best: (crops, the
-    acquisition's rank per crop (0 = worst), a description of each acquisition)."""
+def phantom_acquisitions(acquisitions: PhantomAcquisitions, resize: int, crop: int,
+                         own_pixels: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Centre crops of phantom scans from the worst acquisition to the best (at their own
+    pixels with `own_pixels`): (crops, the acquisition's rank per crop (0 = worst), a
+    description of each acquisition)."""
     crops, order, names = [], [], []
     for rank, (photons, gain_error) in enumerate(zip(acquisitions.photons,
                                                      acquisitions.gain_error_std)):
@@ -157,7 +158,8 @@ def phantom_acquisitions(acquisitions: PhantomAcquisitions, resize: int,
             acquisitions.seed, n_slices=acquisitions.slices, size=acquisitions.size,
             photons=photons, gain_error_std=gain_error)
         for image in phantom.to_unit_range(reconstruction):
-            crops.append(np.asarray(preprocessing.preprocess(image, key=None, resize=resize, crop=crop)))
+            crops.append(np.asarray(preprocessing.preprocess(image, key=None, resize=resize,
+                                                             crop=crop, own_pixels=own_pixels)))
             order.append(rank)
         names.append(f"{photons:g} photons, gain error std {gain_error:g}")
     return np.stack(crops), np.asarray(order, np.float64), names
@@ -171,7 +173,8 @@ def run(config) -> list[dict]:
     images, label_values, kinds = heldout_images(
         config.source, config.projection, config.distortion_backend, config.seed)
     phantom_crops, phantom_order, acquisitions = phantom_acquisitions(
-        config.phantom_acquisitions, config.source.resize, config.source.crop)
+        config.phantom_acquisitions, config.source.resize, config.source.crop,
+        config.source.own_pixels)
     metrics, notes = contenders(config, output)
     rows, timings, oriented_scores = [], {}, {}
     for contender in metrics:

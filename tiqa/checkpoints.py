@@ -295,8 +295,9 @@ def average_models(sources: list[str | pathlib.Path], weights: list[float],
     for source, model in zip(sources[1:], models[1:]):
         if ((model.config, model.crop, model.resize, model.own_pixels)
                 != (first.config, first.crop, first.resize, first.own_pixels)):
-            raise errors.InputError(f"{source}: its network, crop, resize or own_pixels differ from those "
-                                    f"of {sources[0]}; only one architecture can be averaged")
+            raise errors.InputError(f"{source}: its network, crop, resize or own_pixels differ "
+                                    f"from those of {sources[0]}; only one architecture can be "
+                                    f"averaged")
     mean = lambda *leaves: sum(w / total * np.asarray(leaf, np.float64)
                                for w, leaf in zip(weights, leaves)).astype(np.float32)
     params = jax.tree.map(mean, *[model.params for model in models])

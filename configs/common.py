@@ -44,6 +44,9 @@ def add_acquisition(config: ml_collections.ConfigDict) -> None:
     config.acquisition.factors = ("photons", "gain_error", "views", "centre_offset",
                                   "detector_blur")
     config.acquisition.output_size = 256  # reconstructed square; crops are cut from it
+    # Banks of these sizes too, of the same objects, joined to the first: e.g. (256,) beside
+    # output_size=512, to train at the scan's own pixels (`own_pixels`) on both sizes.
+    config.acquisition.extra_output_sizes = ()
     config.acquisition.max_views = 720
     # An .npz where the simulated ladders are kept, so the rank and fine-tune phases share them.
     config.acquisition.cache = ""

@@ -279,6 +279,32 @@ def test_ladder_bank_is_cached_and_refreshed_when_settings_change(tmp_path, monk
     assert (tmp_path / "bank.npz").stat().st_mtime_ns != stamp
 
 
+def test_banks_of_two_sizes_are_joined_and_cropped_inside_each_objects_side(tmp_path):
+    config = batches.LadderSettings(phantoms=1, objects_per_batch=1, output_size=48,
+                                    extra_output_sizes=(32,), factors=("photons",),
+                                    max_views=180, cache=str(tmp_path / "bank.npz"))
+    pool = batches.build_pool([np.zeros((40, 40), np.float32)], [4.0], resize=0, crop=24)
+    pool = batches.with_ladders(pool, config, seed=0, crop=24, score=4.0)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bank.npz", "bank_32px.npz"]
+    large = batches.ladder_bank(dataclasses.replace(config, extra_output_sizes=()), 0).ladders
+    small = batches.ladder_bank(dataclasses.replace(
+        config, output_size=32, extra_output_sizes=(), cache=str(tmp_path / "bank_32px.npz")),
+        0).ladders  # read from the cache the join wrote, not simulated again
+    assert pool.ladders.shape == (2, 1, 6, 48, 48)
+    np.testing.assert_array_equal(pool.ladders[0], large[0])
+    np.testing.assert_array_equal(pool.ladders[1, :, :, :32, :32], small[0])
+    assert not np.any(pool.ladders[1, :, :, 32:]) and not np.any(pool.ladders[1, :, :, :, 32:])
+    np.testing.assert_array_equal(pool.ladder_sides, [48, 32])
+    # Crops never reach past an object's own side: fill each object's square with ones.
+    ones = np.zeros(pool.ladders.shape, np.float32)
+    ones[0], ones[1, ..., :32, :32] = 1.0, 1.0
+    filled = pool._replace(ladders=jnp.asarray(ones))
+    cut = jax.jit(lambda step: batches.ladder_crops(filled, step, jax.random.key(3), 2, 24)[0])
+    assert all(float(cut(jnp.int32(step)).min()) == 1.0 for step in range(40))
+    with pytest.raises(errors.InputError, match="output_size=16 is smaller than the 24 px crop"):
+        batches.with_ladders(pool, dataclasses.replace(config, extra_output_sizes=(16,)), 0, 24, 4.0)
+
+
 @pytest.mark.slow
 def test_denoising_ladders_extend_a_cached_bank_without_simulating_it_again(tmp_path, monkeypatch):
     config = batches.LadderSettings(phantoms=3, objects_per_batch=1, output_size=32,

@@ -35,6 +35,9 @@ class ReferencePool(NamedTuple):
     # (M, L) 1 where a ladder trains, 0 where it is left out of the losses
     # (`LadderSettings.smooth_factors_left_out`); None: every ladder trains.
     ladder_weights: jax.Array | None = None
+    # (M,) int32 side of each object's acquisitions when banks of several sizes share the
+    # array (each in its top-left corner, zero beyond); None: every object fills it.
+    ladder_sides: jax.Array | None = None
 
 
 def build_pool(slices: Sequence[np.ndarray], scores: Sequence[float], resize: int, crop: int,
@@ -94,6 +97,10 @@ class LadderSettings:
     phantom_seed: int = 100
     factors: tuple[str, ...] = ("photons", "gain_error", "views", "centre_offset", "detector_blur")
     output_size: int = 256
+    # Banks of these sizes too, of the same objects, joined to the first (`with_ladders`): so
+    # that training at the scan's own pixels sees 256 and 512 px acquisitions alike. Each
+    # extra size is cached beside `cache` as <stem>_<size>px.npz.
+    extra_output_sizes: tuple[int, ...] = ()
     max_views: int = 720
     cache: str = ""  # an .npz the phases share the simulated bank through
     object_scale: str = "native"  # objects.SCALES: slices drawn at their own or the scored scale
@@ -136,14 +143,45 @@ def with_ladders(pool: ReferencePool, settings: LadderSettings, seed: int, crop:
     or as it is when `settings.objects_per_batch` is 0."""
     if not settings.objects_per_batch:
         return pool
-    ladders, names = ladder_bank(settings, seed)
-    if ladders.shape[-1] < crop:
-        raise errors.InputError(f"acquisition.output_size={ladders.shape[-1]} is smaller than the "
-                                f"{crop} px crop")
+    sizes = (settings.output_size,) + tuple(settings.extra_output_sizes)
+    for size in sizes:
+        if size < crop:
+            raise errors.InputError(f"acquisition.output_size={size} is smaller than the {crop} px "
+                                    f"crop")
+    banks = [ladder_bank(_at_size(settings, size, index), seed) for index, size in enumerate(sizes)]
+    ladders, sides = _joined([bank.ladders for bank in banks])
+    names = [name for bank in banks for name in bank.names]
     weights = ladder_weights(names, settings)
     return pool._replace(ladders=jnp.asarray(ladders), ladder_scores=jnp.full(
         (ladders.shape[0],), score, jnp.float32),
-        ladder_weights=None if weights.all() else jnp.asarray(weights))
+        ladder_weights=None if weights.all() else jnp.asarray(weights),
+        ladder_sides=None if len(sizes) == 1 else jnp.asarray(sides))
+
+
+def _at_size(settings: LadderSettings, size: int, index: int) -> LadderSettings:
+    """The settings of one bank of `with_ladders`: the first as given, an extra size cached
+    beside it (<stem>_<size>px.npz)."""
+    if index == 0:
+        return dataclasses.replace(settings, extra_output_sizes=())
+    cache = pathlib.Path(settings.cache) if settings.cache else None
+    return dataclasses.replace(
+        settings, output_size=size, extra_output_sizes=(),
+        cache=str(cache.with_name(f"{cache.stem}_{size}px{cache.suffix}")) if cache else "")
+
+
+def _joined(banks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Banks (M_i, L, 6, A_i, A_i) as one (sum M_i, L, 6, A, A) array, A the largest side, each
+    acquisition in its top-left corner; and each object's side (sum M_i,)."""
+    if len(banks) == 1:
+        return banks[0], np.full(len(banks[0]), banks[0].shape[-1], np.int32)
+    side = max(bank.shape[-1] for bank in banks)
+    joined = np.zeros((sum(len(bank) for bank in banks),) + banks[0].shape[1:3] + (side, side),
+                      np.float32)
+    start = 0
+    for bank in banks:
+        joined[start:start + len(bank), ..., :bank.shape[-2], :bank.shape[-1]] = bank
+        start += len(bank)
+    return joined, np.concatenate([np.full(len(bank), bank.shape[-1], np.int32) for bank in banks])
 
 
 def ladder_weights(names: Sequence[str], settings: LadderSettings) -> np.ndarray:
@@ -269,10 +307,13 @@ def ladder_crops(pool: ReferencePool, step: jax.Array, key: jax.Array, objects_p
     index = order[((step % epoch_steps) * objects_per_batch + jnp.arange(objects_per_batch))
                   % count]
     corner_key = jax.random.fold_in(jax.random.fold_in(key, 3), step)
+    # Banks of several sizes share the array: each object's crop stays inside its own side.
+    heights, widths = ((height, width) if pool.ladder_sides is None
+                       else (pool.ladder_sides[index], pool.ladder_sides[index]))
     tops = jax.random.randint(jax.random.fold_in(corner_key, 0), (objects_per_batch,), 0,
-                              height - crop + 1)
+                              heights - crop + 1)
     lefts = jax.random.randint(jax.random.fold_in(corner_key, 1), (objects_per_batch,), 0,
-                               width - crop + 1)
+                               widths - crop + 1)
     cut = lambda ladder, top, left: jax.lax.dynamic_slice(
         ladder, (0, 0, top, left), ladder.shape[:2] + (crop, crop))
     weights = (jnp.ones(pool.ladders.shape[:2], jnp.float32) if pool.ladder_weights is None

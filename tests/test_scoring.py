@@ -173,14 +173,17 @@ def test_the_report_says_which_slices_the_resize_shrinks_so_far_that_fine_blur_i
     score.run(_config(tiny_model, inputs, tmp_path, report=str(tmp_path / "report")))
     html = (tmp_path / "report" / "index.html").read_text()
     said = f"2 of 3 slice(s) are shrunk 2.0 to 3.0 times (shorter side to {resize} px)"
-    assert said in html and said in capsys.readouterr().out  # the console says it too
+    printed = capsys.readouterr().out
+    assert said in html and said in printed  # the console says it too
+    assert "scored at their own pixels" not in printed
     assert scoring.resize_note([(255, 300), (509, 509)], 255) is None
     # Scored at their own pixels, nothing is shrunk: no note, and the grid covers each slice.
     score.run(_config(tiny_model, inputs, tmp_path, report=str(tmp_path / "own"),
                       output=str(tmp_path / "own.csv"), own_pixels=True))
     html = (tmp_path / "own" / "index.html").read_text()
     assert "shrunk" not in html and "own pixels" in html
-    assert "shrunk" not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "shrunk" not in printed and "scored at their own pixels\n" in printed
     # A model trained at its own pixels scores so by default (None): no note either.
     own_model = checkpoints.save_exported(dataclasses.replace(
         checkpoints.load_model(tiny_model[0]), own_pixels=True), tmp_path / "own_model")
@@ -188,7 +191,8 @@ def test_the_report_says_which_slices_the_resize_shrinks_so_far_that_fine_blur_i
                       output=str(tmp_path / "own_default.csv")))
     html = (tmp_path / "own_default" / "index.html").read_text()
     assert "shrunk" not in html and "own pixels" in html
-    assert "shrunk" not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "shrunk" not in printed and "own pixels (as the model was trained)" in printed
     assert asked == [None, True, None]  # the setting reaches the slice scorer
     assert scoring.resize_note([(2048, 2048)], 255).startswith(
         "1 of 1 slice(s) are shrunk 8.0 times (shorter side to 255 px) before the network ")

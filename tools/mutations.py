@@ -658,6 +658,11 @@ MUTATIONS = (
                "    sizes = (settings.output_size,) + tuple(settings.extra_output_sizes)",
                "    sizes = (settings.output_size,)"),),
              ("tests/test_acquisition_training.py",), keyword="two_sizes"),
+    Mutation("own_pixels_line_unsaid", "launch.score does not say that it scored at own pixels",
+             (("tiqa/phases/score.py",
+               "    elif own_pixels:  # scores of the two paths must not be mixed, so say which this is",
+               "    elif False:"),),
+             ("tests/test_scoring.py",), keyword="resize_shrinks"),
     Mutation("calibration_signed_centre_offset", "the calibration fits the centre penalty on "
              "the signed offset",
              (("tiqa/phases/calibrate.py",

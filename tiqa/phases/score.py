@@ -255,6 +255,9 @@ def score_phase(config: ScoreSettings) -> dict:
         [item.shape for item in work], checkpoints.model_resize(config.checkpoint))
     if shrunk:
         print(shrunk)
+    elif own_pixels:  # scores of the two paths must not be mixed, so say which this is
+        print("slices of at least the model's resize were scored at their own pixels"
+              + (" (as the model was trained)" if config.own_pixels is None else ""))
     result = {"records": records, "summary": summary, "csv": output}
     if config.report:
         model = str(config.checkpoint) if config.checkpoint else "the shipped default model"

@@ -84,13 +84,18 @@ def resize_short_side(image: Any, size: int = 255) -> jax.Array:
     return area_resize(image, out_shape)
 
 
+def keeps_own_pixels(height: int, width: int, size: int, own_pixels: bool) -> bool:
+    """Whether a score network sees a height x width slice as it is: with `own_pixels` when its
+    shorter side is at least `size` (a smaller slice is enlarged to `size` either way)."""
+    return own_pixels and min(height, width) >= size
+
+
 def model_view(image: Any, size: int = 255, own_pixels: bool = False) -> jax.Array:
     """The slice a score network crops from: `resize_short_side(image, size)`, or with
     `own_pixels` the slice as it is when its shorter side is at least `size` (a model trained
     at the scan's own pixels: the resize would average away the blur and noise of a large slice).
-    A smaller slice is enlarged to `size` either way."""
-    height, width = jnp.shape(image)[-2:]
-    if own_pixels and min(height, width) >= size:
+    A smaller slice is enlarged to `size` either way (`keeps_own_pixels`)."""
+    if keeps_own_pixels(*jnp.shape(image)[-2:], size, own_pixels):
         return jnp.asarray(image)
     return resize_short_side(image, size)
 

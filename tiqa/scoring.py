@@ -156,8 +156,8 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
     is then kept above the scale's 1, in order (`penalties.onto_scale`).
 
     With `own_pixels` (None: as the model was trained, `LoadedModel.own_pixels`), a slice
-    whose shorter side is at least the model's resize is not resized: its crops are taken at its own pixels, so the network sees blur and noise at the
-    scan's pixels (the resize halves a 512 px slice and shrinks a 2048 px one 8 times, and a
+    whose shorter side is at least the model's resize is not resized: its crops are taken at
+    its own pixels, so the network sees blur and noise at the scan's pixels (the resize halves a 512 px slice and shrinks a 2048 px one 8 times, and a
     pixel or two of blur goes unseen; docs/acquisition_ladder.md, "Scoring at the slice's own
     pixels"). The grid then has about (side / crop)^2 crops, run `OWN_PIXEL_CHUNK` at a time.
     Smaller slices are enlarged to the resize as without it.
@@ -170,7 +170,7 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
 
     def compiled(height, width):
         if (height, width) not in forward_cache:
-            keep = own_pixels and min(height, width) >= loaded.resize  # no resize at all
+            keep = preprocessing.keeps_own_pixels(height, width, loaded.resize, own_pixels)
             out_h, out_w = ((height, width) if keep
                             else _resized_shape(height, width, loaded.resize))
             positions = crop_positions(out_h, out_w, loaded.crop, crops)
@@ -416,7 +416,8 @@ def centre_records(offsets: np.ndarray | None, count: int) -> list[dict]:
 
 
 def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *, crops: str,
-                  batch_size: int, own_pixels: bool | None = None, normalisation: str, tiff_planes: str,
+                  batch_size: int, own_pixels: bool | None = None, normalisation: str,
+                  tiff_planes: str,
                   desc: str = "scoring", with_ring_check: bool = True,
                   with_view_penalty: bool = True,
                   with_view_check: bool = False, with_centre_penalty: bool = True,

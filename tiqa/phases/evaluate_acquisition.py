@@ -66,14 +66,15 @@ def read_settings(config) -> EvaluateAcquisitionSettings:
                           filter_selection=selection)
 
 
-def at_own_pixels(config: EvaluateAcquisitionSettings, loaded: checkpoints.LoadedModel) -> bool:
+def at_own_pixels(config: EvaluateAcquisitionSettings,
+                  loaded: checkpoints.LoadedModel) -> bool:
     """Whether the acquisitions are cropped at their own pixels: `config.own_pixels`, or as the
     TIQA model was trained when it is None."""
     return loaded.own_pixels if config.own_pixels is None else config.own_pixels
 
 
 def _contenders(config: EvaluateAcquisitionSettings, loaded: checkpoints.LoadedModel,
-                output: pathlib.Path) -> list[comparison.Contender]:
+                output: pathlib.Path, own_pixels: bool) -> list[comparison.Contender]:
     """TIQA on the centre crops (with the ring check; the view and centre penalties are the
     caller's, on whole acquisitions), the network alone where the model has penalties, and the
     peers."""
@@ -90,7 +91,7 @@ def _contenders(config: EvaluateAcquisitionSettings, loaded: checkpoints.LoadedM
                                           compare.retrained_brisque(config.brisque_training,
                                                                     output)))
     if config.niqe_pristine:
-        pristine = pristine_niqe(config, output, at_own_pixels(config, loaded))
+        pristine = pristine_niqe(config, output, own_pixels)  # fitted on crops as scored
         found.append(comparison.Contender("NIQE (fitted here)", pristine, higher_is_better=False))
     return found
 
@@ -189,7 +190,7 @@ def run(config) -> list[dict]:
     own_pixels = at_own_pixels(config, loaded)
     crops = acquisition_ladder.centre_crops(images, config.resize, config.crop, own_pixels)
     scored = {}
-    contenders = _contenders(config, loaded, output)
+    contenders = _contenders(config, loaded, output, own_pixels)
     for contender in contenders:
         raw = np.asarray(contender.score(crops.reshape((-1,) + crops.shape[-2:])), np.float64)
         scored[contender.name] = (raw.reshape(crops.shape[:3]), contender.higher_is_better)

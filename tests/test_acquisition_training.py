@@ -18,7 +18,7 @@ from configs import finetune as finetune_config
 from configs import train_rank as rank_config
 from tests.tiny_models import export_tiny_score_model
 from tiqa import (acquisition, acquisition_ladder, centre_check, checkpoints, errors, filters,
-                  io, labels, objects, penalties)
+                  io, labels, objects, penalties, ring_check)
 from tiqa.phases import evaluate_acquisition, train_rank
 from tiqa.train import batches
 
@@ -455,13 +455,16 @@ def test_evaluate_acquisition_smoke_writes_its_tables(monkeypatch, tmp_path):
         per_image = list(csv.DictReader(handle))
     assert len(per_image) == 2 * len(config.factors) * acquisition.NUM_LEVELS
     # TIQA is the network less the view penalty of each whole acquisition's comb and the centre
-    # penalty of its centre offset (80 px acquisitions, measured whole), recorded beside it,
-    # then kept above 1 as launch.score does: below 1.25, 1 + 0.0625 / (1.5 - linear).
+    # penalty of its centre offset (80 px acquisitions, measured whole; none where the rings
+    # are above the gate), recorded beside it, then kept above 1 as launch.score does: below
+    # 1.25, 1 + 0.0625 / (1.5 - linear).
     linear = []
     whole = acquisition.ladders(acquisition_ladder.held_out_objects(
         "", "", 2, config.phantom_seed, 80, config.seed).attenuation, config.factors,
-        jax.random.key(config.seed), output_size=80, max_views=180)
-    offsets = np.asarray(centre_check.centre_offset(whole.reshape(-1, 80, 80)))
+        jax.random.key(config.seed), output_size=80, max_views=180).reshape(-1, 80, 80)
+    ringed = np.asarray(ring_check.ring_amplitude(whole)) > centre_check.RING_GATE
+    assert ringed.any() and not ringed.all()  # the gain-error ladders' heavy rings are gated
+    offsets = np.where(ringed, 0.0, np.asarray(centre_check.centre_offset(whole)))
     for row, offset in zip(per_image, offsets):
         comb, centre = float(row["view_comb"]), float(row["centre_offset"])
         assert 0.5 < comb < 80.0, row

@@ -94,6 +94,28 @@ def test_rings_do_not_read_as_an_offset():
     assert abs(float(centre_check.centre_offset(ringed[None])[0])) < 0.5
 
 
+def test_the_penalty_counts_no_offset_where_the_rings_are_too_heavy():
+    # The search finds a 3 px offset through strong rings (above), but heavy rings that
+    # remove_rings leaves can also read as an offset on a well-centred scan, so the penalty's
+    # offset is no finding where the ring amplitude is above the gate.
+    from tiqa import ring_check
+
+    gains = 0.08 * np.random.default_rng(3).standard_normal(radon(
+        _particles(), theta=[0.0], circle=False).shape[0])
+    scans = np.stack([_scan(_particles(), 3.0, gains), _scan(_particles(), 3.0),
+                      _scan(_particles(), 3.0, 0.4 * gains)])
+    amplitudes = np.asarray(ring_check.ring_amplitude(scans))  # the whole 128 px square
+    assert amplitudes[0] > centre_check.RING_GATE > amplitudes[1]
+    assert 0.01 < amplitudes[2] < centre_check.RING_GATE  # rings the gate lets through
+    np.testing.assert_array_equal(np.asarray(centre_check.ringed(scans)), [True, False, False])
+    found = np.asarray(centre_check.penalty_offset(scans))
+    assert found[0] == 0.0
+    np.testing.assert_allclose(np.abs(found[1:]), 3.0, atol=0.5)
+    # A square too small to measure rings on (70 px) is never gated.
+    assert not ring_check.measurable(70, 70)
+    assert not bool(np.asarray(centre_check.ringed(scans[:1, :70, :70]))[0])
+
+
 def test_a_featureless_slice_reads_no_offset():
     # Smooth random fields hold no edge for an offset to double: the sparsity wanders by about
     # 1 % over the search in a 128 px square (2 % counts there), so its least is anywhere (up

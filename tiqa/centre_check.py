@@ -28,7 +28,9 @@ And after it, an offset counts only where the sparsity varies enough over the se
 (`min_structure`): a slice without edges (heavy noise, featureless texture, very few views)
 is as sparse at any offset, and its sparsest one means nothing. Heavily blurred slices (edges
 many pixels wide) pass that test but their sparsest offset is poorly determined: they can read
-several px that are not an axis error.
+several px that are not an axis error. And rings too heavy for `remove_rings` to take out
+whole can read as an offset, so the penalty does not count one on a slice whose rings are
+above `RING_GATE` (`ringed`).
 
 Both directions of the first projection (along the rows or the columns) are searched, as
 reconstruction software differs, and the larger offset found is the estimate. An offset found
@@ -57,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tiqa import view_check
+from tiqa import ring_check, view_check
 
 REACH = 12.0  # px: the largest offset searched each way
 COARSE_STEP = 1.0  # px: the first search's grid
@@ -82,9 +84,18 @@ UNIT = "centre offset (px)"  # what the penalty's slope is per unit of (penaltie
 CAPS = (1.0, 2.0, 4.0, 8.0, 1e9)
 FLOORS = (0.0, 0.25, 0.5, 1.0)
 NOTE_OFFSET = 1.0  # px: offsets the report names (the shipped penalty's floor under 512 px)
+# Heavy rings that `remove_rings` leaves can read as an offset: along the training objects'
+# gain-error ladders (no offset) 7 of 360 acquisitions read more than 1 px, at ring amplitudes
+# of 0.018 to 0.075, while along their centre-offset ladders (no rings added) the amplitude
+# is at most 0.015. So where a slice's ring amplitude (`tiqa.ring_check`, on its centred
+# square of up to RING_SIDE px, as the ring penalty measures it) is above RING_GATE, the
+# penalty's offset is no finding: such a slice pays the ring penalty, and its axis cannot be
+# told from its rings (docs/acquisition_ladder.md, "Rings read as an offset").
+RING_GATE = 0.016
+RING_SIDE = 224  # px: the crop the ring penalty measures on
 
 __all__ = ["REACH", "MIN_STRUCTURE", "STRUCTURE_SIDE", "MIN_SIDE", "PENALTY_SIDE", "UNIT", "CAPS",
-           "FLOORS", "periodic_component", "remove_rings", "undo_offset", "gradient_spread",
+           "FLOORS", "RING_GATE", "RING_SIDE", "ringed", "periodic_component", "remove_rings", "undo_offset", "gradient_spread",
            "search", "centre_offset", "penalty_offset", "measurable", "measured_side",
            "min_structure", "NOTE_OFFSET", "offset_note"]
 
@@ -269,10 +280,22 @@ def centre_offset(images: jax.Array) -> jax.Array:
     return jnp.where(jnp.abs(found[:, 0]) >= jnp.abs(found[:, 1]), found[:, 0], found[:, 1])
 
 
+def ringed(slices) -> jax.Array:
+    """(N, H, W) slices -> (N,) whether their rings are too heavy for an offset to count: the
+    ring amplitude of the centred square of up to RING_SIDE px above RING_GATE (False for a
+    square too small to measure rings on)."""
+    square = view_check.square_side(*slices.shape[-2:], RING_SIDE)
+    if not ring_check.measurable(square, square):
+        return jnp.zeros(slices.shape[:-2], bool)
+    return ring_check.ring_amplitude(view_check.centred_square(slices, RING_SIDE)) > RING_GATE
+
+
 def penalty_offset(slices) -> jax.Array:
     """(N, H, W) whole slices -> (N,) `centre_offset` of their centred squares of up to
-    PENALTY_SIDE px at their own pixels: what the centre penalty counts."""
-    return centre_offset(view_check.centred_square(slices, PENALTY_SIDE))
+    PENALTY_SIDE px at their own pixels, 0 where the slice is `ringed`: what the centre penalty
+    counts."""
+    found = centre_offset(view_check.centred_square(slices, PENALTY_SIDE))
+    return jnp.where(ringed(slices), 0.0, found)
 
 
 def offset_note(offsets: list[float | None]) -> str:

@@ -49,7 +49,7 @@ CAPS = (0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 1.0)  # 1: no cap
 # training objects), and faint isolated rings, which the network already sees.
 FLOORS = (0.0, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01)
 
-__all__ = ["ring_power", "ring_amplitude", "image_centre", "UNIT", "CAPS", "FLOORS"]
+__all__ = ["ring_power", "ring_amplitude", "image_centre", "measurable", "UNIT", "CAPS", "FLOORS"]
 
 
 def image_centre(height: int, width: int) -> tuple[float, float]:
@@ -75,9 +75,19 @@ def _profiles(image: jax.Array, centre: jax.Array, bins: int) -> jax.Array:
     return (total / jnp.maximum(count, 1.0))[:-1].reshape(SECTORS, bins)
 
 
-def _bins(height: int, width: int, search: float) -> int:
+def _bin_count(height: int, width: int, search: float) -> int:
     reach = min(height, width) / 2.0 - 1.0 - search
-    bins = int((reach - MIN_RADIUS) / BIN_WIDTH)
+    return int((reach - MIN_RADIUS) / BIN_WIDTH)
+
+
+def measurable(height: int, width: int, search: float = SEARCH,
+               null_offset: float = NULL_OFFSET) -> bool:
+    """Whether `ring_amplitude` can measure a (height, width) image."""
+    return _bin_count(height, width, search + null_offset) >= 4 * DETAIL_BINS
+
+
+def _bins(height: int, width: int, search: float) -> int:
+    bins = _bin_count(height, width, search)
     if bins < 4 * DETAIL_BINS:
         raise ValueError(f"a {height}x{width} image is too small for the ring check")
     return bins

@@ -95,9 +95,9 @@ RING_GATE = 0.016
 RING_SIDE = 224  # px: the crop the ring penalty measures on
 
 __all__ = ["REACH", "MIN_STRUCTURE", "STRUCTURE_SIDE", "MIN_SIDE", "PENALTY_SIDE", "UNIT", "CAPS",
-           "FLOORS", "RING_GATE", "RING_SIDE", "ringed", "periodic_component", "remove_rings", "undo_offset", "gradient_spread",
-           "search", "centre_offset", "penalty_offset", "measurable", "measured_side",
-           "min_structure", "NOTE_OFFSET", "offset_note"]
+           "FLOORS", "RING_GATE", "RING_SIDE", "ringed", "periodic_component", "remove_rings",
+           "undo_offset", "gradient_spread", "search", "centre_offset", "penalty_offset",
+           "measurable", "measured_side", "min_structure", "NOTE_OFFSET", "offset_note"]
 
 
 def measurable(height: int, width: int) -> bool:

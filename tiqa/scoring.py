@@ -157,10 +157,11 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
 
     With `own_pixels` (None: as the model was trained, `LoadedModel.own_pixels`), a slice
     whose shorter side is at least the model's resize is not resized: its crops are taken at
-    its own pixels, so the network sees blur and noise at the scan's pixels (the resize halves a 512 px slice and shrinks a 2048 px one 8 times, and a
-    pixel or two of blur goes unseen; docs/acquisition_ladder.md, "Scoring at the slice's own
-    pixels"). The grid then has about (side / crop)^2 crops, run `OWN_PIXEL_CHUNK` at a time.
-    Smaller slices are enlarged to the resize as without it.
+    its own pixels, so the network sees blur and noise at the scan's pixels (the resize halves
+    a 512 px slice and shrinks a 2048 px one 8 times, and a pixel or two of blur goes unseen;
+    docs/acquisition_ladder.md, "Scoring at the slice's own pixels"). The grid then has about
+    (side / crop)^2 crops, run `OWN_PIXEL_CHUNK` at a time. Smaller slices are enlarged to the
+    resize as without it.
     """
     own_pixels = loaded.own_pixels if own_pixels is None else own_pixels
     penalty = loaded.ring_penalty if with_ring_check else None

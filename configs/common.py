@@ -61,6 +61,8 @@ def add_acquisition(config: ml_collections.ConfigDict) -> None:
     # in turn) through the candidate filters (tiqa.filters.DENOISERS), five outputs ordered by
     # their SSIM against the ideal, so that the score ranks filters as filter selection needs.
     config.acquisition.denoising_ladder = False
+    # The denoising ladder's weight in the losses (1: as much as each factor's ladder).
+    config.acquisition.denoising_weight = 1.0
 
 
 def add_phantom(config: ml_collections.ConfigDict, size: int) -> None:

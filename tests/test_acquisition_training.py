@@ -210,6 +210,10 @@ def test_smooth_objects_ladders_left_out_get_weight_zero_in_batches():
                                       denoising_ladder=True)
     weights = batches.ladder_weights(["grey:a.tif", "smooth:b.tif", "phantom:100"], settings)
     np.testing.assert_array_equal(weights, [[1, 1, 1], [1, 0, 1], [1, 1, 1]])
+    # The denoising ladder (the last) weighs what acquisition.denoising_weight says.
+    lighter = dataclasses.replace(settings, denoising_weight=0.25)
+    np.testing.assert_array_equal(batches.ladder_weights(["grey:a.tif", "smooth:b.tif"], lighter),
+                                  [[1, 1, 0.25], [1, 0, 0.25]])
     # In a batch, every image of a ladder carries its weight; the originals weigh 1.
     pool = _pool_with_ladders(count=2)
     # Object m's ladders are offset by 10 m, so a crop tells which object it came from.
@@ -327,10 +331,24 @@ def test_denoising_ladders_extend_a_cached_bank_without_simulating_it_again(tmp_
             physics[m, 1, 0], physics[m, 1, 3 + m]))
     np.testing.assert_array_equal(batches.ladder_bank(config, seed=0).ladders, extended)  # now cached
     assert batches.images_per_batch(1, 2, 1, config.num_ladders) == 2 * 6 + 3 * 6
+    # A denoising weight between 0 and 1 reaches the pool (from the cache), not only a 0.
+    pool = batches.build_pool([np.zeros((32, 32), np.float32)], [4.0], resize=0, crop=24)
+    lighter = dataclasses.replace(config, denoising_weight=0.5)
+    np.testing.assert_array_equal(batches.with_ladders(pool, lighter, 0, 24, 4.0).ladder_weights,
+                                  np.tile([1.0, 1.0, 0.5], (3, 1)))
     rank = rank_config.get_config("smoke")
     rank.acquisition.denoising_ladder = True
     rank.acquisition.factors = ("gain_error",)
     with pytest.raises(errors.InputError, match=r"config\.acquisition\.denoising_ladder needs"):
+        train_rank.read_settings(rank)
+    # A weight for a denoising ladder that is not there, or below 0, names its key.
+    rank = rank_config.get_config("smoke")
+    rank.acquisition.denoising_weight = 0.5
+    with pytest.raises(errors.InputError, match=r"denoising_weight is 0\.5, but .*denoising_ladder is False"):
+        train_rank.read_settings(rank)
+    rank.acquisition.denoising_ladder = True
+    rank.acquisition.denoising_weight = -1.0
+    with pytest.raises(errors.InputError, match=r"config\.acquisition\.denoising_weight must be >= 0"):
         train_rank.read_settings(rank)
 
 

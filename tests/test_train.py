@@ -59,6 +59,11 @@ def test_losses_leave_out_images_of_weight_zero():
     mse = losses.mse_loss(jnp.asarray([1.0, 3.0, 100.0]), jnp.asarray([2.0, 5.0, 0.0]),
                           jnp.asarray([1.0, 1.0, 0.0]))
     assert float(mse) == pytest.approx(2.5)
+    # A weight between 0 and 1 counts each pair w_i * w_j in a weighted mean: with image 2 at
+    # 1/2, the hinges 0 (pair 0,1; weight 1), 0 (0,2; 1/2), 2 (1,2; 1/2) and 6 (3,4; 1) give
+    # (0 + 0 + 1 + 6) / 3.
+    half = jnp.asarray([1.0, 1.0, 0.5, 1.0, 1.0])
+    assert float(losses.hinge_rank_loss(scores, levels, groups, 1.0, half)) == pytest.approx(7 / 3)
     batch = {"labels": jnp.asarray([2.0, 5.0, 0.0]), "levels": jnp.asarray([0, 1, 2]),
              "group_ids": jnp.asarray([0, 0, 0]), "weights": jnp.asarray([1.0, 1.0, 0.0])}
     loss, _ = losses.mse_rank_loss_fn(1.0, 0.5)(jnp.asarray([1.0, 3.0, 100.0]), batch)

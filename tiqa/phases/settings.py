@@ -95,6 +95,14 @@ def data_source(config, where: str = "config") -> DataSource:
     if source.ladders.denoising_ladder and "photons" not in source.ladders.factors:
         raise errors.InputError(f"{where}.acquisition.denoising_ladder needs 'photons' among "
                                 f"{where}.acquisition.factors, got {source.ladders.factors}")
+    if source.ladders.denoising_weight < 0:
+        raise errors.InputError(f"{where}.acquisition.denoising_weight must be >= 0, got "
+                                f"{source.ladders.denoising_weight}")
+    if source.ladders.denoising_weight != 1 and not source.ladders.denoising_ladder:
+        raise errors.InputError(f"{where}.acquisition.denoising_weight is "
+                                f"{source.ladders.denoising_weight}, but "
+                                f"{where}.acquisition.denoising_ladder is False: there is no "
+                                f"denoising ladder to weigh")
     return source
 
 

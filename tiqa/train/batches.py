@@ -112,6 +112,9 @@ class LadderSettings:
     # A denoising ladder per object after its factors' ladders (`denoising_ladders`): a noisy
     # acquisition through the candidate filters, ordered by how close each comes to the ideal.
     denoising_ladder: bool = False
+    # The denoising ladder's weight in the losses, against 1 for every factor's ladder: below 1,
+    # filter ranking is learnt with less pull on the physics factors' scale.
+    denoising_weight: float = 1.0
 
     @property
     def num_ladders(self) -> int:
@@ -154,7 +157,7 @@ def with_ladders(pool: ReferencePool, settings: LadderSettings, seed: int, crop:
     weights = ladder_weights(names, settings)
     return pool._replace(ladders=jnp.asarray(ladders), ladder_scores=jnp.full(
         (ladders.shape[0],), score, jnp.float32),
-        ladder_weights=None if weights.all() else jnp.asarray(weights),
+        ladder_weights=None if (weights == 1).all() else jnp.asarray(weights),
         ladder_sides=None if len(sizes) == 1 else jnp.asarray(sides))
 
 
@@ -186,12 +189,14 @@ def _joined(banks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def ladder_weights(names: Sequence[str], settings: LadderSettings) -> np.ndarray:
     """(M, L) weights of the bank's ladders: 0 for the factors of
-    `settings.smooth_factors_left_out` on smooth objects (names "smooth:..."), 1 elsewhere,
-    the denoising ladder included."""
+    `settings.smooth_factors_left_out` on smooth objects (names "smooth:..."),
+    `settings.denoising_weight` for the denoising ladder, 1 elsewhere."""
     left_out = np.array([factor in settings.smooth_factors_left_out for factor in settings.factors]
                         + [False] * int(settings.denoising_ladder))
+    weight = np.array([1.0] * len(settings.factors)
+                      + [settings.denoising_weight] * int(settings.denoising_ladder))
     smooth = np.array([str(name).startswith("smooth:") for name in names])
-    return np.where(smooth[:, None] & left_out[None, :], 0.0, 1.0).astype(np.float32)
+    return np.where(smooth[:, None] & left_out[None, :], 0.0, weight[None, :]).astype(np.float32)
 
 
 def training_objects(settings: LadderSettings, seed: int) -> tuple[np.ndarray, list[str]]:

@@ -485,7 +485,7 @@ MUTATIONS = (
     Mutation("rank_pair_weights_ignored", "a pair of lighter ladders counts as much as any",
              (("tiqa/train/losses.py",
                "else jnp.where(ordered, weights[:, None] * weights[None, :], 0.0))",
-               "else ordered.astype(scores.dtype))"),),
+               "else ordered.astype(jnp.float32))"),),
              ("tests/test_train.py",), keyword="weight_zero"),
     Mutation("denoising_weight_dropped_by_the_pool", "a fractional ladder weight reads as none",
              (("tiqa/train/batches.py",

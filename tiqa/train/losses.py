@@ -20,11 +20,12 @@ def hinge_rank_loss(scores: jnp.ndarray, levels: jnp.ndarray, group_ids: jnp.nda
     distorted image), the loss is max(0, margin - (score_i - score_j)): the better image must
     score higher by at least `margin`. Pairs across groups or with equal levels do not count,
     nor pairs with an image of weight 0 (a ladder left out of training). With `weights`, each
-    pair counts w_i * w_j in a weighted mean: a ladder of weight 1/2 pulls half as hard.
+    pair counts w_i * w_j in a weighted mean: the pairs of a ladder of weight 1/2 (its
+    images all weigh the same) count 1/4 each.
     """
     ordered = _ordered_pairs(levels, group_ids, weights)
     hinge = jnp.maximum(0.0, margin - (scores[:, None] - scores[None, :]))
-    pair_weights = (ordered.astype(scores.dtype) if weights is None
+    pair_weights = (ordered.astype(jnp.float32) if weights is None
                     else jnp.where(ordered, weights[:, None] * weights[None, :], 0.0))
     return (jnp.sum(jnp.where(ordered, pair_weights * hinge, 0.0))
             / jnp.maximum(jnp.sum(pair_weights), 1e-12))

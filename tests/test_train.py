@@ -55,6 +55,10 @@ def test_losses_leave_out_images_of_weight_zero():
     weights = jnp.asarray([1.0, 1.0, 0.0, 1.0, 1.0])
     assert float(losses.hinge_rank_loss(scores, levels, groups, 1.0, weights)) == pytest.approx(3.0)
     assert float(losses.pair_accuracy(scores, levels, groups, weights)) == pytest.approx(0.5)
+    # With image 3 left out instead, group 1 has no pair: group 0's three, two of them right.
+    group_1_out = jnp.asarray([1.0, 1.0, 1.0, 0.0, 1.0])
+    assert float(losses.pair_accuracy(scores, levels, groups, group_1_out)) == pytest.approx(2 / 3)
+    assert float(losses.hinge_rank_loss(scores, levels, groups, 1.0, group_1_out)) == pytest.approx(2 / 3)
     # MSE over the weighted images only: errors 1 and 2 (the 100 of weight 0 does not count).
     mse = losses.mse_loss(jnp.asarray([1.0, 3.0, 100.0]), jnp.asarray([2.0, 5.0, 0.0]),
                           jnp.asarray([1.0, 1.0, 0.0]))

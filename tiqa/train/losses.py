@@ -25,10 +25,10 @@ def hinge_rank_loss(scores: jnp.ndarray, levels: jnp.ndarray, group_ids: jnp.nda
     """
     ordered = _ordered_pairs(levels, group_ids, weights)
     hinge = jnp.maximum(0.0, margin - (scores[:, None] - scores[None, :]))
-    pair_weights = (ordered.astype(jnp.float32) if weights is None
-                    else jnp.where(ordered, weights[:, None] * weights[None, :], 0.0))
-    return (jnp.sum(jnp.where(ordered, pair_weights * hinge, 0.0))
-            / jnp.maximum(jnp.sum(pair_weights), 1e-12))
+    pair_weights = ordered.astype(jnp.float32)
+    if weights is not None:
+        pair_weights = pair_weights * weights[:, None] * weights[None, :]
+    return jnp.sum(pair_weights * hinge) / jnp.maximum(jnp.sum(pair_weights), 1e-12)
 
 
 def pair_accuracy(scores: jnp.ndarray, levels: jnp.ndarray, group_ids: jnp.ndarray,

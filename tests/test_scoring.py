@@ -46,7 +46,8 @@ def test_exported_model_round_trip(tiny_model):
     assert again.crop == 64 and again.resize == 72 and again.config == TINY
     assert not again.own_pixels  # a model trained on resized slices (model.json without the key)
     own = checkpoints.save_exported(dataclasses.replace(loaded, own_pixels=True), folder / "own")
-    assert checkpoints.load_model(own).own_pixels and checkpoints.model_own_pixels(own)
+    assert checkpoints.load_model(own).own_pixels
+    assert checkpoints.model_view(own) == (72, True) and checkpoints.model_view(folder) == (72, False)
     with pytest.raises(FileNotFoundError, match="no such model"):
         checkpoints.load_model(folder / "missing")
 

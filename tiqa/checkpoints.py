@@ -214,14 +214,17 @@ def _resize(info: dict) -> int:
     return int(info.get("resize", 255))
 
 
-def model_resize(path: str | pathlib.Path | None = None) -> int:
-    """`load_model(path).resize`, read without the weights."""
-    return _resize(read_run_info(model_folder(path)))
+def model_view(path: str | pathlib.Path | None = None) -> tuple[int, bool]:
+    """(`load_model(path).resize`, `load_model(path).own_pixels`), read from one model.json
+    without the weights."""
+    info = read_run_info(model_folder(path))
+    return _resize(info), bool(info.get("own_pixels", False))
 
 
-def model_own_pixels(path: str | pathlib.Path | None = None) -> bool:
-    """`load_model(path).own_pixels`, read without the weights."""
-    return bool(read_run_info(model_folder(path)).get("own_pixels", False))
+def scores_at_own_pixels(trained: bool, asked: bool | None) -> bool:
+    """Whether slices of at least a model's resize are scored at their own pixels: `asked` (a
+    phase's `own_pixels`), or as the model was trained (`trained`) where it is None."""
+    return trained if asked is None else bool(asked)
 
 
 def model_penalties(path: str | pathlib.Path | None = None) -> dict[str, penalties.Penalty | None]:

@@ -163,7 +163,7 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
     (side / crop)^2 crops, run `OWN_PIXEL_CHUNK` at a time. Smaller slices are enlarged to the
     resize as without it.
     """
-    own_pixels = loaded.own_pixels if own_pixels is None else own_pixels
+    own_pixels = checkpoints.scores_at_own_pixels(loaded.own_pixels, own_pixels)
     penalty = loaded.ring_penalty if with_ring_check else None
     view_penalty = loaded.view_penalty if with_view_penalty else None
     centre_penalty = loaded.centre_penalty if with_centre_penalty else None

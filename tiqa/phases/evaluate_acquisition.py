@@ -70,7 +70,7 @@ def at_own_pixels(config: EvaluateAcquisitionSettings,
                   loaded: checkpoints.LoadedModel) -> bool:
     """Whether the acquisitions are cropped at their own pixels: `config.own_pixels`, or as the
     TIQA model was trained when it is None."""
-    return loaded.own_pixels if config.own_pixels is None else config.own_pixels
+    return checkpoints.scores_at_own_pixels(loaded.own_pixels, config.own_pixels)
 
 
 def _contenders(config: EvaluateAcquisitionSettings, loaded: checkpoints.LoadedModel,

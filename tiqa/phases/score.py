@@ -248,11 +248,10 @@ def score_phase(config: ScoreSettings) -> dict:
         print(f"{row['volume']}: {row['slices']} slice(s), median score {row['median']:.2f} "
               f"(min {row['min']:.2f}, max {row['max']:.2f})")
     print(f"scores written to {output}")
-    own_pixels = (checkpoints.model_own_pixels(config.checkpoint) if config.own_pixels is None
-                  else config.own_pixels)
+    resize, trained_own_pixels = checkpoints.model_view(config.checkpoint)
+    own_pixels = checkpoints.scores_at_own_pixels(trained_own_pixels, config.own_pixels)
     # Said on the console too, as most runs write no report.
-    shrunk = None if own_pixels else scoring.resize_note(
-        [item.shape for item in work], checkpoints.model_resize(config.checkpoint))
+    shrunk = None if own_pixels else scoring.resize_note([item.shape for item in work], resize)
     if shrunk:
         print(shrunk)
     elif own_pixels:  # scores of the two paths must not be mixed, so say which this is

@@ -18,6 +18,11 @@ def add_data_source(config: ml_collections.ConfigDict) -> None:
     # slice"). The acquisition ladders are cut at their own pixels either way.
     config.own_pixels = False
     config.crop = 224
+    # True: every training crop is flipped and turned at random (one of the 8; an object's
+    # ladder acquisitions together), so that a few reference slices show every orientation.
+    # Quality does not depend on it: rings are circles about the axis, and the paper's
+    # distortions are drawn after the turn.
+    config.random_turns = False
     # `input` may list several paths, comma-separated (a comma inside a path is written \,).
     add_phantom(config, size=288)
     add_acquisition(config)

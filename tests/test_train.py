@@ -171,6 +171,45 @@ def test_rank_batch_layout():
     np.testing.assert_array_equal(batch["images"][0], batch["images"][6])
 
 
+
+def _dihedral(images):
+    """The 8 flips and turns of (..., S, S) images, as numpy makes them."""
+    return [np.rot90(flipped, k, axes=(-2, -1))
+            for flipped in (images, np.swapaxes(images, -1, -2)) for k in range(4)]
+
+
+def test_random_turns_turn_each_original_and_each_objects_ladders_together():
+    # Crops the size of the slice and of the acquisitions, so only the turns move pixels.
+    side = 16
+    image = np.arange(side * side, dtype=np.float32).reshape(side, side) / (side * side)
+    pool = batches.build_pool([image], [4.0], resize=0, crop=side)
+    # 3 objects x 2 factors x 6 levels, every acquisition different.
+    ladders = (image + 0.01 * np.arange(2)[:, None, None, None]
+               + 0.1 * np.arange(6)[None, :, None, None]).astype(np.float32)
+    pool = pool._replace(ladders=jnp.asarray(np.stack([ladders] * 3)),
+                         ladder_scores=jnp.full((3,), 4.0))
+
+    def make(turns):
+        return jax.jit(lambda p, s: batches.rank_batch(
+            p, s, key=jax.random.key(0), originals_per_batch=4, crop=side, kinds=("noise",),
+            objects_per_batch=3, turns=turns))
+
+    plain, turned = make(False), make(True)
+    unturned = np.asarray(plain(pool, jnp.int32(0))["images"])
+    np.testing.assert_array_equal(unturned[0], image)  # level 0 is the original crop
+    np.testing.assert_array_equal(unturned[24:].reshape(3, 2, 6, side, side)[1], ladders)
+    originals, objects = [], []
+    for step in range(12):
+        images = np.asarray(turned(pool, jnp.int32(step))["images"])
+        # Each original (level 0 of its series) is one of the 8 ...
+        originals += [next(d for d, t in enumerate(_dihedral(image)) if np.array_equal(t, crop))
+                      for crop in images[0:24:6]]
+        # ... and each object's 12 acquisitions are turned together, by one draw.
+        objects += [next(d for d, t in enumerate(_dihedral(ladders)) if np.array_equal(t, cut))
+                    for cut in images[24:].reshape(3, 2, 6, side, side)]
+    assert sorted(set(originals)) == list(range(8)) and sorted(set(objects)) == list(range(8))
+
+
 _SHARDING_SCRIPT = textwrap.dedent("""
     import os, sys, json
     sys.path.insert(0, os.getcwd())

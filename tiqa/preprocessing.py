@@ -14,6 +14,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+import dm_pix as pix
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -162,3 +163,15 @@ def preprocess(image: Any, key: jax.Array | None = None, resize: int | None = 25
     if key is None:
         return center_crop(image, crop)
     return random_crop(key, image, crop)[0]
+
+
+def random_dihedral(keys: tuple[jax.Array, jax.Array, jax.Array], image: jax.Array) -> jax.Array:
+    """One of the 8 flips and 90-degree turns of a square (..., S, S) image (or of (H, W)),
+    drawn from three keys: the same keys move images together (a slice and its label map, an
+    object's acquisitions)."""
+    up_down_key, left_right_key, rotate_key = keys
+    image = pix.random_flip_up_down(up_down_key, image[..., None])  # dm-pix wants channels
+    image = pix.random_flip_left_right(left_right_key, image)
+    turns = jax.random.randint(rotate_key, (), 0, 4)
+    image = jax.lax.switch(turns, [functools.partial(pix.rot90, k=k) for k in range(4)], image)
+    return image[..., 0]

@@ -92,7 +92,7 @@ def _brisque_training_set(training: BrisqueTraining) -> tuple[np.ndarray, np.nda
     make_batch = jax.jit(functools.partial(
         batches.finetune_batch, key=jax.random.key(source.seed), originals_per_batch=1,
         crop=source.crop, projection=projection,
-        objects_per_batch=source.ladders.objects_per_batch))
+        objects_per_batch=source.ladders.objects_per_batch, turns=source.random_turns))
     steps = int(training.crops_per_slice) * int(pool.images.shape[0])
     features, targets = [], []
     for step in tqdm.trange(steps, desc="BRISQUE features (training)", unit="crop"):

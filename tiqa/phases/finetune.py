@@ -147,7 +147,8 @@ def run(config) -> pathlib.Path:
                                    originals_per_batch=tune.originals_per_batch,
                                    crop=source.crop, projection=projection,
                                    objects_per_batch=source.ladders.objects_per_batch,
-                                   ladder_normalisation=source.ladders.label_normalisation)
+                                   ladder_normalisation=source.ladders.label_normalisation,
+                                   turns=source.random_turns)
     # Measuring and calibrating draw batches of their own (other keys), not training's.
     if frozen and starting:
         measuring_batch = functools.partial(make_batch, key=jax.random.fold_in(data_key, 998))

@@ -69,6 +69,7 @@ class DataSource:
     resize: int
     own_pixels: bool  # slices at least `resize` kept at their own pixels (configs/common.py)
     crop: int
+    random_turns: bool  # training crops flipped and turned at random (configs/common.py)
     seed: int  # draws the phantom (and the ladders' acquisitions)
     phantom: phantom.PhantomSettings
     ladders: batches.LadderSettings

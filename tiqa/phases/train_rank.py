@@ -84,7 +84,8 @@ def run(config) -> pathlib.Path:
     make_batch = functools.partial(batches.rank_batch, key=data_key,
                                    originals_per_batch=rank.originals_per_batch,
                                    crop=source.crop, kinds=kinds,
-                                   objects_per_batch=source.ladders.objects_per_batch)
+                                   objects_per_batch=source.ladders.objects_per_batch,
+                                   turns=source.random_turns)
     if frozen and not loop.has_checkpoint(workdir):
         measuring_batch = functools.partial(make_batch, key=jax.random.fold_in(data_key, 998))
         state = loop.with_population_statistics(graphdef, state, pool, measuring_batch,

@@ -279,9 +279,18 @@ def _random_crop(key: jax.Array, image: jax.Array, height: jax.Array, width: jax
     return jax.lax.dynamic_slice(image, (top, left), (size, size))
 
 
+def _turned(images: jax.Array, key: jax.Array) -> jax.Array:
+    """(G, ..., S, S) -> each of the G flipped and turned (`preprocessing.random_dihedral`, one
+    draw for all of an item's images), from `key`."""
+    keys = jax.random.split(key, (images.shape[0], 3))
+    return jax.vmap(lambda item_keys, item: preprocessing.random_dihedral(tuple(item_keys), item)
+                    )(keys, images)
+
+
 def _originals(pool: ReferencePool, step: jax.Array, key: jax.Array, originals_per_batch: int,
-               crop: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(crops (G, crop, crop), scores (G,), distortion keys (G,)) for this step."""
+               crop: int, turns: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(crops (G, crop, crop), scores (G,), distortion keys (G,)) for this step; with `turns`
+    each crop flipped and turned (one of 8)."""
     count = pool.images.shape[0]
     steps_per_epoch = -(-count // originals_per_batch)
     epoch, position = step // steps_per_epoch, step % steps_per_epoch
@@ -292,6 +301,8 @@ def _originals(pool: ReferencePool, step: jax.Array, key: jax.Array, originals_p
     crops = jax.vmap(functools.partial(_random_crop, size=crop))(
         jax.random.split(crop_key, originals_per_batch), pool.images[index],
         pool.heights[index], pool.widths[index])
+    if turns:  # a key of its own, so the crops and distortions are those drawn without turns
+        crops = _turned(crops, jax.random.fold_in(jax.random.fold_in(key, 4), step))
     return crops, pool.scores[index], jax.random.split(distortion_key, originals_per_batch)
 
 
@@ -300,10 +311,10 @@ def steps_per_epoch(pool_size: int, originals_per_batch: int) -> int:
 
 
 def ladder_crops(pool: ReferencePool, step: jax.Array, key: jax.Array, objects_per_batch: int,
-                 crop: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+                 crop: int, turns: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(G, F, 6, crop, crop), the (G,) scores S0 and the (G, F) ladder weights: the ladders of
     G objects of this step, each cut at one random place (the same for all its acquisitions,
-    so they differ only by the acquisition)."""
+    so they differ only by the acquisition) and, with `turns`, flipped and turned together."""
     count, _, _, height, width = pool.ladders.shape
     # A per-epoch permutation of the objects, as for the originals.
     epoch_steps = steps_per_epoch(count, objects_per_batch)
@@ -323,7 +334,10 @@ def ladder_crops(pool: ReferencePool, step: jax.Array, key: jax.Array, objects_p
         ladder, (0, 0, top, left), ladder.shape[:2] + (crop, crop))
     weights = (jnp.ones(pool.ladders.shape[:2], jnp.float32) if pool.ladder_weights is None
                else pool.ladder_weights)
-    return jax.vmap(cut)(pool.ladders[index], tops, lefts), pool.ladder_scores[index], weights[index]
+    ladders = jax.vmap(cut)(pool.ladders[index], tops, lefts)
+    if turns:
+        ladders = _turned(ladders, jax.random.fold_in(jax.random.fold_in(key, 5), step))
+    return ladders, pool.ladder_scores[index], weights[index]
 
 
 def _with_ladders(batch: dict, ladders: jax.Array, weights: jax.Array, extra: dict) -> dict:
@@ -355,20 +369,21 @@ def _levels_and_groups(groups: int, num_kinds: int, num_levels: int) -> dict[str
 
 
 def rank_batch(pool: ReferencePool, step: jax.Array, *, key: jax.Array, originals_per_batch: int,
-               crop: int, kinds: tuple[str, ...], objects_per_batch: int = 0
-               ) -> dict[str, jax.Array]:
+               crop: int, kinds: tuple[str, ...], objects_per_batch: int = 0,
+               turns: bool = False) -> dict[str, jax.Array]:
     """Each original with its levels 0..5 of every kind: (G K 6) images, their levels and groups.
 
     A group is one original under one kind (its reference and five levels), so the rank loss
     only orders images whose order is known. With `objects_per_batch`, the acquisition ladders
-    of that many objects follow, one group per object and factor.
+    of that many objects follow, one group per object and factor. With `turns`, every crop is
+    flipped and turned at random (`DataSource.random_turns`).
     """
-    crops, _, keys = _originals(pool, step, key, originals_per_batch, crop)
+    crops, _, keys = _originals(pool, step, key, originals_per_batch, crop, turns)
     images = labels.distort_all_levels(crops, keys, labels.ProjectionConfig(kinds=kinds))
     batch = {"images": images.reshape((-1,) + images.shape[-2:]),
              **_levels_and_groups(*images.shape[:3])}
     if objects_per_batch:
-        ladders, _, weights = ladder_crops(pool, step, key, objects_per_batch, crop)
+        ladders, _, weights = ladder_crops(pool, step, key, objects_per_batch, crop, turns)
         batch = _with_ladders(batch, ladders, weights, {})
     return batch
 
@@ -376,20 +391,22 @@ def rank_batch(pool: ReferencePool, step: jax.Array, *, key: jax.Array, original
 def finetune_batch(pool: ReferencePool, step: jax.Array, *, key: jax.Array,
                    originals_per_batch: int, crop: int,
                    projection: labels.ProjectionConfig, objects_per_batch: int = 0,
-                   ladder_normalisation: str = "worst_level") -> dict[str, jax.Array]:
+                   ladder_normalisation: str = "worst_level", turns: bool = False
+                   ) -> dict[str, jax.Array]:
     """Each original with its distorted versions and their projected labels (the MSE targets),
     and the groups of the rank term (`losses.mse_rank_loss_fn`), as in `rank_batch`.
 
     Acquisition ladders (`objects_per_batch`) are labelled by the same observers, which compare
     each acquisition with the ideal acquisition of the same object (it keeps S0), normalised
-    by `ladder_normalisation` (`LadderSettings.label_normalisation`).
+    by `ladder_normalisation` (`LadderSettings.label_normalisation`). `turns`: as `rank_batch`'s.
     """
-    crops, scores, keys = _originals(pool, step, key, originals_per_batch, crop)
+    crops, scores, keys = _originals(pool, step, key, originals_per_batch, crop, turns)
     result = labels.project(crops, scores, keys, projection)
     batch = {"images": result.images.reshape((-1,) + result.images.shape[-2:]),
              "labels": result.labels.reshape(-1), **_levels_and_groups(*result.labels.shape)}
     if objects_per_batch:
-        ladders, ladder_scores, weights = ladder_crops(pool, step, key, objects_per_batch, crop)
+        ladders, ladder_scores, weights = ladder_crops(pool, step, key, objects_per_batch, crop,
+                                                       turns)
         if projection.quantize_8bit:
             ladders = jnp.round(ladders * 255.0) / 255.0
         ladder_projection = dataclasses.replace(projection, normalisation=ladder_normalisation)

@@ -8,11 +8,9 @@ from a pool of slices and their label maps.
 
 from __future__ import annotations
 
-import functools
 import pathlib
 from typing import NamedTuple
 
-import dm_pix as pix
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,7 +18,7 @@ import optax
 import tifffile
 from PIL import Image
 
-from tiqa import errors, io
+from tiqa import errors, io, preprocessing
 
 
 class LabelledPool(NamedTuple):
@@ -75,21 +73,6 @@ def build_labelled_pool(images, label_maps) -> LabelledPool:
                         jnp.asarray([i.shape[1] for i in images], jnp.int32))
 
 
-def _random_dihedral(keys: tuple[jax.Array, jax.Array, jax.Array],
-                     image: jax.Array) -> jax.Array:
-    """One of the 8 flips and 90-degree turns of an (H, W) image, drawn from three keys.
-
-    The draw depends only on the keys, so an image and its label map given the same keys
-    move together.
-    """
-    up_down_key, left_right_key, rotate_key = keys
-    image = pix.random_flip_up_down(up_down_key, image[..., None])  # dm-pix wants channels
-    image = pix.random_flip_left_right(left_right_key, image)
-    turns = jax.random.randint(rotate_key, (), 0, 4)
-    image = jax.lax.switch(turns, [functools.partial(pix.rot90, k=k) for k in range(4)], image)
-    return image[..., 0]
-
-
 def augmented_batch(pool: LabelledPool, step: jax.Array, *, key: jax.Array, batch_size: int,
                     crop: int, jitter: float) -> dict[str, jax.Array]:
     """Random crops with flips, 90-degree rotations and intensity jitter, from fold_in(key, step)."""
@@ -107,8 +90,8 @@ def augmented_batch(pool: LabelledPool, step: jax.Array, *, key: jax.Array, batc
         image = jax.lax.dynamic_slice(pool.images[index], (top, left), (crop, crop))
         label = jax.lax.dynamic_slice(pool.labels[index], (top, left), (crop, crop))
         dihedral_keys = (up_down_key, left_right_key, rotate_key)
-        image = _random_dihedral(dihedral_keys, image)
-        label = _random_dihedral(dihedral_keys, label)
+        image = preprocessing.random_dihedral(dihedral_keys, image)
+        label = preprocessing.random_dihedral(dihedral_keys, label)
         # Intensity jitter: contrast and brightness, as scans differ from one another.
         gain = 1.0 + jitter * jax.random.uniform(gain_key, (), minval=-1.0, maxval=1.0)
         bias = jitter * jax.random.uniform(bias_key, (), minval=-1.0, maxval=1.0)

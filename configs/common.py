@@ -98,6 +98,10 @@ def add_model(config: ml_collections.ConfigDict) -> None:
 
 def add_runtime(config: ml_collections.ConfigDict) -> None:
     config.seed = 0
+    # The seed of the training's own draws (initialisation, batches, dropout); -1: `seed`, which
+    # also draws the data (phantom slices, acquisition ladders). Set alone, it repeats a
+    # training on the same data and cached banks: a study of the spread between seeds.
+    config.training_seed = -1
     config.log_every = 10
     config.checkpoint_every = 100
     config.keep_checkpoints = 3

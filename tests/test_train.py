@@ -19,9 +19,9 @@ from flax import nnx
 from configs import evaluate as evaluate_config
 from configs import finetune as finetune_config
 from configs import train_rank as train_rank_config
-from tiqa import checkpoints, preprocessing
+from tiqa import checkpoints, errors, preprocessing
 from tiqa.models.iqa import IQAConfig, IQANet, build_model, load_pretrained_trunk
-from tiqa.phases import evaluate, finetune, settings, train_rank
+from tiqa.phases import evaluate, finetune, settings, train_rank, training
 from tiqa.train import batches, loop, losses
 from tests.tiny_models import TINY
 
@@ -208,6 +208,22 @@ def test_random_turns_turn_each_original_and_each_objects_ladders_together():
         objects += [next(d for d, t in enumerate(_dihedral(ladders)) if np.array_equal(t, cut))
                     for cut in images[24:].reshape(3, 2, 6, side, side)]
     assert sorted(set(originals)) == list(range(8)) and sorted(set(objects)) == list(range(8))
+
+
+
+def test_training_seed_draws_the_training_alone():
+    config = finetune_config.get_config("smoke")
+    config.seed = 3
+    data = lambda keys: np.stack([jax.random.key_data(k) for k in keys])
+    np.testing.assert_array_equal(data(training.run_keys(training.runtime(config))),
+                                  data(jax.random.split(jax.random.key(3), 3)))
+    config.training_seed = 7  # another training on the same data (phantom, ladders, banks)
+    np.testing.assert_array_equal(data(training.run_keys(training.runtime(config))),
+                                  data(jax.random.split(jax.random.key(7), 3)))
+    assert settings.data_source(config).seed == 3
+    config.training_seed = -2
+    with pytest.raises(errors.InputError, match="config.training_seed"):
+        training.runtime(config)
 
 
 _SHARDING_SCRIPT = textwrap.dedent("""

@@ -119,7 +119,7 @@ def run(config) -> pathlib.Path:
     mesh, pool = training.mesh_and_pool(run_, source, tune.originals_per_batch,
                                         len(projection.kinds))
     pool = batches.first_originals(pool, tune.originals)  # the annotated originals it may use
-    model_key, data_key, train_key = jax.random.split(jax.random.key(run_.seed), 3)
+    model_key, data_key, train_key = training.run_keys(run_)
     start = None
     if rank_checkpoint:
         # The network is the rank phase's (a work directory), or an exported model's (to tune

@@ -62,7 +62,7 @@ def run(config) -> pathlib.Path:
     kinds = rank.kinds
     loop.check_resume(workdir, phase.config, run_.resume_with_changes)
     mesh, pool = training.mesh_and_pool(run_, source, rank.originals_per_batch, len(kinds))
-    model_key, data_key, train_key = jax.random.split(jax.random.key(run_.seed), 3)
+    model_key, data_key, train_key = training.run_keys(run_)
     if rank.init_model:
         initial = checkpoints.load_model(rank.init_model)
         model_cfg = initial.config

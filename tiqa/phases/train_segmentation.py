@@ -114,7 +114,7 @@ def run(config) -> pathlib.Path:
     loop.check_batch_divides(config.batch_size, mesh)
     pool = load_training_pool(config)
     logging.info("segmentation pool: %d slices", pool.images.shape[0])
-    model_key, data_key, train_key = jax.random.split(jax.random.key(run_.seed), 3)
+    model_key, data_key, train_key = training.run_keys(run_)
     model_cfg = config.model
     model = nnx.jit(lambda: DLinkNet(model_cfg, rngs=nnx.Rngs(params=model_key)))()
     optimizer = _optimizer(config.optimizer, config.steps_per_epoch)

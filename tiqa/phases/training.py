@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+
 from tiqa import errors
 from tiqa.models.iqa import IQAConfig
 from tiqa.phases import settings
@@ -16,6 +18,7 @@ class Runtime:
     """configs/common.add_runtime and the phase's work directory."""
     workdir: str
     seed: int
+    training_seed: int  # -1: `seed` (configs/common.add_runtime)
     log_every: int
     checkpoint_every: int
     keep_checkpoints: int
@@ -25,7 +28,18 @@ class Runtime:
 
 
 def runtime(config) -> Runtime:
-    return settings.block(Runtime, config)
+    run = settings.block(Runtime, config)
+    if run.training_seed < -1:
+        raise errors.InputError(f"config.training_seed must be -1 (config.seed) or a seed of 0 "
+                                f"or more, got {run.training_seed}")
+    return run
+
+
+def run_keys(run: Runtime) -> tuple:
+    """(model_key, data_key, train_key) of a training phase: the network's initialisation, the
+    batches' draws and the steps' dropout, from `training_seed` (or `seed` where it is -1)."""
+    seed = run.seed if run.training_seed == -1 else run.training_seed
+    return tuple(jax.random.split(jax.random.key(seed), 3))
 
 
 def model_config(config) -> IQAConfig:

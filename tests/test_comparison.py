@@ -4,6 +4,7 @@ and a smoke run of the whole comparison writing its tables and chart."""
 import csv
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -153,3 +154,23 @@ def test_retrained_brisque_learns_only_the_ladders_that_train(monkeypatch):
     # Every step: the original's kinds x 6 levels, and one of its object's two ladders.
     assert len(targets) == steps * (kinds * 6 + 6)
     assert np.sum(features[:, 0] >= 10.0 - 1e-6) == steps * 6
+
+
+def test_retrained_brisque_draws_its_crops_with_its_seed_and_turns(monkeypatch):
+    config = compare_config.get_config("smoke")
+    config.brisque_training.seed, config.brisque_training.random_turns = 5, True
+    seen = {}
+
+    class Drawn(Exception):
+        pass
+
+    def stand_in(pool, step, **kwargs):
+        seen.update(kwargs)
+        raise Drawn
+
+    monkeypatch.setattr(batches, "finetune_batch", stand_in)
+    with pytest.raises(Drawn):
+        compare._brisque_training_set(compare.brisque_training(config))
+    assert seen["turns"] is True
+    np.testing.assert_array_equal(jax.random.key_data(seen["key"]),
+                                  jax.random.key_data(jax.random.key(5)))

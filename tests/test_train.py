@@ -226,6 +226,52 @@ def test_training_seed_draws_the_training_alone():
         training.runtime(config)
 
 
+class _Stop(Exception):
+    """Raised by a stand-in once a phase has shown what it passes on, so nothing trains."""
+
+
+def _key_data(keys):
+    return np.stack([jax.random.key_data(k) for k in keys])
+
+
+@pytest.mark.parametrize("phase", ["rank", "finetune"])
+def test_training_phases_draw_from_the_training_seed_and_turn_as_configured(phase, monkeypatch,
+                                                                            tmp_path):
+    module, config = {"rank": (train_rank, train_rank_config.get_config("smoke")),
+                      "finetune": (finetune, finetune_config.get_config("smoke"))}[phase]
+    config.workdir = str(tmp_path / phase)
+    config.seed, config.training_seed, config.random_turns = 3, 7, True
+    if phase == "finetune":
+        config.rank_checkpoint = ""  # so the network is initialised, from the model key
+    model_key, data_key, train_key = jax.random.split(jax.random.key(7), 3)
+    seen = {}
+    real_build = module.build_model
+
+    def build(model_config, key):
+        seen["model_key"] = key
+        return real_build(model_config, key)
+
+    def stop(batch, key):
+        seen["batch"], seen["train_key"] = batch, key
+        raise _Stop
+
+    monkeypatch.setattr(module, "build_model", build)
+    if phase == "rank":  # batch statistics: the first draws are the training loop's own
+        monkeypatch.setattr(loop, "run", lambda **kw: stop(kw["make_batch"], kw["key"]))
+        expected_data, expected_train = data_key, train_key
+    else:  # frozen statistics: measured first, on batches of keys of their own
+        monkeypatch.setattr(loop, "with_population_statistics",
+                            lambda graphdef, state, pool, batch, count, key: stop(batch, key))
+        expected_data = jax.random.fold_in(data_key, 998)
+        expected_train = jax.random.fold_in(train_key, 998)
+    with pytest.raises(_Stop):
+        module.run(config)
+    batch = seen["batch"].keywords
+    assert batch["turns"] is True
+    np.testing.assert_array_equal(_key_data([seen["model_key"], batch["key"], seen["train_key"]]),
+                                  _key_data([model_key, expected_data, expected_train]))
+
+
 _SHARDING_SCRIPT = textwrap.dedent("""
     import os, sys, json
     sys.path.insert(0, os.getcwd())

@@ -23,7 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
     # (docs/acquisition_ladder.md, "Scoring at the slice's own pixels"). About (side / 224)^2
     # crops a slice on the grid (100 for 2048 px), so slower; scores are not comparable with
     # those of the resized path. None: as the model was trained (its model.json `own_pixels`;
-    # the shipped model: resized).
+    # the shipped model, round 34c: own pixels; --config.crops=center scores one crop a slice).
     config.own_pixels = config_dict.placeholder(bool)
     # Take the model's ring penalty off each slice's score (tiqa.ring_check: rings about the
     # slice centre, where a reconstruction's rotation axis is); False: the network alone.

@@ -171,7 +171,6 @@ def test_rank_batch_layout():
     np.testing.assert_array_equal(batch["images"][0], batch["images"][6])
 
 
-
 def _dihedral(images):
     """The 8 flips and turns of (..., S, S) images, as numpy makes them."""
     return [np.rot90(flipped, k, axes=(-2, -1))
@@ -210,16 +209,18 @@ def test_random_turns_turn_each_original_and_each_objects_ladders_together():
     assert sorted(set(originals)) == list(range(8)) and sorted(set(objects)) == list(range(8))
 
 
+def _key_data(keys):
+    return np.stack([jax.random.key_data(k) for k in keys])
+
 
 def test_training_seed_draws_the_training_alone():
     config = finetune_config.get_config("smoke")
     config.seed = 3
-    data = lambda keys: np.stack([jax.random.key_data(k) for k in keys])
-    np.testing.assert_array_equal(data(training.run_keys(training.runtime(config))),
-                                  data(jax.random.split(jax.random.key(3), 3)))
+    np.testing.assert_array_equal(_key_data(training.run_keys(training.runtime(config))),
+                                  _key_data(jax.random.split(jax.random.key(3), 3)))
     config.training_seed = 7  # another training on the same data (phantom, ladders, banks)
-    np.testing.assert_array_equal(data(training.run_keys(training.runtime(config))),
-                                  data(jax.random.split(jax.random.key(7), 3)))
+    np.testing.assert_array_equal(_key_data(training.run_keys(training.runtime(config))),
+                                  _key_data(jax.random.split(jax.random.key(7), 3)))
     assert settings.data_source(config).seed == 3
     config.training_seed = -2
     with pytest.raises(errors.InputError, match="config.training_seed"):
@@ -228,10 +229,6 @@ def test_training_seed_draws_the_training_alone():
 
 class _Stop(Exception):
     """Raised by a stand-in once a phase has shown what it passes on, so nothing trains."""
-
-
-def _key_data(keys):
-    return np.stack([jax.random.key_data(k) for k in keys])
 
 
 @pytest.mark.parametrize("phase", ["rank", "finetune"])

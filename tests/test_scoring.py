@@ -36,6 +36,22 @@ def test_crop_positions_cover_the_image():
         scoring.crop_positions(255, 255, 224, "random")
 
 
+def test_a_sampled_grid_spreads_at_most_its_crops_per_side_over_the_slice():
+    # 1000 x 700 px: the whole grid is 5 x 4 crops of 224. At most 3 a side: the first and last
+    # at the edges and one halfway (776 / 2, 476 / 2), by hand.
+    assert len(scoring.crop_positions(1000, 700, 224, "grid")) == 20
+    assert scoring.crop_positions(1000, 700, 224, "grid", 3) == [
+        (r, c) for r in (0, 388, 776) for c in (0, 238, 476)]
+    # A limit above the grid's own count changes nothing; one a side is the centre crop.
+    assert (scoring.crop_positions(1000, 700, 224, "grid", 9)
+            == scoring.crop_positions(1000, 700, 224, "grid"))
+    assert (scoring.crop_positions(1000, 700, 224, "grid", 1)
+            == scoring.crop_positions(1000, 700, 224, "center") == [(388, 238)])
+    for bad in (-1, 2.5, True, "3"):
+        with pytest.raises(errors.InputError, match="most_per_side must be an integer >= 0"):
+            scoring.crop_positions(1000, 700, 224, "grid", bad)
+
+
 def test_exported_model_round_trip(tiny_model):
     folder, loaded = tiny_model
     assert (folder / checkpoints.EXPORTED_PARAMS).stat().st_size < 25e6
@@ -299,6 +315,17 @@ def test_batch_size_is_validated_by_name(tiny_model, tmp_path, size):
     assert not (tmp_path / "results.csv").exists()
 
 
+def test_a_sampled_grid_is_scored_and_its_limit_validated_by_name(tiny_model, tmp_path):
+    image = tmp_path / "one.png"
+    io.write_png(image, np.random.default_rng(0).random((150, 150)))  # 72 px resized: 2 x 2
+    with pytest.raises(errors.InputError, match="config.most_per_side must be an integer"):
+        score.run(_config(tiny_model, str(image), tmp_path, most_per_side=-1))
+    assert not (tmp_path / "results.csv").exists()
+    score.run(_config(tiny_model, str(image), tmp_path, most_per_side=1))
+    with open(tmp_path / "results.csv") as handle:
+        assert [row["n_crops"] for row in csv.DictReader(handle)] == ["1"]
+
+
 def test_fixed_batches_never_pad_past_the_input():
     seen = []
 
@@ -404,6 +431,16 @@ def test_select_filter_ranks_by_a_known_scorer(tmp_path, monkeypatch):
         assert row["slices"] == 3
 
 
+@pytest.mark.parametrize("count, expected", [(1, (1, 1)), (9, (1, 9)), (64, (1, 64)),
+                                             (65, (2, 33)), (121, (2, 61)), (144, (3, 48))])
+def test_own_pixel_crops_run_in_even_chunks_of_at_most_the_chunk_size(count, expected):
+    # One crop runs alone (not padded to a full chunk of 64), and a grid runs in as few
+    # chunks as the chunk size allows, padded by fewer crops than there are chunks.
+    assert scoring.own_pixel_chunks(count) == expected
+    chunks, size = expected
+    assert size <= scoring.OWN_PIXEL_CHUNK and 0 <= chunks * size - count < chunks
+
+
 def test_own_pixels_scores_a_large_slice_on_crops_at_its_own_pixels(tiny_model, monkeypatch):
     loaded = checkpoints.load_model(tiny_model[0])
     resize, crop = loaded.resize, loaded.crop
@@ -424,6 +461,15 @@ def test_own_pixels_scores_a_large_slice_on_crops_at_its_own_pixels(tiny_model, 
     crops = np.stack([large[:, top:top + crop, left:left + crop] for top, left in positions], 1)
     expected = network(crops.reshape((-1, crop, crop))).reshape(2, -1).mean(axis=1)
     np.testing.assert_allclose(mean, penalties.onto_scale(expected, np), rtol=1e-5, atol=1e-5)
+    # A grid of at most 2 crops a side: the corner crops alone (by hand), averaged.
+    sampled, _, sampled_count = slice_scorer(own_pixels=True, most_per_side=2)(large)
+    height, width = large.shape[-2:]
+    corners = np.stack([large[:, top:top + crop, left:left + crop]
+                        for top in (0, height - crop) for left in (0, width - crop)], 1)
+    assert sampled_count == 4
+    np.testing.assert_allclose(
+        sampled, penalties.onto_scale(network(corners.reshape((-1, crop, crop))).reshape(
+            2, -1).mean(axis=1), np), rtol=1e-5, atol=1e-5)
     # Without it the same slices are resized first, which changes what the network sees.
     resized = np.stack([np.asarray(preprocessing.preprocess(image, key=None, resize=resize,
                                                             crop=crop)) for image in large])

@@ -112,18 +112,36 @@ def distorter(backend: str, projection: labels.ProjectionConfig, seed: int):
 CROP_MODES = ("center", "grid")
 
 
-def crop_positions(height: int, width: int, crop: int, mode: str) -> list[tuple[int, int]]:
+def crop_positions(height: int, width: int, crop: int, mode: str,
+                   most_per_side: int = 0) -> list[tuple[int, int]]:
     """Top-left corners of the crops of a (height, width) image: its centre, or an even grid
-    of ceil(side / crop) crops per side that covers the whole image (overlapping as needed)."""
+    of ceil(side / crop) crops per side that covers the whole image (overlapping as needed).
+    With `most_per_side` > 0, the grid has at most that many crops per side, still spread
+    evenly from edge to edge (a sample of the slice, with gaps between the crops); one crop a
+    side is centred."""
     if mode not in CROP_MODES:
         raise errors.InputError(f"crops must be one of {CROP_MODES}, got {mode!r}")
+    check_most_per_side(most_per_side)
     if min(height, width) < crop:
         raise io.ImageError(f"a {height}x{width} image is smaller than the {crop} px crop")
     if mode == "center":
         return [((height - crop) // 2, (width - crop) // 2)]
-    rows = np.linspace(0, height - crop, -(-height // crop)).round().astype(int)
-    cols = np.linspace(0, width - crop, -(-width // crop)).round().astype(int)
-    return [(int(r), int(c)) for r in rows for c in cols]
+
+    def starts(side):
+        count = min(-(-side // crop), most_per_side or side)
+        if count == 1:  # one crop a side sits in the middle, as the centre crop does
+            return [(side - crop) // 2]
+        return np.linspace(0, side - crop, count).round().astype(int)
+
+    return [(int(r), int(c)) for r in starts(height) for c in starts(width)]
+
+
+def check_most_per_side(most_per_side, key: str = "most_per_side") -> None:
+    """A grid's limit of crops per side is an integer >= 0 (0: no limit)."""
+    if isinstance(most_per_side, bool) or not isinstance(most_per_side, (int, np.integer)) \
+            or most_per_side < 0:
+        raise errors.InputError(f"{key} must be an integer >= 0 (0: the whole grid), got "
+                                f"{most_per_side!r}")
 
 
 def _resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
@@ -135,7 +153,7 @@ def _resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
 def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
                       with_ring_check: bool = True, with_view_penalty: bool = True,
                       with_centre_penalty: bool = True, with_centre_offsets: bool = False,
-                      own_pixels: bool | None = None):
+                      own_pixels: bool | None = None, most_per_side: int = 0):
     """`score(slices (B, H, W) in [0, 1]) -> (mean (B,), spread (B,), n_crops)` on the device;
     with `with_centre_offsets`, also each slice's estimated rotation-centre offset in px
     (signed, (B,); None for slices under `centre_check.MIN_SIDE` px), from the same search
@@ -161,8 +179,11 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
     a 512 px slice and shrinks a 2048 px one 8 times, and a pixel or two of blur goes unseen;
     docs/acquisition_ladder.md, "Scoring at the slice's own pixels"). The grid then has about
     (side / crop)^2 crops, run `OWN_PIXEL_CHUNK` at a time. Smaller slices are enlarged to the
-    resize as without it.
+    resize as without it. `most_per_side` > 0 caps the grid at that many crops per side, spread
+    over the slice (`crop_positions`): faster on large slices, a sample of the full grid's mean
+    (docs/acquisition_ladder.md, "A sampled grid").
     """
+    check_most_per_side(most_per_side)
     own_pixels = checkpoints.scores_at_own_pixels(loaded.own_pixels, own_pixels)
     penalty = loaded.ring_penalty if with_ring_check else None
     view_penalty = loaded.view_penalty if with_view_penalty else None
@@ -174,7 +195,7 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
             keep = preprocessing.keeps_own_pixels(height, width, loaded.resize, own_pixels)
             out_h, out_w = ((height, width) if keep
                             else _resized_shape(height, width, loaded.resize))
-            positions = crop_positions(out_h, out_w, loaded.crop, crops)
+            positions = crop_positions(out_h, out_w, loaded.crop, crops, most_per_side)
             # Rings are measured at the slice's own pixels (the resize would average
             # one-pixel rings away), on the centred crop-sized square about the axis, as
             # calibrated; a slice smaller than that is measured resized.
@@ -201,15 +222,17 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
             def network(params, batch_stats, patches):
                 if not keep:
                     return eval_forward(loaded.graphdef, params, batch_stats, patches)
-                # A large slice's own-pixel grid: a chunk of crops at a time bounds the memory
-                # (the last chunk padded with copies of the last crop, whose scores are dropped).
+                # A large slice's own-pixel grid: at most OWN_PIXEL_CHUNK crops at a time bounds
+                # the memory. The chunks are as even as they can be, so the last one is padded
+                # (with copies of the last crop, whose scores are dropped) by fewer crops than
+                # there are chunks: a full chunk for one crop would cost 64 crops' time.
                 count = patches.shape[0]
-                chunks = -(-count // OWN_PIXEL_CHUNK)
+                chunks, size = own_pixel_chunks(count)
                 padded = jnp.concatenate([patches, jnp.repeat(
-                    patches[-1:], chunks * OWN_PIXEL_CHUNK - count, axis=0)])
+                    patches[-1:], chunks * size - count, axis=0)])
                 scores = jax.lax.map(
                     lambda chunk: eval_forward(loaded.graphdef, params, batch_stats, chunk),
-                    padded.reshape((chunks, OWN_PIXEL_CHUNK) + patches.shape[1:]))
+                    padded.reshape((chunks, size) + patches.shape[1:]))
                 return scores.reshape(-1)[:count]
 
             @jax.jit
@@ -249,6 +272,13 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
 # Crops per network call in a slice scored at its own pixels (`make_slice_scorer`'s
 # own_pixels): a 2048 px slice has 100 crops of 224 px, a batch of 16 such slices 1600.
 OWN_PIXEL_CHUNK = 64
+
+
+def own_pixel_chunks(count: int) -> tuple[int, int]:
+    """(chunks, crops per chunk) for `count` crops run at most OWN_PIXEL_CHUNK at a time, the
+    chunks as even as they can be (padding fewer crops than there are chunks)."""
+    chunks = -(-count // OWN_PIXEL_CHUNK)
+    return chunks, -(-count // chunks)
 # Slices shrunk this many times or more before the network sees them get `resize_note`: at
 # 512 px (twice the resize) the network already orders detector blur poorly on objects unlike
 # B's (docs/acquisition_ladder.md, "A 512 px centre fit chosen on the validation set").
@@ -417,7 +447,8 @@ def centre_records(offsets: np.ndarray | None, count: int) -> list[dict]:
 
 
 def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *, crops: str,
-                  batch_size: int, own_pixels: bool | None = None, normalisation: str,
+                  batch_size: int, own_pixels: bool | None = None, most_per_side: int = 0,
+                  normalisation: str,
                   tiff_planes: str,
                   desc: str = "scoring", with_ring_check: bool = True,
                   with_view_penalty: bool = True,
@@ -429,10 +460,10 @@ def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *
     `with_view_check`, each record also has the slice's angular sampling (VIEW_FIELDS); with
     `with_centre_check`, its estimated rotation-centre offset in px (CENTRE_FIELDS, signed;
     empty for slices under `centre_check.MIN_SIDE` px). The centre penalty is taken off unless
-    `with_centre_penalty` is False. `own_pixels`: as `make_slice_scorer`'s."""
+    `with_centre_penalty` is False. `own_pixels`, `most_per_side`: as `make_slice_scorer`'s."""
     score = make_slice_scorer(loaded, crops, with_ring_check, with_view_penalty,
                               with_centre_penalty, with_centre_offsets=with_centre_check,
-                              own_pixels=own_pixels)
+                              own_pixels=own_pixels, most_per_side=most_per_side)
     reader = _Reader(normalisation, tiff_planes, batches)
     records = []
     # Closed however the loop ends, so an error is printed on a line of its own.

@@ -759,6 +759,27 @@ MUTATIONS = (
     Mutation("brisque_training_ignores_its_seed", "the retrained BRISQUE's crops draw from seed 0",
              (("tiqa/phases/compare.py", "key=jax.random.key(source.seed)", "key=jax.random.key(0)"),),
              ("tests/test_comparison.py",), keyword="draws_its_crops"),
+    Mutation("own_pixel_chunks_always_full", "every own-pixel chunk is a full OWN_PIXEL_CHUNK "
+             "(one crop runs padded to 64)",
+             (("tiqa/scoring.py", "    return chunks, -(-count // chunks)\n",
+               "    return chunks, OWN_PIXEL_CHUNK\n"),),
+             ("tests/test_scoring.py",), keyword="even_chunks"),
+    Mutation("own_pixel_chunks_round_down", "the crops per chunk are rounded down (a crop is lost)",
+             (("tiqa/scoring.py", "    return chunks, -(-count // chunks)\n",
+               "    return chunks, count // chunks\n"),),
+             ("tests/test_scoring.py",), keyword="even_chunks or own_pixels_scores_a_large"),
+    Mutation("sampled_grid_ignores_its_limit", "the grid keeps every crop whatever most_per_side says",
+             (("tiqa/scoring.py", "        count = min(-(-side // crop), most_per_side or side)\n",
+               "        count = -(-side // crop)\n"),),
+             ("tests/test_scoring.py",), keyword="sampled_grid or own_pixels_scores_a_large"),
+    Mutation("sampled_grid_one_crop_at_the_corner", "one crop a side sits at the slice's corner",
+             (("tiqa/scoring.py", "        if count == 1:  # one crop a side",
+               "        if False:  # one crop a side"),),
+             ("tests/test_scoring.py",), keyword="spreads_at_most"),
+    Mutation("score_phase_drops_the_grid_limit", "the scoring phase never passes most_per_side on",
+             (("tiqa/phases/score.py", "                         most_per_side=config.most_per_side,\n",
+               "                         most_per_side=0,\n"),),
+             ("tests/test_scoring.py",), keyword="sampled_grid_is_scored"),
 )
 
 

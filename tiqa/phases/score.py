@@ -25,6 +25,7 @@ class ScoreSettings:
     report: str
     checkpoint: str
     crops: str
+    most_per_side: int  # 0: the whole grid
     own_pixels: bool | None  # None: as the model was trained
     ring_check: bool
     view_penalty: bool
@@ -54,6 +55,7 @@ def _check_config(config: ScoreSettings) -> None:
         raise errors.InputError("config.input is empty: give an image, a folder of slices or a volume")
     errors.check_positive(config.batch_size, "config.batch_size")
     volumes.check_slices(config.slices, "config.slices")
+    scoring.check_most_per_side(config.most_per_side, "config.most_per_side")
     if config.distributed:
         if config.num_processes < 0:
             raise errors.InputError(f"config.num_processes must be >= 0 (0: from the "
@@ -72,6 +74,7 @@ def _plan(config: ScoreSettings):
 
 def _score(config: ScoreSettings, loaded, batches, desc: str) -> list[tuple[int, dict]]:
     return score_batches(loaded, batches, crops=config.crops, own_pixels=config.own_pixels,
+                         most_per_side=config.most_per_side,
                          batch_size=config.batch_size,
                          normalisation=config.normalisation, tiff_planes=config.tiff_planes,
                          desc=desc, with_ring_check=config.ring_check,
@@ -263,7 +266,9 @@ def score_phase(config: ScoreSettings) -> dict:
         said = scoring.penalty_notes(config.ring_check, config.view_penalty, config.checkpoint,
                                      config.centre_penalty)
         at = ", at the slices' own pixels" if own_pixels else ""
-        notes = (f"Scored with {model}, crops: {config.crops}{at}, {said}.",)
+        sampled = (f" of at most {config.most_per_side} per side"
+                   if config.crops == "grid" and config.most_per_side else "")
+        notes = (f"Scored with {model}, crops: {config.crops}{sampled}{at}, {said}.",)
         if config.view_check:
             notes += (view_check.sampling_note([record["views"] for record in records]),)
         if config.centre_check:

@@ -110,6 +110,7 @@ def distorter(backend: str, projection: labels.ProjectionConfig, seed: int):
 # --- Scoring slices and volumes ---------------------------------------------------------------
 
 CROP_MODES = ("center", "grid")
+WHOLE_GRID = "the whole grid"  # what a grid's most_per_side of 0 means
 
 
 def crop_positions(height: int, width: int, crop: int, mode: str,
@@ -121,27 +122,21 @@ def crop_positions(height: int, width: int, crop: int, mode: str,
     side is centred."""
     if mode not in CROP_MODES:
         raise errors.InputError(f"crops must be one of {CROP_MODES}, got {mode!r}")
-    check_most_per_side(most_per_side)
+    errors.check_non_negative(most_per_side, "most_per_side", WHOLE_GRID)
     if min(height, width) < crop:
         raise io.ImageError(f"a {height}x{width} image is smaller than the {crop} px crop")
     if mode == "center":
         return [((height - crop) // 2, (width - crop) // 2)]
 
     def starts(side):
-        count = min(-(-side // crop), most_per_side or side)
+        count = -(-side // crop)
+        if most_per_side:
+            count = min(count, most_per_side)
         if count == 1:  # one crop a side sits in the middle, as the centre crop does
             return [(side - crop) // 2]
         return np.linspace(0, side - crop, count).round().astype(int)
 
     return [(int(r), int(c)) for r in starts(height) for c in starts(width)]
-
-
-def check_most_per_side(most_per_side, key: str = "most_per_side") -> None:
-    """A grid's limit of crops per side is an integer >= 0 (0: no limit)."""
-    if isinstance(most_per_side, bool) or not isinstance(most_per_side, (int, np.integer)) \
-            or most_per_side < 0:
-        raise errors.InputError(f"{key} must be an integer >= 0 (0: the whole grid), got "
-                                f"{most_per_side!r}")
 
 
 def _resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
@@ -183,7 +178,6 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
     over the slice (`crop_positions`): faster on large slices, a sample of the full grid's mean
     (docs/acquisition_ladder.md, "A sampled grid").
     """
-    check_most_per_side(most_per_side)
     own_pixels = checkpoints.scores_at_own_pixels(loaded.own_pixels, own_pixels)
     penalty = loaded.ring_penalty if with_ring_check else None
     view_penalty = loaded.view_penalty if with_view_penalty else None
@@ -279,6 +273,8 @@ def own_pixel_chunks(count: int) -> tuple[int, int]:
     chunks as even as they can be (padding fewer crops than there are chunks)."""
     chunks = -(-count // OWN_PIXEL_CHUNK)
     return chunks, -(-count // chunks)
+
+
 # Slices shrunk this many times or more before the network sees them get `resize_note`: at
 # 512 px (twice the resize) the network already orders detector blur poorly on objects unlike
 # B's (docs/acquisition_ladder.md, "A 512 px centre fit chosen on the validation set").

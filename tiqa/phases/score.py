@@ -55,7 +55,7 @@ def _check_config(config: ScoreSettings) -> None:
         raise errors.InputError("config.input is empty: give an image, a folder of slices or a volume")
     errors.check_positive(config.batch_size, "config.batch_size")
     volumes.check_slices(config.slices, "config.slices")
-    scoring.check_most_per_side(config.most_per_side, "config.most_per_side")
+    errors.check_non_negative(config.most_per_side, "config.most_per_side", scoring.WHOLE_GRID)
     if config.distributed:
         if config.num_processes < 0:
             raise errors.InputError(f"config.num_processes must be >= 0 (0: from the "

@@ -46,6 +46,10 @@ def add_acquisition(config: ml_collections.ConfigDict) -> None:
     config.acquisition.smooth_factors_left_out = ()
     config.acquisition.phantoms = 0
     config.acquisition.phantom_seed = 100  # phantoms use seeds phantom_seed, phantom_seed + 1, ...
+    # Stochastic textures made by the project (fractal fields and stone walls,
+    # tiqa.objects.texture_image), drawn as grey slices: fine detail that is the object's own,
+    # so that it is not read as noise, nor its loss to blur as an improvement.
+    config.acquisition.textures = 0
     config.acquisition.factors = ("photons", "gain_error", "views", "centre_offset",
                                   "detector_blur")
     config.acquisition.output_size = 256  # reconstructed square; crops are cut from it

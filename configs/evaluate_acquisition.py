@@ -18,6 +18,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.label_maps = ""
     config.phantoms = 3
     config.phantom_seed = 1000  # training phantoms use seeds from 100
+    # Stochastic textures made by the project (tiqa.objects.texture_image), drawn from `seed`'s
+    # generator: objects whose fine detail is their own, so a score that reads it as noise
+    # shows here (clean ones scored low, mild blur scored higher).
+    config.textures = 0
     # The scale slices and label maps are drawn at (tiqa.objects.SCALES): "native", their own
     # pixels times a random zoom in 0.75..1.5; "scored", as the scoring path shows a whole slice.
     config.object_scale = "native"

@@ -107,6 +107,77 @@ def test_smooth_label_maps_join_the_training_objects_and_the_bank_description(tm
     assert batches.with_ladders(pool, settings, 0, 8, 4.0).ladder_weights is None
 
 
+def test_fractal_textures_have_the_drawn_spectral_slope():
+    # The radially averaged power of a 1/f^beta field, measured with numpy's FFT, falls with a
+    # log-log slope of -beta between 4 and 100 cycles per side.
+    side = 256
+    radius = np.hypot(*np.meshgrid(np.fft.fftfreq(side), np.fft.fftfreq(side), indexing="ij")) * side
+    bins = np.arange(4, 101)
+    for beta in (1.0, 1.6, 2.2):
+        field = objects.fractal_texture(np.random.default_rng(int(beta * 10)), side, beta)
+        assert field.mean() == pytest.approx(0.0, abs=1e-9) and field.std() == pytest.approx(1.0)
+        power = np.abs(np.fft.fft2(field)) ** 2
+        mean_power = [power[np.round(radius) == b].mean() for b in bins]
+        slope = np.polyfit(np.log(bins), np.log(mean_power), 1)[0]
+        assert slope == pytest.approx(-beta, abs=0.15)
+
+
+def test_stone_textures_have_dark_joints_between_brighter_cells():
+    # The cells' centres are the generator's first draw; by brute force, pixels all but equally
+    # far from their two nearest centres lie on a joint (at least 2 px wide), pixels far from
+    # any other centre inside a stone.
+    side, cells = 96, 12
+    wall = objects.stone_texture(np.random.default_rng(4), side, cells)
+    centres = np.random.default_rng(4).uniform(0, side, (cells, 2))
+    rows, cols = np.mgrid[0:side, 0:side]
+    distances = np.sort(np.hypot(rows[..., None] - centres[:, 0], cols[..., None] - centres[:, 1]), axis=-1)
+    gap = distances[..., 1] - distances[..., 0]
+    assert wall[gap < 0.5].mean() < 0.3 < 0.4 < wall[gap > 10].mean()
+
+
+def test_texture_images_are_grey_slices_of_both_kinds(monkeypatch):
+    drawn = []
+    monkeypatch.setattr(objects, "stone_texture", lambda rng, side, cells: (
+        drawn.append("stone"), objects.fractal_texture(rng, side, 1.0))[1])
+    for seed in range(60):
+        image = objects.texture_image(np.random.default_rng(seed), 64)
+        assert image.shape == (64, 64) and image.min() == 0.0 and image.max() == 1.0
+    # A third are stone walls (binomial, 60 draws: 20 +- 3.7).
+    assert 10 <= len(drawn) <= 30
+
+
+def test_textures_join_the_training_objects_and_the_bank_description(tmp_path, monkeypatch):
+    found = objects.collect("", "", 1, 7, 100, 0, textures=2)
+    assert found.kinds == ("phantom", "texture", "texture")
+    assert found.sources[1:] == ("texture 0", "texture 1")
+    assert not np.array_equal(found.attenuation[1], found.attenuation[2])
+    monkeypatch.setattr(acquisition, "ladders", lambda attenuation, factors, key, **kwargs: np.zeros(
+        (attenuation.shape[0], len(factors), 6, 8, 8), np.float32))
+    settings = batches.LadderSettings(objects_per_batch=1, textures=2, factors=("photons",),
+                                      cache=str(tmp_path / "bank.npz"))
+    batches.ladder_bank(settings, seed=0)
+    with np.load(tmp_path / "bank.npz") as stored:
+        assert list(stored["names"]) == ["texture:texture 0", "texture:texture 1"]
+        assert json.loads(str(stored["description"]))["textures"] == 2
+    # Without textures the description has no such key, so banks made before it stay valid.
+    without = dataclasses.replace(settings, textures=0, phantoms=1, cache=str(tmp_path / "old.npz"))
+    batches.ladder_bank(without, seed=0)
+    with np.load(tmp_path / "old.npz") as stored:
+        assert "textures" not in json.loads(str(stored["description"]))
+    # The benchmark's held-out textures come from its own seed's generator, and are named.
+    held = acquisition_ladder.held_out_objects("", "", 0, 0, 64, 1, textures=2)
+    assert held.kinds == ("texture", "texture") and held.names == ("texture 0", "texture 1")
+    ladder = ladder_config.get_config("smoke")
+    ladder.textures = -2
+    with pytest.raises(errors.InputError, match=r"config\.textures must be an integer >= 0"):
+        evaluate_acquisition.read_settings(ladder)
+    # A phase refuses a negative count before any work, naming the key.
+    rank = rank_config.get_config("smoke")
+    rank.acquisition.textures = -1
+    with pytest.raises(errors.InputError, match=r"config\.acquisition\.textures must be an integer >= 0"):
+        train_rank.read_settings(rank)
+
+
 def test_scored_scale_shows_a_large_slice_whole_and_native_a_window_of_it(tmp_path):
     # A 1000 px ramp: at native scale a 100 px window spans at most 100 / 0.75 px of it; at the
     # scored scale of a 50 px reconstruction (1000 px -> 50 px, times 0.75..1.5) the window

@@ -33,7 +33,7 @@ from tiqa import acquisition, errors, io, objects, observers, preprocessing, seg
 
 ORACLE = "SSIM vs ideal (oracle)"
 SEGMENTATION = "Segmentation F1 vs ideal (D-LinkNet)"
-OBJECT_KINDS = ("grey", "label_map", "phantom")
+OBJECT_KINDS = ("grey", "label_map", "phantom", "texture")
 LEVELS = np.arange(acquisition.NUM_LEVELS)
 
 
@@ -45,14 +45,16 @@ class HeldOutObjects:
 
 
 def held_out_objects(grey: str, label_maps: str, phantoms: int, phantom_seed: int,
-                     output_size: int, seed: int, scale: str = "native") -> HeldOutObjects:
-    """Objects from comma-separated grey slices and label maps (no texture), and phantoms;
+                     output_size: int, seed: int, scale: str = "native",
+                     textures: int = 0) -> HeldOutObjects:
+    """Objects from comma-separated grey slices and label maps (no texture), phantoms, and
+    `textures` stochastic textures (`objects.texture_image`, drawn from `seed`'s generator);
     `scale` as in `objects.collect`."""
     found = objects.collect(grey, label_maps, phantoms, phantom_seed,
                             acquisition.object_size(output_size), seed, label_texture=False,
-                            scale=scale, scored_size=output_size)
+                            scale=scale, scored_size=output_size, textures=textures)
     if not found.kinds:
-        raise errors.InputError("no held-out objects: give grey, label_maps or phantoms")
+        raise errors.InputError("no held-out objects: give grey, label_maps, phantoms or textures")
     names = tuple(f"phantom seed {source}" if kind == "phantom" else pathlib.Path(source).name
                   for kind, source in zip(found.kinds, found.sources))
     return HeldOutObjects(found.attenuation, found.kinds, names)

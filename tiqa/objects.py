@@ -11,7 +11,12 @@ scanned sample:
   Real slices can be this smooth: sub-volume B's nano-CT slices are best explained by their
   own label maps blurred with a Gaussian of 6 to 10 px, and a score trained only on sharp
   objects reads their soft edges as blur, whatever the acquisition;
-* the project's synthetic electrodes (`tiqa.phantom`).
+* the project's synthetic electrodes (`tiqa.phantom`);
+* stochastic textures (`texture_image`): 1/f^beta Gaussian fields and Voronoi "stone" cells
+  with a rough fill and dark joints, drawn as grey slices. Their fine detail is the object's
+  own, so its loss is blur: a score trained without them reads such texture as noise, scores a
+  clean textured object "average" and reads mild blur as an improvement
+  (docs/acquisition_ladder.md, "Where the 256 px validation blur is fragile").
 
 Every object is then scaled so that a ray through the centre is attenuated by a random total
 line integral (`TRANSMISSION_RANGE`), so the ladders span dense and light samples alike. The
@@ -24,7 +29,7 @@ from __future__ import annotations
 from typing import NamedTuple, Sequence
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, spatial
 
 from tiqa import errors, io, phantom
 
@@ -42,7 +47,15 @@ SMOOTH_EDGE_RANGE = (3.0, 8.0)
 SMOOTH_TEXTURE_RANGE = (0.05, 0.20)
 SMOOTH_TEXTURE_SCALE = (2.0, 6.0)
 SMOOTH_GRAIN_RANGE = (0.005, 0.02)
-KINDS = ("grey", "label_map", "smooth", "phantom")
+# Stochastic textures (`texture_image`): the share of fractal fields (the rest are stone cells),
+# the fractal fields' spectral exponent (power ~ 1 / f^beta), the stone cells' count in a
+# TEXTURE_SIDE px square and the joints' width (px), and the side they are drawn at.
+FRACTAL_SHARE = 2 / 3
+FRACTAL_BETA_RANGE = (1.0, 2.2)
+STONE_CELLS_RANGE = (50, 220)
+STONE_JOINT_RANGE = (2.0, 5.0)
+TEXTURE_SIDE = 512
+KINDS = ("grey", "label_map", "smooth", "phantom", "texture")
 # The scale at which a slice is drawn before the random zoom: "native", its own pixels; or
 # "scored", the scale at which the scoring path shows the whole slice when its short side is
 # resized to the reconstruction's side (how a user's real slice of any size is scored).
@@ -50,7 +63,7 @@ SCALES = ("native", "scored")
 
 __all__ = ["KINDS", "SCALES", "Collection", "check_scale", "collect", "from_grey", "from_labels",
            "from_phantom", "smooth_from_labels", "scale_to_transmission", "read_label_map",
-           "inside_circle"]
+           "inside_circle", "fractal_texture", "stone_texture", "texture_image"]
 
 
 def inside_circle(size: int) -> np.ndarray:
@@ -163,6 +176,42 @@ def smooth_from_labels(labels: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return np.clip(values + grain, 0.0, 1.0)
 
 
+def fractal_texture(rng: np.random.Generator, side: int, beta: float) -> np.ndarray:
+    """A (side, side) Gaussian random field whose power spectrum falls as 1 / f^beta (periodic),
+    with mean 0 and std 1."""
+    frequency = np.hypot(np.fft.fftfreq(side)[:, None], np.fft.fftfreq(side)[None, :])
+    frequency[0, 0] = 1.0  # the mean is removed below
+    field = np.real(np.fft.ifft2(np.fft.fft2(rng.standard_normal((side, side)))
+                                 / frequency ** (beta / 2)))
+    return (field - field.mean()) / max(field.std(), 1e-12)
+
+
+def stone_texture(rng: np.random.Generator, side: int, cells: int) -> np.ndarray:
+    """A (side, side) wall of `cells` Voronoi stones: each a random level with a rough fractal
+    fill, the joints (where the two nearest centres are within a random width) dark."""
+    centres = rng.uniform(0, side, (cells, 2))
+    rows, cols = np.mgrid[0:side, 0:side]
+    distances, nearest = spatial.cKDTree(centres).query(
+        np.stack([rows.ravel(), cols.ravel()], axis=1), k=2)
+    joint = (distances[:, 1] - distances[:, 0]).reshape(side, side) < rng.uniform(
+        *STONE_JOINT_RANGE)
+    values = (rng.uniform(0.4, 0.8, cells)[nearest[:, 0]].reshape(side, side)
+              + 0.12 * fractal_texture(rng, side, 1.2) + 0.05 * fractal_texture(rng, side, 0.5))
+    values = np.where(joint, 0.15 + 0.05 * fractal_texture(rng, side, 1.0), values)
+    return ndimage.gaussian_filter(values, 0.6)
+
+
+def texture_image(rng: np.random.Generator, side: int = TEXTURE_SIDE) -> np.ndarray:
+    """A stochastic texture as a grey slice in [0, 1]: a fractal field (`FRACTAL_SHARE` of
+    draws) or a stone wall, stretched between its 0.5 and 99.5 percentiles."""
+    if rng.random() < FRACTAL_SHARE:
+        image = fractal_texture(rng, side, rng.uniform(*FRACTAL_BETA_RANGE))
+    else:
+        image = stone_texture(rng, side, int(rng.integers(*STONE_CELLS_RANGE)))
+    low, high = np.percentile(image, (0.5, 99.5))
+    return np.clip((image - low) / (high - low), 0.0, 1.0)
+
+
 def from_phantom(seed: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """An object from the project's synthetic electrode (a random particle size)."""
     attenuation, _ = phantom.microstructure(seed, (size, size),
@@ -199,11 +248,12 @@ def check_scale(scale: str, key: str = "object scale") -> None:
 def collect(grey: str, label_maps: str, phantoms: int, phantom_seed: int, size: int, seed: int,
             *, label_map_slices: int = 0, label_texture: bool | None = None,
             scale: str = "native", scored_size: int = 0,
-            smooth_label_maps: str = "") -> Collection:
+            smooth_label_maps: str = "", textures: int = 0) -> Collection:
     """Objects from comma-separated grey slices, label maps and label maps drawn as smooth
     grey slices (`smooth_from_labels`; `label_map_slices` evenly spaced pages of each label
-    map, 0: all), and `phantoms` phantoms of seeds from `phantom_seed`, in that order, all
-    random draws from one generator of `seed`. Empty lists give no objects.
+    map, 0: all), `phantoms` phantoms of seeds from `phantom_seed`, and `textures` stochastic
+    textures (`texture_image`, drawn as grey slices), in that order, all random draws from one
+    generator of `seed`. Empty lists give no objects.
     `scale` (SCALES) is the scale slices and label maps are drawn at; "scored" needs the
     reconstruction's side, `scored_size`."""
     check_scale(scale)
@@ -236,5 +286,9 @@ def collect(grey: str, label_maps: str, phantoms: int, phantom_seed: int, size: 
         attenuation.append(from_phantom(phantom_seed + index, size, rng))
         kinds.append("phantom")
         sources.append(str(phantom_seed + index))
+    for index in range(textures):
+        attenuation.append(from_grey(texture_image(rng), size, rng, scored))
+        kinds.append("texture")
+        sources.append(f"texture {index}")
     stacked = np.stack(attenuation) if attenuation else np.zeros((0, size, size), np.float32)
     return Collection(stacked, tuple(kinds), tuple(sources))

@@ -34,6 +34,7 @@ class EvaluateAcquisitionSettings:
     label_maps: str
     phantoms: int
     phantom_seed: int
+    textures: int
     object_scale: str
     factors: tuple[str, ...]
     output_size: int
@@ -61,6 +62,7 @@ def read_settings(config) -> EvaluateAcquisitionSettings:
         selection = select_filter.read_settings(
             _selection_config(config, pathlib.Path(config.output) / "filter_check"))
     objects.check_scale(config.object_scale, "config.object_scale")
+    errors.check_non_negative(config.textures, "config.textures", "none")
     return settings.block(EvaluateAcquisitionSettings, config,
                           brisque_training=compare.brisque_training(config),
                           filter_selection=selection)
@@ -179,7 +181,7 @@ def run(config) -> list[dict]:
     factors = tuple(config.factors)
     held_out = acquisition_ladder.held_out_objects(config.grey, config.label_maps, config.phantoms,
                                 config.phantom_seed, config.output_size, config.seed,
-                                config.object_scale)
+                                config.object_scale, config.textures)
     started = time.perf_counter()
     images = acquisition.ladders(held_out.attenuation, factors, jax.random.key(config.seed),
                                  output_size=config.output_size, max_views=config.max_views)

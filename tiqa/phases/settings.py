@@ -85,6 +85,7 @@ def data_source(config, where: str = "config") -> DataSource:
         raise errors.InputError("acquisition.objects_per_batch must be 0 (no ladders) or positive, "
                                 f"got {source.ladders.objects_per_batch}")
     objects.check_scale(source.ladders.object_scale, f"{where}.acquisition.object_scale")
+    errors.check_non_negative(source.ladders.textures, f"{where}.acquisition.textures", "none")
     unknown = set(source.ladders.smooth_factors_left_out) - set(source.ladders.factors)
     if unknown:
         raise errors.InputError(f"{where}.acquisition.smooth_factors_left_out names factors that "

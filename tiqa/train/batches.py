@@ -95,6 +95,7 @@ class LadderSettings:
     smooth_factors_left_out: tuple[str, ...] = ()
     phantoms: int = 0
     phantom_seed: int = 100
+    textures: int = 0  # stochastic textures (objects.texture_image) drawn as grey slices
     factors: tuple[str, ...] = ("photons", "gain_error", "views", "centre_offset", "detector_blur")
     output_size: int = 256
     # Banks of these sizes too, of the same objects, joined to the first (`with_ladders`): so
@@ -205,11 +206,13 @@ def training_objects(settings: LadderSettings, seed: int) -> tuple[np.ndarray, l
                             settings.phantom_seed, acquisition.object_size(settings.output_size),
                             seed, label_map_slices=settings.label_map_slices,
                             scale=settings.object_scale, scored_size=settings.output_size,
-                            smooth_label_maps=settings.smooth_label_maps)
+                            smooth_label_maps=settings.smooth_label_maps,
+                            textures=settings.textures)
     if not found.kinds:
         raise errors.InputError("acquisition.objects_per_batch is set but acquisition.grey, "
                                 "acquisition.label_maps and acquisition.phantoms give no objects")
-    prefixes = {"grey": "grey", "label_map": "labels", "smooth": "smooth", "phantom": "phantom"}
+    prefixes = {"grey": "grey", "label_map": "labels", "smooth": "smooth", "phantom": "phantom",
+                "texture": "texture"}
     return found.attenuation, [f"{prefixes[kind]}:{source}"
                                for kind, source in zip(found.kinds, found.sources)]
 
@@ -236,6 +239,8 @@ def ladder_bank(settings: LadderSettings, seed: int) -> LadderBank:
         physics["object_scale"] = settings.object_scale
     if settings.smooth_label_maps:
         physics["smooth_label_maps"] = settings.smooth_label_maps
+    if settings.textures:
+        physics["textures"] = settings.textures
     physics.update(factors=list(settings.factors), seed=seed)
     # Banks of an earlier model (version 1 stored none) differ here, so they are simulated anew.
     physics["acquisition_model"] = acquisition.MODEL_VERSION

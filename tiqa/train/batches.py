@@ -210,7 +210,8 @@ def training_objects(settings: LadderSettings, seed: int) -> tuple[np.ndarray, l
                             textures=settings.textures)
     if not found.kinds:
         raise errors.InputError("acquisition.objects_per_batch is set but acquisition.grey, "
-                                "acquisition.label_maps and acquisition.phantoms give no objects")
+                                "acquisition.label_maps, acquisition.smooth_label_maps, "
+                                "acquisition.phantoms and acquisition.textures give no objects")
     prefixes = {"grey": "grey", "label_map": "labels", "smooth": "smooth", "phantom": "phantom",
                 "texture": "texture"}
     return found.attenuation, [f"{prefixes[kind]}:{source}"

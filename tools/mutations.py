@@ -813,6 +813,15 @@ MUTATIONS = (
              (("tiqa/phases/evaluate_acquisition.py",
                '    errors.check_non_negative(config.textures, "config.textures", "none")\n', ""),),
              ("tests/test_acquisition_training.py",), keyword="textures_join"),
+    Mutation("model_rules_phantoms_lenient", "the default-model rules let the comparison's phantom "
+             "scans pass at 0.90", (("tools/model_rules.py", "phantoms[0] >= 0.95", "phantoms[0] >= 0.90"),),
+             ("tests/test_model_rules.py",)),
+    Mutation("model_rules_scored_median_unchecked", "the scored scale's level-1 median is not checked",
+             (("tools/model_rules.py", "and level1 >= 3.5", ""),), ("tests/test_model_rules.py",)),
+    Mutation("model_rules_texture_order_reversed", "the held-out textures' blur is correlated with "
+             "the level, not the known order (worse with every level)",
+             (("tools/model_rules.py", "-np.arange(len(ladder))", "np.arange(len(ladder))"),),
+             ("tests/test_model_rules.py",)),
 )
 
 

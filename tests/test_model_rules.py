@@ -1,0 +1,104 @@
+"""tools/model_rules.py: the default-model rules, on hand-made benchmark outputs."""
+
+import csv
+import importlib.util
+import pathlib
+
+import pytest
+
+_SPEC = importlib.util.spec_from_file_location(
+    "model_rules", pathlib.Path(__file__).parent.parent / "tools" / "model_rules.py")
+model_rules = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(model_rules)
+
+FACTORS = ("photons", "gain_error", "views", "centre_offset", "detector_blur")
+
+
+def _write(path: pathlib.Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _ladder_run(folder: pathlib.Path, srocc: dict, brisque: float = 0.5, medians=(3.8, 3.6),
+                selection: float = 0.9, blur_scores=None) -> None:
+    """A launch.evaluate_acquisition output: `srocc` {kind: value or {factor: value}}, level-0
+    and level-1 scores at `medians`, a filter-selection line."""
+    rows = []
+    for kind, values in srocc.items():
+        for factor in FACTORS:
+            value = values[factor] if isinstance(values, dict) else values
+            rows.append(dict(object_kind=kind, factor=factor, contender="TIQA", srocc=value))
+            rows.append(dict(object_kind=kind, factor=factor, contender="BRISQUE (retrained)", srocc=brisque))
+    _write(folder / "ladder.csv", rows)
+    scores = []
+    for kind in srocc:
+        for factor in FACTORS:
+            for level, score in enumerate(blur_scores or medians):
+                scores.append(dict(object="a", object_kind=kind, factor=factor, level=level, TIQA=score))
+    _write(folder / "scores.csv", scores)
+    (folder / "ladder.md").write_text(
+        f"Filter selection on 15 objects: SROCC between score and SSIM gain {selection:.3f}; ranked first x\n")
+
+
+def _passing(out: pathlib.Path) -> None:
+    for name in ("valid512", "valid256", "other512"):
+        _ladder_run(out / name, {"grey": 0.99, "phantom": 1.0})
+    _ladder_run(out / "B256", {"grey": {**dict.fromkeys(FACTORS, 1.0), "centre_offset": 0.7},
+                               "label_map": 1.0, "phantom": 1.0})
+    _ladder_run(out / "B256_scored", {"grey": 0.95, "label_map": 1.0})  # at the floors: pass
+    _ladder_run(out / "other256", {"grey": 0.8, "label_map": 1.0})
+    _write(out / "kinds" / "score_vs_level.csv",
+           [dict(kind="blur", srocc_vs_level=0.96), dict(kind="noise", srocc_vs_level=0.98),
+            dict(kind="ring", srocc_vs_level=0.88)])
+    _write(out / "compare" / "comparison.csv",
+           [dict(set="phantom acquisitions", metric="TIQA", srocc=0.97),
+            dict(set="phantom acquisitions", metric="BRISQUE (retrained)", srocc=0.5)])
+
+
+def test_a_model_at_every_floor_passes(tmp_path, capsys):
+    _passing(tmp_path)
+    assert model_rules.main([str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("PASS") == 10 and "FAIL" not in printed
+    # Rule 1 to 3 means: over kinds of the means over factors (0.99 and 1.0 -> 0.995).
+    assert "1 validation set 512 px: 0.9950" in printed
+
+
+@pytest.mark.parametrize("spoil, failing", [
+    (lambda out: _write(out / "compare" / "comparison.csv",
+                        [dict(set="phantom acquisitions", metric="TIQA", srocc=0.94)]), "8b"),
+    (lambda out: _ladder_run(out / "B256_scored", {"grey": 0.95, "label_map": 1.0}, brisque=0.96), "8a"),
+    (lambda out: _ladder_run(out / "B256_scored", {"grey": 0.95, "label_map": 1.0}, medians=(3.8, 3.4)), "8a"),
+    (lambda out: _ladder_run(out / "B256", {"grey": 1.0, "label_map": {**dict.fromkeys(FACTORS, 1.0), "views": 0.89},
+                                            "phantom": 1.0}), "6 "),
+    (lambda out: _ladder_run(out / "B256", {"grey": 1.0, "label_map": 1.0}, selection=0.79), "7 "),
+    (lambda out: _ladder_run(out / "valid512", {"grey": 0.99, "phantom": {**dict.fromkeys(FACTORS, 1.0),
+                                                                         "views": 0.69}}), "4 "),
+    (lambda out: _write(out / "kinds" / "score_vs_level.csv",
+                        [dict(kind="blur", srocc_vs_level=0.96), dict(kind="noise", srocc_vs_level=0.98),
+                         dict(kind="ring", srocc_vs_level=0.84)]), "5 "),
+    (lambda out: _ladder_run(out / "other256", {"grey": {**dict.fromkeys(FACTORS, 1.0), "centre_offset": 0.6}}), "8c"),
+])
+def test_each_rule_fails_alone(tmp_path, capsys, spoil, failing):
+    _passing(tmp_path)
+    spoil(tmp_path)
+    assert model_rules.main([str(tmp_path)]) == 1
+    failed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
+    assert len(failed) == 1 and failed[0].startswith(f"FAIL  {failing}"), failed
+
+
+def test_missing_run_and_texture_gate(tmp_path, capsys):
+    _passing(tmp_path)
+    # Six blur levels, worst last: SROCC 1 over levels 0..5, ideal 3.4 (the gate: 0.743, 3.10).
+    _ladder_run(tmp_path / "textures", {"texture": 1.0}, blur_scores=(3.4, 3.2, 3.0, 2.5, 2.0, 1.5))
+    assert model_rules.main([str(tmp_path), "--texture_gate"]) == 0
+    assert "PASS  texture gate: blur over six levels 1.000, ideals' median 3.40" in capsys.readouterr().out
+    _ladder_run(tmp_path / "textures", {"texture": 1.0}, blur_scores=(3.0, 3.2, 3.0, 2.5, 2.0, 1.5))
+    assert model_rules.main([str(tmp_path), "--texture_gate"]) == 1  # the ideal under mild blur
+    assert model_rules.main([str(tmp_path)]) == 0  # reported only
+    (tmp_path / "compare" / "comparison.csv").unlink()
+    assert model_rules.main([str(tmp_path)]) == 2
+    assert "comparison.csv: missing" in capsys.readouterr().err

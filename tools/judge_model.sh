@@ -1,6 +1,6 @@
 #!/bin/bash
 # Every benchmark the default-model rules read (tools/model_rules.py), for one candidate model,
-# on held-out objects only: about 35 min on the project's 2-core CPU. From the repository root:
+# on held-out objects only: about 30 min on the project's 2-core CPU. From the repository root:
 #     bash tools/judge_model.sh MODEL OUT [BRISQUE_MODEL]
 #     .venv/bin/python tools/model_rules.py OUT [--texture_gate]
 # MODEL: an exported model folder (empty string: the shipped one). BRISQUE_MODEL: a retrained

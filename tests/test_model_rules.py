@@ -23,20 +23,23 @@ def _write(path: pathlib.Path, rows: list[dict]) -> None:
 
 
 def _ladder_run(folder: pathlib.Path, srocc: dict, brisque: float = 0.5, medians=(3.8, 3.6),
-                selection: float = 0.9, blur_scores=None) -> None:
-    """A launch.evaluate_acquisition output: `srocc` {kind: value or {factor: value}}, level-0
-    and level-1 scores at `medians`, a filter-selection line."""
+                selection: float = 0.9, with_ideal: float | None = None) -> None:
+    """A launch.evaluate_acquisition output: `srocc` {kind: value or {factor: value}} over
+    levels 1 to 5 (`with_ideal` over 0 to 5; default the same), level-0 and level-1 scores at
+    `medians`, a filter-selection line."""
     rows = []
     for kind, values in srocc.items():
         for factor in FACTORS:
             value = values[factor] if isinstance(values, dict) else values
-            rows.append(dict(object_kind=kind, factor=factor, contender="TIQA", srocc=value))
-            rows.append(dict(object_kind=kind, factor=factor, contender="BRISQUE (retrained)", srocc=brisque))
+            rows.append(dict(object_kind=kind, factor=factor, contender="TIQA", srocc=value,
+                             srocc_with_ideal=value if with_ideal is None else with_ideal))
+            rows.append(dict(object_kind=kind, factor=factor, contender="BRISQUE (retrained)",
+                             srocc=brisque, srocc_with_ideal=brisque))
     _write(folder / "ladder.csv", rows)
     scores = []
     for kind in srocc:
         for factor in FACTORS:
-            for level, score in enumerate(blur_scores or medians):
+            for level, score in enumerate(medians):
                 scores.append(dict(object="a", object_kind=kind, factor=factor, level=level, TIQA=score))
     _write(folder / "scores.csv", scores)
     (folder / "ladder.md").write_text(
@@ -92,12 +95,14 @@ def test_each_rule_fails_alone(tmp_path, capsys, spoil, failing):
 
 def test_missing_run_and_texture_gate(tmp_path, capsys):
     _passing(tmp_path)
-    # Six blur levels, worst last: SROCC 1 over levels 0..5, ideal 3.4 (the gate: 0.743, 3.10).
-    _ladder_run(tmp_path / "textures", {"texture": 1.0}, blur_scores=(3.4, 3.2, 3.0, 2.5, 2.0, 1.5))
+    # Blur ordered over all six levels, ideal 3.4 (the gate: 0.743, 3.10).
+    _ladder_run(tmp_path / "textures", {"texture": 1.0}, medians=(3.4, 3.2))
     assert model_rules.main([str(tmp_path), "--texture_gate"]) == 0
     assert "PASS  texture gate: blur over six levels 1.000, ideals' median 3.40" in capsys.readouterr().out
-    _ladder_run(tmp_path / "textures", {"texture": 1.0}, blur_scores=(3.0, 3.2, 3.0, 2.5, 2.0, 1.5))
-    assert model_rules.main([str(tmp_path), "--texture_gate"]) == 1  # the ideal under mild blur
+    # Ordered over levels 1 to 5 but not with the ideal (mild blur scored above it): the gate
+    # counts the ideal.
+    _ladder_run(tmp_path / "textures", {"texture": 1.0}, medians=(3.4, 3.2), with_ideal=0.6)
+    assert model_rules.main([str(tmp_path), "--texture_gate"]) == 1
     assert model_rules.main([str(tmp_path)]) == 0  # reported only
     (tmp_path / "compare" / "comparison.csv").unlink()
     assert model_rules.main([str(tmp_path)]) == 2

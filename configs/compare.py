@@ -2,6 +2,7 @@
 [--config.rankiqa_checkpoint=DIR] [--config.brisque_training.input=TRAINING_SLICES]"""
 
 import ml_collections
+from ml_collections import config_dict
 
 from configs import common
 
@@ -12,6 +13,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.rankiqa_checkpoint = ""  # a VGG16 fine-tune (model.backbone=vgg16); empty: left out
     config.output = "runs/compare"
     common.add_data_source(config)  # `input`: the held-out slices
+    # Crops at the slices' own pixels (True) or resized to `resize` (False, the paper's
+    # protocol); None: as the TIQA model was trained (model.json `own_pixels`), the crops a
+    # user's scores come from. Every contender scores the same crops.
+    config.own_pixels = config_dict.placeholder(bool)
     common.add_projection(config)
     config.distortion_backend = "skimage"  # independent of the JAX distortions TIQA trained on
     config.seed = 1

@@ -11,7 +11,7 @@ import pytest
 
 from configs import compare as compare_config
 from tests.tiny_models import export_tiny_score_model
-from tiqa import comparison
+from tiqa import checkpoints, comparison, phantom
 from tiqa.baselines import brisque
 from tiqa.phases import compare, settings
 from tiqa.train import batches
@@ -129,6 +129,43 @@ def test_a_lower_is_better_metric_is_read_the_right_way_round(tmp_path, monkeypa
             "+1 whichever way round it scores")
     flipped = [r for r in rows if r["metric"] == "good, lower is better" and r["set"] == "overall"]
     assert flipped[0]["auc_bw"] == pytest.approx(1.0) and flipped[0]["plcc"] > 0.99
+
+
+def test_comparison_crops_follow_the_model_view(tmp_path, monkeypatch):
+    # A model trained at the scans' own pixels is compared on own-pixel crops (as launch.score
+    # and launch.evaluate score for it); one trained on resized slices on resized crops.
+    resized = export_tiny_score_model(tmp_path / "resized")
+    checkpoints.save_exported(dataclasses.replace(resized, own_pixels=True), tmp_path / "own")
+    seen = []
+    stub = comparison.Contender("stub", lambda crops: np.asarray(crops).mean(axis=(1, 2)))
+    monkeypatch.setattr(compare, "contenders", lambda config, output: ([stub], []))
+    images = np.random.default_rng(0).uniform(size=(4, 8, 8))
+    monkeypatch.setattr(compare, "heldout_images", lambda source, *args: (
+        seen.append(("held-out", source.own_pixels)) or (images, np.arange(4.0), np.asarray(["blur"] * 4))))
+    monkeypatch.setattr(compare, "phantom_acquisitions", lambda acquisitions, resize, crop, own: (
+        seen.append(("phantom", own)) or (images, np.arange(4.0), ["a", "b", "c", "d"])))
+    # (model, config.own_pixels, the view expected); None follows the model, a bool is obeyed.
+    for model, asked, expected in (("resized", None, False), ("own", None, True),
+                                   ("own", False, False), ("resized", True, True)):
+        config = compare_config.get_config("smoke")
+        config.checkpoint, config.bootstrap, config.own_pixels = str(tmp_path / model), 5, asked
+        config.output = str(tmp_path / f"compare_{model}_{asked}")
+        compare.run(config)
+        assert seen[-2:] == [("held-out", expected), ("phantom", expected)], (model, asked, seen)
+        summary = (tmp_path / f"compare_{model}_{asked}" / "summary.md").read_text()
+        assert ("own pixels" in summary) == expected, summary
+
+
+def test_own_pixel_phantom_crops_are_the_scans_centre_crops():
+    acquisitions = compare.PhantomAcquisitions(photons=(2e3, 1e5), gain_error_std=(0.008, 0.0),
+                                               slices=2, size=96, seed=7)
+    crops, order, _ = compare.phantom_acquisitions(acquisitions, resize=80, crop=64, own_pixels=True)
+    np.testing.assert_array_equal(order, [0, 0, 1, 1])
+    best, _ = phantom.phantom_volume(7, n_slices=2, size=96, photons=1e5, gain_error_std=0.0)
+    expected = phantom.to_unit_range(best)[:, 16:80, 16:80]  # centre 64 of 96, not resized
+    np.testing.assert_allclose(crops[2:], expected, atol=1e-6)
+    resized, _, _ = compare.phantom_acquisitions(acquisitions, resize=80, crop=64)
+    assert not np.allclose(resized[2:], expected, atol=1e-3)
 
 
 def test_retrained_brisque_learns_only_the_ladders_that_train(monkeypatch):

@@ -104,6 +104,13 @@ def test_missing_run_and_texture_gate(tmp_path, capsys):
     _ladder_run(tmp_path / "textures", {"texture": 1.0}, medians=(3.4, 3.2), with_ideal=0.6)
     assert model_rules.main([str(tmp_path), "--texture_gate"]) == 1
     assert model_rules.main([str(tmp_path)]) == 0  # reported only
+    # The comparison at the model's own view is reported, never a rule.
+    _write(tmp_path / "compare_own" / "comparison.csv",
+           [dict(set="phantom acquisitions", metric="TIQA", srocc=0.5),
+            dict(set="overall", metric="TIQA", srocc=0.8), dict(set="ring", metric="TIQA", srocc=0.6)])
+    assert model_rules.main([str(tmp_path)]) == 0
+    assert ("INFO  comparison at the model's own view: phantom acquisitions 0.500, overall 0.800, "
+            "rings 0.600") in capsys.readouterr().out
     (tmp_path / "compare" / "comparison.csv").unlink()
     assert model_rules.main([str(tmp_path)]) == 2
     assert "comparison.csv: missing" in capsys.readouterr().err

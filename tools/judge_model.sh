@@ -38,7 +38,10 @@ run kinds $PY -m launch.evaluate --config.checkpoint="$MODEL" --config.input="$B
 run textures $LADDER --config.textures=8 --config.phantoms=0 --config.factors='("detector_blur",)' $NO_PEERS
 run B256 $LADDER --config.grey="$B" --config.label_maps="$BL" $BRISQUE_FLAGS
 run B256_scored $LADDER --config.grey="$B" --config.label_maps="$BL" --config.object_scale=scored --config.brisque_model="$BRISQUE"
-run compare $PY -m launch.compare --config.checkpoint="$MODEL" --config.input="$B" --config.brisque_model="$BRISQUE"
+# Rule 8b reads the comparison at the paper's protocol (crops of slices resized to 255 px), where
+# it was written; compare_own, at the crops the model scores for a user, is reported.
+run compare $PY -m launch.compare --config.checkpoint="$MODEL" --config.input="$B" --config.brisque_model="$BRISQUE" --config.own_pixels=False
+run compare_own $PY -m launch.compare --config.checkpoint="$MODEL" --config.input="$B" --config.brisque_model="$BRISQUE"
 run other256 $LADDER --config.grey="$T4" --config.label_maps="$TL" --config.phantoms=0 --config.brisque_model="$BRISQUE"
 run valid256 $LADDER --config.grey="$G" --config.phantoms=6 --config.phantom_seed=2000 $NO_PEERS
 run valid512 $LADDER --config.output_size=512 --config.grey="$G" --config.phantoms=6 --config.phantom_seed=2000 $NO_PEERS

@@ -10,8 +10,10 @@ read into OUT; this tool reads OUT and prints each rule, its figures and PASS or
 OUT holds the runs by name: valid512, valid256, other512, other256 (`launch.evaluate_acquisition`
 on the validation set and the other facility), B256 and B256_scored (sub-volume B at 256 px,
 native and scored scale), kinds (`launch.evaluate`, the paper's kinds on B), compare
-(`launch.compare`) and, optionally, textures (held-out synthetic textures, detector blur),
-reported, and a rule with `--texture_gate` (for candidates trained with textures, "Round 53c").
+(`launch.compare` at the paper's protocol, crops of slices resized to 255 px) and, optionally,
+compare_own (the comparison at the crops the model scores for a user, reported) and textures
+(held-out synthetic textures, detector blur), reported, and a rule with `--texture_gate` (for
+candidates trained with textures, "Round 53c").
 The exit code is 0 when every rule passes, 1 when one fails, 2 when a run is missing.
 """
 
@@ -137,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         found = rules(args.out)
+        if (args.out / "compare_own").exists():
+            rows = {(r["set"], r["metric"]): float(r["srocc"])
+                    for r in _rows(args.out / "compare_own" / "comparison.csv")}
+            found.append(("comparison at the model's own view", None,
+                          f"phantom acquisitions {rows['phantom acquisitions', 'TIQA']:.3f}, overall "
+                          f"{rows['overall', 'TIQA']:.3f}, rings {rows['ring', 'TIQA']:.3f}"))
         if (args.out / "textures").exists():
             blur, ideal = texture_blur(args.out / "textures")
             base_blur, base_ideal = (float(v) for v in args.textures_baseline.split(","))

@@ -759,6 +759,16 @@ MUTATIONS = (
     Mutation("brisque_training_ignores_its_seed", "the retrained BRISQUE's crops draw from seed 0",
              (("tiqa/phases/compare.py", "key=jax.random.key(source.seed)", "key=jax.random.key(0)"),),
              ("tests/test_comparison.py",), keyword="draws_its_crops"),
+    Mutation("comparison_ignores_the_model_view", "the comparison resizes every crop, even for "
+             "a model trained at the scans' own pixels",
+             (("tiqa/phases/compare.py", "own_pixels = checkpoints.scores_at_own_pixels(",
+               "own_pixels = bool(config.source.own_pixels) or 0 * ("),),
+             ("tests/test_comparison.py",), keyword="follow_the_model_view"),
+    Mutation("comparison_phantoms_always_resized", "the comparison's phantom scans are resized "
+             "whatever the view",
+             (("tiqa/phases/compare.py", "config.phantom_acquisitions, source.resize, source.crop, own_pixels)",
+               "config.phantom_acquisitions, source.resize, source.crop, False)"),),
+             ("tests/test_comparison.py",), keyword="follow_the_model_view"),
     Mutation("own_pixel_chunks_always_full", "every own-pixel chunk is a full OWN_PIXEL_CHUNK "
              "(one crop runs padded to 64)",
              (("tiqa/scoring.py", "    return chunks, -(-count // chunks)\n",

@@ -170,11 +170,18 @@ def run(config) -> list[dict]:
     config = read_settings(config)
     output = pathlib.Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
+    own_pixels = checkpoints.scores_at_own_pixels(checkpoints.model_view(config.checkpoint)[1],
+                                                  config.source.own_pixels)
+    source = dataclasses.replace(config.source, own_pixels=own_pixels)
     images, label_values, kinds = heldout_images(
-        config.source, config.projection, config.distortion_backend, config.seed)
+        source, config.projection, config.distortion_backend, config.seed)
     phantom_crops, phantom_order, acquisitions = phantom_acquisitions(
-        config.phantom_acquisitions, config.source.resize, config.source.crop,
-        config.source.own_pixels)
+        config.phantom_acquisitions, source.resize, source.crop, own_pixels)
+    crops_view = (f"{source.crop} px at the slices' own pixels (slices of at least {source.resize} px "
+                  "are not resized)" if own_pixels else
+                  f"{source.crop} px from slices resized to {source.resize} px (the paper's protocol)")
+    view_reason = ("as the TIQA model was trained" if config.source.own_pixels is None
+                   else "as config.own_pixels asks")
     metrics, notes = contenders(config, output)
     rows, timings, oriented_scores = [], {}, {}
     for contender in metrics:
@@ -215,6 +222,7 @@ def run(config) -> list[dict]:
         f"{', '.join(dict.fromkeys(kinds.tolist()))}, distortions by {config.distortion_backend}).",
         f"Phantom acquisitions, worst to best: {'; '.join(acquisitions)} "
         f"({config.phantom_acquisitions.slices} slices each).",
+        f"Crops: {crops_view}, {view_reason}; every contender scores the same crops.",
         f"Intervals: bootstrap 95% over images, {config.bootstrap} resamples. Krasula pairs "
         f"differ when their labels are more than {config.dmos_threshold} apart.",
         *[f"Note: {note}." for note in notes],

@@ -67,7 +67,9 @@ class DataSource:
     annotations: str
     default_reference_score: float
     resize: int
-    own_pixels: bool  # slices at least `resize` kept at their own pixels (configs/common.py)
+    # Slices at least `resize` kept at their own pixels (configs/common.py); None, where a
+    # phase scores with a model (configs/compare.py): as that model was trained.
+    own_pixels: bool | None
     crop: int
     random_turns: bool  # training crops flipped and turned at random (configs/common.py)
     seed: int  # draws the phantom (and the ladders' acquisitions)

@@ -183,6 +183,12 @@ def run(config) -> list[dict]:
     view_reason = ("as the TIQA model was trained" if config.source.own_pixels is None
                    else "as config.own_pixels asks")
     metrics, notes = contenders(config, output)
+    training_view = config.brisque_training.source.own_pixels
+    if not config.brisque_training.model and bool(training_view) != own_pixels:
+        notes.append("the retrained BRISQUE was fitted on crops " + (
+            "at the slices' own pixels" if training_view else "of resized slices")
+            + " but scores the other view; set config.brisque_training.own_pixels="
+            + f"{own_pixels} for a like-for-like peer")
     rows, timings, oriented_scores = [], {}, {}
     for contender in metrics:
         started = time.perf_counter()

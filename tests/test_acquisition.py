@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tiqa import acquisition, observers, phantom, reference_acquisition
+from tiqa import acquisition, errors, observers, phantom, reference_acquisition
 
 MAX_VIEWS = 180
 OUTPUT = 64
@@ -185,7 +185,7 @@ def test_a_centre_offset_keeps_the_amplitude_spectrum_that_detector_blur_removes
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("factor", acquisition.FACTORS)
+@pytest.mark.parametrize("factor", acquisition.LADDER_NAMES)
 def test_quality_falls_monotonically_along_every_factor(factor):
     size = acquisition.object_size(96)
     attenuation, _ = phantom.microstructure(11, (size, size), radius_median=9.0)
@@ -194,7 +194,7 @@ def test_quality_falls_monotonically_along_every_factor(factor):
     ssim = []
     # The random factors are averaged over two draws; views, centre, blur and drift are
     # deterministic (a second draw would repeat the first).
-    random = factor in ("photons", "gain_error", "zingers")
+    random = acquisition.ladder_levels(factor)[0] in ("photons", "gain_error", "zingers")
     for seed in range(2 if random else 1):
         keys = jax.random.split(jax.random.key(seed), acquisition.NUM_LEVELS)[None]
         images = acquisition.normalise_percentile(acquisition.simulate(
@@ -203,6 +203,19 @@ def test_quality_falls_monotonically_along_every_factor(factor):
     ssim = np.mean(ssim, axis=0)
     assert ssim[0] == pytest.approx(1.0)
     assert np.all(np.diff(ssim) < 0), (factor, ssim)
+
+
+def test_extra_ladders_vary_their_factor_alone_from_the_ideal():
+    for name, (factor, levels) in acquisition.EXTRA_LADDERS.items():
+        settings = acquisition.ladder(name)
+        assert levels[0] == acquisition.LEVELS[factor][0], name  # level 0 is the shared ideal
+        np.testing.assert_array_equal(getattr(settings, factor), np.float32(levels))
+        for other in set(acquisition.FACTORS) - {factor}:
+            np.testing.assert_array_equal(getattr(settings, other), acquisition.LEVELS[other][0])
+    low = acquisition.EXTRA_LADDERS["low_photons"][1]
+    assert low[1] <= acquisition.LEVELS["photons"][-2] and low[-1] < acquisition.LEVELS["photons"][-1]
+    with pytest.raises(errors.InputError, match="unknown acquisition ladder 'few_photons'"):
+        acquisition.ladder("few_photons")
 
 
 @pytest.mark.slow

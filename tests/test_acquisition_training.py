@@ -421,6 +421,14 @@ def test_denoising_ladders_extend_a_cached_bank_without_simulating_it_again(tmp_
     rank.acquisition.denoising_weight = -1.0
     with pytest.raises(errors.InputError, match=r"config\.acquisition\.denoising_weight must be >= 0"):
         train_rank.read_settings(rank)
+    # A ladder name that is neither a factor nor an extra ladder names its key.
+    rank = rank_config.get_config("smoke")
+    rank.acquisition.factors = ("photons", "few_photons")
+    with pytest.raises(errors.InputError, match=r"config\.acquisition\.factors must name ladders "
+                       r"among .*'low_photons'.*, got \('photons', 'few_photons'\)"):
+        train_rank.read_settings(rank)
+    rank.acquisition.factors = ("photons", "low_photons")
+    train_rank.read_settings(rank)
 
 
 def test_ladder_bank_without_objects_is_refused():

@@ -111,6 +111,19 @@ def test_missing_run_and_texture_gate(tmp_path, capsys):
     assert model_rules.main([str(tmp_path)]) == 0
     assert ("INFO  comparison at the model's own view: phantom acquisitions 0.500, overall 0.800, "
             "rings 0.600") in capsys.readouterr().out
+    # With --own_view_gate it is a rule, at 0.95 (0.949 fails, 0.95 passes), and a missing run
+    # is named rather than passed.
+    assert model_rules.main([str(tmp_path), "--own_view_gate"]) == 1
+    assert "FAIL  own-view gate: phantom acquisitions 0.500 (>= 0.95)" in capsys.readouterr().out
+    for phantoms, code in ((0.949, 1), (0.95, 0)):
+        _write(tmp_path / "compare_own" / "comparison.csv",
+               [dict(set="phantom acquisitions", metric="TIQA", srocc=phantoms),
+                dict(set="overall", metric="TIQA", srocc=0.8), dict(set="ring", metric="TIQA", srocc=0.6)])
+        assert model_rules.main([str(tmp_path), "--own_view_gate"]) == code
+    capsys.readouterr()
+    (tmp_path / "compare_own" / "comparison.csv").unlink()
+    assert model_rules.main([str(tmp_path), "--own_view_gate"]) == 2
+    assert "compare_own/comparison.csv: missing" in capsys.readouterr().err
     (tmp_path / "compare" / "comparison.csv").unlink()
     assert model_rules.main([str(tmp_path)]) == 2
     assert "comparison.csv: missing" in capsys.readouterr().err

@@ -35,6 +35,14 @@ LEVELS: dict[str, tuple[float, ...]] = {
     "drift": (0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
 }
 FACTORS = tuple(LEVELS)
+# Ladders that vary a factor of the table over other levels, by name. "low_photons" goes on
+# through the noisiest scans users meet, down to 1e3 photons, below the table's (and the
+# benchmark's) worst 3e3: at the scan's own pixels the score stopped ordering scans under 5e3
+# photons (docs/comparison.md), so training can add this ladder to its factors.
+EXTRA_LADDERS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "low_photons": ("photons", (math.inf, 1e4, 5e3, 3e3, 2e3, 1e3)),
+}
+LADDER_NAMES = FACTORS + tuple(EXTRA_LADDERS)
 # The five factors of the acquisition-ladder benchmark and of training (zingers and drift are
 # modelled too, for studies that want them).
 LADDER_FACTORS = ("photons", "gain_error", "views", "centre_offset", "detector_blur")
@@ -45,7 +53,7 @@ ZINGER_COUNTS = (0.5, 3.0)  # a zinger adds U(0.5, 3) x I0 counts
 # Zero counts are floored at a tenth of a photon before the logarithm.
 MIN_COUNTS = 0.1
 
-__all__ = ["Settings", "LEVELS", "FACTORS", "LADDER_FACTORS", "MAX_VIEWS", "MODEL_VERSION", "ideal",
+__all__ = ["Settings", "LEVELS", "FACTORS", "EXTRA_LADDERS", "LADDER_NAMES", "LADDER_FACTORS", "MAX_VIEWS", "MODEL_VERSION", "ideal",
            "ladder", "project", "sample_shifts", "measure", "acquire", "object_size", "simulate",
            "scan_angles", "view_weights", "normalise_percentile", "check_settings", "ladder_settings",
            "ladders"]
@@ -68,12 +76,22 @@ def ideal(shape: tuple[int, ...] = ()) -> Settings:
     return Settings(*(jnp.full(shape, LEVELS[name][0], jnp.float32) for name in FACTORS))
 
 
-def ladder(factor: str) -> Settings:
-    """(6,) settings: levels 0..5 of `factor`, every other factor ideal."""
-    if factor not in LEVELS:
-        raise errors.InputError(f"unknown acquisition factor {factor!r}; known: {FACTORS}")
-    fields = {name: jnp.full((NUM_LEVELS,), LEVELS[name][0], jnp.float32) for name in FACTORS}
-    fields[factor] = jnp.asarray(LEVELS[factor], jnp.float32)
+def ladder_levels(name: str) -> tuple[str, tuple[float, ...]]:
+    """The factor ladder `name` varies and its levels 0..5: a factor of `LEVELS` over its own
+    levels, or an `EXTRA_LADDERS` entry."""
+    if name in EXTRA_LADDERS:
+        return EXTRA_LADDERS[name]
+    if name not in LEVELS:
+        raise errors.InputError(f"unknown acquisition ladder {name!r}; known: {LADDER_NAMES}")
+    return name, LEVELS[name]
+
+
+def ladder(name: str) -> Settings:
+    """(6,) settings: levels 0..5 of ladder `name` (a factor, or `EXTRA_LADDERS`), every other
+    factor ideal."""
+    factor, levels = ladder_levels(name)
+    fields = {field: jnp.full((NUM_LEVELS,), LEVELS[field][0], jnp.float32) for field in FACTORS}
+    fields[factor] = jnp.asarray(levels, jnp.float32)
     return Settings(**fields)
 
 

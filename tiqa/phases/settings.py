@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tiqa import annotations, errors, labels, objects, phantom
+from tiqa import acquisition, annotations, errors, labels, objects, phantom
 from tiqa.train import batches
 
 _SCALARS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
@@ -88,6 +88,10 @@ def data_source(config, where: str = "config") -> DataSource:
                                 f"got {source.ladders.objects_per_batch}")
     objects.check_scale(source.ladders.object_scale, f"{where}.acquisition.object_scale")
     errors.check_non_negative(source.ladders.textures, f"{where}.acquisition.textures", "none")
+    unknown = set(source.ladders.factors) - set(acquisition.LADDER_NAMES)
+    if unknown or not source.ladders.factors:
+        raise errors.InputError(f"{where}.acquisition.factors must name ladders among "
+                                f"{acquisition.LADDER_NAMES}, got {tuple(source.ladders.factors)}")
     unknown = set(source.ladders.smooth_factors_left_out) - set(source.ladders.factors)
     if unknown:
         raise errors.InputError(f"{where}.acquisition.smooth_factors_left_out names factors that "

@@ -2,7 +2,7 @@
 # Every benchmark the default-model rules read (tools/model_rules.py), for one candidate model,
 # on held-out objects only: about 30 min on the project's 2-core CPU. From the repository root:
 #     bash tools/judge_model.sh MODEL OUT [BRISQUE_MODEL]
-#     .venv/bin/python tools/model_rules.py OUT [--texture_gate]
+#     .venv/bin/python tools/model_rules.py OUT [--texture_gate] [--own_view_gate]
 # MODEL: an exported model folder (empty string: the shipped one). BRISQUE_MODEL: a retrained
 # BRISQUE folder to reuse; without it the B run fits one on sub-volume A (OUT/B256/brisque_retrained).
 # DATA (default ../shared/data) is the shared data folder. Each run writes OUT/NAME and its log

@@ -832,6 +832,20 @@ MUTATIONS = (
              "levels 1 to 5 only, so mild blur scored above the ideal passes",
              (("tools/model_rules.py", 'column="srocc_with_ideal"', 'column="srocc"'),),
              ("tests/test_model_rules.py",)),
+    Mutation("model_rules_own_view_gate_reported_only", "--own_view_gate reports the own-view "
+             "comparison but never fails a model",
+             (("tools/model_rules.py", "phantoms >= OWN_VIEW_FLOOR - TOLERANCE if args.own_view_gate else None",
+               "None"),), ("tests/test_model_rules.py",)),
+    Mutation("extra_ladder_levels_ignored", "an extra ladder varies its factor over the table's "
+             "levels, not its own",
+             (("tiqa/acquisition.py", "    fields[factor] = jnp.asarray(levels, jnp.float32)",
+               "    fields[factor] = jnp.asarray(LEVELS[factor], jnp.float32)"),),
+             ("tests/test_acquisition.py",), keyword="extra_ladders or monotonically"),
+    Mutation("ladder_names_unchecked", "an unknown ladder name in acquisition.factors passes the "
+             "config's checks", (("tiqa/phases/settings.py",
+                                  "    if unknown or not source.ladders.factors:\n        raise errors.InputError(f\"{where}.acquisition.factors",
+                                  "    if False:\n        raise errors.InputError(f\"{where}.acquisition.factors"),),
+             ("tests/test_acquisition_training.py",), keyword="denoising_ladders_extend"),
 )
 
 

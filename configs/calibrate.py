@@ -1,11 +1,12 @@
 """Penalty calibration: python -m launch.calibrate --config.grey=SLICES [--config.phantoms=N]
-[--config.checks=ring_check,view_check,centre_check] [--config.checkpoint=DIR]
+[--config.checks=ring_check,noise_check,view_check,centre_check] [--config.checkpoint=DIR]
 [--config.output=DIR]
 
-Fits how many score points a unit of ring amplitude (tiqa.ring_check), of the comb of sparse
-views (tiqa.view_check) and of the estimated rotation-centre offset (tiqa.centre_check) cost
-beyond what the network already takes off, on the gain-error, views and centre-offset ladders
-of training objects, and writes the network with those penalties as an exported model.
+Fits how many score points a unit of ring amplitude (tiqa.ring_check), of photon noise
+(tiqa.noise_check), of the comb of sparse views (tiqa.view_check) and of the estimated
+rotation-centre offset (tiqa.centre_check) cost beyond what the network already takes off, on
+the gain-error, low-photons, views and centre-offset ladders of training objects, and writes
+the network with those penalties as an exported model.
 """
 
 import ml_collections
@@ -16,7 +17,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.checkpoint = ""  # the network to calibrate; empty: the shipped one
     config.output = "runs/calibrated"  # the exported model, with its penalties
     # The penalties to fit (model.json keys); a penalty not named is kept as the model has it.
-    config.checks = ("ring_check", "view_check", "centre_check")
+    config.checks = ("ring_check", "noise_check", "view_check", "centre_check")
     # Training objects, comma-separated grey slices or folders (never the held-out ones), and
     # phantoms of training seeds.
     config.grey = ""

@@ -49,6 +49,10 @@ def get_config() -> ml_collections.ConfigDict:
     # False: without it (e.g. 360-degree or offset-axis scans, which the estimate does not
     # model).
     config.centre_penalty = True
+    # Take the model's noise penalty off each slice's score (tiqa.noise_check: photon noise
+    # measured on the crops the network scores, past the floor of clean scans, where the model
+    # has a `noise_check` penalty); False: without it.
+    config.noise_penalty = True
     # Also write each slice's estimated rotation-centre offset in px (tiqa.centre_check) as the
     # CSV column centre_offset (signed; about 0 to 0.5 for a well-centred slice), and the report
     # a line that counts the slices above 1 px (the search the penalty runs, not a second one).

@@ -19,6 +19,9 @@ def get_config() -> ml_collections.ConfigDict:
     # And its centre penalty (model.json `centre_check`: the estimated rotation-centre offset),
     # as in launch.score; False: without it.
     config.centre_penalty = True
+    # And its noise penalty (model.json `noise_check`: photon noise in the scored crops), as in
+    # launch.score; False: without it.
+    config.noise_penalty = True
     # One D-LinkNet checkpoint, or several comma-separated (trainings with other seeds): each
     # image is then segmented by each, and Table 1 is given against the mean F1 with the mean
     # and SD of every segmenter's own table.

@@ -250,8 +250,10 @@ def test_the_score_loses_the_centre_penalty_of_the_estimated_offset(centred_mode
                                atol=2e-3)
     assert scoring.penalty_notes(True, True, centred_model) == (
         "ring check: none in this model, view penalty: none in this model, centre penalty: on "
-        "(0.30 points per unit of centre offset (px) above 0.25, with no cap)")
-    assert scoring.penalty_notes(True, True, centred_model, False).endswith("centre penalty: off")
+        "(0.30 points per unit of centre offset (px) above 0.25, with no cap), noise penalty: none "
+        "in this model")
+    assert scoring.penalty_notes(True, True, centred_model, False).endswith(
+        "centre penalty: off, noise penalty: none in this model")
 
 
 @pytest.mark.parametrize("least_side, charged", [(SIDE, True), (SIDE + 2, False)])
@@ -279,7 +281,8 @@ def test_the_score_takes_the_centre_penalty_fitted_for_the_measured_square(
                                atol=2e-3)
     assert scoring.penalty_notes(True, True, tmp_path / "sized").endswith(
         "centre penalty: on (0.0000 points per unit of centre offset (px) above 0, with no cap; "
-        f"measured on {least_side} px or more, 0.30 points above 0.25, with no cap)")
+        f"measured on {least_side} px or more, 0.30 points above 0.25, with no cap), "
+        "noise penalty: none in this model")
 
 
 def test_the_score_phase_writes_each_slice_centre_offset(tmp_path, offsets_found):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.tiny_models import export_tiny_score_model
-from tiqa import centre_check, checkpoints, errors, penalties, ring_check, scoring, view_check
+from tiqa import centre_check, checkpoints, errors, noise_check, penalties, ring_check, scoring, view_check
 
 
 def test_fit_slope_recovers_the_cost_of_rings():
@@ -117,20 +117,25 @@ def test_calibration_phase_exports_the_fitted_penalties_and_keeps_the_card(tmp_p
     # The centre penalty at two sizes: its own fit (128 px) and one for squares of 256 px up.
     config.centre_output_sizes = (128, 256)
     config.max_views = 720  # the views ladder's ideal
-    # A network blind to rings, views and the axis (4 for every acquisition), so that their
-    # cost is all the penalties' to carry; the view and centre fits are asked for the ring
-    # check, the ring fit is not; all fit linear scores, not ones kept above 1.
+    # A network blind to rings, noise, views and the axis (4 for every acquisition), so that
+    # their cost is all the penalties' to carry; each fit is asked for the crop penalties but
+    # its own (the ring fit without the ring check, the noise fit without the noise check);
+    # all fit linear scores, not ones kept above 1.
     asked = []
 
-    def blind(loaded, batch_size, with_ring_check, on_scale):
-        asked.append((with_ring_check, on_scale))
+    def blind(loaded, batch_size, with_ring_check, on_scale, with_noise_check):
+        asked.append((with_ring_check, with_noise_check, on_scale))
         return lambda crops: np.full(len(crops), 4.0, np.float32)
 
     monkeypatch.setattr(scoring, "make_scorer", blind)
     results = calibrate.run(config)
-    assert asked == [(False, False), (True, False), (True, False), (True, False)]
+    assert asked == [(False, True, False), (True, False, False)] + [(True, True, False)] * 3
     calibrated = checkpoints.load_model(config.output)
     rings, views, centres = results["ring_check"], results["view_check"], results["centre_check"]
+    noise = results["noise_check"]
+    assert calibrated.noise_penalty == penalties.Penalty(noise["slope"], noise["cap"], noise["floor"])
+    assert noise["cap"] in noise_check.CAPS and noise["floor"] in noise_check.FLOORS
+    assert noise["levels"][1:] == [1e4, 5e3, 3e3, 2e3, 1e3]  # the low_photons ladder
     assert calibrated.ring_penalty == penalties.Penalty(rings["slope"], rings["cap"],
                                                         rings["floor"])
     assert calibrated.view_penalty == penalties.Penalty(views["slope"], views["cap"],
@@ -149,18 +154,20 @@ def test_calibration_phase_exports_the_fitted_penalties_and_keeps_the_card(tmp_p
     assert (centres["output_size"], larger["output_size"], larger["side"]) == (128, 256, 256)
     for result in (centres, larger):
         assert result["cap"] in centre_check.CAPS and result["floor"] in centre_check.FLOORS
-    for result in (rings, views, centres, larger):
+    for result in (rings, noise, views, centres, larger):
         assert result["slope"] > 0 and result["objects"] == 2
         assert result["rmse_with_penalty"] < result["rmse_network"]
     card = json.loads((tmp_path / "calibrated" / "model.json").read_text())["card"]
     assert card["purpose"] == "tests" and card["view_check"]["slope"] == views["slope"]
     assert card["ring_check"]["factor"] == "gain_error" and card["view_check"]["factor"] == "views"
     assert card["centre_check"]["factor"] == "centre_offset"
+    assert card["noise_check"]["factor"] == "low_photons"
     assert card["centre_check"]["larger"][0]["slope"] == larger["slope"]
     with open(tmp_path / "calibrated" / "calibration.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["check"], int(r["output_size"]), int(r["level"])) for r in rows] == (
         [("ring_check", 256, level) for level in range(6)] * 2
+        + [("noise_check", 256, level) for level in range(6)] * 2
         + [("view_check", 256, level) for level in range(6)] * 2
         + [("centre_check", 128, level) for level in range(6)] * 2
         + [("centre_check", 256, level) for level in range(6)] * 2)
@@ -172,6 +179,11 @@ def test_calibration_phase_exports_the_fitted_penalties_and_keeps_the_card(tmp_p
                      result["cap"] - result["floor"])
         expected = float(row["network"]) - result["slope"] * excess
         assert float(row["penalised"]) == pytest.approx(expected, abs=1e-6)
+    # The noise measure rises along every low_photons ladder (1e4 down to 1e3 photons), from an
+    # ideal acquisition under every floor of the grid.
+    measured = np.array([float(r["measure"]) for r in rows if r["check"] == "noise_check"])
+    assert np.all(np.diff(measured.reshape(2, 6), axis=1) > 0), measured
+    assert measured.reshape(2, 6)[:, 0].max() < min(noise_check.FLOORS)
     # The views ladder's sparse levels (90, 45, 24 views at 256 px) show their comb.
     sparse = [float(r["measure"]) for r in rows if r["check"] == "view_check"
               and int(r["level"]) >= 3]

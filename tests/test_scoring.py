@@ -114,6 +114,74 @@ def test_slice_scores_equal_a_step_by_step_reference(tiny_model):
                                    err_msg="the spread must be the crops' standard deviation")
 
 
+def _haar_sigma(crop: np.ndarray) -> float:
+    """The noise estimate written out with PyWavelets (an independent reference): the median
+    |diagonal detail| of a one-level Haar transform, / 0.6745."""
+    import pywt
+    _, (_, _, diagonal) = pywt.dwt2(np.asarray(crop, np.float64), "haar")
+    return float(np.median(np.abs(diagonal)) / 0.6745)
+
+
+def test_the_noise_penalty_takes_off_the_cost_of_each_crops_noise(tiny_model):
+    folder, _ = tiny_model
+    loaded = checkpoints.load_model(folder)
+    noise = penalties.Penalty(slope=5.0, cap=penalties.NO_CAP, floor=0.05)
+    penalised = dataclasses.replace(loaded, noise_penalty=noise)
+    rng = np.random.default_rng(3)
+    # Two smooth crops, one with noise of sigma 0.1 (measured above the floor), one with 0.01
+    # (under it, so it pays nothing).
+    ramp = np.linspace(0.2, 0.8, 64, dtype=np.float32)[None, :] * np.ones((64, 1), np.float32)
+    crops = np.stack([ramp + rng.normal(0, sigma, (64, 64)).astype(np.float32)
+                      for sigma in (0.1, 0.01)])
+    network = scoring.make_scorer(loaded, 2, on_scale=False)(crops)
+    sigmas = np.array([_haar_sigma(crop) for crop in crops])
+    assert sigmas[0] == pytest.approx(0.1, rel=0.1) and sigmas[1] < 0.05
+    expected = network - 5.0 * np.maximum(sigmas - 0.05, 0.0)
+    np.testing.assert_allclose(scoring.make_scorer(penalised, 2, on_scale=False)(crops), expected,
+                               atol=1e-4)
+    np.testing.assert_allclose(scoring.make_scorer(penalised, 2, on_scale=False,
+                                                   with_noise_check=False)(crops), network, atol=1e-6)
+    # Whole slices: the mean over the grid's crops of each crop's penalty (an odd last row and
+    # column of a crop are left out of the estimate; the resize averages much of the noise away).
+    slices = np.stack([np.tile(ramp, (2, 2))[:90, :110] + rng.normal(0, 0.3, (90, 110)).astype(np.float32)])
+    plain, _, _ = scoring.make_slice_scorer(loaded, "grid")(slices)
+    charged, _, _ = scoring.make_slice_scorer(penalised, "grid")(slices)
+    resized = np.asarray(preprocessing.resize_short_side(slices[0], 72))
+    cost = np.mean([5.0 * max(_haar_sigma(resized[t:t + 64, l:l + 64]) - 0.05, 0.0)
+                    for t, l in scoring.crop_positions(72, 88, 64, "grid")])
+    assert cost > 0.01
+    np.testing.assert_allclose(plain - charged, cost, atol=1e-4)
+    unpenalised, _, _ = scoring.make_slice_scorer(penalised, "grid", with_noise_check=False)(slices)
+    np.testing.assert_allclose(unpenalised, plain, atol=1e-6)
+
+
+def test_the_score_phase_takes_the_noise_penalty_its_config_asks_for(tiny_model, tmp_path):
+    from tests.score_runs import penalty_on_and_off
+
+    folder, loaded = tiny_model
+    checkpoints.save_exported(dataclasses.replace(
+        loaded, noise_penalty=penalties.Penalty(20.0, penalties.NO_CAP, 0.02)), tmp_path / "noisy")
+    rng = np.random.default_rng(5)
+    io.write_tiff(tmp_path / "scan.tif", (0.5 + rng.normal(0, 0.2, (90, 110))).astype(np.float32))
+    scores = penalty_on_and_off(tmp_path / "scan.tif", tmp_path / "noisy", "noise_penalty", tmp_path)
+    assert scores[False][0] > scores[True][0] + 0.5
+    assert "noise penalty: on (20.00 points per unit of noise sigma" in scores[True][1]
+    assert "noise penalty: off" in scores[False][1]
+
+
+def test_noise_sigma_equals_pywavelets_haar_estimate():
+    from tiqa import noise_check
+    rng = np.random.default_rng(4)
+    images = rng.random((3, 41, 36)).astype(np.float32) * 0.3 + rng.normal(0, 0.07, (3, 41, 36)).astype(np.float32)
+    found = np.asarray(noise_check.noise_sigma(images))
+    np.testing.assert_allclose(found, [_haar_sigma(image[:40, :36]) for image in images], rtol=1e-5)
+    # Gaussian noise on a smooth image reads its sigma; the smooth image alone reads about 0.
+    smooth = np.outer(np.linspace(0, 1, 128), np.linspace(0, 1, 128)).astype(np.float32)
+    assert float(noise_check.noise_sigma(smooth)) < 1e-3
+    noisy = smooth + rng.normal(0, 0.05, smooth.shape).astype(np.float32)
+    assert float(noise_check.noise_sigma(noisy)) == pytest.approx(0.05, rel=0.08)
+
+
 def _config(tiny_model, inputs, tmp_path, **overrides):
     config = score_config.get_config()
     config.input = inputs

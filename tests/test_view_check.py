@@ -164,7 +164,8 @@ def test_the_score_loses_the_view_penalty_of_the_slice_centred_square(viewed_mod
                                rtol=1e-4, atol=1e-4)
     assert scoring.penalty_notes(True, True, viewed_model) == (
         "ring check: none in this model, view penalty: on (0.0200 points per unit of comb "
-        "strength above 12, up to 80), centre penalty: none in this model")
+        "strength above 12, up to 80), centre penalty: none in this model, noise penalty: none in "
+        "this model")
     assert "view penalty: off, " in scoring.penalty_notes(True, False, viewed_model)
 
 

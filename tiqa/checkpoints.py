@@ -177,12 +177,13 @@ class LoadedModel:
     # True: trained on slices kept at their own pixels (configs/common.py `own_pixels`), so
     # it scores a slice at least `resize` at its own pixels too (preprocessing.model_view).
     own_pixels: bool = False
-    # Score points taken off for rings (tiqa.ring_check), for sparse views (tiqa.view_check)
-    # and for a rotation-centre offset (tiqa.centre_check) beyond the network; None: the
-    # network's score alone.
+    # Score points taken off for rings (tiqa.ring_check), for sparse views (tiqa.view_check),
+    # for a rotation-centre offset (tiqa.centre_check) and for photon noise past the
+    # network's floor (tiqa.noise_check) beyond the network; None: the network's score alone.
     ring_penalty: penalties.Penalty | None = None
     view_penalty: penalties.Penalty | None = None
     centre_penalty: penalties.Penalty | None = None
+    noise_penalty: penalties.Penalty | None = None
 
 
 def model_folder(path: str | pathlib.Path | None) -> pathlib.Path:
@@ -205,7 +206,7 @@ def load_model(path: str | pathlib.Path | None = None) -> LoadedModel:
 
 # model.json's key of each penalty -> the LoadedModel field that holds it.
 PENALTY_FIELDS = {"ring_check": "ring_penalty", "view_check": "view_penalty",
-                  "centre_check": "centre_penalty"}
+                  "centre_check": "centre_penalty", "noise_check": "noise_penalty"}
 
 
 def _resize(info: dict) -> int:

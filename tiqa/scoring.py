@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from tiqa import (centre_check, checkpoints, errors, io, labels, penalties, preprocessing,
-                  reference_distortions, ring_check, view_check, volumes)
+from tiqa import (centre_check, checkpoints, errors, io, labels, noise_check, penalties,
+                  preprocessing, reference_distortions, ring_check, view_check, volumes)
 from tiqa.models.forward import eval_forward
 
 Scorer = Callable[[np.ndarray], np.ndarray]
@@ -48,21 +48,27 @@ def in_fixed_batches(function, images: np.ndarray, batch_size: int):
 
 
 def make_scorer(loaded: checkpoints.LoadedModel, batch_size: int = 64,
-                with_ring_check: bool = True, on_scale: bool = True) -> Scorer:
+                with_ring_check: bool = True, on_scale: bool = True,
+                with_noise_check: bool = True) -> Scorer:
     """A function (N, H, W) crops in [0, 1] -> (N,) scores, run in fixed-size jitted batches.
 
     With `with_ring_check` and a model that has a ring penalty, each crop's score loses the
     penalty of its ring amplitude about the crop's centre (`tiqa.ring_check`): meant for
-    centre crops of reconstructed slices, whose rotation axis is there. With `on_scale` the
-    scores are kept above the scale's 1 in order (`penalties.onto_scale`); without, they are
-    the linear scores, for callers that take off more before the end.
+    centre crops of reconstructed slices, whose rotation axis is there. With
+    `with_noise_check` and a model that has a noise penalty, each crop's score loses the
+    penalty of its noise (`tiqa.noise_check`). With `on_scale` the scores are kept above the
+    scale's 1 in order (`penalties.onto_scale`); without, they are the linear scores, for
+    callers that take off more before the end.
     """
     penalty = loaded.ring_penalty if with_ring_check else None
+    noise_penalty = loaded.noise_penalty if with_noise_check else None
 
     def forward(chunk):
         scores = eval_forward(loaded.graphdef, loaded.params, loaded.batch_stats, chunk)
         if penalty is not None:
             scores = scores - penalty(ring_check.ring_amplitude(chunk))
+        if noise_penalty is not None:
+            scores = scores - noise_penalty(noise_check.noise_sigma(chunk))
         return penalties.onto_scale(scores) if on_scale else scores
 
     def score(images: np.ndarray) -> np.ndarray:
@@ -148,7 +154,8 @@ def _resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
 def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
                       with_ring_check: bool = True, with_view_penalty: bool = True,
                       with_centre_penalty: bool = True, with_centre_offsets: bool = False,
-                      own_pixels: bool | None = None, most_per_side: int = 0):
+                      own_pixels: bool | None = None, most_per_side: int = 0,
+                      with_noise_check: bool = True):
     """`score(slices (B, H, W) in [0, 1]) -> (mean (B,), spread (B,), n_crops)` on the device;
     with `with_centre_offsets`, also each slice's estimated rotation-centre offset in px
     (signed, (B,); None for slices under `centre_check.MIN_SIDE` px), from the same search
@@ -165,7 +172,9 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
     `with_centre_penalty` and a model that has a centre penalty, it loses the penalty of the
     rotation-centre offset estimated on its centred square of up to `centre_check.PENALTY_SIDE`
     px, as fitted for that square's size (`tiqa.centre_check`; slices under
-    `centre_check.MIN_SIDE` px are not measured). The mean
+    `centre_check.MIN_SIDE` px are not measured). With `with_noise_check` and a model that
+    has a noise penalty, it loses the mean over its crops of each crop's noise penalty
+    (`tiqa.noise_check`, measured on the crops the network scores). The mean
     is then kept above the scale's 1, in order (`penalties.onto_scale`).
 
     With `own_pixels` (None: as the model was trained, `LoadedModel.own_pixels`), a slice
@@ -182,6 +191,7 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
     penalty = loaded.ring_penalty if with_ring_check else None
     view_penalty = loaded.view_penalty if with_view_penalty else None
     centre_penalty = loaded.centre_penalty if with_centre_penalty else None
+    noise_penalty = loaded.noise_penalty if with_noise_check else None
     forward_cache = {}
 
     def compiled(height, width):
@@ -239,6 +249,8 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
                                  patches.reshape((-1, loaded.crop, loaded.crop)))
                 scores = scores.reshape(slices.shape[0], len(positions))
                 mean = scores.mean(axis=1)
+                if noise_penalty is not None:
+                    mean = mean - noise_penalty(noise_check.noise_sigma(patches)).mean(axis=1)
                 if penalty is not None:
                     mean = mean - penalty(ring_check.ring_amplitude(ring_square(slices, resized)))
                 if view_penalty is not None and measure_views:
@@ -300,7 +312,7 @@ def resize_note(shapes, resize: int) -> str | None:
 
 
 def penalty_notes(ring_check_asked: bool, view_penalty_asked: bool, checkpoint,
-                  centre_penalty_asked: bool = True) -> str:
+                  centre_penalty_asked: bool = True, noise_penalty_asked: bool = True) -> str:
     """What the score's penalties did, in words: a config can ask for them, but only a
     calibrated model has them."""
     found = checkpoints.model_penalties(checkpoint)
@@ -308,7 +320,8 @@ def penalty_notes(ring_check_asked: bool, view_penalty_asked: bool, checkpoint,
     for name, asked, penalty, unit in (
             ("ring check", ring_check_asked, found["ring_check"], ring_check.UNIT),
             ("view penalty", view_penalty_asked, found["view_check"], view_check.UNIT),
-            ("centre penalty", centre_penalty_asked, found["centre_check"], centre_check.UNIT)):
+            ("centre penalty", centre_penalty_asked, found["centre_check"], centre_check.UNIT),
+            ("noise penalty", noise_penalty_asked, found["noise_check"], noise_check.UNIT)):
         state = ("off" if not asked else "none in this model" if penalty is None
                  else f"on ({penalty.describe(unit)})")
         said.append(f"{name}: {state}")
@@ -449,17 +462,20 @@ def score_batches(loaded: checkpoints.LoadedModel, batches: list[list[_Work]], *
                   desc: str = "scoring", with_ring_check: bool = True,
                   with_view_penalty: bool = True,
                   with_view_check: bool = False, with_centre_penalty: bool = True,
-                  with_centre_check: bool = False) -> list[tuple[int, dict]]:
+                  with_centre_check: bool = False,
+                  with_noise_penalty: bool = True) -> list[tuple[int, dict]]:
     """(order, record) of every slice of `batches`, read a batch at a time and scored
     `batch_size` slices per call on `crops` ('center' or 'grid'), with the model's ring and
     view penalties unless `with_ring_check` or `with_view_penalty` is False; with
     `with_view_check`, each record also has the slice's angular sampling (VIEW_FIELDS); with
     `with_centre_check`, its estimated rotation-centre offset in px (CENTRE_FIELDS, signed;
     empty for slices under `centre_check.MIN_SIDE` px). The centre penalty is taken off unless
-    `with_centre_penalty` is False. `own_pixels`, `most_per_side`: as `make_slice_scorer`'s."""
+    `with_centre_penalty` is False, the noise penalty unless `with_noise_penalty` is False.
+    `own_pixels`, `most_per_side`: as `make_slice_scorer`'s."""
     score = make_slice_scorer(loaded, crops, with_ring_check, with_view_penalty,
                               with_centre_penalty, with_centre_offsets=with_centre_check,
-                              own_pixels=own_pixels, most_per_side=most_per_side)
+                              own_pixels=own_pixels, most_per_side=most_per_side,
+                              with_noise_check=with_noise_penalty)
     reader = _Reader(normalisation, tiff_planes, batches)
     records = []
     # Closed however the loop ends, so an error is printed on a line of its own.

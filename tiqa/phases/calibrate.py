@@ -1,7 +1,9 @@
 """Penalty calibration (configs/calibrate.py): the score points that a unit of what a
 no-reference check measures costs beyond the network (`tiqa.penalties.fit_penalty`), for the
-ring check (`tiqa.ring_check`, on gain-error ladders), the view penalty (`tiqa.view_check`,
-on views ladders) and the centre penalty (`tiqa.centre_check`, on centre-offset ladders).
+ring check (`tiqa.ring_check`, on gain-error ladders), the noise penalty (`tiqa.noise_check`,
+on the `low_photons` ladders, which reach past the network's floor), the view penalty
+(`tiqa.view_check`, on views ladders) and the centre penalty (`tiqa.centre_check`, on
+centre-offset ladders).
 Each is fitted on the ladders of training objects scanned by
 `tiqa.acquisition` and labelled by the observers against each object's ideal acquisition, as
 the training ladders are. The centre penalty can be fitted at several acquisition sizes
@@ -23,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tiqa import (acquisition, acquisition_ladder, centre_check, checkpoints, errors, evaluation,
-                  io, labels, objects, penalties, ring_check, scoring, view_check)
+                  io, labels, noise_check, objects, penalties, ring_check, scoring, view_check)
 from tiqa.phases import settings
 
 
@@ -43,6 +45,11 @@ def _ring_amplitude(whole, crops):
     return ring_check.ring_amplitude(crops)
 
 
+def _noise(whole, crops):
+    del whole  # noise is measured on the crops the network scores, as the scorers measure it
+    return noise_check.noise_sigma(crops)
+
+
 def _comb(whole, crops):
     del crops  # the comb on the whole slice's centred square, as the slice scorer measures it
     return view_check.penalty_comb(whole)
@@ -53,10 +60,13 @@ def _centre_offset(whole, crops):
     return np.abs(np.asarray(centre_check.penalty_offset(whole)))
 
 
-# model.json's penalty keys (checkpoints.PENALTY_FIELDS), in the order they are fitted: the view
-# and centre penalties are fitted on scores that already have the ring check.
+# model.json's penalty keys (checkpoints.PENALTY_FIELDS), in the order they are fitted: each is
+# fitted on scores that already have the crop penalties fitted before it (the ring check, then
+# the noise penalty).
 CHECKS = {"ring_check": Check("gain_error", ring_check.UNIT, _ring_amplitude, ring_check.CAPS,
                               ring_check.FLOORS),
+          "noise_check": Check("low_photons", noise_check.UNIT, _noise, noise_check.CAPS,
+                               noise_check.FLOORS),
           "view_check": Check("views", view_check.UNIT, _comb, view_check.CAPS,
                               view_check.FLOORS),
           "centre_check": Check("centre_offset", centre_check.UNIT, _centre_offset,
@@ -118,10 +128,12 @@ def fit_check(name: str, loaded: checkpoints.LoadedModel, attenuation: np.ndarra
                                      labels.ProjectionConfig())
     ladder_labels = np.asarray(projection.labels)[:, 0]
     flat = crops.reshape((-1,) + crops.shape[-2:])
-    # The score the penalty adds to: the network, with the ring check when fitting the views;
-    # linear (the fit is least squares on the penalty's linear part, before onto_scale).
+    # The score the penalty adds to: the network, with the crop penalties other than this one
+    # (the ring check when fitting the views); linear (the fit is least squares on the
+    # penalty's linear part, before onto_scale).
     network = scoring.make_scorer(loaded, config.batch_size, on_scale=False,
-                                  with_ring_check=name != "ring_check")(flat)
+                                  with_ring_check=name != "ring_check",
+                                  with_noise_check=name != "noise_check")(flat)
     network = np.asarray(network, np.float64).reshape(count, -1)
     whole = np.asarray(ladders, np.float32).reshape((-1,) + ladders.shape[-2:])
     measure = np.asarray(check.measure(whole, flat), np.float64).reshape(count, -1)
@@ -133,7 +145,7 @@ def fit_check(name: str, loaded: checkpoints.LoadedModel, attenuation: np.ndarra
                "rmse_network": evaluation.rmse(network.ravel(), ladder_labels.ravel()),
                "rmse_with_penalty": evaluation.rmse(penalised.ravel(), ladder_labels.ravel()),
                "ideal_measure_max": float(measure[:, 0].max()),
-               "factor": check.factor, "levels": list(acquisition.LEVELS[check.factor]),
+               "factor": check.factor, "levels": list(acquisition.ladder_levels(check.factor)[1]),
                "output_size": output_size}
     return penalty, figures, {"label": ladder_labels, "network": network, "measure": measure,
                               "penalised": penalised}

@@ -77,15 +77,16 @@ def at_own_pixels(config: EvaluateAcquisitionSettings,
 
 def _contenders(config: EvaluateAcquisitionSettings, loaded: checkpoints.LoadedModel,
                 output: pathlib.Path, own_pixels: bool) -> list[comparison.Contender]:
-    """TIQA on the centre crops (with the ring check; the view and centre penalties are the
-    caller's, on whole acquisitions), the network alone where the model has penalties, and the
-    peers."""
+    """TIQA on the centre crops (with the ring and noise checks; the view and centre penalties
+    are the caller's, on whole acquisitions), the network alone where the model has penalties,
+    and the peers."""
     found = [comparison.Contender("TIQA", scoring.make_scorer(loaded, config.batch_size,
                                                               on_scale=False))]
     if any(penalty is not None for penalty in (loaded.ring_penalty, loaded.view_penalty,
-                                                loaded.centre_penalty)):  # shown apart
-        found.append(comparison.Contender(NETWORK_ONLY, scoring.make_scorer(
-            loaded, config.batch_size, with_ring_check=False, on_scale=False)))
+                                                loaded.centre_penalty, loaded.noise_penalty)):
+        found.append(comparison.Contender(NETWORK_ONLY, scoring.make_scorer(  # shown apart
+            loaded, config.batch_size, with_ring_check=False, on_scale=False,
+            with_noise_check=False)))
     if config.brisque:
         found.append(comparison.Contender("BRISQUE (LIVE)", brisque.LiveBrisque(),
                                           higher_is_better=False))

@@ -31,6 +31,7 @@ class ScoreSettings:
     view_penalty: bool
     view_check: bool
     centre_penalty: bool
+    noise_penalty: bool
     centre_check: bool
     batch_size: int
     normalisation: str
@@ -80,7 +81,8 @@ def _score(config: ScoreSettings, loaded, batches, desc: str) -> list[tuple[int,
                          desc=desc, with_ring_check=config.ring_check,
                          with_view_penalty=config.view_penalty, with_view_check=config.view_check,
                          with_centre_penalty=config.centre_penalty,
-                         with_centre_check=config.centre_check)
+                         with_centre_check=config.centre_check,
+                         with_noise_penalty=config.noise_penalty)
 
 
 def _thumbnails(config: ScoreSettings, records: list[dict], work) -> dict:
@@ -264,7 +266,7 @@ def score_phase(config: ScoreSettings) -> dict:
     if config.report:
         model = str(config.checkpoint) if config.checkpoint else "the shipped default model"
         said = scoring.penalty_notes(config.ring_check, config.view_penalty, config.checkpoint,
-                                     config.centre_penalty)
+                                     config.centre_penalty, config.noise_penalty)
         at = ", at the slices' own pixels" if own_pixels else ""
         sampled = (f" of at most {config.most_per_side} per side"
                    if config.crops == "grid" and config.most_per_side else "")

@@ -62,6 +62,7 @@ class StudySegmentationSettings:
     ring_check: bool
     view_penalty: bool
     centre_penalty: bool
+    noise_penalty: bool
     segmentation_checkpoint: str
     output: str
     images: str
@@ -101,7 +102,8 @@ def run(config) -> dict:
     score = scoring.make_slice_scorer(score_model, study.crops, with_ring_check=study.ring_check,
                                       with_view_penalty=study.view_penalty,
                                       with_centre_penalty=study.centre_penalty,
-                                      own_pixels=study.own_pixels)
+                                      own_pixels=study.own_pixels,
+                                      with_noise_check=study.noise_penalty)
     paths, images, label_maps = held_out(study.images, study.labels, study.label_suffix)
     output = pathlib.Path(study.output)
     output.mkdir(parents=True, exist_ok=True)  # once every model and slice has loaded
@@ -155,7 +157,7 @@ def run(config) -> dict:
                                          output / f"segmentation_{study.figure_kind}_level{level}.png",
                                          title=f"{study.figure_kind} level {level}")
     said = scoring.penalty_notes(study.ring_check, study.view_penalty, study.score_checkpoint,
-                                 study.centre_penalty)
+                                 study.centre_penalty, study.noise_penalty)
     print(f"TIQA score ({said}) against segmentation F1 (the paper's Table 1)"
           + (f", F1 averaged over {len(segmenters)} segmenters" if len(segmenters) > 1 else ""))
     print(evaluation.format_table(table))

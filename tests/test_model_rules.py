@@ -56,23 +56,31 @@ def _passing(out: pathlib.Path) -> None:
     _write(out / "kinds" / "score_vs_level.csv",
            [dict(kind="blur", srocc_vs_level=0.96), dict(kind="noise", srocc_vs_level=0.98),
             dict(kind="ring", srocc_vs_level=0.88)])
+    _compare(out)
+
+
+def _compare(out: pathlib.Path, phantoms: float = 0.97, overall: float = 0.92) -> None:
+    """The comparison at the paper's protocol: TIQA's phantom scans and overall SROCC, against a
+    retrained BRISQUE at 0.5 and 0.92."""
     _write(out / "compare" / "comparison.csv",
-           [dict(set="phantom acquisitions", metric="TIQA", srocc=0.97),
-            dict(set="phantom acquisitions", metric="BRISQUE (retrained)", srocc=0.5)])
+           [dict(set="phantom acquisitions", metric="TIQA", srocc=phantoms),
+            dict(set="phantom acquisitions", metric="BRISQUE (retrained)", srocc=0.5),
+            dict(set="overall", metric="TIQA", srocc=overall),
+            dict(set="overall", metric="BRISQUE (retrained)", srocc=0.92)])
 
 
 def test_a_model_at_every_floor_passes(tmp_path, capsys):
     _passing(tmp_path)
     assert model_rules.main([str(tmp_path)]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("PASS") == 10 and "FAIL" not in printed
+    assert printed.count("PASS") == 11 and "FAIL" not in printed  # 8d at the peer's 0.92: pass
     # Rule 1 to 3 means: over kinds of the means over factors (0.99 and 1.0 -> 0.995).
     assert "1 validation set 512 px: 0.9950" in printed
 
 
 @pytest.mark.parametrize("spoil, failing", [
-    (lambda out: _write(out / "compare" / "comparison.csv",
-                        [dict(set="phantom acquisitions", metric="TIQA", srocc=0.94)]), "8b"),
+    (lambda out: _compare(out, phantoms=0.94), "8b"),
+    (lambda out: _compare(out, overall=0.919), "8d"),
     (lambda out: _ladder_run(out / "B256_scored", {"grey": 0.95, "label_map": 1.0}, brisque=0.96), "8a"),
     (lambda out: _ladder_run(out / "B256_scored", {"grey": 0.95, "label_map": 1.0}, medians=(3.8, 3.4)), "8a"),
     (lambda out: _ladder_run(out / "B256", {"grey": 1.0, "label_map": {**dict.fromkeys(FACTORS, 1.0), "views": 0.89},

@@ -117,6 +117,7 @@ def test_calibration_phase_exports_the_fitted_penalties_and_keeps_the_card(tmp_p
     # The centre penalty at two sizes: its own fit (128 px) and one for squares of 256 px up.
     config.centre_output_sizes = (128, 256)
     config.max_views = 720  # the views ladder's ideal
+    config.checks = ("ring_check", "noise_check", "view_check", "centre_check")
     # A network blind to rings, noise, views and the axis (4 for every acquisition), so that
     # their cost is all the penalties' to carry; each fit is asked for the crop penalties but
     # its own (the ring fit without the ring check, the noise fit without the noise check);

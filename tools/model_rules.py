@@ -1,8 +1,9 @@
 """The rules a candidate default model must pass before it replaces the shipped one.
 
 They were written before the candidates they judged (docs/acquisition_ladder.md, "Round 34"
-for rules 1 to 7, "Round 53c" for rule 8) and keep the issue's goals that the shipped model
-meets, on held-out objects only. `tools/judge_model.sh MODEL OUT` runs every benchmark they
+for rules 1 to 7, "Round 53c" for rules 8a to 8c; rule 8d, the comparison's overall figure
+against the retrained BRISQUE, after a noise penalty lost it, docs/comparison.md) and keep the
+issue's goals that the shipped model meets, on held-out objects only. `tools/judge_model.sh MODEL OUT` runs every benchmark they
 read into OUT; this tool reads OUT and prints each rule, its figures and PASS or FAIL:
 
     .venv/bin/python tools/model_rules.py OUT [--texture_gate] [--textures_baseline=0.543,2.60]
@@ -84,7 +85,7 @@ def texture_blur(run: pathlib.Path) -> tuple[float, float]:
 
 
 def rules(out: pathlib.Path) -> list[tuple[str, bool | None, str]]:
-    """(rule, passed, figures) for rules 1 to 8."""
+    """(rule, passed, figures) for rules 1 to 8 (8d: "Round 34n", docs/comparison.md)."""
     found = []
     tables = {name: factor_srocc(out / name) for name in ("valid512", "valid256", "other512")}
     means = {name: judge_mean(table) for name, table in tables.items()}
@@ -126,6 +127,12 @@ def rules(out: pathlib.Path) -> list[tuple[str, bool | None, str]]:
                   f"{phantoms[0]:.3f} (>= 0.95)" if phantoms else "no TIQA row"))
     other = factor_srocc(out / "other256")["grey"]
     found.append(("8c other facility 256 px grey", min(other.values()) >= 0.7 - TOLERANCE, _line(other)))
+    overall = {r["metric"]: float(r["srocc"]) for r in _rows(out / "compare" / "comparison.csv")
+               if r["set"] == "overall"}
+    peer = overall.get("BRISQUE (retrained)", float("nan"))
+    found.append(("8d comparison overall, not under the retrained BRISQUE",
+                  "TIQA" in overall and overall["TIQA"] >= peer - TOLERANCE,
+                  f"{overall.get('TIQA', float('nan')):.3f} (BRISQUE retrained {peer:.3f})"))
     return found
 
 

@@ -836,6 +836,9 @@ MUTATIONS = (
              "comparison but never fails a model",
              (("tools/model_rules.py", "phantoms >= OWN_VIEW_FLOOR - TOLERANCE if args.own_view_gate else None",
                "None"),), ("tests/test_model_rules.py",)),
+    Mutation("model_rules_overall_unchecked", "rule 8d passes a model under the retrained "
+             "BRISQUE's overall", (("tools/model_rules.py", 'overall["TIQA"] >= peer - TOLERANCE',
+                                    'overall["TIQA"] >= peer - 0.05'),), ("tests/test_model_rules.py",)),
     Mutation("extra_ladder_levels_ignored", "an extra ladder varies its factor over the table's "
              "levels, not its own",
              (("tiqa/acquisition.py", "    fields[factor] = jnp.asarray(levels, jnp.float32)",

@@ -147,9 +147,9 @@ def test_study_scores_with_the_penalties_its_config_asks_for(monkeypatch, tmp_pa
     asked = {}
 
     def slice_scorer(loaded, crops, with_ring_check=True, with_view_penalty=True,
-                     with_centre_penalty=True, own_pixels=False):
+                     with_centre_penalty=True, own_pixels=False, with_noise_check=True):
         asked.update(ring=with_ring_check, views=with_view_penalty, centre=with_centre_penalty,
-                     own_pixels=own_pixels, loaded=loaded)
+                     own_pixels=own_pixels, noise=with_noise_check, loaded=loaded)
         raise _Stop
 
     monkeypatch.setattr(checkpoints, "load_segmenter", lambda path: None)
@@ -159,12 +159,13 @@ def test_study_scores_with_the_penalties_its_config_asks_for(monkeypatch, tmp_pa
     study = study_config.get_config()
     study.score_checkpoint, study.ring_check, study.view_penalty = "scores", ring_check, view_penalty
     study.centre_penalty = centre_penalty
+    study.noise_penalty = view_penalty
     study.own_pixels = ring_check  # on in one case, off in the other
     study.output = str(tmp_path / "study")
     with pytest.raises(_Stop):
         study_segmentation.run(study)
     assert asked == {"ring": ring_check, "views": view_penalty, "centre": centre_penalty,
-                     "own_pixels": ring_check, "loaded": "model scores"}
+                     "own_pixels": ring_check, "noise": view_penalty, "loaded": "model scores"}
 
 
 def test_table_over_segmenters_gives_the_mean_f1_table_and_each_segmenters_spread():

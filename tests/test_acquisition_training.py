@@ -522,6 +522,20 @@ class _Thresholder:
         return np.stack([above, 1.0 - above], axis=-1)
 
 
+def test_evaluate_acquisition_tables_an_extra_ladder_at_its_own_levels(tmp_path):
+    export_tiny_score_model(tmp_path / "tiny")
+    config = ladder_config.get_config("smoke")
+    config.checkpoint, config.output = str(tmp_path / "tiny"), str(tmp_path / "ladder")
+    config.brisque, config.filter_check = False, False
+    config.factors = ("low_photons",)
+    evaluate_acquisition.run(config)
+    with open(tmp_path / "ladder" / "scores.csv") as handle:
+        settings = [float(row["setting"]) for row in csv.DictReader(handle)]
+    assert settings == list(acquisition.EXTRA_LADDERS["low_photons"][1]) * (len(settings) // 6)
+    assert "low_photons (inf, 10000.0, 5000.0, 3000.0, 2000.0, 1000.0)" in (
+        tmp_path / "ladder" / "ladder.md").read_text()
+
+
 @pytest.mark.slow
 def test_evaluate_acquisition_smoke_writes_its_tables(monkeypatch, tmp_path):
     # View and centre penalties with no floor: every acquisition loses 0.05 points per unit of

@@ -229,7 +229,7 @@ def run(config) -> list[dict]:
     evaluation.write_table(rows, output / "ladder.csv", output / "ladder_rows.md")
     per_image = [{"object": held_out.names[m], "object_kind": held_out.kinds[m],
                   "factor": factor, "level": level,
-                  "setting": acquisition.LEVELS[factor][level],
+                  "setting": acquisition.ladder_levels(factor)[1][level],
                   **{name: float(raw[m, f, level]) for name, (raw, _) in scored.items()},
                   "view_comb": round(float(comb[m, f, level]), 2),
                   "centre_offset": round(float(centre[m, f, level]), 2)}
@@ -254,7 +254,7 @@ def run(config) -> list[dict]:
     io.write_text(output / "ladder.md", "# Acquisition-ladder benchmark\n\nObjects: "
                   + ", ".join(f"{n} ({k})" for n, k in zip(held_out.names, held_out.kinds))
                   + f".\nFactors and levels 0..5: "
-                  + "; ".join(f"{f} {acquisition.LEVELS[f]}" for f in factors)
+                  + "; ".join(f"{f} {acquisition.ladder_levels(f)[1]}" for f in factors)
                   + ".\n\n" + summary + "\n")
     print(summary)
     print(f"\nwritten to {output}: ladder.csv, ladder.md, scores.csv, ladder.png")

@@ -53,9 +53,9 @@ ZINGER_COUNTS = (0.5, 3.0)  # a zinger adds U(0.5, 3) x I0 counts
 # Zero counts are floored at a tenth of a photon before the logarithm.
 MIN_COUNTS = 0.1
 
-__all__ = ["Settings", "LEVELS", "FACTORS", "EXTRA_LADDERS", "LADDER_NAMES", "LADDER_FACTORS", "MAX_VIEWS", "MODEL_VERSION", "ideal",
-           "ladder", "project", "sample_shifts", "measure", "acquire", "object_size", "simulate",
-           "scan_angles", "view_weights", "normalise_percentile", "check_settings", "ladder_settings",
+__all__ = ["Settings", "LEVELS", "FACTORS", "EXTRA_LADDERS", "LADDER_NAMES", "LADDER_FACTORS",
+           "MAX_VIEWS", "MODEL_VERSION", "ideal", "ladder_levels", "ladder", "project",
+           "sample_shifts", "measure", "acquire", "object_size", "simulate", "scan_angles", "view_weights", "normalise_percentile", "check_settings", "ladder_settings",
            "ladders"]
 
 

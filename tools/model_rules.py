@@ -3,8 +3,9 @@
 They were written before the candidates they judged (docs/acquisition_ladder.md, "Round 34"
 for rules 1 to 7, "Round 53c" for rules 8a to 8c; rule 8d, the comparison's overall figure
 against the retrained BRISQUE, after a noise penalty lost it, docs/comparison.md) and keep the
-issue's goals that the shipped model meets, on held-out objects only. `tools/judge_model.sh MODEL OUT` runs every benchmark they
-read into OUT; this tool reads OUT and prints each rule, its figures and PASS or FAIL:
+issue's goals that the shipped model meets, on held-out objects only. `tools/judge_model.sh
+MODEL OUT` runs every benchmark they read into OUT; this tool reads OUT and prints each rule,
+its figures and PASS or FAIL:
 
     .venv/bin/python tools/model_rules.py OUT [--texture_gate] [--textures_baseline=0.543,2.60]
         [--own_view_gate]
@@ -121,14 +122,14 @@ def rules(out: pathlib.Path) -> list[tuple[str, bool | None, str]]:
                   and scored_selection >= 0.8 and not below,
                   f"grey {_line(scored)}; level-1 median {level1:.2f}; filter selection "
                   f"{scored_selection:.3f}; under the retrained BRISQUE: {', '.join(below) or 'none'}"))
-    phantoms = [float(r["srocc"]) for r in _rows(out / "compare" / "comparison.csv")
+    compared = _rows(out / "compare" / "comparison.csv")
+    phantoms = [float(r["srocc"]) for r in compared
                 if r["set"] == "phantom acquisitions" and r["metric"] == "TIQA"]
     found.append(("8b comparison, phantom acquisitions", bool(phantoms) and phantoms[0] >= 0.95,
                   f"{phantoms[0]:.3f} (>= 0.95)" if phantoms else "no TIQA row"))
     other = factor_srocc(out / "other256")["grey"]
     found.append(("8c other facility 256 px grey", min(other.values()) >= 0.7 - TOLERANCE, _line(other)))
-    overall = {r["metric"]: float(r["srocc"]) for r in _rows(out / "compare" / "comparison.csv")
-               if r["set"] == "overall"}
+    overall = {r["metric"]: float(r["srocc"]) for r in compared if r["set"] == "overall"}
     peer = overall.get("BRISQUE (retrained)", float("nan"))
     found.append(("8d comparison overall, not under the retrained BRISQUE",
                   "TIQA" in overall and overall["TIQA"] >= peer - TOLERANCE,

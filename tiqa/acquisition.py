@@ -55,8 +55,8 @@ MIN_COUNTS = 0.1
 
 __all__ = ["Settings", "LEVELS", "FACTORS", "EXTRA_LADDERS", "LADDER_NAMES", "LADDER_FACTORS",
            "MAX_VIEWS", "MODEL_VERSION", "ideal", "ladder_levels", "ladder", "project",
-           "sample_shifts", "measure", "acquire", "object_size", "simulate", "scan_angles", "view_weights", "normalise_percentile", "check_settings", "ladder_settings",
-           "ladders"]
+           "sample_shifts", "measure", "acquire", "object_size", "simulate", "scan_angles",
+           "view_weights", "normalise_percentile", "check_settings", "ladder_settings", "ladders"]
 
 
 class Settings(NamedTuple):

@@ -68,7 +68,7 @@ def make_scorer(loaded: checkpoints.LoadedModel, batch_size: int = 64,
         if penalty is not None:
             scores = scores - penalty(ring_check.ring_amplitude(chunk))
         if noise_penalty is not None:
-            scores = scores - noise_penalty(noise_check.noise_sigma(chunk))
+            scores = scores - noise_penalty(noise_check.correlated_noise(chunk))
         return penalties.onto_scale(scores) if on_scale else scores
 
     def score(images: np.ndarray) -> np.ndarray:
@@ -250,7 +250,7 @@ def make_slice_scorer(loaded: checkpoints.LoadedModel, crops: str = "grid",
                 scores = scores.reshape(slices.shape[0], len(positions))
                 mean = scores.mean(axis=1)
                 if noise_penalty is not None:
-                    mean = mean - noise_penalty(noise_check.noise_sigma(patches)).mean(axis=1)
+                    mean = mean - noise_penalty(noise_check.correlated_noise(patches)).mean(axis=1)
                 if penalty is not None:
                     mean = mean - penalty(ring_check.ring_amplitude(ring_square(slices, resized)))
                 if view_penalty is not None and measure_views:

@@ -47,7 +47,7 @@ def _ring_amplitude(whole, crops):
 
 def _noise(whole, crops):
     del whole  # noise is measured on the crops the network scores, as the scorers measure it
-    return noise_check.noise_sigma(crops)
+    return noise_check.correlated_noise(crops)
 
 
 def _comb(whole, crops):

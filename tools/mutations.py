@@ -880,6 +880,11 @@ MUTATIONS = (
                                                 '                                  with_noise_check=name != "noise_check")(flat)',
                                                 '                                  with_noise_check=True)(flat)'),),
              ("tests/test_penalties.py",), keyword="calibration_phase_exports"),
+    Mutation("calibration_levels_infinite_in_json", "the model card's photon levels keep "
+             "infinity (model.json is no longer strict JSON)",
+             (("tiqa/phases/calibrate.py", "               \"levels\": [float(level) if math.isfinite(level) else None",
+               "               \"levels\": [float(level) if True else None"),),
+             ("tests/test_penalties.py",), keyword="calibration_phase_exports"),
     Mutation("noise_penalty_lost_in_the_study", "launch.study_segmentation drops config.noise_penalty",
              (("tiqa/phases/study_segmentation.py", "with_noise_check=study.noise_penalty)",
                "with_noise_check=True)"),),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import pathlib
 from typing import Callable
 
@@ -145,7 +146,10 @@ def fit_check(name: str, loaded: checkpoints.LoadedModel, attenuation: np.ndarra
                "rmse_network": evaluation.rmse(network.ravel(), ladder_labels.ravel()),
                "rmse_with_penalty": evaluation.rmse(penalised.ravel(), ladder_labels.ravel()),
                "ideal_measure_max": float(measure[:, 0].max()),
-               "factor": check.factor, "levels": list(acquisition.ladder_levels(check.factor)[1]),
+               "factor": check.factor,
+               # JSON has no infinity: the ideal acquisition's unlimited photons are null.
+               "levels": [float(level) if math.isfinite(level) else None
+                          for level in acquisition.ladder_levels(check.factor)[1]],
                "output_size": output_size}
     return penalty, figures, {"label": ladder_labels, "network": network, "measure": measure,
                               "penalised": penalised}

@@ -50,6 +50,9 @@ def add_acquisition(config: ml_collections.ConfigDict) -> None:
     # tiqa.objects.texture_image), drawn as grey slices: fine detail that is the object's own,
     # so that it is not read as noise, nor its loss to blur as an improvement.
     config.acquisition.textures = 0
+    # False: textures only among the first bank's objects (output_size), not the extra sizes'
+    # (docs/acquisition_ladder.md, "Textures in the 512 px bank only").
+    config.acquisition.textures_at_extra_sizes = True
     config.acquisition.factors = ("photons", "gain_error", "views", "centre_offset",
                                   "detector_blur")
     config.acquisition.output_size = 256  # reconstructed square; crops are cut from it

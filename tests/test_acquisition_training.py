@@ -178,6 +178,39 @@ def test_textures_join_the_training_objects_and_the_bank_description(tmp_path, m
         train_rank.read_settings(rank)
 
 
+def test_textures_can_stay_out_of_the_extra_sizes_banks(tmp_path, monkeypatch):
+    simulated = []
+
+    def record(attenuation, factors, key, output_size, **kwargs):
+        simulated.append((output_size, attenuation.shape[0]))
+        return np.zeros((attenuation.shape[0], len(factors), 6, output_size, output_size),
+                        np.float32)
+
+    monkeypatch.setattr(acquisition, "ladders", record)
+    pool = batches.build_pool([np.zeros((8, 8), np.float32)], [4.0], resize=0, crop=8)
+    settings = batches.LadderSettings(objects_per_batch=1, phantoms=1, textures=2,
+                                      factors=("photons",), output_size=16,
+                                      extra_output_sizes=(12,), cache=str(tmp_path / "bank.npz"))
+    # By default both banks hold the phantom and the two textures.
+    both = batches.with_ladders(pool, settings, 0, 8, 4.0)
+    assert simulated == [(16, 3), (12, 3)]
+    np.testing.assert_array_equal(both.ladder_sides, [16, 16, 16, 12, 12, 12])
+    # Without them at the extra sizes, the 12 px bank is the phantom alone, cached apart (its
+    # description has no textures, as a bank made without the option).
+    simulated.clear()
+    first_only = dataclasses.replace(settings, textures_at_extra_sizes=False,
+                                     cache=str(tmp_path / "first.npz"))
+    found = batches.with_ladders(pool, first_only, 0, 8, 4.0)
+    assert simulated == [(16, 3), (12, 1)]
+    np.testing.assert_array_equal(found.ladder_sides, [16, 16, 16, 12])
+    with np.load(tmp_path / "first_12px.npz") as stored:
+        assert list(stored["names"]) == ["phantom:100"]
+        assert "textures" not in json.loads(str(stored["description"]))
+    with np.load(tmp_path / "first.npz") as stored:
+        assert list(stored["names"]) == ["phantom:100", "texture:texture 0", "texture:texture 1"]
+        assert json.loads(str(stored["description"]))["textures"] == 2
+
+
 def test_scored_scale_shows_a_large_slice_whole_and_native_a_window_of_it(tmp_path):
     # A 1000 px ramp: at native scale a 100 px window spans at most 100 / 0.75 px of it; at the
     # scored scale of a 50 px reconstruction (1000 px -> 50 px, times 0.75..1.5) the window

@@ -844,6 +844,11 @@ MUTATIONS = (
              (("tiqa/noise_check.py", "return jnp.median(flat, axis=-1) / MAD_TO_SIGMA",
                "return jnp.mean(flat, axis=-1) / MAD_TO_SIGMA"),),
              ("tests/test_scoring.py",), keyword="noise"),
+    Mutation("textures_in_every_bank", "acquisition.textures_at_extra_sizes=False still puts the "
+             "textures into the extra sizes' banks",
+             (("tiqa/train/batches.py", "        textures=settings.textures if settings.textures_at_extra_sizes else 0,",
+               "        textures=settings.textures,"),),
+             ("tests/test_acquisition_training.py",), keyword="extra_sizes"),
     Mutation("noise_gate_open", "the noise penalty charges white noise as fully as correlated "
              "noise (the gate on the level ratio is gone)",
              (("tiqa/noise_check.py", "    return noise_sigma(images) * weight",

@@ -96,6 +96,9 @@ class LadderSettings:
     phantoms: int = 0
     phantom_seed: int = 100
     textures: int = 0  # stochastic textures (objects.texture_image) drawn as grey slices
+    # False: the textures are objects of the first bank (output_size) only, not of the
+    # extra sizes' banks.
+    textures_at_extra_sizes: bool = True
     factors: tuple[str, ...] = ("photons", "gain_error", "views", "centre_offset", "detector_blur")
     output_size: int = 256
     # Banks of these sizes too, of the same objects, joined to the first (`with_ladders`): so
@@ -164,12 +167,14 @@ def with_ladders(pool: ReferencePool, settings: LadderSettings, seed: int, crop:
 
 def _at_size(settings: LadderSettings, size: int, index: int) -> LadderSettings:
     """The settings of one bank of `with_ladders`: the first as given, an extra size cached
-    beside it (<stem>_<size>px.npz)."""
+    beside it (<stem>_<size>px.npz), with the textures only where
+    `settings.textures_at_extra_sizes`."""
     if index == 0:
         return dataclasses.replace(settings, extra_output_sizes=())
     cache = pathlib.Path(settings.cache) if settings.cache else None
     return dataclasses.replace(
         settings, output_size=size, extra_output_sizes=(),
+        textures=settings.textures if settings.textures_at_extra_sizes else 0,
         cache=str(cache.with_name(f"{cache.stem}_{size}px{cache.suffix}")) if cache else "")
 
 

@@ -50,42 +50,51 @@ CORRELATED_RATIO = 0.78
 WHITE_RATIO = 0.90
 
 
-def noise_sigma(images: jax.Array) -> jax.Array:
-    """(..., H, W) images -> (...,) noise standard deviation estimates, in the images' units:
-    the median |HH| of the one-level Haar transform over the image's 2 x 2 blocks, / 0.6745.
-    An odd last row or column is left out."""
-    images = jnp.asarray(images, jnp.float32)
+def _haar(images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One orthonormal Haar level over the images' 2 x 2 blocks (an odd last row or column is
+    left out): (approximation, block sums / 2; diagonal detail HH), each (..., H/2, W/2)."""
     height, width = images.shape[-2] // 2 * 2, images.shape[-1] // 2 * 2
     images = images[..., :height, :width]
-    diagonal = (images[..., 0::2, 0::2] - images[..., 0::2, 1::2]
-                - images[..., 1::2, 0::2] + images[..., 1::2, 1::2]) / 2.0
+    top_left, top_right = images[..., 0::2, 0::2], images[..., 0::2, 1::2]
+    bottom_left, bottom_right = images[..., 1::2, 0::2], images[..., 1::2, 1::2]
+    return ((top_left + top_right + bottom_left + bottom_right) / 2.0,
+            (top_left - top_right - bottom_left + bottom_right) / 2.0)
+
+
+def _sigma(diagonal: jax.Array) -> jax.Array:
+    """The noise sigma a diagonal detail band gives: its median absolute value / 0.6745."""
     flat = jnp.abs(diagonal).reshape(diagonal.shape[:-2] + (-1,))
     return jnp.median(flat, axis=-1) / MAD_TO_SIGMA
 
 
-def _block_means(images: jax.Array) -> jax.Array:
-    """The next Haar level's approximation: 2 x 2 block sums / 2 (orthonormal, so white noise
-    keeps its sigma)."""
-    height, width = images.shape[-2] // 2 * 2, images.shape[-1] // 2 * 2
-    images = images[..., :height, :width]
-    return (images[..., 0::2, 0::2] + images[..., 0::2, 1::2]
-            + images[..., 1::2, 0::2] + images[..., 1::2, 1::2]) / 2.0
+def noise_sigma(images: jax.Array) -> jax.Array:
+    """(..., H, W) images -> (...,) noise standard deviation estimates, in the images' units:
+    the median |HH| of the one-level Haar transform over the image's 2 x 2 blocks, / 0.6745.
+    An odd last row or column is left out."""
+    return _sigma(_haar(jnp.asarray(images, jnp.float32))[1])
+
+
+def _finest_and_ratio(images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(finest, ratio): `noise_sigma` of the images cut to a multiple of 4 px a side, and its
+    ratio to the sigma of their Haar approximation (orthonormal, so white noise keeps its
+    sigma there)."""
+    images = jnp.asarray(images, jnp.float32)
+    height, width = images.shape[-2] // 4 * 4, images.shape[-1] // 4 * 4
+    approximation, diagonal = _haar(images[..., :height, :width])
+    finest = _sigma(diagonal)
+    return finest, finest / jnp.maximum(_sigma(_haar(approximation)[1]), 1e-12)
 
 
 def level_ratio(images: jax.Array) -> jax.Array:
     """(..., H, W) -> (...,) the finest level's `noise_sigma` over the next level's: about 1 for
     white noise, under 1 where neighbouring pixels share their noise (or structure dominates)."""
-    images = jnp.asarray(images, jnp.float32)
-    height, width = images.shape[-2] // 4 * 4, images.shape[-1] // 4 * 4
-    images = images[..., :height, :width]
-    finest = noise_sigma(images)
-    return finest / jnp.maximum(noise_sigma(_block_means(images)), 1e-12)
+    return _finest_and_ratio(images)[1]
 
 
 def correlated_noise(images: jax.Array) -> jax.Array:
-    """(..., H, W) -> (...,) the noise penalty's measure: `noise_sigma` weighted by the gate on
+    """(..., H, W) -> (...,) the noise penalty's measure: the finest level's sigma (of the
+    images cut to a multiple of 4 px a side, as `level_ratio` reads it) weighted by the gate on
     `level_ratio` (1 at or under CORRELATED_RATIO, 0 at or over WHITE_RATIO)."""
-    images = jnp.asarray(images, jnp.float32)
-    weight = jnp.clip((WHITE_RATIO - level_ratio(images)) / (WHITE_RATIO - CORRELATED_RATIO),
-                      0.0, 1.0)
-    return noise_sigma(images) * weight
+    finest, ratio = _finest_and_ratio(images)
+    weight = jnp.clip((WHITE_RATIO - ratio) / (WHITE_RATIO - CORRELATED_RATIO), 0.0, 1.0)
+    return finest * weight

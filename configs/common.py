@@ -53,6 +53,8 @@ def add_acquisition(config: ml_collections.ConfigDict) -> None:
     # False: textures only among the first bank's objects (output_size), not the extra sizes'
     # (docs/acquisition_ladder.md, "Textures in the 512 px bank only").
     config.acquisition.textures_at_extra_sizes = True
+    # The weight of every texture object's ladder in the losses (1: as much as any object's).
+    config.acquisition.texture_weight = 1.0
     config.acquisition.factors = ("photons", "gain_error", "views", "centre_offset",
                                   "detector_blur")
     config.acquisition.output_size = 256  # reconstructed square; crops are cut from it

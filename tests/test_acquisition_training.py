@@ -318,6 +318,11 @@ def test_smooth_objects_ladders_left_out_get_weight_zero_in_batches():
     lighter = dataclasses.replace(settings, denoising_weight=0.25)
     np.testing.assert_array_equal(batches.ladder_weights(["grey:a.tif", "smooth:b.tif"], lighter),
                                   [[1, 1, 0.25], [1, 0, 0.25]])
+    # Every ladder of a texture object weighs acquisition.texture_weight times its own weight.
+    textures = dataclasses.replace(lighter, textures=2, texture_weight=0.5)
+    np.testing.assert_array_equal(
+        batches.ladder_weights(["texture:fractal 1", "grey:a.tif", "texture:stone 2"], textures),
+        [[0.5, 0.5, 0.125], [1, 1, 0.25], [0.5, 0.5, 0.125]])
     # In a batch, every image of a ladder carries its weight; the originals weigh 1.
     pool = _pool_with_ladders(count=2)
     # Object m's ladders are offset by 10 m, so a crop tells which object it came from.
@@ -453,6 +458,15 @@ def test_denoising_ladders_extend_a_cached_bank_without_simulating_it_again(tmp_
     rank.acquisition.denoising_ladder = True
     rank.acquisition.denoising_weight = -1.0
     with pytest.raises(errors.InputError, match=r"config\.acquisition\.denoising_weight must be >= 0"):
+        train_rank.read_settings(rank)
+    # A texture weight without textures, or below 0, names its key.
+    rank = rank_config.get_config("smoke")
+    rank.acquisition.texture_weight = 0.5
+    with pytest.raises(errors.InputError, match=r"texture_weight is 0\.5, but .*textures is 0"):
+        train_rank.read_settings(rank)
+    rank.acquisition.textures = 2
+    rank.acquisition.texture_weight = -0.5
+    with pytest.raises(errors.InputError, match=r"config\.acquisition\.texture_weight must be >= 0"):
         train_rank.read_settings(rank)
     # A ladder name that is neither a factor nor an extra ladder names its key.
     rank = rank_config.get_config("smoke")

@@ -849,6 +849,18 @@ MUTATIONS = (
              (("tiqa/train/batches.py", "        textures=settings.textures if settings.textures_at_extra_sizes else 0,",
                "        textures=settings.textures,"),),
              ("tests/test_acquisition_training.py",), keyword="extra_sizes"),
+    Mutation("texture_weight_ignored", "acquisition.texture_weight leaves the texture objects' "
+             "ladders at their own weights",
+             (("tiqa/train/batches.py",
+               "    weights = np.where(texture[:, None], settings.texture_weight * weights, weights)",
+               "    weights = np.where(texture[:, None], weights, weights)"),),
+             ("tests/test_acquisition_training.py",), keyword="weight_zero"),
+    Mutation("texture_weight_on_the_others", "acquisition.texture_weight weighs the other "
+             "objects' ladders instead of the textures'",
+             (("tiqa/train/batches.py",
+               "    weights = np.where(texture[:, None], settings.texture_weight * weights, weights)",
+               "    weights = np.where(texture[:, None], weights, settings.texture_weight * weights)"),),
+             ("tests/test_acquisition_training.py",), keyword="weight_zero"),
     Mutation("noise_gate_open", "the noise penalty charges white noise as fully as correlated "
              "noise (the gate on the level ratio is gone)",
              (("tiqa/noise_check.py", "    return finest * weight",

@@ -111,6 +111,14 @@ def data_source(config, where: str = "config") -> DataSource:
                                 f"{source.ladders.denoising_weight}, but "
                                 f"{where}.acquisition.denoising_ladder is False: there is no "
                                 f"denoising ladder to weigh")
+    if source.ladders.texture_weight < 0:
+        raise errors.InputError(f"{where}.acquisition.texture_weight must be >= 0, got "
+                                f"{source.ladders.texture_weight}")
+    if source.ladders.texture_weight != 1 and not source.ladders.textures:
+        raise errors.InputError(f"{where}.acquisition.texture_weight is "
+                                f"{source.ladders.texture_weight}, but "
+                                f"{where}.acquisition.textures is 0: there are no texture "
+                                f"objects to weigh")
     return source
 
 

@@ -99,6 +99,10 @@ class LadderSettings:
     # False: the textures are objects of the first bank (output_size) only, not of the
     # extra sizes' banks.
     textures_at_extra_sizes: bool = True
+    # Every ladder of a texture object weighs this in the losses, against 1 for the other
+    # objects' ladders: below 1, the textures' detail is learnt with less pull on the scale the
+    # other objects set (docs/acquisition_ladder.md, "Textures in the 512 px bank only").
+    texture_weight: float = 1.0
     factors: tuple[str, ...] = ("photons", "gain_error", "views", "centre_offset", "detector_blur")
     output_size: int = 256
     # Banks of these sizes too, of the same objects, joined to the first (`with_ladders`): so
@@ -196,13 +200,17 @@ def _joined(banks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def ladder_weights(names: Sequence[str], settings: LadderSettings) -> np.ndarray:
     """(M, L) weights of the bank's ladders: 0 for the factors of
     `settings.smooth_factors_left_out` on smooth objects (names "smooth:..."),
-    `settings.denoising_weight` for the denoising ladder, 1 elsewhere."""
+    `settings.denoising_weight` for the denoising ladder, 1 elsewhere; every ladder of a
+    texture object (names "texture:...") times `settings.texture_weight`."""
     left_out = np.array([factor in settings.smooth_factors_left_out for factor in settings.factors]
                         + [False] * int(settings.denoising_ladder))
     weight = np.array([1.0] * len(settings.factors)
                       + [settings.denoising_weight] * int(settings.denoising_ladder))
     smooth = np.array([str(name).startswith("smooth:") for name in names])
-    return np.where(smooth[:, None] & left_out[None, :], 0.0, weight[None, :]).astype(np.float32)
+    texture = np.array([str(name).startswith("texture:") for name in names])
+    weights = np.where(smooth[:, None] & left_out[None, :], 0.0, weight[None, :])
+    weights = np.where(texture[:, None], settings.texture_weight * weights, weights)
+    return weights.astype(np.float32)
 
 
 def training_objects(settings: LadderSettings, seed: int) -> tuple[np.ndarray, list[str]]:

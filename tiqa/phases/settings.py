@@ -103,23 +103,23 @@ def data_source(config, where: str = "config") -> DataSource:
     if source.ladders.denoising_ladder and "photons" not in source.ladders.factors:
         raise errors.InputError(f"{where}.acquisition.denoising_ladder needs 'photons' among "
                                 f"{where}.acquisition.factors, got {source.ladders.factors}")
-    if source.ladders.denoising_weight < 0:
-        raise errors.InputError(f"{where}.acquisition.denoising_weight must be >= 0, got "
-                                f"{source.ladders.denoising_weight}")
-    if source.ladders.denoising_weight != 1 and not source.ladders.denoising_ladder:
-        raise errors.InputError(f"{where}.acquisition.denoising_weight is "
-                                f"{source.ladders.denoising_weight}, but "
-                                f"{where}.acquisition.denoising_ladder is False: there is no "
-                                f"denoising ladder to weigh")
-    if source.ladders.texture_weight < 0:
-        raise errors.InputError(f"{where}.acquisition.texture_weight must be >= 0, got "
-                                f"{source.ladders.texture_weight}")
-    if source.ladders.texture_weight != 1 and not source.ladders.textures:
-        raise errors.InputError(f"{where}.acquisition.texture_weight is "
-                                f"{source.ladders.texture_weight}, but "
-                                f"{where}.acquisition.textures is 0: there are no texture "
-                                f"objects to weigh")
+    _check_ladder_weight(f"{where}.acquisition.denoising_weight",
+                         source.ladders.denoising_weight, source.ladders.denoising_ladder,
+                         f"{where}.acquisition.denoising_ladder is False: there is no "
+                         "denoising ladder to weigh")
+    _check_ladder_weight(f"{where}.acquisition.texture_weight", source.ladders.texture_weight,
+                         source.ladders.textures > 0, f"{where}.acquisition.textures is 0: "
+                         "there are no texture objects to weigh")
     return source
+
+
+def _check_ladder_weight(key: str, weight: float, weighed: bool, missing: str) -> None:
+    """A loss weight of some ladders must be >= 0, and other than 1 only where there are such
+    ladders (`weighed`; `missing` says why there are none)."""
+    if weight < 0:
+        raise errors.InputError(f"{key} must be >= 0, got {weight}")
+    if weight != 1 and not weighed:
+        raise errors.InputError(f"{key} is {weight}, but {missing}")
 
 
 def projection(config, where: str = "config") -> labels.ProjectionConfig:

@@ -135,3 +135,27 @@ def test_missing_run_and_texture_gate(tmp_path, capsys):
     (tmp_path / "compare" / "comparison.csv").unlink()
     assert model_rules.main([str(tmp_path)]) == 2
     assert "comparison.csv: missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spoil, failing", [
+    (None, None),
+    (lambda out: _compare(out, phantoms=0.94), "8b"),
+    (lambda out: _ladder_run(out / "B256_scored", {"grey": 0.95, "label_map": 1.0}, medians=(3.8, 3.49)), "8a"),
+    (lambda out: _ladder_run(out / "textures", {"texture": 1.0}, medians=(3.09, 3.0)), "texture gate"),
+])
+def test_probes_read_three_runs_and_gate_the_textures(tmp_path, capsys, spoil, failing):
+    # What PROBES=1 judge_model.sh writes, and nothing else: the full rules cannot run there.
+    _ladder_run(tmp_path / "B256_scored", {"grey": 0.95, "label_map": 1.0})
+    _compare(tmp_path)
+    _ladder_run(tmp_path / "textures", {"texture": 1.0}, medians=(3.1, 3.0))
+    assert model_rules.main([str(tmp_path)]) == 2
+    capsys.readouterr()
+    if spoil:
+        spoil(tmp_path)
+    assert model_rules.main([str(tmp_path), "--probes"]) == (1 if failing else 0)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line[6:8] for line in lines] == ["8a", "8b", "te"]  # the textures are a rule here
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert failed == [] if failing is None else len(failed) == 1 and failed[0].startswith(f"FAIL  {failing}")
+    (tmp_path / "textures" / "ladder.csv").unlink()
+    assert model_rules.main([str(tmp_path), "--probes"]) == 2

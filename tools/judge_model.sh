@@ -3,6 +3,9 @@
 # on held-out objects only: about 30 min on the project's 2-core CPU. From the repository root:
 #     bash tools/judge_model.sh MODEL OUT [BRISQUE_MODEL]
 #     .venv/bin/python tools/model_rules.py OUT [--texture_gate] [--own_view_gate]
+# With PROBES=1 it runs only textures, B256_scored and compare (about 8 min; BRISQUE_MODEL
+# needed), which `model_rules.py OUT --probes` reads: a candidate trained with textures is
+# judged in full only once they pass (docs/acquisition_ladder.md, "Rounds 77 to 79").
 # MODEL: an exported model folder (empty string: the shipped one). BRISQUE_MODEL: a retrained
 # BRISQUE folder to reuse; without it the B run fits one on sub-volume A (OUT/B256/brisque_retrained).
 # DATA (default ../shared/data) is the shared data folder. Each run writes OUT/NAME and its log
@@ -25,6 +28,10 @@ T4=$T,$T,$T,$T
 TL=$D/tomoiqa/195.bmp,$D/tomoiqa/195.bmp
 mkdir -p "$OUT"
 BRISQUE=${3:-}
+PROBES=${PROBES:-0}
+if [ "$PROBES" = 1 ] && [ -z "$BRISQUE" ]; then
+  echo "judge_model: PROBES=1 needs BRISQUE_MODEL (fitting one is the full judge's B256 run)" >&2; exit 2
+fi
 if [ -z "$BRISQUE" ]; then BRISQUE_FLAGS="--config.brisque_training.input=$A"; BRISQUE=$OUT/B256/brisque_retrained
 else BRISQUE_FLAGS="--config.brisque_model=$BRISQUE"; fi
 LADDER="$PY -m launch.evaluate_acquisition --config.checkpoint=$MODEL"
@@ -34,13 +41,15 @@ run() {  # NAME COMMAND...: the command's output to OUT/NAME.log, its time on th
   "$@" --config.output="$OUT/$name" > "$OUT/$name.log" 2>&1 || { echo "$name failed: $OUT/$name.log" >&2; exit 1; }
   echo "$name $((SECONDS - started)) s"
 }
-run kinds $PY -m launch.evaluate --config.checkpoint="$MODEL" --config.input="$B" --config.distortion_backend=skimage
+full() { [ "$PROBES" = 1 ] || run "$@"; }  # a run the probes skip
+full kinds $PY -m launch.evaluate --config.checkpoint="$MODEL" --config.input="$B" --config.distortion_backend=skimage
 run textures $LADDER --config.textures=8 --config.phantoms=0 --config.factors='("detector_blur",)' $NO_PEERS
-run B256 $LADDER --config.grey="$B" --config.label_maps="$BL" $BRISQUE_FLAGS
+full B256 $LADDER --config.grey="$B" --config.label_maps="$BL" $BRISQUE_FLAGS
 run B256_scored $LADDER --config.grey="$B" --config.label_maps="$BL" --config.object_scale=scored --config.brisque_model="$BRISQUE"
 # Rule 8b reads the comparison at the paper's protocol (crops of slices resized to 255 px), where
 # it was written; compare_own, at the crops the model scores for a user, is reported.
 run compare $PY -m launch.compare --config.checkpoint="$MODEL" --config.input="$B" --config.brisque_model="$BRISQUE" --config.own_pixels=False
+[ "$PROBES" = 1 ] && exit 0
 run compare_own $PY -m launch.compare --config.checkpoint="$MODEL" --config.input="$B" --config.brisque_model="$BRISQUE"
 run other256 $LADDER --config.grey="$T4" --config.label_maps="$TL" --config.phantoms=0 --config.brisque_model="$BRISQUE"
 run valid256 $LADDER --config.grey="$G" --config.phantoms=6 --config.phantom_seed=2000 $NO_PEERS

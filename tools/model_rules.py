@@ -8,7 +8,7 @@ MODEL OUT` runs every benchmark they read into OUT; this tool reads OUT and prin
 its figures and PASS or FAIL:
 
     .venv/bin/python tools/model_rules.py OUT [--texture_gate] [--textures_baseline=0.543,2.60]
-        [--own_view_gate]
+        [--own_view_gate] [--probes]
 
 OUT holds the runs by name: valid512, valid256, other512, other256 (`launch.evaluate_acquisition`
 on the validation set and the other facility), B256 and B256_scored (sub-volume B at 256 px,
@@ -19,6 +19,10 @@ compare_own (the comparison at the crops the model scores for a user, reported, 
 lift the score's floor, "Round 63c") and textures
 (held-out synthetic textures, detector blur), reported, and a rule with `--texture_gate` (for
 candidates trained with textures, "Round 53c").
+With `--probes`, OUT need only hold what `PROBES=1 tools/judge_model.sh` runs (textures,
+B256_scored, compare), and the rules are 8a, 8b and the texture gate: the ones candidates
+trained with textures have failed, so a candidate is judged in full only once they pass
+(docs/acquisition_ladder.md, "Rounds 77 to 79").
 The exit code is 0 when every rule passes, 1 when one fails, 2 when a run is missing.
 """
 
@@ -113,28 +117,60 @@ def rules(out: pathlib.Path) -> list[tuple[str, bool | None, str]]:
                   f"ideal medians {medians['grey']:.2f} / {medians['label_map']:.2f}"))
     selection = filter_selection(out / "B256")
     found.append(("7 filter selection", selection >= 0.8, f"{selection:.3f} (>= 0.8)"))
-    scored = factor_srocc(out / "B256_scored")["grey"]
-    brisque = factor_srocc(out / "B256_scored", "BRISQUE (retrained)")["grey"]
-    level1 = level_median(out / "B256_scored", "grey", "1")
-    scored_selection = filter_selection(out / "B256_scored")
-    below = [f for f in scored if scored[f] < brisque[f] - TOLERANCE]
-    found.append(("8a B 256 px scored scale", min(scored.values()) >= 0.95 - TOLERANCE and level1 >= 3.5
-                  and scored_selection >= 0.8 and not below,
-                  f"grey {_line(scored)}; level-1 median {level1:.2f}; filter selection "
-                  f"{scored_selection:.3f}; under the retrained BRISQUE: {', '.join(below) or 'none'}"))
-    compared = _rows(out / "compare" / "comparison.csv")
-    phantoms = [float(r["srocc"]) for r in compared
-                if r["set"] == "phantom acquisitions" and r["metric"] == "TIQA"]
-    found.append(("8b comparison, phantom acquisitions", bool(phantoms) and phantoms[0] >= 0.95,
-                  f"{phantoms[0]:.3f} (>= 0.95)" if phantoms else "no TIQA row"))
+    found += [scored_scale_rule(out), phantom_scans_rule(out)]
     other = factor_srocc(out / "other256")["grey"]
     found.append(("8c other facility 256 px grey", min(other.values()) >= 0.7 - TOLERANCE, _line(other)))
+    compared = _rows(out / "compare" / "comparison.csv")
     overall = {r["metric"]: float(r["srocc"]) for r in compared if r["set"] == "overall"}
     peer = overall.get("BRISQUE (retrained)", float("nan"))
     found.append(("8d comparison overall, not under the retrained BRISQUE",
                   "TIQA" in overall and overall["TIQA"] >= peer - TOLERANCE,
                   f"{overall.get('TIQA', float('nan')):.3f} (BRISQUE retrained {peer:.3f})"))
     return found
+
+
+def scored_scale_rule(out: pathlib.Path) -> tuple[str, bool, str]:
+    """Rule 8a: B at the scored scale (OUT/B256_scored)."""
+    scored = factor_srocc(out / "B256_scored")["grey"]
+    brisque = factor_srocc(out / "B256_scored", "BRISQUE (retrained)")["grey"]
+    level1 = level_median(out / "B256_scored", "grey", "1")
+    scored_selection = filter_selection(out / "B256_scored")
+    below = [f for f in scored if scored[f] < brisque[f] - TOLERANCE]
+    return ("8a B 256 px scored scale", min(scored.values()) >= 0.95 - TOLERANCE and level1 >= 3.5
+            and scored_selection >= 0.8 and not below,
+            f"grey {_line(scored)}; level-1 median {level1:.2f}; filter selection "
+            f"{scored_selection:.3f}; under the retrained BRISQUE: {', '.join(below) or 'none'}")
+
+
+def phantom_scans_rule(out: pathlib.Path) -> tuple[str, bool, str]:
+    """Rule 8b: the comparison's phantom acquisitions at the paper's protocol (OUT/compare)."""
+    phantoms = [float(r["srocc"]) for r in _rows(out / "compare" / "comparison.csv")
+                if r["set"] == "phantom acquisitions" and r["metric"] == "TIQA"]
+    return ("8b comparison, phantom acquisitions", bool(phantoms) and phantoms[0] >= 0.95,
+            f"{phantoms[0]:.3f} (>= 0.95)" if phantoms else "no TIQA row")
+
+
+def own_view_rule(out: pathlib.Path, gate: bool) -> tuple[str, bool | None, str]:
+    """The comparison at the model's own view (OUT/compare_own): a rule with `gate`, at
+    OWN_VIEW_FLOOR, reported otherwise."""
+    rows = {(r["set"], r["metric"]): float(r["srocc"])
+            for r in _rows(out / "compare_own" / "comparison.csv")}
+    phantoms = rows["phantom acquisitions", "TIQA"]
+    return ("own-view gate" if gate else "comparison at the model's own view",
+            phantoms >= OWN_VIEW_FLOOR - TOLERANCE if gate else None,
+            f"phantom acquisitions {phantoms:.3f}{f' (>= {OWN_VIEW_FLOOR})' if gate else ''}, "
+            f"overall {rows['overall', 'TIQA']:.3f}, rings {rows['ring', 'TIQA']:.3f}")
+
+
+def texture_rule(out: pathlib.Path, baseline: str, gate: bool) -> tuple[str, bool | None, str]:
+    """The held-out textures (OUT/textures) against the gate `baseline` ("blur,median") sets: a
+    rule with `gate`, reported otherwise."""
+    blur, ideal = texture_blur(out / "textures")
+    base_blur, base_ideal = (float(v) for v in baseline.split(","))
+    passed = blur >= base_blur + 0.2 - TOLERANCE and ideal >= base_ideal + 0.5
+    return ("texture gate" if gate else "textures", passed if gate else None,
+            f"blur over six levels {blur:.3f}, ideals' median {ideal:.2f} "
+            f"(the gate: {base_blur + 0.2:.3f} and {base_ideal + 0.5:.2f})")
 
 
 def _line(factors: dict[str, float]) -> str:
@@ -153,26 +189,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--own_view_gate", action="store_true",
                         help=f"the comparison's phantom acquisitions at the model's own view "
                              f"(compare_own) are a rule: at least {OWN_VIEW_FLOOR}")
+    parser.add_argument("--probes", action="store_true",
+                        help="only the rules the probes read (PROBES=1 tools/judge_model.sh): 8a, 8b "
+                             "and the texture gate, the first a candidate trained with textures "
+                             "has failed; a candidate is judged in full only if they pass")
     args = parser.parse_args(argv)
     try:
-        found = rules(args.out)
-        if args.own_view_gate or (args.out / "compare_own").exists():
-            rows = {(r["set"], r["metric"]): float(r["srocc"])
-                    for r in _rows(args.out / "compare_own" / "comparison.csv")}
-            phantoms = rows["phantom acquisitions", "TIQA"]
-            gate = f" (>= {OWN_VIEW_FLOOR})" if args.own_view_gate else ""
-            found.append(("own-view gate" if args.own_view_gate else "comparison at the model's own view",
-                          phantoms >= OWN_VIEW_FLOOR - TOLERANCE if args.own_view_gate else None,
-                          f"phantom acquisitions {phantoms:.3f}{gate}, overall "
-                          f"{rows['overall', 'TIQA']:.3f}, rings {rows['ring', 'TIQA']:.3f}"))
-        if (args.out / "textures").exists():
-            blur, ideal = texture_blur(args.out / "textures")
-            base_blur, base_ideal = (float(v) for v in args.textures_baseline.split(","))
-            gate = blur >= base_blur + 0.2 - TOLERANCE and ideal >= base_ideal + 0.5
-            found.append(("texture gate" if args.texture_gate else "textures",
-                          gate if args.texture_gate else None,
-                          f"blur over six levels {blur:.3f}, ideals' median {ideal:.2f} "
-                          f"(the gate: {base_blur + 0.2:.3f} and {base_ideal + 0.5:.2f})"))
+        if args.probes:
+            found = [scored_scale_rule(args.out), phantom_scans_rule(args.out),
+                     texture_rule(args.out, args.textures_baseline, gate=True)]
+        else:
+            found = rules(args.out)
+            if args.own_view_gate or (args.out / "compare_own").exists():
+                found.append(own_view_rule(args.out, args.own_view_gate))
+            if (args.out / "textures").exists():
+                found.append(texture_rule(args.out, args.textures_baseline, args.texture_gate))
     except (FileNotFoundError, KeyError, ValueError) as error:
         print(f"model_rules: {error}", file=sys.stderr)
         return 2

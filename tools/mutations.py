@@ -834,8 +834,12 @@ MUTATIONS = (
              ("tests/test_model_rules.py",)),
     Mutation("model_rules_own_view_gate_reported_only", "--own_view_gate reports the own-view "
              "comparison but never fails a model",
-             (("tools/model_rules.py", "phantoms >= OWN_VIEW_FLOOR - TOLERANCE if args.own_view_gate else None",
+             (("tools/model_rules.py", "phantoms >= OWN_VIEW_FLOOR - TOLERANCE if gate else None",
                "None"),), ("tests/test_model_rules.py",)),
+    Mutation("model_rules_probes_textures_reported_only", "--probes reports the held-out "
+             "textures but never fails a model on them",
+             (("tools/model_rules.py", "texture_rule(args.out, args.textures_baseline, gate=True)",
+               "texture_rule(args.out, args.textures_baseline, gate=False)"),), ("tests/test_model_rules.py",)),
     Mutation("model_rules_overall_unchecked", "rule 8d passes a model under the retrained "
              "BRISQUE's overall", (("tools/model_rules.py", 'overall["TIQA"] >= peer - TOLERANCE',
                                     'overall["TIQA"] >= peer - 0.05'),), ("tests/test_model_rules.py",)),

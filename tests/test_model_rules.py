@@ -157,5 +157,9 @@ def test_probes_read_three_runs_and_gate_the_textures(tmp_path, capsys, spoil, f
     assert [line[6:8] for line in lines] == ["8a", "8b", "te"]  # the textures are a rule here
     failed = [line for line in lines if line.startswith("FAIL")]
     assert failed == [] if failing is None else len(failed) == 1 and failed[0].startswith(f"FAIL  {failing}")
+    # The own-view gate reads a run the probes skip: asked for with them, it is refused.
+    with pytest.raises(SystemExit) as refused:
+        model_rules.main([str(tmp_path), "--probes", "--own_view_gate"])
+    assert refused.value.code == 2 and "compare_own" in capsys.readouterr().err
     (tmp_path / "textures" / "ladder.csv").unlink()
     assert model_rules.main([str(tmp_path), "--probes"]) == 2

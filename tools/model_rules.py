@@ -194,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
                              "and the texture gate, the first a candidate trained with textures "
                              "has failed; a candidate is judged in full only if they pass")
     args = parser.parse_args(argv)
+    if args.probes and args.own_view_gate:
+        # The probes do not run compare_own, so the gate could only be skipped: refuse instead.
+        parser.error("--own_view_gate reads OUT/compare_own, which the probes do not run "
+                     "(drop --probes for the full rules)")
     try:
         if args.probes:
             found = [scored_scale_rule(args.out), phantom_scans_rule(args.out),

@@ -840,6 +840,10 @@ MUTATIONS = (
              "textures but never fails a model on them",
              (("tools/model_rules.py", "texture_rule(args.out, args.textures_baseline, gate=True)",
                "texture_rule(args.out, args.textures_baseline, gate=False)"),), ("tests/test_model_rules.py",)),
+    Mutation("model_rules_probes_drop_own_view_gate", "--probes with --own_view_gate drops the "
+             "gate silently instead of refusing", (("tools/model_rules.py",
+                                                    "if args.probes and args.own_view_gate:",
+                                                    "if False:"),), ("tests/test_model_rules.py",)),
     Mutation("model_rules_overall_unchecked", "rule 8d passes a model under the retrained "
              "BRISQUE's overall", (("tools/model_rules.py", 'overall["TIQA"] >= peer - TOLERANCE',
                                     'overall["TIQA"] >= peer - 0.05'),), ("tests/test_model_rules.py",)),

@@ -40,6 +40,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # with them fixed. Each batch is one original's distortions, so with 'batch' the network
     # learns on statistics of a single slice's series, which scoring never has (held out, the
     # scores came out compressed: originals at 2.7 for a label of 4).
+    # 'kept': train with the starting network's statistics fixed, measuring nothing (to tune an
+    # exported model further without re-measuring; tiqa.phases.training.BATCH_NORM_MODES).
     config.finetune.batch_norm = "frozen"
     config.finetune.population_batches = 16
     if variant == "smoke":

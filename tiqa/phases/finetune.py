@@ -150,7 +150,7 @@ def run(config) -> pathlib.Path:
                                    ladder_normalisation=source.ladders.label_normalisation,
                                    turns=source.random_turns)
     # Measuring and calibrating draw batches of their own (other keys), not training's.
-    if frozen and starting:
+    if training.measures_batch_norm(tune.batch_norm) and starting:
         measuring_batch = functools.partial(make_batch, key=jax.random.fold_in(data_key, 998))
         state = loop.with_population_statistics(graphdef, state, pool, measuring_batch,
                                                 tune.population_batches,

@@ -86,7 +86,7 @@ def run(config) -> pathlib.Path:
                                    crop=source.crop, kinds=kinds,
                                    objects_per_batch=source.ladders.objects_per_batch,
                                    turns=source.random_turns)
-    if frozen and not loop.has_checkpoint(workdir):
+    if training.measures_batch_norm(rank.batch_norm) and not loop.has_checkpoint(workdir):
         measuring_batch = functools.partial(make_batch, key=jax.random.fold_in(data_key, 998))
         state = loop.with_population_statistics(graphdef, state, pool, measuring_batch,
                                                 rank.population_batches,

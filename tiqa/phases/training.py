@@ -62,10 +62,21 @@ def mesh_and_pool(run: Runtime, source: settings.DataSource, per_batch: int, num
     return mesh, pool
 
 
-BATCH_NORM_MODES = ("batch", "frozen")
+# 'batch': normalise with each batch's statistics; 'frozen': measure the data's statistics
+# first, then keep them fixed; 'kept': keep the starting network's statistics fixed, measuring
+# nothing (to tune a shipped network further without moving what it computes before its first
+# step; docs/acquisition_ladder.md, "The start's BatchNorm statistics kept: round 84").
+BATCH_NORM_MODES = ("batch", "frozen", "kept")
 
 
 def frozen_batch_norm(mode: str, key_name: str) -> bool:
+    """Whether BatchNorm trains with fixed statistics under `mode` (the config key `key_name`,
+    named in the error for an unknown mode)."""
     if mode not in BATCH_NORM_MODES:
         raise errors.InputError(f"{key_name} must be one of {BATCH_NORM_MODES}, got {mode!r}")
+    return mode in ("frozen", "kept")
+
+
+def measures_batch_norm(mode: str) -> bool:
+    """Whether a phase measures BatchNorm statistics on its data before training."""
     return mode == "frozen"

@@ -844,6 +844,9 @@ MUTATIONS = (
              "gate silently instead of refusing", (("tools/model_rules.py",
                                                     "if args.probes and args.own_view_gate:",
                                                     "if False:"),), ("tests/test_model_rules.py",)),
+    Mutation("batch_norm_kept_measures", "batch_norm='kept' measures the data's statistics "
+             "like 'frozen'", (("tiqa/phases/training.py", 'return mode == "frozen"',
+                                'return mode in ("frozen", "kept")'),), ("tests/test_train.py",)),
     Mutation("model_rules_overall_unchecked", "rule 8d passes a model under the retrained "
              "BRISQUE's overall", (("tools/model_rules.py", 'overall["TIQA"] >= peer - TOLERANCE',
                                     'overall["TIQA"] >= peer - 0.05'),), ("tests/test_model_rules.py",)),

@@ -61,6 +61,9 @@ def add_acquisition(config: ml_collections.ConfigDict) -> None:
     # Banks of these sizes too, of the same objects, joined to the first: e.g. (256,) beside
     # output_size=512, to train at the scan's own pixels (`own_pixels`) on both sizes.
     config.acquisition.extra_output_sizes = ()
+    # Banks of these sizes too with the objects at the scored scale (below), joined after the
+    # others: training at own pixels then also sees slices as the score reads them.
+    config.acquisition.scored_output_sizes = ()
     config.acquisition.max_views = 720
     # An .npz where the simulated ladders are kept, so the rank and fine-tune phases share them.
     config.acquisition.cache = ""

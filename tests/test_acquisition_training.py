@@ -418,6 +418,28 @@ def test_banks_of_two_sizes_are_joined_and_cropped_inside_each_objects_side(tmp_
         batches.with_ladders(pool, dataclasses.replace(config, extra_output_sizes=(16,)), 0, 24, 4.0)
 
 
+def test_a_scored_bank_draws_the_slices_at_the_scoring_scale_beside_the_native_one(tmp_path):
+    # A 160 x 200 grey slice: native objects are 40 px windows of its own pixels, scored ones
+    # show the whole slice shrunk to 40 px (scale 40 / 160), so their ideal acquisitions differ.
+    slice_path = tmp_path / "slice.png"
+    rows, cols = np.mgrid[0:160, 0:200]
+    Image.fromarray((127 + 100 * np.sin(rows / 7.0) * np.cos(cols / 11.0)).astype(np.uint8)).save(slice_path)
+    config = batches.LadderSettings(grey=str(slice_path), objects_per_batch=1, output_size=40,
+                                    scored_output_sizes=(40,), factors=("photons",),
+                                    max_views=180, cache=str(tmp_path / "bank.npz"))
+    pool = batches.build_pool([np.zeros((40, 40), np.float32)], [4.0], resize=0, crop=24)
+    pool = batches.with_ladders(pool, config, seed=0, crop=24, score=4.0)
+    assert sorted(path.name for path in tmp_path.glob("bank*")) == ["bank.npz", "bank_40px_scored.npz"]
+    native = batches.ladder_bank(dataclasses.replace(config, scored_output_sizes=()), 0)
+    scored = batches.ladder_bank(dataclasses.replace(
+        config, scored_output_sizes=(), object_scale="scored",
+        cache=str(tmp_path / "bank_40px_scored.npz")), 0)  # read from the join's cache
+    assert pool.ladders.shape == (2, 1, 6, 40, 40)
+    np.testing.assert_array_equal(pool.ladders[0], native.ladders[0])
+    np.testing.assert_array_equal(pool.ladders[1], scored.ladders[0])
+    assert not np.allclose(native.ladders[0, 0, 0], scored.ladders[0, 0, 0], atol=1e-2)
+
+
 @pytest.mark.slow
 def test_denoising_ladders_extend_a_cached_bank_without_simulating_it_again(tmp_path, monkeypatch):
     config = batches.LadderSettings(phantoms=3, objects_per_batch=1, output_size=32,

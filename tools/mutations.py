@@ -708,13 +708,13 @@ MUTATIONS = (
              ("tests/test_acquisition_training.py",), keyword="two_sizes"),
     Mutation("extra_size_shares_the_cache", "an extra bank size is cached over the first",
              (("tiqa/train/batches.py",
-               'cache=str(cache.with_name(f"{cache.stem}_{size}px{cache.suffix}")) if cache else "")',
+               'cache=str(cache.with_name(f"{cache.stem}_{size}px{tag}{cache.suffix}")) if cache else "")',
                "cache=settings.cache)"),),
              ("tests/test_acquisition_training.py",), keyword="two_sizes"),
     Mutation("extra_sizes_dropped", "the extra bank sizes are never simulated",
              (("tiqa/train/batches.py",
-               "    sizes = (settings.output_size,) + tuple(settings.extra_output_sizes)",
-               "    sizes = (settings.output_size,)"),),
+               "             + [(size, settings.object_scale) for size in settings.extra_output_sizes]",
+               "             + []"),),
              ("tests/test_acquisition_training.py",), keyword="two_sizes"),
     Mutation("own_pixels_line_unsaid", "launch.score does not say that it scored at own pixels",
              (("tiqa/phases/score.py",
@@ -847,6 +847,9 @@ MUTATIONS = (
     Mutation("batch_norm_kept_measures", "batch_norm='kept' measures the data's statistics "
              "like 'frozen'", (("tiqa/phases/training.py", 'return mode == "frozen"',
                                 'return mode in ("frozen", "kept")'),), ("tests/test_train.py",)),
+    Mutation("scored_bank_drawn_native", "the scored banks draw their objects at the native "
+             "scale", (("tiqa/train/batches.py", "object_scale=scale, textures=", "textures="),),
+             ("tests/test_acquisition_training.py",)),
     Mutation("model_rules_overall_unchecked", "rule 8d passes a model under the retrained "
              "BRISQUE's overall", (("tools/model_rules.py", 'overall["TIQA"] >= peer - TOLERANCE',
                                     'overall["TIQA"] >= peer - 0.05'),), ("tests/test_model_rules.py",)),
@@ -857,8 +860,8 @@ MUTATIONS = (
              ("tests/test_scoring.py",), keyword="noise"),
     Mutation("textures_in_every_bank", "acquisition.textures_at_extra_sizes=False still puts the "
              "textures into the extra sizes' banks",
-             (("tiqa/train/batches.py", "        textures=settings.textures if settings.textures_at_extra_sizes else 0,",
-               "        textures=settings.textures,"),),
+             (("tiqa/train/batches.py", "textures=settings.textures if settings.textures_at_extra_sizes else 0,",
+               "textures=settings.textures,"),),
              ("tests/test_acquisition_training.py",), keyword="extra_sizes"),
     Mutation("texture_weight_ignored", "acquisition.texture_weight leaves the texture objects' "
              "ladders at their own weights",

@@ -109,6 +109,11 @@ class LadderSettings:
     # that training at the scan's own pixels sees 256 and 512 px acquisitions alike. Each
     # extra size is cached beside `cache` as <stem>_<size>px.npz.
     extra_output_sizes: tuple[int, ...] = ()
+    # Banks of these sizes too with the grey slices and label maps drawn at the scored scale
+    # (objects.SCALES: the whole slice as the scoring path shows it), joined after the others,
+    # so that training at own pixels also sees the scale the score is read at. Each is cached
+    # beside `cache` as <stem>_<size>px_scored.npz; textures as `textures_at_extra_sizes`.
+    scored_output_sizes: tuple[int, ...] = ()
     max_views: int = 720
     cache: str = ""  # an .npz the phases share the simulated bank through
     object_scale: str = "native"  # objects.SCALES: slices drawn at their own or the scored scale
@@ -154,12 +159,15 @@ def with_ladders(pool: ReferencePool, settings: LadderSettings, seed: int, crop:
     or as it is when `settings.objects_per_batch` is 0."""
     if not settings.objects_per_batch:
         return pool
-    sizes = (settings.output_size,) + tuple(settings.extra_output_sizes)
-    for size in sizes:
+    sizes = ([(settings.output_size, settings.object_scale)]
+             + [(size, settings.object_scale) for size in settings.extra_output_sizes]
+             + [(size, "scored") for size in settings.scored_output_sizes])
+    for size, _ in sizes:
         if size < crop:
             raise errors.InputError(f"acquisition.output_size={size} is smaller than the {crop} px "
                                     f"crop")
-    banks = [ladder_bank(_at_size(settings, size, index), seed) for index, size in enumerate(sizes)]
+    banks = [ladder_bank(_at_size(settings, size, index, scale), seed)
+             for index, (size, scale) in enumerate(sizes)]
     ladders, sides = _joined([bank.ladders for bank in banks])
     names = [name for bank in banks for name in bank.names]
     weights = ladder_weights(names, settings)
@@ -169,17 +177,19 @@ def with_ladders(pool: ReferencePool, settings: LadderSettings, seed: int, crop:
         ladder_sides=None if len(sizes) == 1 else jnp.asarray(sides))
 
 
-def _at_size(settings: LadderSettings, size: int, index: int) -> LadderSettings:
-    """The settings of one bank of `with_ladders`: the first as given, an extra size cached
-    beside it (<stem>_<size>px.npz), with the textures only where
+def _at_size(settings: LadderSettings, size: int, index: int, scale: str) -> LadderSettings:
+    """The settings of one bank of `with_ladders`: the first as given, an extra size (at the
+    objects' `scale`) cached beside it (<stem>_<size>px.npz, or <stem>_<size>px_scored.npz for
+    a scored bank beside native ones), with the textures only where
     `settings.textures_at_extra_sizes`."""
     if index == 0:
-        return dataclasses.replace(settings, extra_output_sizes=())
+        return dataclasses.replace(settings, extra_output_sizes=(), scored_output_sizes=())
     cache = pathlib.Path(settings.cache) if settings.cache else None
+    tag = "_scored" if scale != settings.object_scale else ""
     return dataclasses.replace(
-        settings, output_size=size, extra_output_sizes=(),
-        textures=settings.textures if settings.textures_at_extra_sizes else 0,
-        cache=str(cache.with_name(f"{cache.stem}_{size}px{cache.suffix}")) if cache else "")
+        settings, output_size=size, extra_output_sizes=(), scored_output_sizes=(),
+        object_scale=scale, textures=settings.textures if settings.textures_at_extra_sizes else 0,
+        cache=str(cache.with_name(f"{cache.stem}_{size}px{tag}{cache.suffix}")) if cache else "")
 
 
 def _joined(banks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

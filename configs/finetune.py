@@ -44,6 +44,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # exported model further without re-measuring; tiqa.phases.training.BATCH_NORM_MODES).
     config.finetune.batch_norm = "frozen"
     config.finetune.population_batches = 16
+    # -1: every parameter trains. K >= 0: only the last K blocks of the EfficientNet trunk, its
+    # head and the score head train; the stem and earlier blocks stay the start's (to tune a
+    # shipped network further without moving how its early layers read fine detail).
+    config.finetune.trained_blocks = -1
     if variant == "smoke":
         common.apply_smoke(config)
         config.workdir = "runs/smoke/finetune"

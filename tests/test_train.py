@@ -475,13 +475,24 @@ def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_pa
     # Measured on the fine-tune batches before training: not the rank phase's any more.
     assert any(not np.allclose(a, b) for a, b in zip(rank_stats, tuned_stats))
     # 'kept' measures nothing: the statistics stay the start's, exactly (one step shows it).
+    # With trained_blocks 0 that step moves the heads alone: the stem and blocks stay the start's.
     tune.finetune.batch_norm = "kept"
+    tune.finetune.trained_blocks = 0
+    tune.finetune.learning_rate = 1e-2
     tune.finetune.epoch_steps, tune.finetune.epochs = 1, 1
     tune.workdir = str(tmp_path / "kept")
     finetune.run(tune)
-    kept_stats = jax.tree.leaves(checkpoints.load_model(tmp_path / "kept").batch_stats)
-    for got, want in zip(kept_stats, rank_stats):
+    kept = checkpoints.load_model(tmp_path / "kept")
+    for got, want in zip(jax.tree.leaves(kept.batch_stats), rank_stats):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    start = checkpoints.load_model(rank_two_steps)
+    for part in ("stem_conv", "stem_bn", "blocks"):  # the trunk's head trains
+        for got, want in zip(jax.tree.leaves(kept.params["trunk"][part]),
+                             jax.tree.leaves(start.params["trunk"][part])):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=part)
+    assert not np.array_equal(np.asarray(kept.params["output"]["kernel"]),
+                              np.asarray(start.params["output"]["kernel"]))
+    tune.finetune.trained_blocks, tune.finetune.learning_rate = -1, 0.0
     tune.finetune.batch_norm = "sometimes"
     tune.workdir = str(tmp_path / "other")
     with pytest.raises(ValueError, match="finetune.batch_norm"):
@@ -490,6 +501,49 @@ def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_pa
     tune.finetune.rank_weight = -1.0
     with pytest.raises(ValueError, match="finetune.rank_weight"):
         finetune.run(tune)
+
+
+def test_only_the_last_blocks_and_the_heads_train_when_asked():
+    model = build_model(TINY, jax.random.key(0))
+    graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    num_blocks = len(model.trunk.blocks)
+    trained = training.trained_parameters(params, 1, "finetune.trained_blocks")
+    names = {"/".join(str(getattr(k, "key", getattr(k, "name", ""))) for k in path[:-1]): flag
+             for path, flag in jax.tree_util.tree_flatten_with_path(trained)[0]}
+    last = f"trunk/blocks/{num_blocks - 1}/"
+    for name, flag in names.items():
+        # Written out by hand: the score head, the trunk's head and the last block train.
+        expected = (name.startswith(("hidden/", "output/", "trunk/head_conv/", "trunk/head_bn/"))
+                    or name.startswith(last))
+        assert flag == expected, name
+    assert all(jax.tree.leaves(training.trained_parameters(params, -1, "k")))
+    for wrong in (-2, num_blocks + 1):
+        with pytest.raises(ValueError, match="finetune.trained_blocks"):
+            training.trained_parameters(params, wrong, "finetune.trained_blocks")
+
+    # Weight decay moves a parameter even without a gradient: what does not train must not.
+    optimizer = optax.inject_hyperparams(optax.adamw)(learning_rate=0.05, weight_decay=0.1)
+    _, state = loop.init_state(model, optimizer)
+
+    def loss_fn(predictions, batch):
+        return jnp.mean((predictions - batch["labels"]) ** 2), {}
+
+    step = loop.make_train_step(graphdef, optimizer, loss_fn, frozen_batch_norm=True,
+                                trained=trained)
+    batch = {"images": jax.random.uniform(jax.random.key(1), (4, 64, 64)),
+             "labels": jnp.asarray([1.0, 2.0, 4.0, 5.0])}
+    before = jax.tree.map(np.asarray, params)
+    state, _ = step(state, batch, jax.random.key(2))
+    moved = jax.tree.map(lambda a, b: not np.array_equal(a, np.asarray(b)), before, state.params)
+    for (path, flag), (_, changed) in zip(jax.tree_util.tree_flatten_with_path(trained)[0],
+                                          jax.tree_util.tree_flatten_with_path(moved)[0]):
+        if not flag:
+            assert not changed, jax.tree_util.keystr(path)  # kept exactly
+    # Every kernel that trains moves (the biases of layers before a BatchNorm need not).
+    assert all(changed for (path, flag), (_, changed) in
+               zip(jax.tree_util.tree_flatten_with_path(trained)[0],
+                   jax.tree_util.tree_flatten_with_path(moved)[0])
+               if flag and "kernel" in jax.tree_util.keystr(path))
 
 
 class _Line(nnx.Module):

@@ -847,6 +847,22 @@ MUTATIONS = (
     Mutation("batch_norm_kept_measures", "batch_norm='kept' measures the data's statistics "
              "like 'frozen'", (("tiqa/phases/training.py", 'return mode == "frozen"',
                                 'return mode in ("frozen", "kept")'),), ("tests/test_train.py",)),
+    Mutation("trained_blocks_one_short", "finetune.trained_blocks trains one block fewer than "
+             "asked", (("tiqa/phases/training.py", "first_trained = len(blocks) - trained_blocks",
+                        "first_trained = len(blocks) - trained_blocks + 1"),),
+             ("tests/test_train.py",)),
+    Mutation("trained_blocks_stem_trains", "finetune.trained_blocks trains the stem too",
+             (("tiqa/phases/training.py", 'return name[1].startswith("head")',
+               'return name[1].startswith(("head", "stem"))'),), ("tests/test_train.py",)),
+    Mutation("trained_blocks_ignored_by_finetune", "the fine-tune trains every parameter "
+             "whatever finetune.trained_blocks says", (("tiqa/phases/finetune.py",
+                                                        "frozen_batch_norm=frozen,\n"
+                                                        "                                              trained=trained)",
+                                                        "frozen_batch_norm=frozen)"),),
+             ("tests/test_train.py",)),
+    Mutation("trained_mask_updates_kept", "parameters that do not train still get Adam's "
+             "update", (("tiqa/train/loop.py", "if trained is not None:  # Adam's",
+                         "if False:  # Adam's"),), ("tests/test_train.py",)),
     Mutation("scored_bank_drawn_native", "the scored banks draw their objects at the native "
              "scale", (("tiqa/train/batches.py", "object_scale=scale, textures=", "textures="),),
              ("tests/test_acquisition_training.py",)),

@@ -73,6 +73,7 @@ class FinetuneSettings:
     calibration_steps: int
     batch_norm: str
     population_batches: int
+    trained_blocks: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +100,9 @@ def read_settings(config) -> FinetunePhase:
         raise errors.InputError(f"finetune.rank_weight must be 0 (MSE only) or positive with a positive "
                                 f"finetune.rank_margin, got {tune.rank_weight} and {tune.rank_margin}")
     training.frozen_batch_norm(tune.batch_norm, "finetune.batch_norm")
+    if tune.trained_blocks < -1:
+        raise errors.InputError(f"finetune.trained_blocks must be -1 (every parameter) or the "
+                                f"number of last trunk blocks to train, got {tune.trained_blocks}")
     return FinetunePhase(training.runtime(config), settings.data_source(config),
                          training.model_config(config), settings.projection(config), tune,
                          settings.block(_Checkpoint, config).rank_checkpoint, config.to_dict())
@@ -139,6 +143,8 @@ def run(config) -> pathlib.Path:
     optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=schedule)
     frozen = training.frozen_batch_norm(tune.batch_norm, "finetune.batch_norm")
     graphdef, state = loop.init_state(model, optimizer)
+    trained = training.trained_parameters(state.params, tune.trained_blocks,
+                                          "finetune.trained_blocks")
     starting = not loop.has_checkpoint(workdir)  # a resumed run has measured and calibrated
     if start is not None:
         # Parameters and statistics only: the step and the optimiser start afresh.
@@ -168,7 +174,8 @@ def run(config) -> pathlib.Path:
     loss_fn = (losses.mse_rank_loss_fn(tune.rank_weight, tune.rank_margin) if tune.rank_weight
                else losses.mse_loss_fn)
     loop.run(workdir=workdir, state=state,
-             train_step=loop.make_train_step(graphdef, optimizer, loss_fn, frozen_batch_norm=frozen),
+             train_step=loop.make_train_step(graphdef, optimizer, loss_fn, frozen_batch_norm=frozen,
+                                              trained=trained),
              make_batch=make_batch, batch_inputs=pool, num_steps=tune.epochs * epoch_steps,
              key=train_key, mesh=mesh,
              images_per_step=training.images_per_batch(source.ladders, tune.originals_per_batch,

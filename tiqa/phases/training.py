@@ -80,3 +80,33 @@ def frozen_batch_norm(mode: str, key_name: str) -> bool:
 def measures_batch_norm(mode: str) -> bool:
     """Whether a phase measures BatchNorm statistics on its data before training."""
     return mode == "frozen"
+
+
+def trained_parameters(params, trained_blocks: int, key_name: str):
+    """A pytree of bools like `params`: which parameters a phase trains.
+
+    `trained_blocks` -1 trains every parameter. K >= 0 trains only the last K MBConv blocks of
+    the EfficientNet trunk, the trunk's head (conv and BatchNorm) and the score head (hidden
+    and output layers); the stem and the earlier blocks stay the starting network's, so a
+    fine-tune cannot change how the early trunk reads fine detail (docs/acquisition_ladder.md,
+    "Only the last blocks trained: round 86"). `key_name` is named in the error.
+    """
+    if trained_blocks == -1:
+        return jax.tree.map(lambda _: True, params)
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    names = [tuple(getattr(k, "key", getattr(k, "name", None)) for k in path) for path, _ in flat]
+    blocks = {name[2] for name in names if name[:2] == ("trunk", "blocks")}
+    if trained_blocks < -1 or not blocks or trained_blocks > len(blocks):
+        raise errors.InputError(f"{key_name} must be -1 (every parameter) or 0..{len(blocks)} (the "
+                                f"last blocks of an EfficientNet trunk), got {trained_blocks}")
+    first_trained = len(blocks) - trained_blocks
+
+    def trained(name: tuple) -> bool:
+        if name[0] != "trunk":
+            return True  # the score head
+        if name[1] == "blocks":
+            return name[2] >= first_trained
+        return name[1].startswith("head")
+
+    return jax.tree_util.tree_unflatten(jax.tree.structure(params),
+                                        [trained(name) for name in names])

@@ -89,7 +89,8 @@ def init_state(model: nnx.Module, optimizer: optax.GradientTransformation
 
 
 def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
-                    loss_fn: LossFn, *, frozen_batch_norm: bool = False) -> Callable:
+                    loss_fn: LossFn, *, frozen_batch_norm: bool = False,
+                    trained: Any = None) -> Callable:
     """The jitted, state-donating train step of a model whose call is `model(images, train, key)`.
 
     `optimizer` injects its learning rate (see `applied_learning_rate`), which is logged.
@@ -98,15 +99,22 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
     keeps them), so the loss is computed on the function that evaluation runs. Needed when a
     batch is not a fair sample of the data: a batch of one original's distortions would teach
     the network to rely on statistics that a single slice at scoring time does not have.
+
+    `trained`: a pytree of bools like the parameters (`training.trained_parameters`); the others
+    get no gradient and no update. Stopping their gradient also spares the backward pass
+    through layers that nothing trained depends on.
     """
     call_options = {"frozen_batch_norm": True} if frozen_batch_norm else {}
+    held = ((lambda params: params) if trained is None else
+            (lambda params: jax.tree.map(lambda t, p: p if t else jax.lax.stop_gradient(p),
+                                         trained, params)))
 
     def train_step(state: TrainState, batch: Batch, key: jax.Array):
         step_key = jax.random.fold_in(key, state.step)
 
         def compute_loss(params):
             # copy=True: BatchNorm updates its statistics on a fresh graph inside this trace.
-            model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
+            model = nnx.merge(graphdef, held(params), state.batch_stats, copy=True)
             predictions = model(batch["images"], train=True, key=step_key, **call_options)
             loss, metrics = loss_fn(predictions, batch)
             return loss, (metrics, nnx.state(model, nnx.BatchStat))
@@ -115,6 +123,8 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
             compute_loss, has_aux=True)(state.params)
         # `value` feeds loss-aware transformations (reduce-on-plateau); others ignore it.
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params, value=loss)
+        if trained is not None:  # Adam's zero update of a zero gradient, made exact
+            updates = jax.tree.map(lambda t, u: u if t else jnp.zeros_like(u), trained, updates)
         params = optax.apply_updates(state.params, updates)
         metrics = dict(metrics, loss=loss, learning_rate=applied_learning_rate(opt_state),
                        grad_norm=optax.tree.norm(grads))

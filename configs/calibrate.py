@@ -40,6 +40,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # The label of each ideal acquisition: the prior of unannotated references.
     config.reference_score = 4.0
     config.batch_size = 64
+    # Fit the network's own line first (label ~ a x score + c on the training objects' ladders
+    # of the five factors, 'fixed' labels as the fine-tune's), folded into its output layer;
+    # then the penalties on the lined network. Off: the network's scale is the fine-tune's.
+    config.output_line = False
     if variant == "smoke":
         config.output = "runs/smoke/calibrated"
         config.output_size, config.max_views = 80, 180

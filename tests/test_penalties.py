@@ -5,11 +5,13 @@ import csv
 import dataclasses
 import json
 
+import jax
 import numpy as np
 import pytest
 
 from tests.tiny_models import export_tiny_score_model
 from tiqa import centre_check, checkpoints, errors, noise_check, penalties, ring_check, scoring, view_check
+from tiqa.models.forward import eval_forward
 
 
 def test_fit_slope_recovers_the_cost_of_rings():
@@ -228,3 +230,41 @@ def test_calibration_refuses_an_unknown_check_naming_the_key():
     config.checks = ("ring_check", "blur_check")
     with pytest.raises(errors.InputError, match=r"config\.checks must name some of"):
         calibrate.read_settings(config)
+
+
+@pytest.mark.slow
+def test_the_output_line_is_the_least_squares_line_to_the_fixed_labels_folded_into_the_network(
+        tmp_path):
+    from configs import calibrate as calibrate_config
+    from tiqa.phases import calibrate
+
+    loaded = export_tiny_score_model(tmp_path / "tiny")
+    config = calibrate_config.get_config("smoke")
+    config.checkpoint, config.output = str(tmp_path / "tiny"), str(tmp_path / "lined")
+    config.phantoms, config.checks, config.output_line = 2, ("noise_check",), True
+    config.max_views = 720  # the views ladder's ideal
+    results = calibrate.run(config)
+    line = results["output_line"]
+    rows = list(csv.DictReader(open(tmp_path / "lined" / "output_line.csv")))
+    assert len(rows) == 2 * 5 * 6  # objects x factors x levels
+    network = np.array([float(row["network"]) for row in rows])
+    label = np.array([float(row["label"]) for row in rows])
+    level = np.array([int(row["level"]) for row in rows])
+    # 'fixed' labels: the ideal keeps the reference score, and the worst levels are not all
+    # pinned to 1 as under 'worst_level'.
+    np.testing.assert_allclose(label[level == 0], config.reference_score)
+    assert np.ptp(label[level == 5]) > 0.01
+    # The least-squares line, from the normal equations written out.
+    design = np.stack([network, np.ones_like(network)], axis=1)
+    slope, intercept = np.linalg.solve(design.T @ design, design.T @ label)
+    assert line["slope"] == pytest.approx(slope, rel=1e-6)
+    assert line["intercept"] == pytest.approx(intercept, rel=1e-6, abs=1e-6)
+    assert line["rmse_lined"] <= line["rmse_network"]
+    # Folded into the exported network: its raw score is the line of the start's.
+    lined = checkpoints.load_model(tmp_path / "lined")
+    images = jax.random.uniform(jax.random.key(3), (4, 64, 64))
+    before = np.asarray(eval_forward(loaded.graphdef, loaded.params, loaded.batch_stats, images))
+    after = np.asarray(eval_forward(lined.graphdef, lined.params, lined.batch_stats, images))
+    np.testing.assert_allclose(after, slope * before + intercept, rtol=1e-4, atol=1e-4)
+    assert lined.noise_penalty is not None and "output_line" in checkpoints.read_run_info(
+        tmp_path / "lined")["card"]

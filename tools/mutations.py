@@ -863,6 +863,18 @@ MUTATIONS = (
     Mutation("trained_mask_updates_kept", "parameters that do not train still get Adam's "
              "update", (("tiqa/train/loop.py", "if trained is not None:  # Adam's",
                          "if False:  # Adam's"),), ("tests/test_train.py",)),
+    Mutation("output_line_worst_level_labels", "the output line is fitted to 'worst_level' "
+             "labels, not the fine-tune's 'fixed' ones", (("tiqa/phases/calibrate.py",
+                                                           'labels.ProjectionConfig(normalisation="fixed")',
+                                                           "labels.ProjectionConfig()"),),
+             ("tests/test_penalties.py",)),
+    Mutation("output_line_not_folded", "the fitted output line is reported but not folded into "
+             "the exported network", (("tiqa/phases/calibrate.py",
+                                       "params=with_output_line(loaded.params, *line)",
+                                       "params=loaded.params"),), ("tests/test_penalties.py",)),
+    Mutation("output_line_bias_unscaled", "folding a line leaves the output bias unscaled",
+             (("tiqa/models/iqa.py", "lambda b: b * slope + intercept", "lambda b: b + intercept"),),
+             ("tests/test_penalties.py",)),
     Mutation("scored_bank_drawn_native", "the scored banks draw their objects at the native "
              "scale", (("tiqa/train/batches.py", "object_scale=scale, textures=", "textures="),),
              ("tests/test_acquisition_training.py",)),

@@ -128,3 +128,13 @@ def build_model(config: IQAConfig, key: jax.Array) -> IQANet:
         return load_pretrained_trunk(IQANet(config, rngs=nnx.Rngs(params=key)))
     # One compiled initialisation instead of one small compilation per layer.
     return nnx.jit(lambda: IQANet(config, rngs=nnx.Rngs(params=key)))()
+
+
+def with_output_line(params, slope: float, intercept: float):
+    """IQANet parameters whose score is `slope * score + intercept`, folded into the output
+    layer (a copy; the others are shared). The order is kept only for a positive slope."""
+    params = jax.tree.map(lambda x: x, params)
+    output = params["output"]
+    output["kernel"] = jax.tree.map(lambda k: k * slope, output["kernel"])
+    output["bias"] = jax.tree.map(lambda b: b * slope + intercept, output["bias"])
+    return params

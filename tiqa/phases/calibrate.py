@@ -11,6 +11,12 @@ the training ladders are. The centre penalty can be fitted at several acquisitio
 so a slice is charged by the fit for its measured square's size (`penalties.Penalty.at`).
 Writes the network with its penalties as an exported model (a penalty not asked for is kept
 as the model has it), and the ladders' figures with and without each penalty.
+
+With `output_line`, the network's own scale is fitted first: a least-squares line from its
+score to the labels of the same objects' ladders of the five training factors, labelled as the
+fine-tune labels them ('fixed' normalisation), folded into the output layer, so the scale is
+the physics labels' and not the compromise a fine-tune strikes with the paper's kinds
+(docs/acquisition_ladder.md, "The network's line fitted on the ladders: round 88").
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import numpy as np
 
 from tiqa import (acquisition, acquisition_ladder, centre_check, checkpoints, errors, evaluation,
                   io, labels, noise_check, objects, penalties, ring_check, scoring, view_check)
+from tiqa.models.iqa import with_output_line
 from tiqa.phases import settings
 
 
@@ -90,6 +97,7 @@ class CalibrateSettings:
     seed: int
     reference_score: float
     batch_size: int
+    output_line: bool
 
 
 def read_settings(config) -> CalibrateSettings:
@@ -155,6 +163,41 @@ def fit_check(name: str, loaded: checkpoints.LoadedModel, attenuation: np.ndarra
                               "penalised": penalised}
 
 
+def fit_output_line(loaded: checkpoints.LoadedModel, attenuation: np.ndarray,
+                    config: CalibrateSettings) -> tuple[tuple[float, float], dict, dict]:
+    """The line label ~ slope * network + intercept on the objects' ladders of the training
+    factors (centre crops at the model's view, labels as the fine-tune's 'fixed' ones), with
+    its figures and per-acquisition arrays (M, F, 6): label, network, lined."""
+    ladders = acquisition.ladders(attenuation, acquisition.LADDER_FACTORS,
+                                  jax.random.key(config.seed), output_size=config.output_size,
+                                  max_views=config.max_views)
+    crops = acquisition_ladder.centre_crops(ladders, loaded.resize, loaded.crop,  # (M, F, 6, c, c)
+                                            loaded.own_pixels)
+    count = crops.shape[0]
+    projection = labels.label_images(crops, jnp.full((count,), config.reference_score),
+                                     labels.ProjectionConfig(normalisation="fixed"))
+    ladder_labels = np.asarray(projection.labels, np.float64)
+    network = scoring.make_scorer(loaded, config.batch_size, on_scale=False,
+                                  with_ring_check=False, with_noise_check=False)(
+        crops.reshape((-1,) + crops.shape[-2:]))
+    network = np.asarray(network, np.float64).reshape(ladder_labels.shape)
+    slope, intercept = np.polyfit(network.ravel(), ladder_labels.ravel(), 1)
+    if not slope > 0:
+        raise errors.InputError(f"config.output_line: the network's scores do not rise with the "
+                                f"ladders' labels (slope {slope:.3g}); its line is not fitted")
+    lined = slope * network + intercept
+    figures = {"objects": count, "slope": float(slope), "intercept": float(intercept),
+               "factors": list(acquisition.LADDER_FACTORS), "output_size": config.output_size,
+               "rmse_network": evaluation.rmse(network.ravel(), ladder_labels.ravel()),
+               "rmse_lined": evaluation.rmse(lined.ravel(), ladder_labels.ravel()),
+               "ideal_median_network": float(np.median(network[:, :, 0])),
+               "ideal_median_lined": float(np.median(lined[:, :, 0])),
+               "level1_median_network": float(np.median(network[:, :, 1])),
+               "level1_median_lined": float(np.median(lined[:, :, 1]))}
+    return (float(slope), float(intercept)), figures, {"label": ladder_labels,
+                                                       "network": network, "lined": lined}
+
+
 def output_sizes(name: str, config: CalibrateSettings) -> tuple[int, ...]:
     """The acquisition sizes check `name` is fitted at: the first fit is the penalty's own, the
     others its `larger` ones."""
@@ -185,7 +228,25 @@ def run(config) -> dict:
     # The calibrated network keeps its model card, with the calibration added.
     card = dict(checkpoints.read_run_info(checkpoints.model_folder(config.checkpoint))
                 .get("card", {}))
-    results, rows = {}, []
+    results, rows, line_rows = {}, [], []
+    if config.output_line:  # first: the penalties are fitted on the lined network
+        found = objects_at(config.output_size)
+        line, figures, arrays = fit_output_line(loaded, found.attenuation, config)
+        loaded = dataclasses.replace(loaded, params=with_output_line(loaded.params, *line))
+        line_rows = [{"object": source, "factor": factor, "level": level,
+                      **{column: float(values[m, f, level]) for column, values in arrays.items()}}
+                     for m, source in enumerate(found.sources)
+                     for f, factor in enumerate(acquisition.LADDER_FACTORS)
+                     for level in range(acquisition.NUM_LEVELS)]
+        print(f"output_line: label = {line[0]:.4f} x network + {line[1]:.4f} "
+              f"({figures['objects']} objects, five factors); RMSE against the labels "
+              f"{figures['rmse_network']:.3f} -> {figures['rmse_lined']:.3f}; ideal acquisitions' "
+              f"median {figures['ideal_median_network']:.2f} -> {figures['ideal_median_lined']:.2f}, "
+              f"level 1 {figures['level1_median_network']:.2f} -> "
+              f"{figures['level1_median_lined']:.2f}")
+        results["output_line"] = figures
+        card["output_line"] = dict(figures, objects_from=config.grey, phantoms=config.phantoms,
+                                   object_scale=config.object_scale)
     for name in (name for name in CHECKS if name in config.checks):
         sizes = output_sizes(name, config)
         fits = []
@@ -215,6 +276,8 @@ def run(config) -> dict:
                           object_scale=config.object_scale)
     checkpoints.save_exported(loaded, output, card)
     evaluation.write_table(rows, output / "calibration.csv", output / "calibration.md")
+    if line_rows:
+        evaluation.write_table(line_rows, output / "output_line.csv", output / "output_line.md")
     io.write_json(output / "calibration.json", results)
     print(f"written to {output}")
     return results

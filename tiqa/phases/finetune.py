@@ -16,7 +16,7 @@ import optax
 
 from tiqa import checkpoints, errors, labels
 from tiqa.models.forward import eval_forward
-from tiqa.models.iqa import IQAConfig, IQANet, build_model
+from tiqa.models.iqa import IQAConfig, IQANet, build_model, with_output_line
 from tiqa.phases import settings, training
 from tiqa.train import batches, loop, losses
 
@@ -48,10 +48,7 @@ def calibrate_output(graphdef, state: loop.TrainState, pool, make_batch, steps: 
     if not slope > 0:
         logging.warning("finetune: calibration slope %.3g is not positive; output left as is", slope)
         return state
-    params = jax.tree.map(lambda x: x, state.params)
-    output = params["output"]
-    output["kernel"] = jax.tree.map(lambda k: k * slope, output["kernel"])
-    output["bias"] = jax.tree.map(lambda b: b * slope + intercept, output["bias"])
+    params = with_output_line(state.params, slope, intercept)
     logging.info("finetune: output calibrated, label ~ %.4f * score + %.4f (%d images)",
                  slope, intercept, len(scores))
     return state.replace(params=params)

@@ -48,6 +48,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # head and the score head train; the stem and earlier blocks stay the start's (to tune a
     # shipped network further without moving how its early layers read fine detail).
     config.finetune.trained_blocks = -1
+    # > 0: add this weight times the squared difference from the starting network's score of
+    # each image that weighs fully (originals, plain objects' ladders; not the lighter texture
+    # and denoising ladders), so a shipped network learns those without moving the rest.
+    config.finetune.anchor_weight = 0.0
     if variant == "smoke":
         common.apply_smoke(config)
         config.workdir = "runs/smoke/finetune"

@@ -97,6 +97,20 @@ def test_head_calibration_fits_only_the_images_that_train(monkeypatch):
     np.testing.assert_allclose(calibrated.params["output"]["bias"], [1.0], atol=1e-4)
 
 
+def test_the_anchor_holds_the_fully_weighted_images_to_the_start_s_scores():
+    scores = jnp.asarray([1.0, 2.0, 3.0, 4.0])
+    batch = {"labels": jnp.asarray([1.5, 2.0, 2.0, 4.0]), "weights": jnp.asarray([1.0, 0.3, 1.0, 1.0]),
+             "anchors": jnp.asarray([0.0, 5.0, 3.5, 4.0])}
+    loss, metrics = losses.anchored_loss_fn(losses.mse_loss_fn, 2.0)(scores, batch)
+    # By hand: the weighted MSE (0.25 + 0 + 1 + 0) / 3.3; the anchor over weights 1 only
+    # (the 0.3 image is free): (1 + 0.25 + 0) / 3.
+    assert float(metrics["anchor_loss"]) == pytest.approx(1.25 / 3)
+    assert float(loss) == pytest.approx(1.25 / 3.3 + 2.0 * 1.25 / 3)
+    unweighted = {name: value for name, value in batch.items() if name != "weights"}
+    _, metrics = losses.anchored_loss_fn(losses.mse_loss_fn, 2.0)(scores, unweighted)
+    assert float(metrics["anchor_loss"]) == pytest.approx((1 + 9 + 0.25 + 0) / 4)
+
+
 def test_mse_rank_loss_adds_the_weighted_hinge_of_each_group():
     scores = jnp.asarray([3.0, 3.5, 2.0, 1.0])
     batch = {"labels": jnp.asarray([4.0, 3.0, 4.0, 2.0]), "levels": jnp.asarray([0, 1, 0, 1]),
@@ -478,6 +492,7 @@ def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_pa
     # With trained_blocks 0 that step moves the heads alone: the stem and blocks stay the start's.
     tune.finetune.batch_norm = "kept"
     tune.finetune.trained_blocks = 0
+    tune.finetune.anchor_weight = 1.0  # logged below
     tune.finetune.learning_rate = 1e-2
     tune.finetune.epoch_steps, tune.finetune.epochs = 1, 1
     tune.workdir = str(tmp_path / "kept")
@@ -492,7 +507,14 @@ def test_finetune_starts_from_the_rank_checkpoint_and_measures_statistics(tmp_pa
             np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=part)
     assert not np.array_equal(np.asarray(kept.params["output"]["kernel"]),
                               np.asarray(start.params["output"]["kernel"]))
+    [record] = [json.loads(line) for line in
+                (tmp_path / "kept" / loop.METRICS_FILE).read_text().splitlines()]
+    assert record["anchor_loss"] >= 0.0 and np.isfinite(record["anchor_loss"])
     tune.finetune.trained_blocks, tune.finetune.learning_rate = -1, 0.0
+    tune.finetune.anchor_weight = -0.5
+    with pytest.raises(ValueError, match="finetune.anchor_weight"):
+        finetune.run(tune)
+    tune.finetune.anchor_weight = 0.0
     tune.finetune.batch_norm = "sometimes"
     tune.workdir = str(tmp_path / "other")
     with pytest.raises(ValueError, match="finetune.batch_norm"):

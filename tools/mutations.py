@@ -875,6 +875,16 @@ MUTATIONS = (
     Mutation("output_line_bias_unscaled", "folding a line leaves the output bias unscaled",
              (("tiqa/models/iqa.py", "lambda b: b * slope + intercept", "lambda b: b + intercept"),),
              ("tests/test_penalties.py",)),
+    Mutation("anchor_holds_every_ladder", "the anchor holds the lighter texture and denoising "
+             "ladders too", (("tiqa/train/losses.py", "else (weights >= 1.0).astype(scores.dtype))",
+                              "else (weights > 0).astype(scores.dtype))"),), ("tests/test_train.py",)),
+    Mutation("anchor_weight_ignored", "the anchor term is added at weight 1 whatever "
+             "finetune.anchor_weight says", (("tiqa/train/losses.py",
+                                              "return loss + anchor_weight * anchor,",
+                                              "return loss + anchor,"),), ("tests/test_train.py",)),
+    Mutation("anchor_never_applied", "the fine-tune ignores finetune.anchor_weight",
+             (("tiqa/phases/finetune.py", "    if tune.anchor_weight:\n        loss_fn =",
+               "    if False:\n        loss_fn ="),), ("tests/test_train.py",)),
     Mutation("scored_bank_drawn_native", "the scored banks draw their objects at the native "
              "scale", (("tiqa/train/batches.py", "object_scale=scale, textures=", "textures="),),
              ("tests/test_acquisition_training.py",)),

@@ -54,6 +54,16 @@ def calibrate_output(graphdef, state: loop.TrainState, pool, make_batch, steps: 
     return state.replace(params=params)
 
 
+def with_anchors(make_batch, start: checkpoints.LoadedModel):
+    """`make_batch` with `anchors`: the starting network's scores of the batch's images
+    (evaluation mode, its own weights and statistics), for `losses.anchored_loss_fn`."""
+    def anchored_batch(pool, step):
+        batch = make_batch(pool, step)
+        return dict(batch, anchors=eval_forward(start.graphdef, start.params, start.batch_stats,
+                                                batch["images"]))
+    return anchored_batch
+
+
 @dataclasses.dataclass(frozen=True)
 class FinetuneSettings:
     """The `finetune` block of configs/finetune.py."""
@@ -71,6 +81,7 @@ class FinetuneSettings:
     batch_norm: str
     population_batches: int
     trained_blocks: int
+    anchor_weight: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +108,12 @@ def read_settings(config) -> FinetunePhase:
         raise errors.InputError(f"finetune.rank_weight must be 0 (MSE only) or positive with a positive "
                                 f"finetune.rank_margin, got {tune.rank_weight} and {tune.rank_margin}")
     training.frozen_batch_norm(tune.batch_norm, "finetune.batch_norm")
+    if tune.anchor_weight < 0:
+        raise errors.InputError(f"finetune.anchor_weight must be 0 (no anchor) or positive, got "
+                                f"{tune.anchor_weight}")
+    if tune.anchor_weight and not config.rank_checkpoint:
+        raise errors.InputError("finetune.anchor_weight needs a starting network: set "
+                                "config.rank_checkpoint")
     if tune.trained_blocks < -1:
         raise errors.InputError(f"finetune.trained_blocks must be -1 (every parameter) or the "
                                 f"number of last trunk blocks to train, got {tune.trained_blocks}")
@@ -170,6 +187,9 @@ def run(config) -> pathlib.Path:
                                          "originals": int(pool.images.shape[0])})
     loss_fn = (losses.mse_rank_loss_fn(tune.rank_weight, tune.rank_margin) if tune.rank_weight
                else losses.mse_loss_fn)
+    if tune.anchor_weight:
+        loss_fn = losses.anchored_loss_fn(loss_fn, tune.anchor_weight)
+        make_batch = with_anchors(make_batch, start)
     loop.run(workdir=workdir, state=state,
              train_step=loop.make_train_step(graphdef, optimizer, loss_fn, frozen_batch_norm=frozen,
                                               trained=trained),

@@ -72,3 +72,21 @@ def mse_rank_loss_fn(rank_weight: float, margin: float):
         return mse + rank_weight * rank, {"score_mean": scores.mean(), "mse": mse,
                                           "rank_loss": rank}
     return loss_fn
+
+
+def anchored_loss_fn(loss_fn, anchor_weight: float):
+    """`loss_fn` plus `anchor_weight` times the mean squared difference between the scores and
+    `batch["anchors"]`, the starting network's scores of the same images, over the images that
+    weigh fully in the losses (weight 1: the originals' kinds and the physics ladders of plain
+    objects; every image of a batch without weights). Ladders that weigh less (textures,
+    denoising) stay free to move: the anchor holds the rest of the function, its scale with
+    it, where the fine-tune's other terms would pull it (docs/acquisition_ladder.md, "An anchor
+    to the starting network: round 90")."""
+    def anchored(scores, batch):
+        loss, metrics = loss_fn(scores, batch)
+        weights = batch.get("weights")
+        held = (jnp.ones_like(scores) if weights is None
+                else (weights >= 1.0).astype(scores.dtype))
+        anchor = mse_loss(scores, batch["anchors"], held)
+        return loss + anchor_weight * anchor, dict(metrics, anchor_loss=anchor)
+    return anchored

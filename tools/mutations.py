@@ -861,8 +861,8 @@ MUTATIONS = (
                                                         "frozen_batch_norm=frozen)"),),
              ("tests/test_train.py",)),
     Mutation("trained_mask_updates_kept", "parameters that do not train still get Adam's "
-             "update", (("tiqa/train/loop.py", "if trained is not None:  # Adam's",
-                         "if False:  # Adam's"),), ("tests/test_train.py",)),
+             "update", (("tiqa/train/loop.py", "if trained is not None:  # a zero gradient",
+                         "if False:  # a zero gradient"),), ("tests/test_train.py",)),
     Mutation("output_line_worst_level_labels", "the output line is fitted to 'worst_level' "
              "labels, not the fine-tune's 'fixed' ones", (("tiqa/phases/calibrate.py",
                                                            'labels.ProjectionConfig(normalisation="fixed")',

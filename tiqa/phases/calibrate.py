@@ -239,7 +239,7 @@ def run(config) -> dict:
                      for f, factor in enumerate(acquisition.LADDER_FACTORS)
                      for level in range(acquisition.NUM_LEVELS)]
         print(f"output_line: label = {line[0]:.4f} x network + {line[1]:.4f} "
-              f"({figures['objects']} objects, five factors); RMSE against the labels "
+              f"({figures['objects']} objects, {len(acquisition.LADDER_FACTORS)} factors); RMSE against the labels "
               f"{figures['rmse_network']:.3f} -> {figures['rmse_lined']:.3f}; ideal acquisitions' "
               f"median {figures['ideal_median_network']:.2f} -> {figures['ideal_median_lined']:.2f}, "
               f"level 1 {figures['level1_median_network']:.2f} -> "

@@ -89,7 +89,7 @@ def trained_parameters(params, trained_blocks: int, key_name: str):
     the EfficientNet trunk, the trunk's head (conv and BatchNorm) and the score head (hidden
     and output layers); the stem and the earlier blocks stay the starting network's, so a
     fine-tune cannot change how the early trunk reads fine detail (docs/acquisition_ladder.md,
-    "Only the last blocks trained: round 86"). `key_name` is named in the error.
+    "Only the last blocks trained: rounds 86 and 87"). `key_name` is named in the error.
     """
     if trained_blocks == -1:
         return jax.tree.map(lambda _: True, params)

@@ -123,7 +123,7 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
             compute_loss, has_aux=True)(state.params)
         # `value` feeds loss-aware transformations (reduce-on-plateau); others ignore it.
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params, value=loss)
-        if trained is not None:  # Adam's zero update of a zero gradient, made exact
+        if trained is not None:  # a zero gradient still moves a parameter under weight decay
             updates = jax.tree.map(lambda t, u: u if t else jnp.zeros_like(u), trained, updates)
         params = optax.apply_updates(state.params, updates)
         metrics = dict(metrics, loss=loss, learning_rate=applied_learning_rate(opt_state),

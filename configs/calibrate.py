@@ -26,7 +26,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.grey = ""
     config.phantoms = 0
     config.phantom_seed = 100
-    config.object_scale = "native"  # native | scored (tiqa.objects.SCALES)
+    # native | scored (tiqa.objects.SCALES) | both: the objects drawn at each scale, fitted
+    # together (tiqa.phases.calibrate.OBJECT_SCALES)
+    config.object_scale = "native"
     config.output_size = 256  # as the acquisition-ladder benchmark
     # The centre penalty is fitted once per size of these (ladders of that size, measured
     # whole): a slice is charged by the fit of the largest size its measured square reaches

@@ -268,3 +268,42 @@ def test_the_output_line_is_the_least_squares_line_to_the_fixed_labels_folded_in
     np.testing.assert_allclose(after, slope * before + intercept, rtol=1e-4, atol=1e-4)
     assert lined.noise_penalty is not None and "output_line" in checkpoints.read_run_info(
         tmp_path / "lined")["card"]
+
+
+def test_calibration_objects_at_both_scales_are_each_scale_s_objects_with_the_phantoms_once(
+        tmp_path):
+    import tifffile
+    from configs import calibrate as calibrate_config
+    from tiqa import acquisition, objects
+    from tiqa.phases import calibrate
+
+    # A slice much larger than the acquisition: its native window and its whole shrunk view differ.
+    rows, cols = np.mgrid[0:400, 0:400]
+    tifffile.imwrite(tmp_path / "slice.tif", (np.sin(rows / 7.0) * np.cos(cols / 11.0) + 2)
+                     .astype(np.float32))
+    config = calibrate_config.get_config("smoke")
+    config.grey, config.phantoms, config.object_scale = str(tmp_path / "slice.tif"), 1, "both"
+    settings = calibrate.read_settings(config)
+    size = 64
+    both = calibrate.calibration_objects(settings, size)
+    side = acquisition.object_size(size)
+    native = objects.collect(config.grey, "", 1, config.phantom_seed, side, config.seed,
+                             scale="native", scored_size=size)
+    scored = objects.collect(config.grey, "", 0, config.phantom_seed, side, config.seed,
+                             scale="scored", scored_size=size)
+    assert both.kinds == ("grey", "phantom", "grey")
+    assert both.sources == (native.sources + tuple(f"{s} (scored)" for s in scored.sources))
+    np.testing.assert_array_equal(both.attenuation[:2], native.attenuation)
+    np.testing.assert_array_equal(both.attenuation[2:], scored.attenuation)
+    assert not np.allclose(both.attenuation[0], both.attenuation[2])
+    # One scale alone is that scale's objects, phantoms included.
+    config.object_scale = "scored"
+    alone = calibrate.calibration_objects(calibrate.read_settings(config), size)
+    assert alone.kinds == ("grey", "phantom") and alone.sources[0] == native.sources[0]
+    np.testing.assert_array_equal(alone.attenuation[0], scored.attenuation[0])
+    config.object_scale = "zoomed"
+    with pytest.raises(errors.InputError, match=r"config\.object_scale must be one of"):
+        calibrate.read_settings(config)
+    config.object_scale, config.grey, config.phantoms = "both", "", 0
+    with pytest.raises(errors.InputError, match="no calibration objects"):
+        calibrate.calibration_objects(calibrate.read_settings(config), size)

@@ -875,6 +875,16 @@ MUTATIONS = (
     Mutation("output_line_bias_unscaled", "folding a line leaves the output bias unscaled",
              (("tiqa/models/iqa.py", "lambda b: b * slope + intercept", "lambda b: b + intercept"),),
              ("tests/test_penalties.py",)),
+    Mutation("both_scales_phantoms_twice", "calibrating at both scales draws the phantoms at "
+             "each scale", (("tiqa/phases/calibrate.py",
+                             'config.phantoms if index == 0 else 0,', "config.phantoms,"),),
+             ("tests/test_penalties.py",)),
+    Mutation("both_scales_native_twice", "calibrating at both scales draws the native objects "
+             "twice", (("tiqa/phases/calibrate.py", "scale=scale, scored_size=size)",
+                        'scale="native", scored_size=size)'),), ("tests/test_penalties.py",)),
+    Mutation("both_scales_sources_unmarked", "the second scale's sources are not marked with "
+             "it", (("tiqa/phases/calibrate.py", "marked = found.sources if index == 0 else",
+                     "marked = found.sources if True else"),), ("tests/test_penalties.py",)),
     Mutation("anchor_holds_every_ladder", "the anchor holds the lighter texture and denoising "
              "ladders too", (("tiqa/train/losses.py", "else (weights >= 1.0).astype(scores.dtype))",
                               "else (weights > 0).astype(scores.dtype))"),), ("tests/test_train.py",)),

@@ -100,6 +100,14 @@ class CalibrateSettings:
     output_line: bool
 
 
+# The calibration objects' scales by config.object_scale: one of objects.SCALES, or "both", the
+# objects drawn at the native scale and again as whole slices shrunk to the reconstruction
+# (phantoms once: they have no scale), so a penalty is fitted where crops of large slices and
+# whole small slices are both scored (docs/acquisition_ladder.md, "Penalties fitted at both
+# scales").
+OBJECT_SCALES = {"native": ("native",), "scored": ("scored",), "both": ("native", "scored")}
+
+
 def read_settings(config) -> CalibrateSettings:
     found = settings.block(CalibrateSettings, config)
     settings.check_sizes(config, "output_size", "max_views", "batch_size")
@@ -110,7 +118,9 @@ def read_settings(config) -> CalibrateSettings:
     if unknown or not found.checks:
         raise errors.InputError(f"config.checks must name some of {tuple(CHECKS)}, got "
                                 f"{found.checks!r}")
-    objects.check_scale(found.object_scale, "config.object_scale")
+    if found.object_scale not in OBJECT_SCALES:
+        raise errors.InputError(f"config.object_scale must be one of {tuple(OBJECT_SCALES)}, "
+                                f"got {found.object_scale!r}")
     sizes = found.centre_output_sizes
     if (not sizes or any(isinstance(size, bool) or not isinstance(size, int) for size in sizes)
             or list(sizes) != sorted(set(sizes)) or sizes[0] < centre_check.MIN_SIDE
@@ -198,6 +208,25 @@ def fit_output_line(loaded: checkpoints.LoadedModel, attenuation: np.ndarray,
                                                        "network": network, "lined": lined}
 
 
+def calibration_objects(config: CalibrateSettings, size: int) -> objects.Collection:
+    """The calibration objects for acquisitions of `size` px, at each of the config's scales
+    (OBJECT_SCALES) in turn; the phantoms with the first scale only, and the sources of a
+    later scale marked with it."""
+    parts = []
+    for index, scale in enumerate(OBJECT_SCALES[config.object_scale]):
+        found = objects.collect(config.grey, "", config.phantoms if index == 0 else 0,
+                                config.phantom_seed, acquisition.object_size(size), config.seed,
+                                scale=scale, scored_size=size)
+        marked = found.sources if index == 0 else tuple(f"{source} ({scale})"
+                                                        for source in found.sources)
+        parts.append(found._replace(sources=marked))
+    if not any(part.kinds for part in parts):
+        raise errors.InputError("no calibration objects: give config.grey or config.phantoms")
+    return objects.Collection(np.concatenate([part.attenuation for part in parts]),
+                              sum((part.kinds for part in parts), ()),
+                              sum((part.sources for part in parts), ()))
+
+
 def output_sizes(name: str, config: CalibrateSettings) -> tuple[int, ...]:
     """The acquisition sizes check `name` is fitted at: the first fit is the penalty's own, the
     others its `larger` ones."""
@@ -215,13 +244,7 @@ def run(config) -> dict:
         # The object holds an acquisition of its size (acquisition.object_size), so each size
         # has its own objects, from the same sources.
         if size not in found_by_size:
-            found = objects.collect(config.grey, "", config.phantoms, config.phantom_seed,
-                                    acquisition.object_size(size), config.seed,
-                                    scale=config.object_scale, scored_size=size)
-            if not found.kinds:
-                raise errors.InputError("no calibration objects: give config.grey or "
-                                        "config.phantoms")
-            found_by_size[size] = found
+            found_by_size[size] = calibration_objects(config, size)
         return found_by_size[size]
 
     output = pathlib.Path(config.output)

@@ -163,3 +163,34 @@ def test_probes_read_three_runs_and_gate_the_textures(tmp_path, capsys, spoil, f
     assert refused.value.code == 2 and "compare_own" in capsys.readouterr().err
     (tmp_path / "textures" / "ladder.csv").unlink()
     assert model_rules.main([str(tmp_path), "--probes"]) == 2
+
+
+def test_the_judge_keeps_runs_done_for_the_same_model_and_reruns_the_rest(tmp_path):
+    import os
+    import subprocess
+
+    # A stand-in python that records each run and makes its output folder; it fails the
+    # comparison when FAIL_COMPARE is set.
+    (tmp_path / "data" / "nmc532_nanoct" / "images").mkdir(parents=True)
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/bash\nfor a in "$@"; do case $a in --config.output=*) '
+                    'out="${a#--config.output=}"; mkdir -p "$out";; esac; done\n'
+                    'echo "$(basename "$out")" >> "$RUNS_LOG"\n'
+                    '[[ -n "${FAIL_COMPARE:-}" && "$out" == */compare ]] && exit 3\nexit 0\n')
+    fake.chmod(0o755)
+    runs_log = tmp_path / "runs.log"
+    script = pathlib.Path(__file__).parent.parent / "tools" / "judge_model.sh"
+
+    def judge(model: str, **extra) -> list[str]:
+        runs_log.write_text("")
+        env = dict(os.environ, DATA=str(tmp_path / "data"), PYTHON=str(fake), PROBES="1",
+                   RUNS_LOG=str(runs_log), **extra)
+        done = subprocess.run(["bash", str(script), model, str(tmp_path / "out"), "brisque"],
+                              env=env, capture_output=True, text=True)
+        return done.returncode, runs_log.read_text().split()
+
+    assert judge("one", FAIL_COMPARE="1") == (1, ["textures", "B256_scored", "compare"])
+    assert not (tmp_path / "out" / "compare.done").exists()  # a failed run is not marked done
+    assert judge("one") == (0, ["compare"])  # the runs done for this model are kept
+    assert judge("one") == (0, [])
+    assert judge("two") == (0, ["textures", "B256_scored", "compare"])  # another model: all again

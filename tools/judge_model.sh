@@ -9,8 +9,9 @@
 # MODEL: an exported model folder (empty string: the shipped one). BRISQUE_MODEL: a retrained
 # BRISQUE folder to reuse; without it the B run fits one on sub-volume A (OUT/B256/brisque_retrained).
 # DATA (default ../shared/data) is the shared data folder. Each run writes OUT/NAME and its log
-# OUT/NAME.log, and OUT/NAME.done once it succeeded; the cheapest runs come first. A run whose
-# OUT/NAME.done exists is skipped, so the full judge after the probes (same OUT) runs only the rest.
+# OUT/NAME.log, and OUT/NAME.done (naming MODEL) once it succeeded; the cheapest runs come first.
+# A run done before for the same MODEL is skipped, so the full judge after the probes (same OUT)
+# runs only the rest.
 set -euo pipefail
 MODEL=${1?usage: tools/judge_model.sh MODEL OUT [BRISQUE_MODEL]}
 OUT=${2?usage: tools/judge_model.sh MODEL OUT [BRISQUE_MODEL]}
@@ -39,9 +40,11 @@ LADDER="$PY -m launch.evaluate_acquisition --config.checkpoint=$MODEL"
 NO_PEERS="--config.brisque=False --config.filter_check=False"
 run() {  # NAME COMMAND...: the command's output to OUT/NAME.log, its time on the terminal
   local name=$1 started=$SECONDS; shift
-  if [ -e "$OUT/$name.done" ]; then echo "$name done before: kept"; return; fi
+  # Kept only for the same model: a folder judged for another one is run again.
+  if [ -e "$OUT/$name.done" ] && [ "$(cat "$OUT/$name.done")" = "model=$MODEL" ]; then
+    echo "$name done before for this model: kept"; return; fi
   "$@" --config.output="$OUT/$name" > "$OUT/$name.log" 2>&1 || { echo "$name failed: $OUT/$name.log" >&2; exit 1; }
-  touch "$OUT/$name.done"
+  echo "model=$MODEL" > "$OUT/$name.done"
   echo "$name $((SECONDS - started)) s"
 }
 full() { [ "$PROBES" = 1 ] || run "$@"; }  # a run the probes skip

@@ -181,7 +181,7 @@ def test_the_judge_keeps_runs_done_for_the_same_model_and_reruns_the_rest(tmp_pa
     runs_log = tmp_path / "runs.log"
     script = pathlib.Path(__file__).parent.parent / "tools" / "judge_model.sh"
 
-    def judge(model: str, **extra) -> list[str]:
+    def judge(model: str, **extra) -> tuple[int, list[str]]:
         runs_log.write_text("")
         env = dict(os.environ, DATA=str(tmp_path / "data"), PYTHON=str(fake), PROBES="1",
                    RUNS_LOG=str(runs_log), **extra)

@@ -239,10 +239,11 @@ class Collection(NamedTuple):
     sources: tuple[str, ...]  # file (with [page] for a volume's page), or the phantom's seed
 
 
-def check_scale(scale: str, key: str = "object scale") -> None:
-    """Refuses a scale outside SCALES, naming `key` (a config key where there is one)."""
-    if scale not in SCALES:
-        raise errors.InputError(f"{key} must be one of {SCALES}, got {scale!r}")
+def check_scale(scale: str, key: str = "object scale", allowed: tuple[str, ...] = SCALES) -> None:
+    """Refuses a scale outside `allowed` (SCALES, or a phase's own choices), naming `key` (a
+    config key where there is one)."""
+    if scale not in allowed:
+        raise errors.InputError(f"{key} must be one of {allowed}, got {scale!r}")
 
 
 def collect(grey: str, label_maps: str, phantoms: int, phantom_seed: int, size: int, seed: int,

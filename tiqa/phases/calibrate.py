@@ -118,9 +118,7 @@ def read_settings(config) -> CalibrateSettings:
     if unknown or not found.checks:
         raise errors.InputError(f"config.checks must name some of {tuple(CHECKS)}, got "
                                 f"{found.checks!r}")
-    if found.object_scale not in OBJECT_SCALES:
-        raise errors.InputError(f"config.object_scale must be one of {tuple(OBJECT_SCALES)}, "
-                                f"got {found.object_scale!r}")
+    objects.check_scale(found.object_scale, "config.object_scale", tuple(OBJECT_SCALES))
     sizes = found.centre_output_sizes
     if (not sizes or any(isinstance(size, bool) or not isinstance(size, int) for size in sizes)
             or list(sizes) != sorted(set(sizes)) or sizes[0] < centre_check.MIN_SIDE

@@ -57,6 +57,9 @@ def add_acquisition(config: ml_collections.ConfigDict) -> None:
     config.acquisition.texture_weight = 1.0
     config.acquisition.factors = ("photons", "gain_error", "views", "centre_offset",
                                   "detector_blur")
+    # One loss weight per factor's ladders, in the order of factors (empty: 1 each), e.g.
+    # (1.0, 1.0, 1.0, 2.0, 1.0) to weigh the centre-offset ladders twice.
+    config.acquisition.factor_weights = ()
     config.acquisition.output_size = 256  # reconstructed square; crops are cut from it
     # Banks of these sizes too, of the same objects, joined to the first: e.g. (256,) beside
     # output_size=512, to train at the scan's own pixels (`own_pixels`) on both sizes.

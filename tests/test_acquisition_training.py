@@ -323,6 +323,12 @@ def test_smooth_objects_ladders_left_out_get_weight_zero_in_batches():
     np.testing.assert_array_equal(
         batches.ladder_weights(["texture:fractal 1", "grey:a.tif", "texture:stone 2"], textures),
         [[0.5, 0.5, 0.125], [1, 1, 0.25], [0.5, 0.5, 0.125]])
+    # acquisition.factor_weights weighs each factor's ladders, in the order of the factors;
+    # the smooth objects' left-out ladders stay at 0 and the textures' take their own weight.
+    weighed = dataclasses.replace(textures, factor_weights=(3.0, 2.0))
+    np.testing.assert_array_equal(
+        batches.ladder_weights(["grey:a.tif", "smooth:b.tif", "texture:stone 2"], weighed),
+        [[3, 2, 0.25], [3, 0, 0.25], [1.5, 1, 0.125]])
     # In a batch, every image of a ladder carries its weight; the originals weigh 1.
     pool = _pool_with_ladders(count=2)
     # Object m's ladders are offset by 10 m, so a crop tells which object it came from.
@@ -490,6 +496,16 @@ def test_denoising_ladders_extend_a_cached_bank_without_simulating_it_again(tmp_
     rank.acquisition.texture_weight = -0.5
     with pytest.raises(errors.InputError, match=r"config\.acquisition\.texture_weight must be >= 0"):
         train_rank.read_settings(rank)
+    # Factor weights that are not one number >= 0 per factor name their key.
+    for weights in ((1.0,), (1.0, -1.0), (1.0, "2")):
+        rank = rank_config.get_config("smoke")
+        rank.acquisition.factors = ("photons", "views")
+        rank.acquisition.factor_weights = weights
+        with pytest.raises(errors.InputError, match=r"config\.acquisition\.factor_weights must be "
+                           r"empty or one weight >= 0 for each of config\.acquisition\.factors"):
+            train_rank.read_settings(rank)
+    rank.acquisition.factor_weights = (1.0, 2)
+    assert train_rank.read_settings(rank).source.ladders.factor_weights == (1.0, 2)
     # A ladder name that is neither a factor nor an extra ladder names its key.
     rank = rank_config.get_config("smoke")
     rank.acquisition.factors = ("photons", "few_photons")

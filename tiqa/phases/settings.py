@@ -103,6 +103,13 @@ def data_source(config, where: str = "config") -> DataSource:
     if source.ladders.denoising_ladder and "photons" not in source.ladders.factors:
         raise errors.InputError(f"{where}.acquisition.denoising_ladder needs 'photons' among "
                                 f"{where}.acquisition.factors, got {source.ladders.factors}")
+    factor_weights = source.ladders.factor_weights
+    if factor_weights and (len(factor_weights) != len(source.ladders.factors) or not all(
+            isinstance(weight, (int, float)) and not isinstance(weight, bool) and weight >= 0
+            for weight in factor_weights)):
+        raise errors.InputError(f"{where}.acquisition.factor_weights must be empty or one weight "
+                                f">= 0 for each of {where}.acquisition.factors "
+                                f"{tuple(source.ladders.factors)}, got {tuple(factor_weights)}")
     _check_ladder_weight(f"{where}.acquisition.denoising_weight",
                          source.ladders.denoising_weight, source.ladders.denoising_ladder,
                          f"{where}.acquisition.denoising_ladder is False: there is no "

@@ -104,6 +104,9 @@ class LadderSettings:
     # other objects set (docs/acquisition_ladder.md, "Textures in the 512 px bank only").
     texture_weight: float = 1.0
     factors: tuple[str, ...] = ("photons", "gain_error", "views", "centre_offset", "detector_blur")
+    # One loss weight per factor's ladders, in the order of `factors` (empty: 1 each): above 1,
+    # a factor the fine-tune would otherwise lose sight of pulls harder.
+    factor_weights: tuple[float, ...] = ()
     output_size: int = 256
     # Banks of these sizes too, of the same objects, joined to the first (`with_ladders`): so
     # that training at the scan's own pixels sees 256 and 512 px acquisitions alike. Each
@@ -210,11 +213,12 @@ def _joined(banks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def ladder_weights(names: Sequence[str], settings: LadderSettings) -> np.ndarray:
     """(M, L) weights of the bank's ladders: 0 for the factors of
     `settings.smooth_factors_left_out` on smooth objects (names "smooth:..."),
-    `settings.denoising_weight` for the denoising ladder, 1 elsewhere; every ladder of a
-    texture object (names "texture:...") times `settings.texture_weight`."""
+    `settings.denoising_weight` for the denoising ladder, each factor's weight in
+    `settings.factor_weights` (1 where it is empty) elsewhere; every ladder of a texture object
+    (names "texture:...") times `settings.texture_weight`."""
     left_out = np.array([factor in settings.smooth_factors_left_out for factor in settings.factors]
                         + [False] * int(settings.denoising_ladder))
-    weight = np.array([1.0] * len(settings.factors)
+    weight = np.array(list(settings.factor_weights or [1.0] * len(settings.factors))
                       + [settings.denoising_weight] * int(settings.denoising_ladder))
     smooth = np.array([str(name).startswith("smooth:") for name in names])
     texture = np.array([str(name).startswith("texture:") for name in names])

@@ -2,12 +2,14 @@
 
 import csv
 import importlib.util
+import os
 import pathlib
+import subprocess
 
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location(
-    "model_rules", pathlib.Path(__file__).parent.parent / "tools" / "model_rules.py")
+TOOLS = pathlib.Path(__file__).parent.parent / "tools"
+_SPEC = importlib.util.spec_from_file_location("model_rules", TOOLS / "model_rules.py")
 model_rules = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(model_rules)
 
@@ -166,9 +168,6 @@ def test_probes_read_three_runs_and_gate_the_textures(tmp_path, capsys, spoil, f
 
 
 def test_the_judge_keeps_runs_done_for_the_same_model_and_reruns_the_rest(tmp_path):
-    import os
-    import subprocess
-
     # A stand-in python that records each run and makes its output folder; it fails the
     # comparison when FAIL_COMPARE is set.
     (tmp_path / "data" / "nmc532_nanoct" / "images").mkdir(parents=True)
@@ -179,7 +178,7 @@ def test_the_judge_keeps_runs_done_for_the_same_model_and_reruns_the_rest(tmp_pa
                     '[[ -n "${FAIL_COMPARE:-}" && "$out" == */compare ]] && exit 3\nexit 0\n')
     fake.chmod(0o755)
     runs_log = tmp_path / "runs.log"
-    script = pathlib.Path(__file__).parent.parent / "tools" / "judge_model.sh"
+    script = TOOLS / "judge_model.sh"
 
     def judge(model: str, **extra) -> tuple[int, list[str]]:
         runs_log.write_text("")

@@ -46,6 +46,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # of the five factors, 'fixed' labels as the fine-tune's), folded into its output layer;
     # then the penalties on the lined network. Off: the network's scale is the fine-tune's.
     config.output_line = False
+    # The line through every acquisition ('acquisitions': least squares, flattened by the
+    # network's scatter across objects) or through the (factor, level) medians over the objects
+    # ('level_medians': each level's median score at its median label).
+    config.output_line_fit = "acquisitions"
     if variant == "smoke":
         config.output = "runs/smoke/calibrated"
         config.output_size, config.max_views = 80, 180

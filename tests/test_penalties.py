@@ -232,9 +232,40 @@ def test_calibration_refuses_an_unknown_check_naming_the_key():
         calibrate.read_settings(config)
 
 
+def test_the_line_through_the_level_medians_puts_each_level_s_median_score_at_its_label():
+    from tiqa.phases import calibrate
+
+    # Two factors, three objects, three levels. The (factor, level) medians over the objects
+    # lie on label = 0.5 x + 2 by construction; the objects scatter about them.
+    network = np.array([[[4.0, 3.0, 2.0], [4.0, 2.0, 1.0]],
+                        [[4.5, 2.5, 2.2], [4.4, 2.6, 0.6]],
+                        [[3.5, 3.4, 1.5], [3.9, 1.8, 1.3]]])
+    ladder_labels = np.broadcast_to(np.array([[4.0, 3.5, 3.0], [4.0, 3.0, 2.5]]), network.shape)
+    slope, intercept = calibrate.line_through(network, ladder_labels, "level_medians")
+    assert (slope, intercept) == (pytest.approx(0.5), pytest.approx(2.0))
+    # Through every acquisition: least squares from its normal equations, flattened by the
+    # scatter (the same labels, noisier scores).
+    design = np.stack([network.ravel(), np.ones(network.size)], axis=1)
+    expected = np.linalg.solve(design.T @ design, design.T @ ladder_labels.ravel())
+    every = calibrate.line_through(network, ladder_labels, "acquisitions")
+    np.testing.assert_allclose(every, expected, rtol=1e-9)
+    assert every[0] < 0.46
+
+
+def test_calibration_refuses_an_unknown_output_line_fit_naming_the_key():
+    from configs import calibrate as calibrate_config
+    from tiqa.phases import calibrate
+
+    config = calibrate_config.get_config("smoke")
+    config.output_line_fit = "medians"
+    with pytest.raises(errors.InputError, match=r"config\.output_line_fit must be one of"):
+        calibrate.read_settings(config)
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("fit", ["acquisitions", "level_medians"])
 def test_the_output_line_is_the_least_squares_line_to_the_fixed_labels_folded_into_the_network(
-        tmp_path):
+        tmp_path, fit):
     from configs import calibrate as calibrate_config
     from tiqa.phases import calibrate
 
@@ -242,6 +273,7 @@ def test_the_output_line_is_the_least_squares_line_to_the_fixed_labels_folded_in
     config = calibrate_config.get_config("smoke")
     config.checkpoint, config.output = str(tmp_path / "tiny"), str(tmp_path / "lined")
     config.phantoms, config.checks, config.output_line = 2, ("noise_check",), True
+    config.output_line_fit = fit
     config.max_views = 720  # the views ladder's ideal
     results = calibrate.run(config)
     line = results["output_line"]
@@ -254,12 +286,21 @@ def test_the_output_line_is_the_least_squares_line_to_the_fixed_labels_folded_in
     # pinned to 1 as under 'worst_level'.
     np.testing.assert_allclose(label[level == 0], config.reference_score)
     assert np.ptp(label[level == 5]) > 0.01
-    # The least-squares line, from the normal equations written out.
+    # The least-squares line, from the normal equations written out: through every
+    # acquisition, or through the (factor, level) medians over the two objects.
+    if fit == "level_medians":
+        key = [(row["factor"], int(row["level"])) for row in rows]
+        cells = sorted(set(key))
+        network = np.array([np.median(network[[k == cell for k in key]]) for cell in cells])
+        label = np.array([np.median(label[[k == cell for k in key]]) for cell in cells])
+        assert len(cells) == 5 * 6
     design = np.stack([network, np.ones_like(network)], axis=1)
     slope, intercept = np.linalg.solve(design.T @ design, design.T @ label)
+    assert line["fit"] == fit
     assert line["slope"] == pytest.approx(slope, rel=1e-6)
     assert line["intercept"] == pytest.approx(intercept, rel=1e-6, abs=1e-6)
-    assert line["rmse_lined"] <= line["rmse_network"]
+    if fit == "acquisitions":  # the least-squares line is the best line through them all
+        assert line["rmse_lined"] <= line["rmse_network"]
     # Folded into the exported network: its raw score is the line of the start's.
     lined = checkpoints.load_model(tmp_path / "lined")
     images = jax.random.uniform(jax.random.key(3), (4, 64, 64))

@@ -875,6 +875,24 @@ MUTATIONS = (
     Mutation("output_line_bias_unscaled", "folding a line leaves the output bias unscaled",
              (("tiqa/models/iqa.py", "lambda b: b * slope + intercept", "lambda b: b + intercept"),),
              ("tests/test_penalties.py",)),
+    Mutation("output_line_fit_ignored", "the output line is fitted through every acquisition "
+             "whatever config.output_line_fit says", (("tiqa/phases/calibrate.py",
+                                                       "line_through(network, ladder_labels, "
+                                                       "config.output_line_fit)",
+                                                       'line_through(network, ladder_labels, '
+                                                       '"acquisitions")'),),
+             ("tests/test_penalties.py",)),
+    Mutation("level_medians_as_means", "the line through the levels takes their means over the "
+             "objects, not their medians", (("tiqa/phases/calibrate.py",
+                                            "np.median(network, axis=0), np.median(ladder_labels, "
+                                            "axis=0)",
+                                            "np.mean(network, axis=0), np.mean(ladder_labels, "
+                                            "axis=0)"),), ("tests/test_penalties.py",)),
+    Mutation("output_line_fit_unchecked", "an unknown config.output_line_fit is accepted (and "
+             "fitted through every acquisition)", (("tiqa/phases/calibrate.py",
+                                                   "if found.output_line_fit not in "
+                                                   "OUTPUT_LINE_FITS:",
+                                                   "if False:"),), ("tests/test_penalties.py",)),
     Mutation("judge_keeps_any_model_s_runs", "the judge keeps runs done for another model",
              (("tools/judge_model.sh", '[ "$(cat "$OUT/$name.done")" = "model=$MODEL" ]', "true"),),
              ("tests/test_model_rules.py",)),

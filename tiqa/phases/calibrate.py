@@ -14,7 +14,8 @@ as the model has it), and the ladders' figures with and without each penalty.
 
 With `output_line`, the network's own scale is fitted first: a least-squares line from its
 score to the labels of the same objects' ladders of the five training factors, labelled as the
-fine-tune labels them ('fixed' normalisation), folded into the output layer, so the scale is
+fine-tune labels them ('fixed' normalisation), through every acquisition or through the level
+medians (`output_line_fit`), folded into the output layer, so the scale is
 the physics labels' and not the compromise a fine-tune strikes with the paper's kinds
 (docs/acquisition_ladder.md, "The network's line fitted on the ladders: round 88").
 """
@@ -98,6 +99,7 @@ class CalibrateSettings:
     reference_score: float
     batch_size: int
     output_line: bool
+    output_line_fit: str
 
 
 # The calibration objects' scales by config.object_scale: one of objects.SCALES, or "both", the
@@ -106,6 +108,13 @@ class CalibrateSettings:
 # whole small slices are both scored (docs/acquisition_ladder.md, "Penalties fitted at both
 # scales").
 OBJECT_SCALES = {"native": ("native",), "scored": ("scored",), "both": ("native", "scored")}
+
+# How the output line is fitted (config.output_line_fit): through every acquisition's (network,
+# label), the least-squares predictor of an acquisition's label, whose slope the network's
+# scatter across objects flattens, so the best levels read under their labels and the worst
+# above; or through the (factor, level) medians over the objects, so each level's median score
+# reads as its median label (docs/acquisition_ladder.md, "The line through the level medians").
+OUTPUT_LINE_FITS = ("acquisitions", "level_medians")
 
 
 def read_settings(config) -> CalibrateSettings:
@@ -119,6 +128,9 @@ def read_settings(config) -> CalibrateSettings:
         raise errors.InputError(f"config.checks must name some of {tuple(CHECKS)}, got "
                                 f"{found.checks!r}")
     objects.check_scale(found.object_scale, "config.object_scale", tuple(OBJECT_SCALES))
+    if found.output_line_fit not in OUTPUT_LINE_FITS:
+        raise errors.InputError(f"config.output_line_fit must be one of {OUTPUT_LINE_FITS}, got "
+                                f"{found.output_line_fit!r}")
     sizes = found.centre_output_sizes
     if (not sizes or any(isinstance(size, bool) or not isinstance(size, int) for size in sizes)
             or list(sizes) != sorted(set(sizes)) or sizes[0] < centre_check.MIN_SIDE
@@ -171,11 +183,22 @@ def fit_check(name: str, loaded: checkpoints.LoadedModel, attenuation: np.ndarra
                               "penalised": penalised}
 
 
+def line_through(network: np.ndarray, ladder_labels: np.ndarray, fit: str) -> tuple[float, float]:
+    """(slope, intercept) of label ~ slope * network + intercept for ladders' scores and labels
+    (M objects, F factors, levels), least squares through every acquisition or through the
+    (factor, level) medians over the objects (OUTPUT_LINE_FITS)."""
+    if fit == "level_medians":
+        network, ladder_labels = np.median(network, axis=0), np.median(ladder_labels, axis=0)
+    slope, intercept = np.polyfit(np.ravel(network), np.ravel(ladder_labels), 1)
+    return float(slope), float(intercept)
+
+
 def fit_output_line(loaded: checkpoints.LoadedModel, attenuation: np.ndarray,
                     config: CalibrateSettings) -> tuple[tuple[float, float], dict, dict]:
     """The line label ~ slope * network + intercept on the objects' ladders of the training
-    factors (centre crops at the model's view, labels as the fine-tune's 'fixed' ones), with
-    its figures and per-acquisition arrays (M, F, 6): label, network, lined."""
+    factors (centre crops at the model's view, labels as the fine-tune's 'fixed' ones), fitted
+    as config.output_line_fit says (`line_through`), with its figures and per-acquisition
+    arrays (M, F, 6): label, network, lined."""
     ladders = acquisition.ladders(attenuation, acquisition.LADDER_FACTORS,
                                   jax.random.key(config.seed), output_size=config.output_size,
                                   max_views=config.max_views)
@@ -189,19 +212,21 @@ def fit_output_line(loaded: checkpoints.LoadedModel, attenuation: np.ndarray,
                                   with_ring_check=False, with_noise_check=False)(
         crops.reshape((-1,) + crops.shape[-2:]))
     network = np.asarray(network, np.float64).reshape(ladder_labels.shape)
-    slope, intercept = np.polyfit(network.ravel(), ladder_labels.ravel(), 1)
+    slope, intercept = line_through(network, ladder_labels, config.output_line_fit)
     if not slope > 0:
         raise errors.InputError(f"config.output_line: the network's scores do not rise with the "
                                 f"ladders' labels (slope {slope:.3g}); its line is not fitted")
     lined = slope * network + intercept
-    figures = {"objects": count, "slope": float(slope), "intercept": float(intercept),
-               "factors": list(acquisition.LADDER_FACTORS), "output_size": config.output_size,
+    figures = {"objects": count, "fit": config.output_line_fit, "slope": float(slope),
+               "intercept": float(intercept), "factors": list(acquisition.LADDER_FACTORS),
+               "output_size": config.output_size,
                "rmse_network": evaluation.rmse(network.ravel(), ladder_labels.ravel()),
                "rmse_lined": evaluation.rmse(lined.ravel(), ladder_labels.ravel()),
                "ideal_median_network": float(np.median(network[:, :, 0])),
                "ideal_median_lined": float(np.median(lined[:, :, 0])),
                "level1_median_network": float(np.median(network[:, :, 1])),
-               "level1_median_lined": float(np.median(lined[:, :, 1]))}
+               "level1_median_lined": float(np.median(lined[:, :, 1])),
+               "level1_median_label": float(np.median(ladder_labels[:, :, 1]))}
     return (float(slope), float(intercept)), figures, {"label": ladder_labels,
                                                        "network": network, "lined": lined}
 
@@ -260,11 +285,13 @@ def run(config) -> dict:
                      for f, factor in enumerate(acquisition.LADDER_FACTORS)
                      for level in range(acquisition.NUM_LEVELS)]
         print(f"output_line: label = {line[0]:.4f} x network + {line[1]:.4f} "
-              f"({figures['objects']} objects, {len(acquisition.LADDER_FACTORS)} factors); RMSE against the labels "
+              f"({figures['objects']} objects, {len(acquisition.LADDER_FACTORS)} factors, fitted "
+              f"through the {figures['fit'].replace('_', ' ')}); RMSE against the labels "
               f"{figures['rmse_network']:.3f} -> {figures['rmse_lined']:.3f}; ideal acquisitions' "
               f"median {figures['ideal_median_network']:.2f} -> {figures['ideal_median_lined']:.2f}, "
               f"level 1 {figures['level1_median_network']:.2f} -> "
-              f"{figures['level1_median_lined']:.2f}")
+              f"{figures['level1_median_lined']:.2f} "
+              f"(labels {figures['level1_median_label']:.2f})")
         results["output_line"] = figures
         card["output_line"] = dict(figures, objects_from=config.grey, phantoms=config.phantoms,
                                    object_scale=config.object_scale)

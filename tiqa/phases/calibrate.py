@@ -217,8 +217,8 @@ def fit_output_line(loaded: checkpoints.LoadedModel, attenuation: np.ndarray,
         raise errors.InputError(f"config.output_line: the network's scores do not rise with the "
                                 f"ladders' labels (slope {slope:.3g}); its line is not fitted")
     lined = slope * network + intercept
-    figures = {"objects": count, "fit": config.output_line_fit, "slope": float(slope),
-               "intercept": float(intercept), "factors": list(acquisition.LADDER_FACTORS),
+    figures = {"objects": count, "fit": config.output_line_fit, "slope": slope,
+               "intercept": intercept, "factors": list(acquisition.LADDER_FACTORS),
                "output_size": config.output_size,
                "rmse_network": evaluation.rmse(network.ravel(), ladder_labels.ravel()),
                "rmse_lined": evaluation.rmse(lined.ravel(), ladder_labels.ravel()),
@@ -227,8 +227,8 @@ def fit_output_line(loaded: checkpoints.LoadedModel, attenuation: np.ndarray,
                "level1_median_network": float(np.median(network[:, :, 1])),
                "level1_median_lined": float(np.median(lined[:, :, 1])),
                "level1_median_label": float(np.median(ladder_labels[:, :, 1]))}
-    return (float(slope), float(intercept)), figures, {"label": ladder_labels,
-                                                       "network": network, "lined": lined}
+    return (slope, intercept), figures, {"label": ladder_labels, "network": network,
+                                         "lined": lined}
 
 
 def calibration_objects(config: CalibrateSettings, size: int) -> objects.Collection:
